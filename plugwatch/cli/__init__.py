@@ -1,0 +1,25 @@
+"""The `plugwatch` command: one entry point for operators and developers.
+
+Each sub-command group lives in its own module under `plugwatch.cli` and is registered in `_COMMANDS`.
+Commands build `Settings.from_env(os.environ)` themselves, so they read the same environment as the
+processes they inspect.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# module name under plugwatch.cli -> attribute holding the click command or group
+_COMMANDS: dict[str, str] = {
+}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """plugwatch: Enode webhooks in, 'plugged in at home' events out."""
+
+
+for _module, _attr in _COMMANDS.items():
+    main.add_command(getattr(importlib.import_module(f"plugwatch.cli.{_module}"), _attr))

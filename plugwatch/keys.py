@@ -1,0 +1,73 @@
+"""Every Redis key and RQ queue name plugwatch uses, in one place.
+
+The receiver and the worker never import each other; they agree through these names.
+
+Data flow through Redis:
+
+    receiver ─XADD─▶ INGEST_STREAM ─(drain job on INGEST_QUEUE)─▶ user state (USER_STATE)
+                                                               ├─XADD─▶ EVENTS_STREAM (all emitted events)
+                                                               └─XADD─▶ outbox_stream(url) per downstream URL
+    outbox_stream(url) ─(drain job on DELIVERY_QUEUE)─▶ POST to url; failures ─▶ RQ FailedJobRegistry
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "plugwatch"
+
+# --- RQ queues -------------------------------------------------------------------------------------
+INGEST_QUEUE = "plugwatch-ingest"
+DELIVERY_QUEUE = "plugwatch-delivery"
+DEAD_LETTER_QUEUE = "plugwatch-dead-letters"  # failed replayable delivery jobs live in its FailedJobRegistry
+ALL_QUEUES = (INGEST_QUEUE, DELIVERY_QUEUE, DEAD_LETTER_QUEUE)
+
+# Dotted paths of the RQ job functions (the receiver enqueues by path; it never imports worker/).
+DRAIN_INGEST_JOB = "worker.jobs.drain_ingest"
+
+# --- ingest ----------------------------------------------------------------------------------------
+INGEST_STREAM = f"{PREFIX}:ingest"  # fields: d (delivery id), b (raw body bytes), t (received, unix ms)
+INGEST_GROUP = "ingest"
+INGEST_ARMED = f"{PREFIX}:ingest:armed"  # set while a drain job is queued or running
+DEDUPE_PREFIX = f"{PREFIX}:dedupe:"  # + delivery id -> "1", TTL = dedupe window
+
+# --- quarantine (authentic but unusable input) -----------------------------------------------------
+QUARANTINE_STREAM = f"{PREFIX}:quarantine"  # fields: d, b, reason, at (ISO time), [event_index]
+
+# --- Enode heartbeat -------------------------------------------------------------------------------
+HEARTBEAT = f"{PREFIX}:heartbeat"  # hash: at (unix seconds, float), pending_events (int), created_at
+
+# --- state -----------------------------------------------------------------------------------------
+USER_STATE_PREFIX = f"{PREFIX}:user:"  # + Enode user id -> encoded UserState (msgpack)
+
+# --- emitted events --------------------------------------------------------------------------------
+EVENTS_STREAM = f"{PREFIX}:events"  # one field per entry: event (JSON text); MAXLEN ~ bounded
+EVENTS_STREAM_MAXLEN = 1_000_000
+OUTBOX_PREFIX = f"{PREFIX}:outbox:"  # + url_key(url): stream of events (field: event) waiting for that URL
+OUTBOX_GROUP = "delivery"
+DOWNSTREAM_URLS = f"{PREFIX}:downstream:urls"  # hash url_key -> url (so ops tools can name the URL)
+DOWNSTREAM_STATE_PREFIX = f"{PREFIX}:downstream:state:"  # + url_key -> hash (paused_until, disabled, ...)
+
+# --- metrics shared between worker processes -------------------------------------------------------
+COUNTERS = f"{PREFIX}:counters"  # hash name -> int, for counters every process and the CLI can read
+
+
+def dedupe_key(delivery_id: str) -> str:
+    return DEDUPE_PREFIX + delivery_id
+
+
+def user_state_key(user_id: str) -> str:
+    return USER_STATE_PREFIX + user_id
+
+
+def url_key(url: str) -> str:
+    """A short, stable, Redis-safe name for a downstream URL."""
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def outbox_stream(url: str) -> str:
+    return OUTBOX_PREFIX + url_key(url)
+
+
+def downstream_state_key(url: str) -> str:
+    return DOWNSTREAM_STATE_PREFIX + url_key(url)

@@ -1,0 +1,35 @@
+# Sourced by scripts/run and scripts/test: makes a fresh machine (Python >= 3.11 only) ready.
+# - installs uv when missing (from PyPI, into the user's Python)
+# - builds .venv at the project root from uv.lock (exact versions, no resolution)
+# - with PLUGWATCH_NEED_REDIS=1, installs Debian's redis-server when missing (root or passwordless sudo)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export UV_LINK_MODE=copy
+
+if command -v uv >/dev/null 2>&1; then
+  UV=(uv)
+else
+  PY="$(command -v python3 || command -v python)"
+  if ! "$PY" -m uv --version >/dev/null 2>&1; then
+    echo "bootstrap: installing uv" >&2
+    "$PY" -m pip install --quiet --disable-pip-version-check uv \
+      || "$PY" -m pip install --quiet --disable-pip-version-check --user uv
+  fi
+  UV=("$PY" -m uv)
+fi
+
+"${UV[@]}" sync --frozen --quiet
+
+if [[ "${PLUGWATCH_NEED_REDIS:-0}" == 1 ]] && ! command -v redis-server >/dev/null 2>&1; then
+  echo "bootstrap: installing redis-server (Debian package)" >&2
+  if [[ "$(id -u)" == 0 ]]; then SUDO=(); elif sudo -n true 2>/dev/null; then SUDO=(sudo -n); else
+    echo "bootstrap: redis-server is missing and this user cannot install packages; install 'redis-server'" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -qq >/dev/null
+  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+  # The package starts a system Redis on :6379; plugwatch's tests never use it (they start their own).
+fi
+export PATH="$ROOT/.venv/bin:$PATH"

@@ -1,0 +1,63 @@
+"""Shared fixtures: a private redis-server per test session (per xdist worker), fakeredis, settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import fakeredis
+import pytest
+import redis
+
+from plugwatch.settings import Settings
+from tests.support.servers import RedisServer
+
+TEST_SECRET = "test-secret-0123456789abcdef"
+TEST_DOWNSTREAM_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks example key
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private redis-server for the whole session (one per xdist worker). Use `redis_url` in tests."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's private Redis, emptied before the test."""
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()  # a previous test stopped it
+    client = redis_server.client()
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def real_redis(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def fake_redis() -> Iterator[redis.Redis]:
+    """An in-memory Redis (with Lua) for fast unit tests."""
+    client = fakeredis.FakeRedis()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own (with AOF), for tests that stop, kill or restart Redis."""
+    server = RedisServer(tmp_path / "redis", appendonly=True).start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return Settings(redis_url=redis_url, enode_webhook_secrets=(TEST_SECRET,))
