@@ -71,3 +71,15 @@ def outbox_stream(url: str) -> str:
 
 def downstream_state_key(url: str) -> str:
     return DOWNSTREAM_STATE_PREFIX + url_key(url)
+
+
+# --- downstream delivery ---------------------------------------------------------------------------
+DRAIN_OUTBOX_JOB = "worker.delivery.jobs.drain_outbox"  # args: (url,), on DELIVERY_QUEUE
+DEAD_LETTER_JOB = "worker.delivery.jobs.deliver_dead_letter"  # args: (url, event_json), on DEAD_LETTER_QUEUE
+OUTBOX_CONSUMER = "drainer"  # the one consumer name: a lease makes one drainer per URL at a time
+DOWNSTREAM_LEASE_PREFIX = f"{PREFIX}:downstream:lease:"  # + url_key -> "queued" or a drainer's token
+
+
+def downstream_lease_key(url: str) -> str:
+    """Set while a drain for `url` is queued ("queued") or running (the drainer's token)."""
+    return DOWNSTREAM_LEASE_PREFIX + url_key(url)

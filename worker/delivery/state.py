@@ -1,0 +1,99 @@
+"""Per-URL delivery state in Redis: the circuit breaker (paused/disabled) and the head event's attempts.
+
+One hash per downstream URL, `keys.downstream_state_key(url)`:
+
+    url              the URL itself (so ops tools can name it)
+    paused_until     unix seconds; no attempt before then (the breaker is open)
+    head             outbox entry id of the event being retried, attempts / first_failed_at / last_error
+    disabled         "1" after a 410 Gone (or an operator) stopped delivery; disabled_at, disabled_reason
+
+Only the URL's drainer (which holds the URL's lease) writes `paused_until` and `head*`; the CLI writes
+`disabled*` when an operator re-enables a URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import redis
+
+from plugwatch import keys
+
+_HEAD_FIELDS = ("head", "attempts", "last_error")
+
+
+@dataclass(frozen=True)
+class UrlState:
+    url: str
+    paused_until: float = 0.0
+    disabled: bool = False
+    disabled_at: float = 0.0
+    disabled_reason: str = ""
+    head: str = ""
+    attempts: int = 0
+    last_error: str = ""
+
+    def paused(self, now: float) -> bool:
+        return self.paused_until > now
+
+    @classmethod
+    def from_hash(cls, url: str, raw: Mapping[bytes, bytes]) -> UrlState:
+        fields = {key.decode(): value.decode(errors="replace") for key, value in raw.items()}
+        return cls(
+            url=url,
+            paused_until=float(fields.get("paused_until") or 0),
+            disabled=fields.get("disabled") == "1",
+            disabled_at=float(fields.get("disabled_at") or 0),
+            disabled_reason=fields.get("disabled_reason", ""),
+            head=fields.get("head", ""),
+            attempts=int(fields.get("attempts") or 0),
+            last_error=fields.get("last_error", ""),
+        )
+
+
+def read_states(connection: redis.Redis, urls: Iterable[str]) -> list[UrlState]:
+    """The state of each URL, in one round trip."""
+    urls = list(urls)
+    pipe = connection.pipeline(transaction=False)
+    for url in urls:
+        pipe.hgetall(keys.downstream_state_key(url))
+    return [UrlState.from_hash(url, raw) for url, raw in zip(urls, pipe.execute(), strict=True)]
+
+
+def read_state(connection: redis.Redis, url: str) -> UrlState:
+    return read_states(connection, [url])[0]
+
+
+def record_failure(
+    connection: redis.Redis, url: str, *, head: str, attempts: int, error: str, paused_until: float
+) -> None:
+    connection.hset(keys.downstream_state_key(url), mapping={
+        "url": url, "head": head, "attempts": attempts, "last_error": error[:500],
+        "paused_until": paused_until,
+    })
+
+
+def record_success(connection: redis.Redis, url: str) -> None:
+    """Close the breaker: forget the head's attempts and any pause."""
+    connection.hdel(keys.downstream_state_key(url), *_HEAD_FIELDS, "paused_until")
+
+
+def forget_head(connection: redis.Redis, url: str) -> None:
+    connection.hdel(keys.downstream_state_key(url), *_HEAD_FIELDS)
+
+
+def disable(connection: redis.Redis, url: str, *, reason: str, now: float) -> None:
+    connection.hset(keys.downstream_state_key(url), mapping={
+        "url": url, "disabled": "1", "disabled_at": now, "disabled_reason": reason[:500],
+    })
+
+
+def enable(connection: redis.Redis, url: str) -> bool:
+    """Re-enable a URL and close its breaker; returns whether it was disabled."""
+    key = keys.downstream_state_key(url)
+    pipe = connection.pipeline()
+    pipe.hget(key, "disabled")
+    pipe.hdel(key, "disabled", "disabled_at", "disabled_reason", *_HEAD_FIELDS, "paused_until")
+    was, _ = pipe.execute()
+    return bool(was == b"1")
