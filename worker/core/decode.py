@@ -1,0 +1,136 @@
+"""Tolerant decoding of one Enode webhook event (a dict parsed from JSON) into an observation.
+
+Tolerant means: unknown fields are ignored, unknown enum values are mapped, events for devices plugwatch does
+not track are `Ignored`. Only an event that names a tracked device but lacks what the rules need (ids,
+timestamps) or carries the wrong type in such a field raises `DecodeError`, which the shell quarantines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from worker.core.observations import (
+    ActionState,
+    ActionUpdated,
+    ChargerObserved,
+    DeviceDeleted,
+    Fact,
+    Ignored,
+    Observation,
+    VehicleObserved,
+)
+from worker.core.timestamps import parse_ms
+
+_CHARGE_KINDS = frozenset({"START", "STOP"})
+_CHARGE_TARGETS = frozenset({"vehicle", "charger"})
+
+
+class DecodeError(ValueError):
+    """An event plugwatch should understand but cannot; `reason` says why (kept with the quarantine entry)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def decode_event(raw: object) -> Observation | Ignored:
+    """Decode one element of a delivery's JSON array."""
+    if not isinstance(raw, Mapping):
+        raise DecodeError("event is not a JSON object")
+    name = raw.get("event")
+    if not isinstance(name, str):
+        raise DecodeError("event has no string 'event' name")
+    if name in ("system:heartbeat", "enode:webhook:test"):
+        return Ignored("system", name)
+    parts = name.split(":")
+    if len(parts) != 3 or parts[0] != "user":
+        return Ignored("other", f"unknown event {name}")
+    _, subject, verb = parts
+    if subject in ("vehicle", "charger") and verb in ("discovered", "updated", "deleted"):
+        return _decode_device(raw, subject, verb)
+    if subject in ("vendor-action", "charge-action") and verb == "updated":
+        return _decode_action(raw)
+    return Ignored("other", f"untracked event {name}")
+
+
+def _created_at(raw: Mapping[str, Any]) -> int:
+    at = parse_ms(raw.get("createdAt"))
+    if at is None:
+        raise DecodeError("createdAt is missing or not an ISO-8601 time")
+    return at
+
+
+def _str_id(container: Mapping[str, Any], key: str, where: str) -> str:
+    value = container.get(key)
+    if not isinstance(value, str) or not value:
+        raise DecodeError(f"{where}.{key} is missing or not a string")
+    return value
+
+
+def _user_id(raw: Mapping[str, Any], device: Mapping[str, Any]) -> str:
+    user = raw.get("user")
+    if isinstance(user, Mapping) and isinstance(user.get("id"), str) and user["id"]:
+        return str(user["id"])
+    return _str_id(device, "userId", "device")
+
+
+def _optional_id(container: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = container.get(key)
+    if value is None or isinstance(value, str):
+        return value or None
+    raise DecodeError(f"{where}.{key} is not a string or null")
+
+
+def _fact(obj: object, id_key: str, where: str, fallback_at: int) -> Fact | None:
+    """`{id_key: ..., "lastUpdated": ...}` -> Fact; a missing/null object -> None (nothing learnt)."""
+    if obj is None:
+        return None
+    if not isinstance(obj, Mapping):
+        raise DecodeError(f"{where} is not an object")
+    at = parse_ms(obj.get("lastUpdated"))
+    return Fact(at if at is not None else fallback_at, _optional_id(obj, id_key, where))
+
+
+def _decode_device(raw: Mapping[str, Any], subject: str, verb: str) -> Observation:
+    device = raw.get(subject)
+    if not isinstance(device, Mapping):
+        raise DecodeError(f"{subject} is missing or not an object")
+    created = _created_at(raw)
+    device_id = _str_id(device, "id", subject)
+    user_id = _user_id(raw, device)
+    if verb == "deleted":
+        return DeviceDeleted(user_id, "vehicle" if subject == "vehicle" else "charger", device_id, created)
+    plug_key = "pluggedInChargerId" if subject == "vehicle" else "pluggedInVehicleId"
+    plug = _fact(device.get("chargeState"), plug_key, f"{subject}.chargeState", created)
+    location = _fact(device.get("location"), "id", f"{subject}.location", created)
+    if subject == "vehicle":
+        return VehicleObserved(user_id, device_id, created, plug, location)
+    return ChargerObserved(user_id, device_id, created, plug, location)
+
+
+def _decode_action(raw: Mapping[str, Any]) -> Observation | Ignored:
+    action = raw.get("vendorAction", raw.get("chargeAction"))
+    if not isinstance(action, Mapping):
+        raise DecodeError("vendorAction is missing or not an object")
+    kind, target_type = action.get("kind"), action.get("targetType")
+    if kind not in _CHARGE_KINDS or target_type not in _CHARGE_TARGETS:
+        return Ignored("other", "not a START/STOP action on a vehicle or charger")
+    created = _created_at(raw)
+    reason = action.get("failureReason")
+    if reason is not None and not isinstance(reason, Mapping):
+        raise DecodeError("vendorAction.failureReason is not an object")
+    failure_type = _optional_id(reason, "type", "failureReason") if reason else None
+    failure_detail = _optional_id(reason, "detail", "failureReason") if reason else None
+    updated = parse_ms(action.get("updatedAt"))
+    return ActionUpdated(
+        user_id=_user_id(raw, action),
+        action_id=_str_id(action, "id", "vendorAction"),
+        target_type=target_type,
+        target_id=_str_id(action, "targetId", "vendorAction"),
+        action_kind=kind,
+        state=ActionState.parse(action.get("state")),
+        failure_type=failure_type,
+        failure_detail=failure_detail,
+        at=updated if updated is not None else created,
+    )

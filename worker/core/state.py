@@ -1,0 +1,81 @@
+"""What plugwatch remembers per Enode user: the newest facts per device, and what it has emitted.
+
+One `UserState` per user is the unit of atomic update (pairing only links devices of the same user).
+It is small (a vehicle with its charger encodes to ~150 bytes) and is encoded with msgpack.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from worker.core.observations import Fact
+
+MAX_RECENT_ACTIONS = 8  # terminal actions remembered per user, to ignore redelivered action updates
+MAX_TOMBSTONES = 8  # deleted device ids remembered per user, to ignore late updates about them
+STREAK_THRESHOLD = 10  # Enode clears a pairing's unlocked capabilities after ten failed commands
+
+
+class Home(msgspec.Struct, frozen=True, array_like=True):
+    """The vehicle is plugged into `charger_id`, and it and the charger are at `location_id`."""
+
+    charger_id: str
+    location_id: str
+
+
+class Vehicle(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    plug: Fact | None = None  # pluggedInChargerId
+    location: Fact | None = None  # location.id
+    home: Home | None = None  # the at-home fact last emitted (None: last emitted was "not at home")
+    sequence: int = 0  # the `sequence` of the last event emitted for this vehicle
+    failures: int = 0  # consecutive failed START/STOP actions since the last confirmed one
+    failure_times: tuple[int, ...] = ()  # the newest failures' times (at most STREAK_THRESHOLD)
+    confirmed_at: int = 0  # updatedAt of the newest CONFIRMED action
+    streak_reported: bool = False
+
+
+class Charger(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    plug: Fact | None = None  # pluggedInVehicleId
+    location: Fact | None = None  # location.id
+
+
+class UserState(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    vehicles: dict[str, Vehicle] = msgspec.field(default_factory=dict)
+    chargers: dict[str, Charger] = msgspec.field(default_factory=dict)
+    recent_actions: tuple[str, ...] = ()  # ids of the newest terminal actions seen, oldest first
+    tombstones: dict[str, int] = msgspec.field(default_factory=dict)  # deleted device id -> deleted at
+
+    def is_empty(self) -> bool:
+        """Nothing worth keeping: no live vehicle or charger (the store then deletes the key)."""
+        return not self.vehicles and not self.chargers
+
+    def facts(self) -> dict[str, object]:
+        """The order-independent part of the state: newest facts per device and who is at home.
+
+        Counters (`sequence`, failures) depend on which events were emitted, so they are left out.
+        """
+        return {
+            "vehicles": {vid: (v.plug, v.location, v.home) for vid, v in sorted(self.vehicles.items())},
+            "chargers": {cid: (c.plug, c.location) for cid, c in sorted(self.chargers.items())},
+            "tombstones": sorted(self.tombstones),
+        }
+
+    def unknown_chargers(self) -> frozenset[str]:
+        """Chargers a vehicle says it is plugged into that this user's state has never seen."""
+        return frozenset(
+            v.plug.value
+            for v in self.vehicles.values()
+            if v.plug is not None and v.plug.value is not None and v.plug.value not in self.chargers
+            and v.plug.value not in self.tombstones
+        )
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(UserState)
+
+
+def encode_state(state: UserState) -> bytes:
+    return _encoder.encode(state)
+
+
+def decode_state(raw: bytes | None) -> UserState:
+    return UserState() if raw is None else _decoder.decode(raw)
