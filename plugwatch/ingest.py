@@ -1,0 +1,188 @@
+"""Getting a delivery into Redis: classify it, then dedupe + store it in ONE Lua call, then arm a drain job.
+
+    classify(body) -> Batch                pure: how many events, enqueue? quarantine why? heartbeat?
+    script_call(delivery, ...) -> keys, args   for the INGEST_LUA script (register it once per client)
+    IngestResult(reply)                    what the script did
+    arm(connection) / enqueue_drain(...)   one RQ job `worker.ingest.drain_ingest` per drain cycle
+
+The script sets the dedupe mark and appends the delivery to the ingest stream (or the quarantine stream,
+or only the heartbeat hash) atomically, so a crash or a Redis error can never leave a delivery marked as
+seen but not stored. It then tries `SET plugwatch:ingest:armed 1 NX PX 60000`; only the caller that wins
+that SET enqueues the RQ drain job (RQ costs a few ms per job; one job drains many deliveries). A lost
+arming (crash between the script and the RQ enqueue) is repaired by the worker's pump.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import redis
+from rq import Queue, Retry
+
+from plugwatch import keys
+
+KNOWN_VERSIONS = frozenset({"2024-10-01"})
+HEARTBEAT_EVENT = "system:heartbeat"
+TEST_EVENT = "enode:webhook:test"
+ARMED_TTL_MS = 60_000
+DRAIN_JOB_TIMEOUT_SECONDS = 60
+DRAIN_JOB_RESULT_TTL_SECONDS = 60
+DRAIN_JOB_FAILURE_TTL_SECONDS = 7 * 24 * 3600
+
+
+class QuarantineReason(enum.StrEnum):
+    INVALID_JSON = "invalid_json"
+    NOT_AN_ARRAY = "not_an_array"
+    EMPTY_BATCH = "empty_batch"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_EVENT = "missing_event"
+    UNKNOWN_VERSION = "unknown_version"
+    INVALID_HEARTBEAT = "invalid_heartbeat"
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    pending_events: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What an authentic body holds, as far as ingest cares."""
+
+    events: int
+    enqueue: bool = False  # holds events for the worker
+    quarantine: QuarantineReason | None = None
+    heartbeat: Heartbeat | None = None  # the last system:heartbeat in the batch
+
+
+def classify(body: bytes) -> Batch:
+    """Decide what to do with an authentic body; never raises."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return Batch(events=0, quarantine=QuarantineReason.INVALID_JSON)
+    if not isinstance(parsed, list):
+        return Batch(events=0, quarantine=QuarantineReason.NOT_AN_ARRAY)
+    if not parsed:
+        return Batch(events=0, quarantine=QuarantineReason.EMPTY_BATCH)
+    enqueue, heartbeat = False, None
+    for event in parsed:
+        reason = _event_problem(event)
+        if reason is not None:
+            return Batch(events=len(parsed), quarantine=reason)
+        if event["event"] == HEARTBEAT_EVENT:
+            heartbeat = Heartbeat(event["pendingEvents"], str(event.get("createdAt", "")))
+        elif event["event"] != TEST_EVENT:
+            enqueue = True
+    return Batch(events=len(parsed), enqueue=enqueue, heartbeat=heartbeat)
+
+
+def _event_problem(event: Any) -> QuarantineReason | None:
+    if not isinstance(event, dict):
+        return QuarantineReason.NOT_AN_OBJECT
+    if not isinstance(event.get("event"), str):
+        return QuarantineReason.MISSING_EVENT
+    if event.get("version") not in KNOWN_VERSIONS:
+        return QuarantineReason.UNKNOWN_VERSION
+    if event["event"] == HEARTBEAT_EVENT:
+        pending = event.get("pendingEvents")
+        if not isinstance(pending, int) or isinstance(pending, bool) or pending < 0:
+            return QuarantineReason.INVALID_HEARTBEAT
+    return None
+
+
+class IngestResult(enum.StrEnum):
+    """The reply of INGEST_LUA."""
+
+    DUPLICATE = "duplicate"  # the delivery id was seen within the dedupe window: nothing written
+    ACCEPTED = "accepted"  # appended to the ingest stream; a drain job is already armed
+    ARMED = "armed"  # appended, and this caller armed the drain: it must enqueue the RQ job
+    QUARANTINED = "quarantined"  # appended to the quarantine stream
+    RECORDED = "recorded"  # heartbeat/test only: nothing to process
+
+
+INGEST_LUA = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[4]) then return 'duplicate' end
+if ARGV[6] ~= '' then
+  redis.call('XADD', KEYS[3], '*', 'd', ARGV[1], 'b', ARGV[2], 'reason', ARGV[6], 'at', ARGV[7])
+  return 'quarantined'
+end
+if ARGV[8] ~= '' then
+  redis.call('HSET', KEYS[4], 'at', ARGV[11], 'pending_events', ARGV[8], 'created_at', ARGV[9])
+end
+if ARGV[5] ~= '1' then return 'recorded' end
+redis.call('XADD', KEYS[2], '*', 'd', ARGV[1], 'b', ARGV[2], 't', ARGV[3])
+if redis.call('SET', KEYS[5], '1', 'NX', 'PX', ARGV[10]) then return 'armed' end
+return 'accepted'
+"""
+
+
+def iso_time(unix_seconds: float) -> str:
+    """`2025-03-14T18:30:00.000Z`: the time format of quarantine entries."""
+    return datetime.fromtimestamp(unix_seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def script_call(
+    delivery_id: str, body: bytes, batch: Batch, *, now: float, dedupe_ttl_seconds: int
+) -> tuple[list[str], list[str | bytes | int]]:
+    """KEYS and ARGV for INGEST_LUA (`now` in unix seconds)."""
+    pending, created_at = ("", "") if batch.heartbeat is None else (
+        batch.heartbeat.pending_events, batch.heartbeat.created_at)
+    script_keys = [keys.dedupe_key(delivery_id), keys.INGEST_STREAM, keys.QUARANTINE_STREAM,
+                   keys.HEARTBEAT, keys.INGEST_ARMED]
+    args: list[str | bytes | int] = [
+        delivery_id, body, int(now * 1000), dedupe_ttl_seconds, "1" if batch.enqueue else "0",
+        batch.quarantine or "", iso_time(now),
+        pending, created_at, ARMED_TTL_MS, f"{now:.3f}",
+    ]
+    return script_keys, args
+
+
+def result_of(reply: bytes | str) -> IngestResult:
+    return IngestResult(reply.decode() if isinstance(reply, bytes) else reply)
+
+
+def enqueue_drain(connection: redis.Redis) -> str:
+    """Enqueue one drain job on the ingest queue (call after winning the armed key); return its job id."""
+    job = Queue(keys.INGEST_QUEUE, connection=connection).enqueue_call(
+        keys.DRAIN_INGEST_JOB,
+        job_id=f"drain-ingest-{uuid.uuid4().hex}",
+        timeout=DRAIN_JOB_TIMEOUT_SECONDS,
+        result_ttl=DRAIN_JOB_RESULT_TTL_SECONDS,
+        failure_ttl=DRAIN_JOB_FAILURE_TTL_SECONDS,
+        retry=Retry(max=3, interval=[1, 5, 15]),
+    )
+    return str(job.id)
+
+
+def enqueue_after_arming(connection: redis.Redis) -> str:
+    """Enqueue the drain job for an armed key we own; on failure release the key so the pump re-arms."""
+    try:
+        return enqueue_drain(connection)
+    except redis.RedisError:
+        with contextlib.suppress(redis.RedisError):  # else the key expires within ARMED_TTL_MS
+            connection.delete(keys.INGEST_ARMED)
+        raise
+
+
+def arm(connection: redis.Redis) -> str | None:
+    """Arm and enqueue a drain job unless one is armed already; return the new job id, if any."""
+    if not connection.set(keys.INGEST_ARMED, "1", nx=True, px=ARMED_TTL_MS):
+        return None
+    return enqueue_after_arming(connection)
+
+
+def requeue(pipe: redis.client.Pipeline, delivery_id: str, body: bytes, *, now: float) -> None:
+    """Queue on `pipe` an append of the delivery to the ingest stream, bypassing dedupe (operator replays).
+
+    The caller executes the pipeline (a MULTI, with whatever must happen atomically alongside) and then
+    calls `arm`.
+    """
+    pipe.xadd(keys.INGEST_STREAM, {"d": delivery_id, "b": body, "t": int(now * 1000)})

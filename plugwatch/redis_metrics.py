@@ -1,0 +1,147 @@
+"""A Prometheus collector that reads plugwatch's state from Redis at scrape time (receiver and worker).
+
+    plugwatch_queue_depth{queue}               entries/jobs waiting (stream: XLEN; RQ queue: LLEN)
+    plugwatch_queue_oldest_age_seconds{queue}  age of the oldest waiting one (0 when empty)
+    plugwatch_quarantine_entries               entries in the quarantine stream
+    plugwatch_enode_heartbeat_age_seconds      now - time of the last system:heartbeat (absent before one)
+    plugwatch_enode_pending_events             Enode's pendingEvents from that heartbeat
+    plugwatch_redis_up                         1 when the scrape could read Redis, else 0
+
+Queues are described by `StreamQueue` (a stream whose processed entries are deleted, like the ingest
+stream) and `RQQueue`; pass `queues=` a callable returning them to add more (e.g. outbox streams).
+The collector is synchronous (prometheus_client calls it from the scraping thread) and never raises:
+a Redis error yields `plugwatch_redis_up 0` and no other samples.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import structlog
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from rq.job import Job
+from rq.queue import Queue
+from rq.utils import utcparse
+
+from plugwatch import keys
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamQueue:
+    label: str
+    key: str
+
+
+@dataclass(frozen=True)
+class RQQueue:
+    name: str
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    @property
+    def key(self) -> str:
+        return Queue.redis_queue_namespace_prefix + self.name
+
+
+QueueSpec = StreamQueue | RQQueue
+
+
+def default_queues(_connection: redis.Redis | None = None) -> Sequence[QueueSpec]:
+    """The ingest stream and every RQ queue of keys.ALL_QUEUES."""
+    return (StreamQueue("ingest", keys.INGEST_STREAM), *(RQQueue(name) for name in keys.ALL_QUEUES))
+
+
+class RedisCollector(Collector):
+    def __init__(
+        self,
+        connection: redis.Redis,
+        *,
+        queues: Callable[[redis.Redis], Iterable[QueueSpec]] = default_queues,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._connection = connection
+        self._queues = queues
+        self._clock = clock
+
+    def describe(self) -> Iterable[Metric]:
+        """Names only: registering the collector must not touch Redis."""
+        return _families()
+
+    def collect(self) -> Iterable[Metric]:
+        families = _families()
+        up = families[-1]
+        try:
+            self._fill(families)
+        except (redis.RedisError, OSError) as error:
+            log.warning("metrics.redis_unavailable", error=repr(error))
+            up.add_metric([], 0)
+            return [up]
+        up.add_metric([], 1)
+        return families
+
+    def _fill(self, families: list[GaugeMetricFamily]) -> None:
+        depth, oldest, quarantine, heartbeat_age, pending, _up = families
+        specs = list(self._queues(self._connection))
+        pipe = self._connection.pipeline(transaction=False)
+        for spec in specs:
+            if isinstance(spec, StreamQueue):
+                pipe.xlen(spec.key)
+                pipe.xrange(spec.key, count=1)
+            else:
+                pipe.llen(spec.key)
+                pipe.lindex(spec.key, 0)
+        pipe.xlen(keys.QUARANTINE_STREAM)
+        pipe.hmget(keys.HEARTBEAT, ["at", "pending_events"])
+        replies = pipe.execute()
+        now = self._clock()
+        heads = [replies[2 * i + 1] for i in range(len(specs))]
+        ages = self._oldest_ages(specs, heads, now)
+        for i, spec in enumerate(specs):
+            depth.add_metric([spec.label], int(replies[2 * i]))
+            oldest.add_metric([spec.label], ages[i])
+        quarantine.add_metric([], int(replies[-2]))
+        at, pending_events = replies[-1]
+        if at is not None:
+            heartbeat_age.add_metric([], max(0.0, now - float(at)))
+        if pending_events is not None:
+            pending.add_metric([], int(pending_events))
+
+    def _oldest_ages(self, specs: Sequence[QueueSpec], heads: Sequence[Any], now: float) -> list[float]:
+        """Age of each queue's oldest entry: from the stream id, or the RQ job's enqueued_at."""
+        ages = [0.0] * len(specs)
+        job_heads: list[tuple[int, bytes]] = []
+        for i, (spec, head) in enumerate(zip(specs, heads, strict=True)):
+            if isinstance(spec, StreamQueue) and head:
+                entry_id = head[0][0]
+                ages[i] = max(0.0, now - int(entry_id.split(b"-")[0]) / 1000)
+            elif isinstance(spec, RQQueue) and head is not None:
+                job_heads.append((i, head))
+        if job_heads:
+            pipe = self._connection.pipeline(transaction=False)
+            for _, job_id in job_heads:
+                pipe.hget(Job.key_for(job_id.decode()), "enqueued_at")
+            for (i, _), enqueued_at in zip(job_heads, pipe.execute(), strict=True):
+                if enqueued_at:
+                    ages[i] = max(0.0, now - utcparse(enqueued_at.decode()).timestamp())
+        return ages
+
+
+def _families() -> list[GaugeMetricFamily]:
+    return [
+        GaugeMetricFamily("plugwatch_queue_depth", "Entries or jobs waiting in a queue", labels=["queue"]),
+        GaugeMetricFamily("plugwatch_queue_oldest_age_seconds", "Age of the oldest waiting entry or job",
+                          labels=["queue"]),
+        GaugeMetricFamily("plugwatch_quarantine_entries", "Entries in the quarantine stream"),
+        GaugeMetricFamily("plugwatch_enode_heartbeat_age_seconds", "Seconds since Enode's last heartbeat"),
+        GaugeMetricFamily("plugwatch_enode_pending_events", "pendingEvents of Enode's last heartbeat"),
+        GaugeMetricFamily("plugwatch_redis_up", "1 when the last scrape could read Redis"),
+    ]

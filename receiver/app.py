@@ -1,0 +1,102 @@
+"""The receiver process: where everything is wired (`create_app`) and the uvicorn factory (`app_from_env`).
+
+    uvicorn receiver.app:app_from_env --factory     (Procfile `web:`)
+
+Routes: POST /webhooks/enode (receiver.webhook), GET /healthz (process alive, no I/O),
+GET /readyz (Redis PING within the Redis budget: 200 or 503), GET /metrics (Prometheus text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+
+import redis
+import redis.asyncio
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.backoff import ExponentialBackoff
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from plugwatch.logs import configure_logging
+from plugwatch.settings import Settings
+from receiver.metrics import ReceiverMetrics
+from receiver.webhook import WebhookEndpoint
+
+log = structlog.get_logger(__name__)
+
+
+def _async_client(settings: Settings) -> redis.asyncio.Redis:
+    timeout = settings.redis_timeout_seconds
+    retry = redis.asyncio.retry.Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=2)
+    return redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=timeout,
+                                        socket_connect_timeout=timeout, retry=retry)
+
+
+def _sync_client(settings: Settings) -> redis.Redis:
+    timeout = settings.redis_timeout_seconds
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    redis: redis.asyncio.Redis | None = None,
+    sync_redis: redis.Redis | None = None,
+) -> Starlette:
+    """The receiver for `settings`; tests may inject Redis clients (e.g. fakeredis on one FakeServer)."""
+    owned_async = redis is None
+    owned_sync = sync_redis is None
+    connection = redis if redis is not None else _async_client(settings)
+    sync_connection = sync_redis if sync_redis is not None else _sync_client(settings)
+    metrics = ReceiverMetrics.create(sync_connection)
+    webhook = WebhookEndpoint(settings, connection, sync_connection, metrics)
+
+    async def healthz(_: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(_: Request) -> Response:
+        try:
+            async with asyncio.timeout(settings.redis_timeout_seconds):
+                await connection.ping()
+        except (Exception, TimeoutError) as error:  # any failure to PING means "not ready"
+            log.warning("readiness.failed", error=repr(error))
+            return PlainTextResponse("redis unavailable", status_code=503)
+        return PlainTextResponse("ready")
+
+    async def metrics_endpoint(_: Request) -> Response:
+        text = await run_in_threadpool(generate_latest, metrics.registry)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        log.info("receiver.started", secrets=len(settings.enode_webhook_secrets),
+                 max_body_bytes=settings.max_body_bytes)
+        yield
+        if owned_async:
+            await connection.aclose()
+        if owned_sync:
+            sync_connection.close()
+
+    routes = [
+        Route("/webhooks/enode", webhook.__call__, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.metrics = metrics
+    return app
+
+
+def app_from_env() -> Starlette:
+    """uvicorn's factory: settings from the environment (fails fast), logging configured once."""
+    settings = Settings.from_env(os.environ)
+    configure_logging(settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,53 @@
+"""The receiver's own Prometheus metrics, in a registry per app (tests build many apps)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import redis
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from plugwatch.redis_metrics import RedisCollector
+from receiver.signature import SignatureFailure
+
+_ENQUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Outcome(enum.StrEnum):
+    """How a POST /webhooks/enode ended (the `outcome` label and log field)."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"
+    HEARTBEAT = "heartbeat"
+    TEST = "test"
+    UNAUTHORIZED = "unauthorized"
+    TOO_LARGE = "too_large"
+    UNAVAILABLE = "unavailable"
+    BAD_REQUEST = "bad_request"
+
+
+@dataclass(frozen=True)
+class ReceiverMetrics:
+    registry: CollectorRegistry
+    requests: Counter
+    signature_failures: Counter
+    enqueue_seconds: Histogram
+
+    @classmethod
+    def create(cls, connection: redis.Redis) -> ReceiverMetrics:
+        """A fresh registry with the receiver's metrics and the Redis-backed collector (read at scrape)."""
+        registry = CollectorRegistry()
+        requests = Counter("plugwatch_receiver_requests", "Webhook deliveries by outcome", ["outcome"],
+                           registry=registry)
+        failures = Counter("plugwatch_receiver_signature_failures", "Refused signatures by reason",
+                           ["reason"], registry=registry)
+        enqueue = Histogram("plugwatch_receiver_enqueue_seconds", "Time of the ingest Redis call",
+                            buckets=_ENQUEUE_BUCKETS, registry=registry)
+        for outcome in Outcome:
+            requests.labels(outcome.value)
+        for reason in SignatureFailure:
+            failures.labels(reason.value)
+        registry.register(RedisCollector(connection))
+        return cls(registry, requests, failures, enqueue)

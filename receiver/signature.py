@@ -1,0 +1,54 @@
+"""Enode webhook signatures: `x-enode-signature: sha1=<hex HMAC-SHA1 of the raw body>`.
+
+The header is checked strictly, before and apart from the HMAC: exactly `sha1=` followed by 40
+lowercase hexadecimal characters (what Enode sends). Anything else — absent, empty, another prefix,
+uppercase or non-hex digits, a doubled `=`, the wrong length, surrounding spaces, several headers —
+is refused with a reason, never an exception. The digest is compared in constant time against every
+configured secret, so a secret can be rotated by configuring the old and the new one together.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import re
+from collections.abc import Sequence
+
+SIGNATURE_HEADER = "x-enode-signature"
+_WELL_FORMED = re.compile(r"sha1=[0-9a-f]{40}")
+
+
+class SignatureFailure(enum.StrEnum):
+    """Why a signature was refused (the `reason` label of `plugwatch_receiver_signature_failures_total`)."""
+
+    MISSING = "missing"  # no header, or an empty one
+    MALFORMED = "malformed"  # not exactly `sha1=` + 40 lowercase hex characters, or several headers
+    MISMATCH = "mismatch"  # well formed, but no configured secret produces it
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The header value Enode sends for `body` signed with `secret`."""
+    return "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+
+
+def check_header(values: Sequence[str]) -> SignatureFailure | None:
+    """Check the shape of the signature header(s) without touching the body; None when well formed."""
+    if not values or (len(values) == 1 and not values[0]):
+        return SignatureFailure.MISSING
+    if len(values) > 1 or _WELL_FORMED.fullmatch(values[0]) is None:
+        return SignatureFailure.MALFORMED
+    return None
+
+
+def verify(body: bytes, values: Sequence[str], secrets: Sequence[bytes]) -> SignatureFailure | None:
+    """None when `values` (the header's values) is a valid signature of `body` under one of `secrets`."""
+    failure = check_header(values)
+    if failure is not None:
+        return failure
+    given = values[0].encode("ascii")  # well formed: pure ASCII
+    matched = False
+    for secret in secrets:  # no early exit: the time does not tell which secret matched
+        expected = b"sha1=" + hmac.new(secret, body, hashlib.sha1).hexdigest().encode("ascii")
+        matched |= hmac.compare_digest(expected, given)
+    return None if matched else SignatureFailure.MISMATCH
