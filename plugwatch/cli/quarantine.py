@@ -1,0 +1,114 @@
+"""`plugwatch quarantine list|show|replay|purge`: inspect and act on authentic input plugwatch set aside."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+
+import click
+import redis
+
+from plugwatch import quarantine as store
+from plugwatch.settings import Settings
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _connect() -> redis.Redis:
+    settings = Settings.from_env(os.environ, require_enode_secret=False)
+    timeout = max(settings.redis_timeout_seconds, 5.0)
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def _seconds(text: str) -> int:
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise click.BadParameter(f"{text!r}: use e.g. 30m, 12h or 7d")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+@click.group("quarantine")
+def quarantine() -> None:
+    """Deliveries and events that were authentic but unusable (stream plugwatch:quarantine)."""
+
+
+@quarantine.command("list")
+@click.option("--limit", default=50, show_default=True, help="How many entries to show.")
+@click.option("--after", default="-", help="Show entries after this entry id (paging).")
+def list_entries(limit: int, after: str) -> None:
+    """List entries, oldest first: id, time, reason, delivery id, event index, body size."""
+    connection = _connect()
+    rows = store.entries(connection, after=after, limit=limit)
+    for entry in rows:
+        index = "-" if entry.event_index is None else str(entry.event_index)
+        click.echo(f"{entry.id}\t{entry.at}\t{entry.reason}\t{entry.delivery_id}\t{index}\t{len(entry.body)}B")
+    click.echo(f"{len(rows)} shown, {store.count(connection)} in quarantine", err=True)
+
+
+@quarantine.command("show")
+@click.argument("entry_id")
+def show(entry_id: str) -> None:
+    """Print one entry's fields, then its raw body."""
+    entry = store.get(_connect(), entry_id)
+    if entry is None:
+        raise click.ClickException(f"no quarantine entry {entry_id}")
+    click.echo(f"id: {entry.id}\ndelivery: {entry.delivery_id}\nreason: {entry.reason}\nat: {entry.at}")
+    if entry.event_index is not None:
+        click.echo(f"event_index: {entry.event_index}")
+    click.echo("")
+    sys.stdout.flush()
+    sys.stdout.buffer.write(entry.body + b"\n")
+
+
+@quarantine.command("replay")
+@click.argument("entry_ids", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every entry.")
+@click.option("--force", is_flag=True, help="Replay even entries whose body still fails the ingest checks.")
+def replay(entry_ids: tuple[str, ...], replay_all: bool, force: bool) -> None:
+    """Put entries back on the ingest stream (removing them from quarantine) and arm a drain job."""
+    connection = _connect()
+    ids = _selected(connection, entry_ids, replay_all)
+    failed = 0
+    for entry_id in ids:
+        outcome = store.replay(connection, entry_id, now=time.time(), force=force)
+        click.echo(f"{entry_id}\t{outcome.value}")
+        failed += outcome is not store.ReplayOutcome.REPLAYED
+    if failed:
+        raise click.ClickException(f"{failed} of {len(ids)} entries not replayed")
+
+
+@quarantine.command("purge")
+@click.argument("entry_ids", nargs=-1)
+@click.option("--all", "purge_all", is_flag=True, help="Delete every entry.")
+@click.option("--older-than", default=None, help="Delete entries older than this (e.g. 7d, 12h).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge(entry_ids: tuple[str, ...], purge_all: bool, older_than: str | None, yes: bool) -> None:
+    """Delete entries for good: by id, all of them, or those older than a duration."""
+    if sum((bool(entry_ids), purge_all, older_than is not None)) != 1:
+        raise click.UsageError("give entry ids, --all or --older-than (exactly one)")
+    if not yes:
+        click.confirm("Delete these quarantine entries for good?", abort=True)
+    connection = _connect()
+    if purge_all:
+        removed = store.purge_all(connection)
+    elif older_than is not None:
+        removed = store.purge_before(connection, time.time() - _seconds(older_than))
+    else:
+        removed = store.purge(connection, entry_ids)
+    click.echo(f"{removed} entries purged")
+
+
+def _selected(connection: redis.Redis, entry_ids: tuple[str, ...], everything: bool) -> list[str]:
+    if bool(entry_ids) == everything:
+        raise click.UsageError("give entry ids or --all (exactly one)")
+    if entry_ids:
+        return list(entry_ids)
+    ids: list[str] = []
+    after = "-"
+    while batch := store.entries(connection, after=after, limit=500):
+        ids.extend(entry.id for entry in batch)
+        after = batch[-1].id
+    return ids
