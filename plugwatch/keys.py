@@ -83,3 +83,13 @@ DOWNSTREAM_LEASE_PREFIX = f"{PREFIX}:downstream:lease:"  # + url_key -> "queued"
 def downstream_lease_key(url: str) -> str:
     """Set while a drain for `url` is queued ("queued") or running (the drainer's token)."""
     return DOWNSTREAM_LEASE_PREFIX + url_key(url)
+
+
+# --- worker ingest ---------------------------------------------------------------------------------
+# Under load a drain job arms helper drains (slots 1..N-1) so several worker processes drain at once;
+# slot 0 is INGEST_ARMED itself (the receiver's).
+
+
+def ingest_armed_key(slot: int) -> str:
+    """Set while the drain job of `slot` is queued or running (slot 0: INGEST_ARMED)."""
+    return INGEST_ARMED if slot == 0 else f"{INGEST_ARMED}:{slot}"
