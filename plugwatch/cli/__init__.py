@@ -14,6 +14,7 @@ import click
 # module name under plugwatch.cli -> attribute holding the click command or group
 _COMMANDS: dict[str, str] = {
     "quarantine": "quarantine",
+    "simulate": "simulate",
 }
 
 
