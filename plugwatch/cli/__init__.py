@@ -13,6 +13,7 @@ import click
 
 # module name under plugwatch.cli -> attribute holding the click command or group
 _COMMANDS: dict[str, str] = {
+    "status": "status",
     "quarantine": "quarantine",
     "simulate": "simulate",
 }

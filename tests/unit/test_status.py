@@ -1,0 +1,138 @@
+"""`plugwatch status`: a snapshot of queues, dead letters, quarantine, heartbeat and downstream URLs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+from click.testing import CliRunner
+from rq import Queue
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+
+from plugwatch import keys
+from plugwatch.cli import main
+from plugwatch.status import UrlHealth, read_status, render_text
+from worker.delivery.state import disable, record_failure
+
+NOW = 1_800_000_000.0
+URL_A = "https://a.example/hooks/plugwatch"
+URL_B = "https://b.example/hooks/plugwatch"
+
+
+def _queue(status, label):
+    return next(queue for queue in status.queues if queue.queue == label)
+
+
+def _add_dead_letter(connection: redis.Redis) -> None:
+    job = Job.create("worker.delivery.jobs.deliver_dead_letter", args=(URL_A, "{}"), connection=connection,
+                     origin=keys.DEAD_LETTER_QUEUE)
+    job.save()
+    FailedJobRegistry(keys.DEAD_LETTER_QUEUE, connection=connection).add(job, ttl=3600, exc_string="boom")
+
+
+def test_empty_redis_reports_every_queue_empty_and_no_heartbeat(fake_redis: redis.Redis) -> None:
+    status = read_status(fake_redis, [], NOW)
+    assert {queue.queue for queue in status.queues} >= {"ingest", *keys.ALL_QUEUES}
+    assert all(queue.depth == 0 and queue.oldest_age_seconds == 0 for queue in status.queues)
+    assert (status.dead_letters, status.quarantine, status.heartbeat, status.downstream) == (0, 0, None, ())
+    assert "no heartbeat received yet" in render_text(status)
+
+
+def test_no_worker_needs_attention(fake_redis: redis.Redis) -> None:
+    assert read_status(fake_redis, [], NOW).workers == 0
+    assert read_status(fake_redis, [], NOW).needs_attention
+
+
+def test_ingest_backlog_depth_and_oldest_age_come_from_the_stream(fake_redis: redis.Redis) -> None:
+    oldest_ms = int((NOW - 90) * 1000)
+    fake_redis.xadd(keys.INGEST_STREAM, {"d": "a", "b": b"[]", "t": oldest_ms}, id=f"{oldest_ms}-0")
+    fake_redis.xadd(keys.INGEST_STREAM, {"d": "b", "b": b"[]", "t": oldest_ms + 5}, id=f"{oldest_ms + 5000}-0")
+    ingest = _queue(read_status(fake_redis, [], NOW), "ingest")
+    assert (ingest.depth, ingest.oldest_age_seconds, ingest.failed_jobs) == (2, 90.0, None)
+
+
+def test_rq_queue_depth_and_age_of_the_oldest_job(fake_redis: redis.Redis) -> None:
+    Queue(keys.DELIVERY_QUEUE, connection=fake_redis).enqueue("os.getcwd")
+    delivery = _queue(read_status(fake_redis, [], time.time() + 30), keys.DELIVERY_QUEUE)
+    assert delivery.depth == 1
+    assert 29 <= delivery.oldest_age_seconds <= 60
+    assert delivery.failed_jobs == 0
+
+
+def test_outbox_of_each_configured_url_is_a_queue(fake_redis: redis.Redis) -> None:
+    fake_redis.xadd(keys.outbox_stream(URL_A), {"event": "{}"})
+    status = read_status(fake_redis, [URL_A], NOW)
+    assert _queue(status, f"outbox:{keys.url_key(URL_A)}").depth == 1
+
+
+def test_dead_letters_are_counted_and_need_attention(fake_redis: redis.Redis) -> None:
+    _add_dead_letter(fake_redis)
+    status = read_status(fake_redis, [], NOW)
+    assert status.dead_letters == 1
+    assert _queue(status, keys.DEAD_LETTER_QUEUE).failed_jobs == 1
+    assert status.needs_attention
+
+
+def test_quarantine_entries_are_counted(fake_redis: redis.Redis) -> None:
+    for index in range(3):
+        fake_redis.xadd(keys.QUARANTINE_STREAM, {"d": str(index), "b": b"x", "reason": "invalid_json", "at": "t"})
+    assert read_status(fake_redis, [], NOW).quarantine == 3
+
+
+def test_heartbeat_age_and_pending_events(fake_redis: redis.Redis) -> None:
+    fake_redis.hset(keys.HEARTBEAT, mapping={"at": NOW - 42, "pending_events": 7, "created_at": "x"})
+    status = read_status(fake_redis, [], NOW)
+    assert status.heartbeat is not None
+    assert (status.heartbeat.age_seconds, status.heartbeat.at, status.heartbeat.pending_events) == (42, NOW - 42, 7)
+    assert "last heartbeat 42s ago" in render_text(status)
+    assert "pendingEvents 7" in render_text(status)
+
+
+def test_paused_and_disabled_urls_are_named_with_their_reason(fake_redis: redis.Redis) -> None:
+    record_failure(fake_redis, URL_A, head="1-0", attempts=3, error="HTTP 503", paused_until=NOW + 60)
+    disable(fake_redis, URL_B, reason="HTTP 410 Gone", now=NOW - 5)
+    fake_redis.hset(keys.DOWNSTREAM_URLS, keys.url_key(URL_B), URL_B)  # registered by a worker, not configured
+    status = read_status(fake_redis, [URL_A], NOW)
+    health = {url.url: (url.health, url.reason) for url in status.downstream}
+    assert health == {URL_A: (UrlHealth.PAUSED, "HTTP 503"), URL_B: (UrlHealth.DISABLED, "HTTP 410 Gone")}
+    text = render_text(status)
+    assert f"PAUSED   {URL_A}" in text
+    assert f"DISABLED {URL_B}" in text
+    assert status.needs_attention
+
+
+def test_pause_that_is_over_reads_as_ok(fake_redis: redis.Redis) -> None:
+    record_failure(fake_redis, URL_A, head="1-0", attempts=1, error="HTTP 503", paused_until=NOW - 1)
+    (url,) = read_status(fake_redis, [URL_A], NOW).downstream
+    assert (url.health, url.paused_until, url.reason) == (UrlHealth.OK, None, "")
+
+
+def test_cli_json_against_a_real_redis(redis_url: str, real_redis: redis.Redis) -> None:
+    _add_dead_letter(real_redis)
+    real_redis.xadd(keys.INGEST_STREAM, {"d": "a", "b": b"[]", "t": 0})
+    result = CliRunner().invoke(main, ["status", "--json"], env={"REDIS_URL": redis_url,
+                                                                 "DOWNSTREAM_WEBHOOK_URLS": ""})
+    assert result.exit_code == 0, result.output
+    snapshot = json.loads(result.output)
+    assert snapshot["dead_letters"] == 1
+    assert {q["queue"]: q["depth"] for q in snapshot["queues"]}["ingest"] == 1
+    assert snapshot["needs_attention"] is True
+
+
+def test_cli_check_exits_2_when_something_needs_attention(redis_url: str, real_redis: redis.Redis) -> None:
+    _add_dead_letter(real_redis)
+    result = CliRunner().invoke(main, ["status", "--check"], env={"REDIS_URL": redis_url})
+    assert result.exit_code == 2
+    assert "dead letters   1" in result.output
+
+
+@pytest.mark.timeout(30)
+def test_cli_reports_unreachable_redis_and_exits_1() -> None:
+    from tests.support.servers import free_port
+
+    result = CliRunner().invoke(main, ["status"], env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    assert result.exit_code == 1
+    assert "cannot read Redis" in result.output
