@@ -4,12 +4,18 @@ Public surface for the rest of the worker:
 
 - `kick(connection, settings, urls)` — call after committing events to the URLs' outbox streams.
 - `pump(connection, settings)` — call every ~1 s from the worker's pump thread.
+- `build(settings, connection=...) -> DeliveryContext`, `install(context)`, `context.close()` — the
+  per-process wiring the worker bootstrap does (see `worker.delivery.context`).
 
-See `worker.delivery.arming` for how a drain is armed.
+How it fits together: `kick`/`pump` arm one RQ job `drain_outbox(url)` per URL (`arming`); the job hands
+the URL to a drainer thread of its process (`threads`), which holds the URL's lease (`lease`) and delivers
+the outbox in order (`drainer`, `sender`, `policy`), pausing the URL on retryable failures (`state`) and
+turning permanent failures into dead letters (`deadletters`).
 """
 
 from __future__ import annotations
 
 from worker.delivery.arming import kick, pump
+from worker.delivery.context import DeliveryContext, build, current, install
 
-__all__ = ["kick", "pump"]
+__all__ = ["DeliveryContext", "build", "current", "install", "kick", "pump"]

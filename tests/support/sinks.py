@@ -1,0 +1,141 @@
+"""A real HTTP sink for downstream-delivery tests: a Starlette app that records every request and answers
+as the test programs it, served by real uvicorn in a thread.
+
+    sink = Sink()                                   # answers 200 to everything by default
+    with SinkServer(sink) as server:                # real uvicorn on a free port
+        url = server.url + "/hook"                  # any path is accepted
+        sink.push(Reply(500), Reply(500))           # the next two requests get 500, then the default
+        sink.set_default(Reply(200, delay=10))      # every later request: 200 after 10 s
+        server.down(); server.up()                  # connection refused while down, same port after
+        sink.wait_for(3)                            # block until 3 requests were received
+        sink.requests                               # [Received(method, path, headers, body, at, status)]
+
+`Received.headers` has lower-case names; `Received.webhook_id` and `.event` help delivery assertions.
+All methods are thread-safe (the app runs on uvicorn's event loop thread, tests call from theirs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tests.support.servers import ThreadedUvicorn, free_port, wait_until
+
+
+@dataclass(frozen=True)
+class Reply:
+    """How the sink answers one request."""
+
+    status: int = 200
+    delay: float = 0.0  # seconds to wait before answering (asyncio: other requests are not held up)
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float  # time.time() when the request arrived
+    status: int  # what the sink answered (or is about to answer)
+
+    @property
+    def webhook_id(self) -> str:
+        return self.headers.get("webhook-id", "")
+
+    @property
+    def event(self) -> Any:
+        return json.loads(self.body)
+
+
+class Sink:
+    def __init__(self, default: Reply | None = None) -> None:
+        self._lock = threading.Lock()
+        self._default = default or Reply()
+        self._scripted: deque[Reply] = deque()
+        self._received: list[Received] = []
+        methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+        self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=methods)])
+
+    def set_default(self, reply: Reply) -> None:
+        """The answer to every request once the pushed replies are used up."""
+        with self._lock:
+            self._default = reply
+
+    def push(self, *replies: Reply) -> None:
+        """Answer the next requests with these replies, in order."""
+        with self._lock:
+            self._scripted.extend(replies)
+
+    @property
+    def requests(self) -> list[Received]:
+        with self._lock:
+            return list(self._received)
+
+    def accepted(self) -> list[Received]:
+        """Requests answered 2xx."""
+        return [r for r in self.requests if 200 <= r.status < 300]
+
+    def wait_for(self, count: int, timeout: float = 10.0, *, accepted: bool = False) -> list[Received]:
+        """Wait until `count` requests (only 2xx-answered ones if `accepted`) were received; return them."""
+        def enough() -> bool:
+            return len(self.accepted() if accepted else self.requests) >= count
+        wait_until(enough, timeout=timeout, message=f"sink did not receive {count} requests in {timeout}s "
+                   f"(got {len(self.requests)}: {[r.status for r in self.requests]})")
+        return self.accepted() if accepted else self.requests
+
+    async def _handle(self, request: Request) -> Response:
+        body = await request.body()
+        with self._lock:
+            reply = self._scripted.popleft() if self._scripted else self._default
+            self._received.append(Received(
+                request.method, request.url.path, {k.lower(): v for k, v in request.headers.items()},
+                body, time.time(), reply.status,
+            ))
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        return Response(reply.body, status_code=reply.status, headers=reply.headers)
+
+
+class SinkServer:
+    """Serves a `Sink` under real uvicorn on a fixed port; `down()`/`up()` stop and restart it there."""
+
+    def __init__(self, sink: Sink, port: int | None = None) -> None:
+        self.sink = sink
+        self.port = port or free_port()
+        self._server: ThreadedUvicorn | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def up(self) -> None:
+        if self._server is None:
+            # A short graceful-shutdown timeout: `down()` must not wait for a slow reply to finish.
+            self._server = ThreadedUvicorn(self.sink.app, port=self.port, timeout_graceful_shutdown=1)
+            self._server.__enter__()
+
+    def down(self) -> None:
+        """Stop listening: connections are refused until `up()`."""
+        if self._server is not None:
+            self._server.__exit__(None, None, None)
+            self._server = None
+
+    def __enter__(self) -> SinkServer:
+        self.up()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()

@@ -1,0 +1,78 @@
+"""Delivery tuning: one frozen object built from `Settings` plus optional `PLUGWATCH_DELIVERY_*` variables.
+
+Variables (all optional; seconds unless noted):
+
+- `PLUGWATCH_DELIVERY_MAX_AGE_SECONDS` (a Settings field, default 86400): stop retrying an event this long
+  after it entered the URL's outbox (the outbox entry id's time, i.e. when the worker emitted it; its
+  first attempt follows within milliseconds when the URL is healthy) and dead-letter it.
+- `PLUGWATCH_DELIVERY_CONNECT_TIMEOUT_SECONDS` (5): connect timeout per attempt (also the pool wait).
+- `PLUGWATCH_DELIVERY_READ_TIMEOUT_SECONDS` (15): response timeout per attempt (also the write timeout).
+- `PLUGWATCH_DELIVERY_BACKOFF_BASE_SECONDS` (1): first retry delay; doubles per attempt, equal jitter.
+- `PLUGWATCH_DELIVERY_BACKOFF_MAX_SECONDS` (600): cap of the exponential backoff.
+- `PLUGWATCH_DELIVERY_RETRY_AFTER_MAX_SECONDS` (3600): cap applied to a sink's `Retry-After`.
+- `PLUGWATCH_DELIVERY_INLINE_WAIT_SECONDS` (5): a drainer waits out pauses up to this long itself; a longer
+  pause releases the URL and the worker's pump resumes it when the pause is over.
+- `PLUGWATCH_DELIVERY_BATCH_SIZE` (50, a count): outbox entries read per round trip.
+- `PLUGWATCH_DEAD_LETTER_TTL_SECONDS` (604800 = 7 days): how long dead letters are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from plugwatch.settings import Settings, SettingsError
+
+
+def _number(environ: Mapping[str, str], key: str, default: float) -> float:
+    raw = environ.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{key} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{key} must be positive, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    max_age_seconds: float = 24 * 3600.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    backoff_base: float = 1.0
+    backoff_max: float = 600.0
+    retry_after_max: float = 3600.0
+    inline_wait_max: float = 5.0
+    batch_size: int = 50
+    dead_letter_ttl: int = 7 * 24 * 3600
+
+    @property
+    def attempt_seconds(self) -> float:
+        """The longest one attempt can take (pool wait + connect, write + read, each bounded)."""
+        return 2 * (self.connect_timeout + self.read_timeout)
+
+    @property
+    def lease_ms(self) -> int:
+        """How long a drainer's lease lives between refreshes: longer than any attempt or inline wait.
+
+        It is also how long a URL waits after its drainer was SIGKILLed before `pump` re-arms it.
+        """
+        return int(1000 * (max(self.attempt_seconds, self.inline_wait_max) + 2.0))
+
+    @classmethod
+    def from_settings(cls, settings: Settings, environ: Mapping[str, str]) -> DeliveryConfig:
+        prefix = "PLUGWATCH_DELIVERY_"
+        return cls(
+            max_age_seconds=settings.delivery_max_age_seconds,
+            connect_timeout=_number(environ, prefix + "CONNECT_TIMEOUT_SECONDS", cls.connect_timeout),
+            read_timeout=_number(environ, prefix + "READ_TIMEOUT_SECONDS", cls.read_timeout),
+            backoff_base=_number(environ, prefix + "BACKOFF_BASE_SECONDS", cls.backoff_base),
+            backoff_max=_number(environ, prefix + "BACKOFF_MAX_SECONDS", cls.backoff_max),
+            retry_after_max=_number(environ, prefix + "RETRY_AFTER_MAX_SECONDS", cls.retry_after_max),
+            inline_wait_max=_number(environ, prefix + "INLINE_WAIT_SECONDS", cls.inline_wait_max),
+            batch_size=int(_number(environ, prefix + "BATCH_SIZE", cls.batch_size)),
+            dead_letter_ttl=int(_number(environ, "PLUGWATCH_DEAD_LETTER_TTL_SECONDS", cls.dead_letter_ttl)),
+        )

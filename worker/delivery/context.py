@@ -1,0 +1,89 @@
+"""The per-process delivery context: one httpx.Client, the drainer threads, metrics, configuration.
+
+Wiring, done once by the worker's `bootstrap(settings)`:
+
+    context = worker.delivery.build(settings, connection=redis_connection)   # no I/O
+    worker.delivery.install(context)      # the RQ jobs in this process find it with current()
+    ...run the RQ worker...
+    context.close()                       # at shutdown: stop drainers between attempts, close the client
+
+Tests build their own context the same way (with a fresh prometheus CollectorRegistry).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+
+import httpx
+import redis
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from plugwatch.settings import Settings
+from worker.delivery.config import DeliveryConfig
+from worker.delivery.drainer import Tools, drain
+from worker.delivery.metrics import DeliveryMetrics, DeliveryStateCollector
+from worker.delivery.threads import DrainerThreads
+
+CLOSE_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass
+class DeliveryContext:
+    settings: Settings
+    config: DeliveryConfig
+    connection: redis.Redis
+    client: httpx.Client
+    metrics: DeliveryMetrics
+    threads: DrainerThreads
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
+        """Stop the drainers after their current attempt; an unfinished event is redelivered later."""
+        self.threads.close(timeout)
+        if not self.threads.active():
+            self.client.close()
+
+
+def build(
+    settings: Settings,
+    *,
+    connection: redis.Redis | None = None,
+    environ: Mapping[str, str] | None = None,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], float] = time.time,
+    jitter: Callable[[], float] = random.random,
+) -> DeliveryContext:
+    """Build the context; `environ` (default `os.environ`) supplies the PLUGWATCH_DELIVERY_* tuning."""
+    config = DeliveryConfig.from_settings(settings, os.environ if environ is None else environ)
+    if connection is None:
+        connection = redis.Redis.from_url(settings.redis_url, socket_timeout=max(5.0, settings.redis_timeout_seconds))
+    client = httpx.Client(
+        timeout=httpx.Timeout(connect=config.connect_timeout, read=config.read_timeout,
+                              write=config.read_timeout, pool=config.connect_timeout),
+        follow_redirects=False,
+    )
+    registry = REGISTRY if registry is None else registry
+    metrics = DeliveryMetrics(registry)
+    registry.register(DeliveryStateCollector(connection, settings.downstream_urls))
+    tools = Tools(connection=connection, client=client, key=settings.downstream_key or b"", config=config,
+                  metrics=metrics, clock=clock, jitter=jitter)
+    threads = DrainerThreads(partial(drain, tools))
+    return DeliveryContext(settings, config, connection, client, metrics, threads)
+
+
+_installed: list[DeliveryContext] = []
+
+
+def install(context: DeliveryContext | None) -> None:
+    """Make `context` the one this process's delivery jobs use (None uninstalls it)."""
+    _installed[:] = [] if context is None else [context]
+
+
+def current() -> DeliveryContext:
+    if not _installed:
+        raise RuntimeError("no delivery context: the worker bootstrap must call worker.delivery.install(...)")
+    return _installed[0]

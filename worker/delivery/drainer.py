@@ -1,0 +1,202 @@
+"""The drain of one URL's outbox: deliver its events in order until it is empty or its breaker opens.
+
+    claim the lease ─▶ loop: refresh lease, read state
+                              disabled?  dead-letter everything queued, done
+                              paused?    short: wait it out here; long: release, the pump resumes it
+                              read a batch ─▶ per event: POST ─▶ success: ack+del
+                                                             ─▶ 4xx (not 408/429/410): dead letter, next
+                                                             ─▶ 410: disable URL, dead-letter its events
+                                                             ─▶ retryable: open the breaker (pause) or,
+                                                                past max age, dead-letter the expired events
+    empty ─▶ release the lease, re-check the outbox, take the lease again if there is more (and no kick did)
+
+Runs in a drainer thread (see `threads.py`), never in the RQ worker's own thread, so a slow URL holds
+only its own thread.  `stop` (set at shutdown) ends the drain between attempts; an unfinished event stays
+pending in the consumer group and is delivered by the next drainer (at least once).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import redis
+import structlog
+
+from worker.delivery import deadletters, outbox, state
+from worker.delivery.config import DeliveryConfig
+from worker.delivery.events import EventInfo, parse_event
+from worker.delivery.lease import Lease
+from worker.delivery.metrics import DeliveryMetrics
+from worker.delivery.policy import AttemptResult, Outcome, retry_delay
+from worker.delivery.sender import post_event
+
+log = structlog.get_logger(__name__)
+
+
+class Step(enum.Enum):
+    NEXT = "next"  # go on with the next entry of the batch
+    REREAD = "reread"  # state or outbox changed under the batch: read state and a fresh batch
+
+
+class Ending(enum.Enum):
+    EMPTY = "empty"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class Tools:
+    """What a drain needs, built once per worker process (see `context.build`)."""
+
+    connection: redis.Redis
+    client: httpx.Client
+    key: bytes
+    config: DeliveryConfig
+    metrics: DeliveryMetrics
+    clock: Callable[[], float]
+    jitter: Callable[[], float]
+
+
+def drain(tools: Tools, url: str, stop: threading.Event) -> None:
+    """Deliver `url`'s outbox while this drainer holds the URL's lease."""
+    lease = Lease(tools.connection, url, tools.config.lease_ms)
+    if not lease.claim():
+        return  # another live drainer has it; it re-checks the outbox before letting go
+    try:
+        outbox.ensure_group(tools.connection, url)
+        while _drain_leased(tools, url, lease, stop) is Ending.EMPTY:
+            lease.release()
+            if not (_has_work(tools, url) and lease.reacquire()):
+                return
+    finally:
+        lease.release()
+
+
+def _has_work(tools: Tools, url: str) -> bool:
+    current = state.read_state(tools.connection, url)
+    return outbox.backlog(tools.connection, url) > 0 and not current.paused(tools.clock())
+
+
+def _drain_leased(tools: Tools, url: str, lease: Lease, stop: threading.Event) -> Ending:
+    while not stop.is_set():
+        if not lease.refresh():
+            log.warning("delivery.lease_lost")
+            return Ending.LOST
+        current = state.read_state(tools.connection, url)
+        if current.disabled:
+            _dead_letter_backlog(tools, url, f"URL disabled: {current.disabled_reason}")
+            return Ending.EMPTY
+        wait = current.paused_until - tools.clock()
+        if wait > tools.config.inline_wait_max:
+            return Ending.PAUSED
+        if wait > 0:
+            stop.wait(wait)
+            continue
+        batch = outbox.read_batch(tools.connection, url, tools.config.batch_size)
+        if not batch:
+            return Ending.EMPTY
+        for entry in batch:
+            if stop.is_set() or _deliver(tools, url, current, entry) is Step.REREAD or not lease.refresh():
+                break
+    return Ending.STOPPED
+
+
+def _deliver(tools: Tools, url: str, current: state.UrlState, entry: outbox.OutboxEntry) -> Step:
+    if entry.body is None:
+        outbox.finish(tools.connection, url, entry.entry_id)
+        return Step.NEXT
+    event = parse_event(entry.body)
+    if event is None:
+        _dead_letter(tools, url, entry, None, "malformed outbox entry: not a JSON object with an id")
+        return Step.NEXT
+    now = tools.clock()
+    result = post_event(tools.client, url, key=tools.key, event_id=event.id, body=entry.body, now=now)
+    tools.metrics.attempts.labels(result.outcome.value).inc()
+    if result.outcome is Outcome.SUCCESS:
+        return _delivered(tools, url, current, entry, event)
+    if result.outcome is Outcome.DEAD_LETTER:
+        _dead_letter(tools, url, entry, event, f"{result.detail}: rejected by the URL, not retried")
+        if current.head:
+            state.forget_head(tools.connection, url)
+        return Step.REREAD if current.head else Step.NEXT
+    if result.outcome is Outcome.DISABLED:
+        _disable(tools, url, entry, event, result)
+        return Step.REREAD
+    return _retry_later(tools, url, current, entry, event, result, now)
+
+
+def _delivered(
+    tools: Tools, url: str, current: state.UrlState, entry: outbox.OutboxEntry, event: EventInfo
+) -> Step:
+    outbox.finish(tools.connection, url, entry.entry_id)
+    if event.occurred_at is not None:
+        tools.metrics.latency.observe(max(0.0, tools.clock() - event.occurred_at))
+    log.debug("delivery.delivered", event_id=event.id)
+    if current.head or current.paused_until:
+        state.record_success(tools.connection, url)  # the breaker closes
+        return Step.REREAD
+    return Step.NEXT
+
+
+def _retry_later(
+    tools: Tools, url: str, current: state.UrlState, entry: outbox.OutboxEntry, event: EventInfo,
+    result: AttemptResult, now: float,
+) -> Step:
+    attempts = (current.attempts if current.head == entry.entry_id else 0) + 1
+    age = now - entry.enqueued_at
+    if age >= tools.config.max_age_seconds:
+        reason = f"gave up after {attempts} attempts over {age:.0f} s: {result.detail}"
+        _dead_letter(tools, url, entry, event, reason)
+        _dead_letter_expired(tools, url, now, result.detail)
+        state.forget_head(tools.connection, url)
+        return Step.REREAD
+    config = tools.config
+    delay = retry_delay(attempts, result.retry_after, base=config.backoff_base, cap=config.backoff_max,
+                        retry_after_max=config.retry_after_max, jitter=tools.jitter())
+    state.record_failure(tools.connection, url, head=entry.entry_id, attempts=attempts, error=result.detail,
+                         paused_until=now + delay)
+    log.warning("delivery.retry_scheduled", event_id=event.id, attempts=attempts, delay=round(delay, 3),
+                error=result.detail)
+    return Step.REREAD
+
+
+def _disable(
+    tools: Tools, url: str, entry: outbox.OutboxEntry, event: EventInfo, result: AttemptResult
+) -> None:
+    reason = f"{result.detail} (410 Gone) on event {event.id}"
+    state.disable(tools.connection, url, reason=reason, now=tools.clock())
+    log.error("delivery.url_disabled", url=url, event_id=event.id, error=result.detail,
+              hint="events for this URL now go to the dead letters; re-enable with plugwatch dead-letters enable")
+    _dead_letter(tools, url, entry, event, f"URL disabled: {reason}")
+
+
+def _dead_letter_backlog(tools: Tools, url: str, reason: str) -> None:
+    while batch := outbox.read_batch(tools.connection, url, tools.config.batch_size):
+        for entry in batch:
+            _dead_letter(tools, url, entry, None, reason)
+
+
+def _dead_letter_expired(tools: Tools, url: str, now: float, detail: str) -> None:
+    cutoff = now - tools.config.max_age_seconds
+    while batch := outbox.expired(tools.connection, url, cutoff, tools.config.batch_size):
+        for entry in batch:
+            reason = f"expired: older than {tools.config.max_age_seconds:.0f} s while the URL failed ({detail})"
+            _dead_letter(tools, url, entry, None, reason)
+
+
+def _dead_letter(
+    tools: Tools, url: str, entry: outbox.OutboxEntry, event: EventInfo | None, reason: str
+) -> None:
+    if entry.body is not None:
+        info = event or parse_event(entry.body)
+        job_id = deadletters.add(
+            tools.connection, url, entry.body, reason=reason, ttl=tools.config.dead_letter_ttl,
+            event_id=info.id if info else "", event_type=info.type if info else "",
+        )
+        log.warning("delivery.dead_lettered", event_id=info.id if info else None, job_id=job_id, reason=reason)
+    outbox.finish(tools.connection, url, entry.entry_id)

@@ -1,0 +1,61 @@
+"""The per-URL lease: at most one drainer delivers to a URL at a time, so events go out in order.
+
+The lease key (`keys.downstream_lease_key(url)`) holds "queued" while a drain job waits in RQ (set by
+`arming.arm`), then the running drainer's random token.  A drainer claims a missing or "queued" lease,
+refreshes it before every attempt and deletes it only if it still holds it.  If a drainer dies (SIGKILL),
+its lease expires after `DeliveryConfig.lease_ms` and the worker's pump arms the URL again; the entries
+the dead drainer had read are still pending in the consumer group and are delivered first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import redis
+
+from plugwatch import keys
+
+_CLAIM = """
+local held = redis.call('GET', KEYS[1])
+if held == false or held == 'queued' or held == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+_REFRESH = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass
+class Lease:
+    connection: redis.Redis
+    url: str
+    ttl_ms: int
+    token: str = field(default_factory=lambda: "drainer-" + uuid.uuid4().hex)
+
+    @property
+    def key(self) -> str:
+        return keys.downstream_lease_key(self.url)
+
+    def claim(self) -> bool:
+        """Take over a queued or expired lease; False when another live drainer holds it."""
+        return bool(self.connection.eval(_CLAIM, 1, self.key, self.token, self.ttl_ms))
+
+    def refresh(self) -> bool:
+        """Extend the lease; False when it was lost (expired and taken by another drainer)."""
+        return bool(self.connection.eval(_REFRESH, 1, self.key, self.token, self.ttl_ms))
+
+    def release(self) -> None:
+        self.connection.eval(_RELEASE, 1, self.key, self.token)
+
+    def reacquire(self) -> bool:
+        """After a release: take the lease again only if nobody armed the URL meanwhile."""
+        return bool(self.connection.set(self.key, self.token, nx=True, px=self.ttl_ms))

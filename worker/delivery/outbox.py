@@ -1,0 +1,71 @@
+"""A URL's outbox stream, read through the consumer group `keys.OUTBOX_GROUP` by the one consumer
+`keys.OUTBOX_CONSUMER` (the lease guarantees one drainer at a time).
+
+Entries a drainer read but did not finish (it was killed, or paused mid-batch) stay pending in the group
+and are read again first, so order is kept across crashes.  A finished entry (delivered or dead-lettered)
+is XACKed and XDELed in one transaction, so the stream's length is the URL's backlog.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from plugwatch import keys
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    entry_id: str
+    body: bytes | None  # None: the entry was deleted while pending (nothing left to deliver)
+
+    @property
+    def enqueued_at(self) -> float:
+        """Unix seconds when the worker added the entry (the stream id's time part)."""
+        return int(self.entry_id.split("-", 1)[0]) / 1000
+
+
+def ensure_group(connection: redis.Redis, url: str) -> None:
+    try:
+        connection.xgroup_create(keys.outbox_stream(url), keys.OUTBOX_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+def read_batch(connection: redis.Redis, url: str, count: int) -> list[OutboxEntry]:
+    """The oldest unfinished entries: pending ones (read before, never finished) first, then new ones."""
+    stream = keys.outbox_stream(url)
+    for start in ("0", ">"):
+        reply: Any = connection.xreadgroup(keys.OUTBOX_GROUP, keys.OUTBOX_CONSUMER, {stream: start}, count=count)
+        entries = [_entry(entry_id, fields) for _, items in reply or [] for entry_id, fields in items]
+        if entries:
+            return entries
+    return []
+
+
+def finish(connection: redis.Redis, url: str, entry_id: str) -> None:
+    """The entry was delivered or dead-lettered: remove it from the group and the stream, atomically."""
+    stream = keys.outbox_stream(url)
+    pipe = connection.pipeline(transaction=True)
+    pipe.xack(stream, keys.OUTBOX_GROUP, entry_id)
+    pipe.xdel(stream, entry_id)
+    pipe.execute()
+
+
+def expired(connection: redis.Redis, url: str, enqueued_before: float, count: int) -> list[OutboxEntry]:
+    """The oldest entries added before `enqueued_before` (unix seconds), read or not."""
+    end = str(int(enqueued_before * 1000) - 1)  # an id without a sequence part means "any sequence"
+    reply: Any = connection.xrange(keys.outbox_stream(url), "-", end, count=count)
+    return [_entry(entry_id, fields) for entry_id, fields in reply or []]
+
+
+def backlog(connection: redis.Redis, url: str) -> int:
+    return int(connection.xlen(keys.outbox_stream(url)))
+
+
+def _entry(entry_id: bytes | str, fields: dict[bytes, bytes] | None) -> OutboxEntry:
+    text_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return OutboxEntry(text_id, (fields or {}).get(b"event"))

@@ -1,0 +1,49 @@
+"""One signed POST of one event to one URL; every way it can end becomes an `AttemptResult`.
+
+The body is sent exactly as stored in the outbox (same bytes on every attempt and replay); `webhook-id`
+is the event id, `webhook-timestamp` the time of this attempt.  Only the first bytes of a response body
+are read, so a misbehaving sink cannot make the worker buffer a huge answer.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from plugwatch.signing import signature_headers
+from worker.delivery.policy import AttemptResult, Outcome, classify_status, parse_retry_after
+
+MAX_DETAIL_BYTES = 300
+USER_AGENT = "plugwatch-webhooks/1"
+
+
+def post_event(
+    client: httpx.Client, url: str, *, key: bytes, event_id: str, body: bytes, now: float
+) -> AttemptResult:
+    headers = {
+        **signature_headers(key, event_id, int(now), body),
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+    }
+    try:
+        with client.stream("POST", url, content=body, headers=headers) as response:
+            outcome = classify_status(response.status_code)
+            detail = f"HTTP {response.status_code}"
+            if outcome is not Outcome.SUCCESS:
+                detail += _snippet(response)
+            retry_after = parse_retry_after(response.headers.get("retry-after"), now)
+            return AttemptResult(outcome, detail, response.status_code, retry_after)
+    except httpx.HTTPError as error:
+        return AttemptResult(Outcome.RETRY, f"{type(error).__name__}: {error}"[:MAX_DETAIL_BYTES])
+
+
+def _snippet(response: httpx.Response) -> str:
+    received = b""
+    try:
+        for chunk in response.iter_raw():
+            received += chunk
+            if len(received) >= MAX_DETAIL_BYTES:
+                break
+    except httpx.HTTPError:
+        pass  # the status already says what happened; the body is only a hint
+    text = received[:MAX_DETAIL_BYTES].decode(errors="replace").strip()
+    return f": {text}" if text else ""

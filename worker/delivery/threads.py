@@ -1,0 +1,66 @@
+"""Drainer threads: one per URL with work, in each worker process, so a slow or dead URL holds only its
+own thread while the RQ worker thread stays free for ingest and the other URLs' drain jobs.
+
+`request(url)` is what the `drain_outbox` RQ job calls: it starts the URL's thread, or, if that thread is
+still running, tells it to run the drain once more before it exits (the job may have been armed after the
+running drain released the lease).  All threads share the process's httpx.Client (thread-safe).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import structlog
+
+from plugwatch import keys
+
+log = structlog.get_logger(__name__)
+
+DrainFunction = Callable[[str, threading.Event], None]
+
+
+class DrainerThreads:
+    def __init__(self, drain: DrainFunction) -> None:
+        self._drain = drain
+        self._lock = threading.Lock()
+        self._threads: dict[str, threading.Thread] = {}
+        self._requested: set[str] = set()
+        self.stop = threading.Event()
+
+    def request(self, url: str) -> None:
+        with self._lock:
+            if self.stop.is_set():
+                return
+            self._requested.add(url)
+            if url in self._threads:
+                return
+            thread = threading.Thread(target=self._run, args=(url,), daemon=True,
+                                      name=f"drainer-{keys.url_key(url)}")
+            self._threads[url] = thread
+        thread.start()
+
+    def _run(self, url: str) -> None:
+        with structlog.contextvars.bound_contextvars(url_key=keys.url_key(url)):
+            while True:
+                with self._lock:
+                    if url not in self._requested or self.stop.is_set():
+                        del self._threads[url]
+                        return
+                    self._requested.discard(url)
+                try:
+                    self._drain(url, self.stop)
+                except Exception:
+                    log.exception("delivery.drain_crashed")  # the lease expires; the pump re-arms the URL
+
+    def active(self) -> list[str]:
+        with self._lock:
+            return list(self._threads)
+
+    def close(self, timeout: float) -> None:
+        """Stop after the current attempts; wait up to `timeout` s for the threads to finish."""
+        self.stop.set()
+        with self._lock:
+            threads = list(self._threads.values())
+        for thread in threads:
+            thread.join(timeout)
