@@ -1,0 +1,132 @@
+"""`plugwatch enode ...`: the Enode API tasks an operator runs by hand.
+
+Needs ENODE_CLIENT_ID and ENODE_CLIENT_SECRET (and ENODE_API_URL / ENODE_TOKEN_URL for production); without
+them every command prints one line saying so and exits with status 2.  Enode API errors exit with status 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from typing import NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+import orjson
+
+from plugwatch.enode.client import EnodeClient
+from plugwatch.enode.errors import EnodeError, EnodeNotConfigured
+from plugwatch.enode.locations import HomeLocation, ensure_home_location
+from plugwatch.enode.webhooks import DEFAULT_EVENTS, create_webhook, get_webhook, iter_webhooks, test_webhook
+from plugwatch.settings import Settings, SettingsError
+
+NOT_CONFIGURED_EXIT = 2
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings.from_env(os.environ, require_enode_secret=False)
+    except SettingsError as exc:
+        _fail(str(exc), NOT_CONFIGURED_EXIT)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"plugwatch enode: {message}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+@contextlib.contextmanager
+def enode_api(settings: Settings | None = None) -> Iterator[EnodeClient]:
+    """An Enode client for one command; not configured -> exit 2, an API error -> exit 1 (one line each)."""
+    try:
+        with EnodeClient.from_settings(settings or load_settings()) as client:
+            yield client
+    except EnodeNotConfigured as exc:
+        _fail(str(exc), NOT_CONFIGURED_EXIT)
+    except EnodeError as exc:
+        _fail(str(exc), 1)
+
+
+def _echo_json(value: object) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+@click.group("enode")
+def enode() -> None:
+    """Enode API: home location set-up, webhook management, reconcile (needs ENODE_CLIENT_ID/SECRET)."""
+
+
+def _timezone(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"{value!r} is not an IANA time zone name (e.g. Europe/Oslo)") from None
+    return value
+
+
+@enode.command("location-setup")
+@click.option("--user", "user_id", required=True, help="Enode user id (your own id for the end user).")
+@click.option("--charger", "charger_id", required=True, help="The user's charger id.")
+@click.option("--name", default="Home", show_default=True, help="Location name.")
+@click.option("--lat", type=click.FloatRange(-90, 90), required=True, help="Latitude in degrees.")
+@click.option("--lon", type=click.FloatRange(-180, 180), required=True, help="Longitude in degrees.")
+@click.option("--timezone", "timezone_name", default="UTC", show_default=True, callback=_timezone,
+              help="IANA time zone, e.g. Europe/Oslo.")
+def location_setup(user_id: str, charger_id: str, name: str, lat: float, lon: float,
+                   timezone_name: str) -> None:
+    """Create (or reuse) the user's home Location and assign it to the charger (pairing guide step 2).
+
+    Idempotent: a Location of the user with the same name within 25 m is reused, and the charger is only
+    updated when it does not already have that Location.
+    """
+    with enode_api() as client:
+        done = ensure_home_location(client, user_id, charger_id, HomeLocation(name, lat, lon, timezone_name))
+    click.echo(f"location {done.location_id}: {'created' if done.location_created else 'reused'}")
+    if done.charger_assigned:
+        was = f" (was {done.previous_location_id})" if done.previous_location_id else ""
+        click.echo(f"charger {charger_id}: assigned to location {done.location_id}{was}")
+    else:
+        click.echo(f"charger {charger_id}: already assigned to location {done.location_id}")
+
+
+@enode.group("webhook")
+def webhook() -> None:
+    """Create, show and test the Enode webhook that feeds the receiver."""
+
+
+@webhook.command("create")
+@click.option("--url", required=True, help="The receiver's public URL, e.g. https://host/webhooks/enode.")
+@click.option("--event", "events", multiple=True, metavar="EVENT",
+              help=f"Event to subscribe to (repeatable). Default: {', '.join(DEFAULT_EVENTS)}.")
+def webhook_create(url: str, events: tuple[str, ...]) -> None:
+    """Create the webhook with a newly generated secret, printed once (Enode never returns it)."""
+    with enode_api() as client:
+        created = create_webhook(client, url, events or DEFAULT_EVENTS)
+    hook = created.webhook
+    click.echo(f"created Enode webhook {hook['id']} -> {hook.get('url', url)}")
+    click.echo(f"events: {', '.join(hook.get('events') or events or DEFAULT_EVENTS)}")
+    click.echo("webhook secret (shown only now; Enode never returns it):")
+    click.echo(f"  {created.secret}")
+    click.echo("set it on the receiver: ENODE_WEBHOOK_SECRET=<secret> "
+               "(during a rotation keep the old one too: ENODE_WEBHOOK_SECRET=<new>,<old>)")
+
+
+@webhook.command("show")
+@click.argument("webhook_id", required=False)
+def webhook_show(webhook_id: str | None) -> None:
+    """Show one webhook (by id) or all of the client's webhooks, as JSON."""
+    with enode_api() as client:
+        _echo_json(get_webhook(client, webhook_id) if webhook_id else list(iter_webhooks(client)))
+
+
+@webhook.command("test")
+@click.argument("webhook_id")
+def webhook_test(webhook_id: str) -> None:
+    """Ask Enode to send its test event now (also reactivates a disabled webhook on success)."""
+    with enode_api() as client:
+        result = test_webhook(client, webhook_id)
+    click.echo(f"{result.get('status')}: {result.get('description', '')}")
+    if result.get("status") != "SUCCESS":
+        sys.exit(1)
