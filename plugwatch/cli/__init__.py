@@ -17,6 +17,7 @@ _COMMANDS: dict[str, str] = {
     "quarantine": "quarantine",
     "simulate": "simulate",
     "enode": "enode",
+    "deadletters": "dead_letters",
 }
 
 

@@ -21,6 +21,7 @@ from functools import partial
 
 import httpx
 import redis
+import structlog
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from plugwatch.settings import Settings
@@ -30,6 +31,8 @@ from worker.delivery.metrics import DeliveryMetrics, DeliveryStateCollector
 from worker.delivery.threads import DrainerThreads
 
 CLOSE_TIMEOUT_SECONDS = 5.0
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -84,6 +87,9 @@ def install(context: DeliveryContext | None) -> None:
 
 
 def current() -> DeliveryContext:
+    """The installed context; if the process never installed one, build it from the environment (logged)."""
     if not _installed:
-        raise RuntimeError("no delivery context: the worker bootstrap must call worker.delivery.install(...)")
+        log.warning("delivery.context_built_from_environment",
+                    hint="the worker bootstrap should call worker.delivery.build(...) and install(...)")
+        install(build(Settings.from_env(os.environ, require_enode_secret=False)))
     return _installed[0]
