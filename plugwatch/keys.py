@@ -93,3 +93,13 @@ def downstream_lease_key(url: str) -> str:
 def ingest_armed_key(slot: int) -> str:
     """Set while the drain job of `slot` is queued or running (slot 0: INGEST_ARMED)."""
     return INGEST_ARMED if slot == 0 else f"{INGEST_ARMED}:{slot}"
+
+
+# --- enode API (look-ups, reconcile) ---------------------------------------------------------------
+ENODE_LOOKUP_PREFIX = f"{PREFIX}:enode:lookup:"  # + charger id -> "1" while its look-up is rate-limited (TTL)
+RECONCILE_SUGGESTED = f"{PREFIX}:enode:reconcile:suggested"  # hash: at, reason; until a full reconcile ran
+RECONCILE_LAST = f"{PREFIX}:enode:reconcile:last"  # hash: at, scope, chargers, vehicles, emitted
+
+
+def enode_lookup_key(charger_id: str) -> str:
+    return ENODE_LOOKUP_PREFIX + charger_id
