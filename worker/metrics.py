@@ -1,0 +1,43 @@
+"""The worker's Prometheus metrics (names are a contract: Grafana and alerts are built on them).
+
+Built per process by `bootstrap`, into a registry it is given (tests pass a fresh `CollectorRegistry`).
+Labels are closed sets only: observation kind, outcome, emitted event type; never user or device ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    events: Counter  # labels: kind (vehicle|charger|action|system|other), outcome
+    emitted: Counter  # labels: type
+    deliveries: Counter
+    batch_seconds: Histogram
+    store_conflicts: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> WorkerMetrics:
+        return cls(
+            events=Counter(
+                "plugwatch_worker_events_total",
+                "Enode events processed, by observation kind and outcome "
+                "(applied, stale, duplicate, ignored, quarantined)",
+                ["kind", "outcome"], registry=registry,
+            ),
+            emitted=Counter("plugwatch_emitted_events_total", "Events emitted downstream, by type",
+                            ["type"], registry=registry),
+            deliveries=Counter("plugwatch_worker_deliveries_total",
+                               "Enode deliveries (ingest stream entries) processed", registry=registry),
+            batch_seconds=Histogram("plugwatch_worker_batch_seconds",
+                                    "Time to process one batch of deliveries (read, apply, commit)",
+                                    buckets=BATCH_BUCKETS, registry=registry),
+            store_conflicts=Counter("plugwatch_worker_store_conflicts_total",
+                                    "State commits refused because another worker changed a user first",
+                                    registry=registry),
+        )

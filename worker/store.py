@@ -1,0 +1,205 @@
+"""The state store: apply a batch of observations with the pure core and commit it atomically, lock-free.
+
+    Store(connection, downstream_urls).apply_batch(observations, ack) -> BatchResult
+
+One batch costs two Redis round trips when nobody else touches the same users:
+
+1. read: `MGET` every `plugwatch:user:<id>` the batch touches;
+2. commit: one `COMMIT_LUA` call that compares each changed user's stored bytes with what was read
+   (compare-and-set; "absent" is a value too) and, only if all match, writes the new states (`DEL` for an
+   empty one), `XADD`s every emitted event to `plugwatch:events` and to each downstream outbox, and
+   `XACK`s + `XDEL`s the ingest entries the batch came from.
+
+On a conflict (another worker committed one of our users in between) nothing is written; the store re-reads
+only the conflicting users, re-applies their observations and commits again. The state change, its events
+and the acknowledgement of its input are one atomic step (an outbox), so a worker killed at any instant
+either committed all of it or nothing: a redelivered entry meets the already-updated state, which the core
+answers with `duplicate`/`stale` and no event.
+
+Users whose state an observation did not change are neither compared nor written: the core's state only
+ever grows towards newer facts, so "nothing to do" against the state read stays true against any later one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import redis
+
+from plugwatch import keys
+from worker.core import EmittedEvent, Observation, Outcome, UserState, apply, decode_state, encode_state
+
+MAX_ATTEMPTS = 50
+
+# KEYS: users (n), events stream, outboxes (m), ingest stream.
+# ARGV: n, m, events count, acks count, events MAXLEN, ingest group,
+#       then per user: old present ("1"/"0"), old bytes, new present ("1" set / "0" delete), new bytes,
+#       then the event JSON texts, then the ingest entry ids to acknowledge.
+COMMIT_LUA = """
+local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])
+local n_events, n_acks = tonumber(ARGV[3]), tonumber(ARGV[4])
+local conflicts = {}
+for i = 1, n do
+  local base = 6 + (i - 1) * 4
+  local current = redis.call('GET', KEYS[i])
+  if ARGV[base + 1] == '1' then
+    if current ~= ARGV[base + 2] then conflicts[#conflicts + 1] = i - 1 end
+  elseif current then
+    conflicts[#conflicts + 1] = i - 1
+  end
+end
+if #conflicts > 0 then return conflicts end
+for i = 1, n do
+  local base = 6 + (i - 1) * 4
+  if ARGV[base + 3] == '1' then
+    redis.call('SET', KEYS[i], ARGV[base + 4])
+  else
+    redis.call('DEL', KEYS[i])
+  end
+end
+local first_event = 6 + n * 4 + 1
+for e = first_event, first_event + n_events - 1 do
+  redis.call('XADD', KEYS[n + 1], 'MAXLEN', '~', ARGV[5], '*', 'event', ARGV[e])
+  for o = 1, m do
+    redis.call('XADD', KEYS[n + 1 + o], '*', 'event', ARGV[e])
+  end
+end
+if n_acks > 0 then
+  local ids = {}
+  for a = first_event + n_events, first_event + n_events + n_acks - 1 do ids[#ids + 1] = ARGV[a] end
+  local stream = KEYS[n + m + 2]
+  for start = 1, #ids, 1000 do
+    local chunk = {unpack(ids, start, math.min(start + 999, #ids))}
+    redis.call('XACK', stream, ARGV[6], unpack(chunk))
+    redis.call('XDEL', stream, unpack(chunk))
+  end
+end
+return {}
+"""
+
+
+class StoreConflictError(RuntimeError):
+    """The same users kept changing under us for MAX_ATTEMPTS commits (the job fails and is retried)."""
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Ingest entries to acknowledge and delete in the same commit as the state they produced."""
+
+    ids: Sequence[bytes | str]
+    stream: str = keys.INGEST_STREAM
+    group: str = keys.INGEST_GROUP
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    events: tuple[EmittedEvent, ...]  # in observation order
+    outcomes: tuple[tuple[str, Outcome], ...]  # (observation kind, outcome), in observation order
+    conflicts: int  # commits refused because another worker changed one of our users first
+
+
+@dataclass
+class _UserRun:
+    """One user's part of a batch: what was read, and the result of applying its observations to it."""
+
+    old: bytes | None
+    indexes: list[int]
+    new: bytes | None = None  # None: delete the key
+    changed: bool = False
+    events: list[tuple[int, EmittedEvent]] = field(default_factory=list)
+    outcomes: list[tuple[int, Outcome]] = field(default_factory=list)
+
+
+class Store:
+    """Applies batches of observations; safe to use from any number of processes at once."""
+
+    def __init__(self, connection: redis.Redis, downstream_urls: Sequence[str] = (),
+                 *, events_maxlen: int = keys.EVENTS_STREAM_MAXLEN) -> None:
+        self._connection = connection
+        self._outboxes = [keys.outbox_stream(url) for url in downstream_urls]
+        self._maxlen = events_maxlen
+        self._commit = connection.register_script(COMMIT_LUA)  # computes the SHA only; no I/O
+
+    def load(self, user_id: str) -> UserState:
+        raw = self._connection.get(keys.user_state_key(user_id))
+        return decode_state(_as_bytes(raw))
+
+    def apply_batch(self, observations: Sequence[Observation], ack: Ack | None = None) -> BatchResult:
+        """Apply `observations` in order and commit; return the events emitted (none twice, ever)."""
+        indexes: dict[str, list[int]] = {}
+        for index, observation in enumerate(observations):
+            indexes.setdefault(observation.user_id, []).append(index)
+        runs = self._read(observations, indexes)
+        for conflicts in range(MAX_ATTEMPTS):
+            conflicting = self._try_commit(runs, ack)
+            if not conflicting:
+                return _result(observations, runs, conflicts)
+            runs.update(self._read(observations, {user: runs[user].indexes for user in conflicting}))
+        raise StoreConflictError(f"users kept changing during {MAX_ATTEMPTS} commits")
+
+    def _read(self, observations: Sequence[Observation],
+              indexes: dict[str, list[int]]) -> dict[str, _UserRun]:
+        users = list(indexes)
+        values = self._connection.mget([keys.user_state_key(user) for user in users]) if users else []
+        return {user: _run(_as_bytes(value), indexes[user], observations)
+                for user, value in zip(users, values, strict=True)}
+
+    def _try_commit(self, runs: dict[str, _UserRun], ack: Ack | None) -> list[str]:
+        """One COMMIT_LUA call; return the users whose stored value no longer matches what we read."""
+        changed = [user for user, run in runs.items() if run.changed]
+        events = sorted((event for user in changed for event in runs[user].events), key=lambda pair: pair[0])
+        ack_ids = list(ack.ids) if ack is not None else []
+        if not changed and not ack_ids:
+            return []
+        args: list[bytes | str | int] = [len(changed), len(self._outboxes), len(events), len(ack_ids),
+                                         self._maxlen, ack.group if ack is not None else ""]
+        for user in changed:
+            run = runs[user]
+            args += ["0" if run.old is None else "1", run.old or b"",
+                     "0" if run.new is None else "1", run.new or b""]
+        args += [event.to_json() for _, event in events]
+        args += ack_ids
+        script_keys = [keys.user_state_key(user) for user in changed]
+        script_keys += [keys.EVENTS_STREAM, *self._outboxes,
+                        ack.stream if ack is not None else keys.INGEST_STREAM]
+        reply = self._commit(keys=script_keys, args=args)
+        return [changed[int(index)] for index in reply]
+
+
+def _run(old: bytes | None, indexes: list[int], observations: Sequence[Observation]) -> _UserRun:
+    run = _UserRun(old=old, indexes=indexes)
+    state: UserState = decode_state(old)
+    for index in indexes:
+        applied = apply(state, observations[index])
+        state = applied.state
+        run.outcomes.append((index, applied.outcome))
+        run.events.extend((index, event) for event in applied.events)
+    run.new = None if state.is_empty() else encode_state(state)
+    run.changed = run.new != old
+    return run
+
+
+def _result(observations: Sequence[Observation], runs: dict[str, _UserRun], conflicts: int) -> BatchResult:
+    outcomes: list[Outcome | None] = [None] * len(observations)
+    events: list[tuple[int, EmittedEvent]] = []
+    for run in runs.values():
+        for index, outcome in run.outcomes:
+            outcomes[index] = outcome
+        if run.changed:
+            events.extend(run.events)
+    events.sort(key=lambda pair: pair[0])
+    return BatchResult(
+        events=tuple(event for _, event in events),
+        outcomes=tuple((observation.kind, outcome) for observation, outcome
+                       in zip(observations, outcomes, strict=True) if outcome is not None),
+        conflicts=conflicts,
+    )
+
+
+def _as_bytes(value: object) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    raise TypeError("the store needs a Redis client without decode_responses")
