@@ -1,0 +1,107 @@
+"""worker.delivery.arming and .lease, against fakeredis and a real redis-server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+from rq import Queue
+
+from plugwatch import keys
+from plugwatch.settings import Settings
+from worker.delivery import kick, pump, state
+from worker.delivery.lease import Lease
+
+URL_A = "http://a.example/hook"
+URL_B = "http://b.example/hook"
+
+
+@pytest.fixture(params=["fake", "real"])
+def connection(request: pytest.FixtureRequest) -> redis.Redis:
+    client: redis.Redis = request.getfixturevalue("fake_redis" if request.param == "fake" else "real_redis")
+    return client
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(downstream_urls=(URL_A, URL_B), downstream_key=b"k" * 32)
+
+
+def drain_jobs(connection: redis.Redis) -> list[tuple[str, ...]]:
+    queue = Queue(keys.DELIVERY_QUEUE, connection=connection)
+    return [(job.func_name, *job.args) for job in queue.get_jobs()]
+
+
+def add_event(connection: redis.Redis, url: str) -> None:
+    connection.xadd(keys.outbox_stream(url), {"event": b'{"id": "evt_1"}'})
+
+
+def test_kick_enqueues_one_drain_job_per_url(connection: redis.Redis, settings: Settings) -> None:
+    kick(connection, settings, [URL_A, URL_B, URL_A])
+    assert sorted(drain_jobs(connection)) == [(keys.DRAIN_OUTBOX_JOB, URL_A), (keys.DRAIN_OUTBOX_JOB, URL_B)]
+
+
+def test_kick_while_a_drain_is_queued_or_running_enqueues_nothing(
+    connection: redis.Redis, settings: Settings
+) -> None:
+    kick(connection, settings, [URL_A])
+    kick(connection, settings, [URL_A])
+    Lease(connection, URL_B, ttl_ms=10_000).claim()  # a running drainer holds B
+    kick(connection, settings, [URL_B])
+    assert drain_jobs(connection) == [(keys.DRAIN_OUTBOX_JOB, URL_A)]
+
+
+def test_kick_skips_a_paused_url(connection: redis.Redis, settings: Settings) -> None:
+    state.record_failure(connection, URL_A, head="1-0", attempts=1, error="HTTP 500", paused_until=time.time() + 60)
+    kick(connection, settings, [URL_A, URL_B])
+    assert drain_jobs(connection) == [(keys.DRAIN_OUTBOX_JOB, URL_B)]
+
+
+def test_pump_rearms_a_url_with_backlog_and_no_drain(connection: redis.Redis, settings: Settings) -> None:
+    add_event(connection, URL_A)
+    pump(connection, settings)
+    pump(connection, settings)
+    assert drain_jobs(connection) == [(keys.DRAIN_OUTBOX_JOB, URL_A)]
+    assert connection.hget(keys.DOWNSTREAM_URLS, keys.url_key(URL_B)) == URL_B.encode()
+
+
+def test_pump_resumes_a_paused_url_only_once_its_pause_is_over(
+    connection: redis.Redis, settings: Settings
+) -> None:
+    add_event(connection, URL_A)
+    state.record_failure(connection, URL_A, head="1-0", attempts=1, error="HTTP 500", paused_until=time.time() + 60)
+    pump(connection, settings)
+    assert drain_jobs(connection) == []
+    state.record_failure(connection, URL_A, head="1-0", attempts=1, error="HTTP 500", paused_until=time.time() - 1)
+    pump(connection, settings)
+    assert drain_jobs(connection) == [(keys.DRAIN_OUTBOX_JOB, URL_A)]
+
+
+def test_pump_ignores_urls_that_are_not_configured(connection: redis.Redis, settings: Settings) -> None:
+    add_event(connection, "http://gone.example/hook")
+    pump(connection, settings)
+    assert drain_jobs(connection) == []
+
+
+def test_a_drainer_claims_a_queued_lease_but_not_a_live_drainers(connection: redis.Redis) -> None:
+    connection.set(keys.downstream_lease_key(URL_A), "queued")
+    first, second = Lease(connection, URL_A, ttl_ms=10_000), Lease(connection, URL_A, ttl_ms=10_000)
+    assert first.claim()
+    assert not second.claim()
+    assert first.refresh()
+    assert not second.refresh()
+    second.release()  # not its lease: nothing happens
+    assert connection.get(keys.downstream_lease_key(URL_A)) == first.token.encode()
+    first.release()
+    assert connection.get(keys.downstream_lease_key(URL_A)) is None
+
+
+def test_an_expired_lease_can_be_claimed_and_the_old_holder_notices(connection: redis.Redis) -> None:
+    old = Lease(connection, URL_A, ttl_ms=10_000)
+    assert old.claim()
+    connection.delete(keys.downstream_lease_key(URL_A))  # as if it expired
+    new = Lease(connection, URL_A, ttl_ms=10_000)
+    assert new.claim()
+    assert not old.refresh()
+    assert not old.reacquire()
