@@ -20,6 +20,7 @@ class WorkerMetrics:
     deliveries: Counter
     batch_seconds: Histogram
     store_conflicts: Counter
+    registry: CollectorRegistry
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> WorkerMetrics:
@@ -40,4 +41,5 @@ class WorkerMetrics:
             store_conflicts=Counter("plugwatch_worker_store_conflicts_total",
                                     "State commits refused because another worker changed a user first",
                                     registry=registry),
+            registry=registry,
         )

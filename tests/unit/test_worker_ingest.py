@@ -1,0 +1,258 @@
+"""The ingest drain job: deliveries from the stream become state and events; bad input is quarantined.
+
+Every test runs against fakeredis and against the suite's private redis-server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from prometheus_client import CollectorRegistry
+from rq import Queue
+
+from plugwatch import keys, quarantine
+from plugwatch.settings import Settings
+from tests.support.eventlog import START, Delivery, charger_event, feed, vehicle_event
+from worker import ingest
+from worker.bootstrap import WorkerContext, bootstrap
+from worker.core import Observation
+from worker.store import Ack, BatchResult, Store
+
+USER, VEHICLE, CHARGER, HOME = "usr-1", "veh-1", "chg-1", "loc-home"
+FAST = {"PLUGWATCH_INGEST_CLAIM_IDLE_SECONDS": "0.001"}
+
+
+@pytest.fixture(params=["fake_redis", "real_redis"])
+def connection(request: pytest.FixtureRequest) -> redis.Redis:
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
+class Contexts:
+    """Builds worker contexts on the test's connection (fresh metrics each) and closes them afterwards."""
+
+    def __init__(self, connection: redis.Redis) -> None:
+        self.connection = connection
+        self.built: list[WorkerContext] = []
+
+    def __call__(self, **environ: str) -> WorkerContext:
+        settings = Settings(redis_url="redis://unused", downstream_urls=())
+        context = bootstrap(settings, environ, registry=CollectorRegistry(), connection=self.connection,
+                            consumer="c1")
+        self.built.append(context)
+        return context
+
+
+@pytest.fixture
+def make_context(connection: redis.Redis) -> Iterator[Contexts]:
+    contexts = Contexts(connection)
+    yield contexts
+    for context in contexts.built:
+        context.delivery.close()
+
+
+@pytest.fixture
+def context(make_context: Contexts) -> WorkerContext:
+    return make_context(**FAST)
+
+
+@pytest.fixture
+def registry(context: WorkerContext) -> CollectorRegistry:
+    return context.metrics.registry
+
+
+def plug_in_at_home(user: str = USER, minute: int = 0) -> list[dict[str, Any]]:
+    at = START + timedelta(minutes=minute)
+    return [charger_event(user, CHARGER, at, vehicle=VEHICLE, location=HOME),
+            vehicle_event(user, VEHICLE, at, charger=CHARGER, location=HOME)]
+
+
+def delivery(delivery_id: str, events: Sequence[object]) -> Delivery:
+    return Delivery(delivery_id, orjson.dumps(list(events)))
+
+
+def emitted(connection: redis.Redis) -> list[dict[str, Any]]:
+    return [orjson.loads(fields[b"event"]) for _, fields in connection.xrange(keys.EVENTS_STREAM)]
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def test_drain_applies_every_delivery_and_empties_the_stream(
+        context: WorkerContext, connection: redis.Redis, registry: CollectorRegistry) -> None:
+    feed(connection, [delivery("d1", plug_in_at_home("usr-a")), delivery("d2", plug_in_at_home("usr-b"))])
+    connection.set(keys.INGEST_ARMED, "1")
+
+    drained = ingest.drain(context)
+
+    assert (drained.deliveries, drained.events, drained.emitted) == (2, 4, 2)
+    assert [event["userId"] for event in emitted(connection)] == ["usr-a", "usr-b"]
+    assert connection.xlen(keys.INGEST_STREAM) == 0
+    assert connection.exists(keys.INGEST_ARMED) == 0
+    assert not drained.rearmed
+    assert sample(registry, "plugwatch_worker_events_total", kind="vehicle", outcome="applied") == 2
+    assert sample(registry, "plugwatch_emitted_events_total", type="vehicle.plugged_in_at_home") == 2
+    assert sample(registry, "plugwatch_worker_deliveries_total") == 2
+
+
+def test_a_malformed_event_is_quarantined_and_the_others_are_applied(
+        context: WorkerContext, connection: redis.Redis, registry: CollectorRegistry) -> None:
+    broken = {"event": "user:vehicle:updated", "createdAt": "2025-03-14T18:00:00Z", "version": "2024-10-01",
+              "user": {"id": USER}, "vehicle": {"userId": USER}}  # no vehicle id
+    feed(connection, [delivery("d1", [plug_in_at_home()[0], broken, plug_in_at_home()[1]])])
+
+    ingest.drain(context)
+
+    [entry] = quarantine.entries(connection)
+    assert (entry.delivery_id, entry.event_index) == ("d1", 1)
+    assert "vehicle.id" in entry.reason
+    assert [event["type"] for event in emitted(connection)] == ["vehicle.plugged_in_at_home"]
+    assert sample(registry, "plugwatch_worker_events_total", kind="vehicle", outcome="quarantined") == 1
+    assert connection.xlen(keys.INGEST_STREAM) == 0
+
+
+def test_a_body_that_is_not_a_json_array_is_quarantined_whole(
+        context: WorkerContext, connection: redis.Redis) -> None:
+    feed(connection, [Delivery("d1", b"{not json"), delivery("d2", plug_in_at_home())])
+
+    drained = ingest.drain(context)
+
+    [entry] = quarantine.entries(connection)
+    assert (entry.delivery_id, entry.event_index, entry.body) == ("d1", None, b"{not json")
+    assert drained.emitted == 1
+
+
+def test_untracked_devices_and_heartbeats_are_counted_as_ignored_not_quarantined(
+        context: WorkerContext, connection: redis.Redis, registry: CollectorRegistry) -> None:
+    hvac = {"event": "user:hvac:updated", "createdAt": "2025-03-14T18:00:00Z", "version": "2024-10-01",
+            "user": {"id": USER}, "hvac": {"id": "h1"}, "updatedFields": []}
+    heartbeat = {"event": "system:heartbeat", "createdAt": "2025-03-14T18:00:00Z", "version": "2024-10-01",
+                 "pendingEvents": 0}
+    feed(connection, [delivery("d1", [hvac, heartbeat])])
+
+    ingest.drain(context)
+
+    assert quarantine.count(connection) == 0
+    assert sample(registry, "plugwatch_worker_events_total", kind="other", outcome="ignored") == 1
+    assert sample(registry, "plugwatch_worker_events_total", kind="system", outcome="ignored") == 1
+    assert connection.xlen(keys.INGEST_STREAM) == 0
+
+
+def test_entries_a_killed_drainer_left_pending_are_claimed_and_applied_once(
+        context: WorkerContext, connection: redis.Redis) -> None:
+    feed(connection, [delivery("d1", plug_in_at_home())])
+    connection.xgroup_create(keys.INGEST_STREAM, keys.INGEST_GROUP, id="0", mkstream=True)
+    connection.xreadgroup(keys.INGEST_GROUP, "dead-worker", {keys.INGEST_STREAM: ">"})  # then it died
+    time.sleep(0.01)
+
+    drained = ingest.drain(context)
+
+    assert drained.deliveries == 1
+    assert len(emitted(connection)) == 1
+    assert connection.xpending(keys.INGEST_STREAM, keys.INGEST_GROUP)["pending"] == 0
+
+
+def test_an_entry_delivered_too_often_is_quarantined_as_poison(
+        connection: redis.Redis, make_context: Contexts) -> None:
+    context = make_context(PLUGWATCH_INGEST_MAX_DELIVERIES="2", **FAST)
+    feed(connection, [delivery("d1", plug_in_at_home())])
+    connection.xgroup_create(keys.INGEST_STREAM, keys.INGEST_GROUP, id="0", mkstream=True)
+    connection.xreadgroup(keys.INGEST_GROUP, "w1", {keys.INGEST_STREAM: ">"})  # delivered once, w1 died
+    time.sleep(0.005)
+    connection.xautoclaim(keys.INGEST_STREAM, keys.INGEST_GROUP, "w2", min_idle_time=1)  # twice, w2 died
+    time.sleep(0.005)
+
+    drained = ingest.drain(context)
+
+    [entry] = quarantine.entries(connection)
+    assert entry.delivery_id == "d1"
+    assert entry.reason.startswith("poison")
+    assert drained.deliveries == 0
+    assert emitted(connection) == []
+    assert connection.xlen(keys.INGEST_STREAM) == 0
+
+
+class FailingStore(Store):
+    """A store that fails (as a bug would) on any batch holding an observation of `user`."""
+
+    def __init__(self, connection: redis.Redis, user: str) -> None:
+        super().__init__(connection)
+        self.user = user
+
+    def apply_batch(self, observations: Sequence[Observation], ack: Ack | None = None) -> BatchResult:
+        if any(observation.user_id == self.user for observation in observations):
+            raise RuntimeError("bug")
+        return super().apply_batch(observations, ack)
+
+
+def test_an_unexpected_failure_leaves_only_the_failing_delivery_pending(
+        connection: redis.Redis, make_context: Contexts) -> None:
+    context = make_context(PLUGWATCH_INGEST_CLAIM_IDLE_SECONDS="60")
+    failing = replace(context, store=FailingStore(connection, "usr-bad"))
+    feed(connection, [delivery("d1", plug_in_at_home("usr-a")), delivery("d2", plug_in_at_home("usr-bad")),
+                      delivery("d3", plug_in_at_home("usr-c"))])
+
+    drained = ingest.drain(failing)
+
+    assert drained.deliveries == 2
+    assert [event["userId"] for event in emitted(connection)] == ["usr-a", "usr-c"]
+    [(_, fields)] = connection.xrange(keys.INGEST_STREAM)
+    assert fields[b"d"] == b"d2"
+    assert connection.xpending(keys.INGEST_STREAM, keys.INGEST_GROUP)["pending"] == 1
+    assert not drained.rearmed  # it is not idle yet: no busy loop of re-armed jobs
+
+
+def test_a_drain_that_runs_out_of_budget_rearms_a_successor(
+        connection: redis.Redis, make_context: Contexts) -> None:
+    context = make_context(PLUGWATCH_INGEST_BATCH="1",
+                           PLUGWATCH_INGEST_BUDGET_SECONDS="0.000001", PLUGWATCH_INGEST_MAX_DRAINERS="1")
+    feed(connection, [delivery("d1", plug_in_at_home("usr-a")), delivery("d2", plug_in_at_home("usr-b"))])
+
+    drained = ingest.drain(context)
+
+    assert drained.rearmed
+    assert connection.exists(keys.INGEST_ARMED) == 1
+    assert Queue(keys.INGEST_QUEUE, connection=connection).count == 1
+
+
+def test_a_backlog_arms_a_helper_drain_for_another_worker(
+        connection: redis.Redis, make_context: Contexts) -> None:
+    context = make_context(PLUGWATCH_INGEST_BATCH="1", PLUGWATCH_INGEST_MAX_DRAINERS="2")
+    feed(connection, [delivery("d1", plug_in_at_home("usr-a")), delivery("d2", plug_in_at_home("usr-b"))])
+
+    ingest.drain(context)
+
+    [job] = Queue(keys.INGEST_QUEUE, connection=connection).get_jobs()
+    assert (job.func_name, job.args) == (keys.DRAIN_INGEST_JOB, (1,))
+    assert connection.exists(keys.ingest_armed_key(1)) == 1
+
+
+def test_pump_arms_a_drain_only_when_entries_wait_and_none_is_armed(
+        context: WorkerContext, connection: redis.Redis) -> None:
+    settings = context.settings
+    assert not ingest.pump(connection, settings)  # nothing waits
+    feed(connection, [delivery("d1", plug_in_at_home())])
+    connection.set(keys.INGEST_ARMED, "1")
+    assert not ingest.pump(connection, settings)  # one is armed
+    connection.delete(keys.INGEST_ARMED)
+
+    assert ingest.pump(connection, settings)
+    assert Queue(keys.INGEST_QUEUE, connection=connection).count == 1
+
+
+def test_pump_rearms_for_entries_pending_longer_than_the_claim_idle_time(
+        context: WorkerContext, connection: redis.Redis) -> None:
+    feed(connection, [delivery("d1", plug_in_at_home())])
+    connection.xgroup_create(keys.INGEST_STREAM, keys.INGEST_GROUP, id="0", mkstream=True)
+    connection.xreadgroup(keys.INGEST_GROUP, "dead-worker", {keys.INGEST_STREAM: ">"})
+
+    assert not ingest.pump(connection, context.settings, claim_idle_ms=60_000)
+    time.sleep(0.01)
+    assert ingest.pump(connection, context.settings, claim_idle_ms=5)

@@ -1,0 +1,79 @@
+"""`python -m worker [--burst] [--name NAME]`: one worker process (Procfile `worker:`).
+
+It runs an RQ `SimpleWorker` (jobs run in this process: one Redis pool, one HTTP client) on the ingest and
+delivery queues with RQ's scheduler (retries), a pump thread that re-arms drain jobs every
+`PLUGWATCH_PUMP_INTERVAL_SECONDS` (crash recovery), and Prometheus metrics on `PLUGWATCH_METRICS_PORT`
+(default 9100, 0 = off). SIGTERM is RQ's warm shutdown: the running job finishes (a drain job stops within
+its budget of a few seconds) and the process exits; a second SIGTERM is a cold shutdown.
+`--burst` arms a drain for whatever waits, works until the queues are empty, then exits (benchmarks, ops).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+from collections.abc import Sequence
+
+import structlog
+from prometheus_client import start_http_server
+from rq import SimpleWorker
+
+from plugwatch import keys
+from plugwatch.logs import configure_logging
+from plugwatch.settings import Settings
+from worker import delivery, ingest
+from worker.bootstrap import WorkerContext, bootstrap, install
+
+log = structlog.get_logger("worker")
+
+DEFAULT_METRICS_PORT = 9100
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    parser.add_argument("--name", default=None, help="the RQ worker name (default: RQ's)")
+    args = parser.parse_args(argv)
+
+    settings = Settings.from_env(os.environ, require_enode_secret=False)
+    configure_logging(settings.log_format)
+    context = bootstrap(settings, os.environ)
+    install(context)
+    port = int(os.environ.get("PLUGWATCH_METRICS_PORT", "").strip() or DEFAULT_METRICS_PORT)
+    if port:
+        start_http_server(port)
+    interval = float(os.environ.get("PLUGWATCH_PUMP_INTERVAL_SECONDS", "").strip() or 1.0)
+
+    pump_once(context)
+    stop = threading.Event()
+    pumping = threading.Thread(target=_pump_loop, args=(context, stop, interval), name="pump", daemon=True)
+    pumping.start()
+    worker = SimpleWorker([keys.INGEST_QUEUE, keys.DELIVERY_QUEUE], connection=context.connection,
+                          name=args.name)
+    log.info("worker.started", name=worker.name, burst=args.burst, metrics_port=port)
+    try:
+        worker.work(burst=args.burst, with_scheduler=True)
+    finally:
+        stop.set()
+        context.delivery.close()
+    log.info("worker.stopped", name=worker.name)
+    return 0
+
+
+def pump_once(context: WorkerContext) -> None:
+    """Re-arm ingest and delivery drains that should be running; never raises (logged instead)."""
+    try:
+        ingest.pump(context.connection, context.settings, context.options.claim_idle_ms)
+        delivery.pump(context.connection, context.settings)
+    except Exception:
+        log.exception("worker.pump_failed")
+
+
+def _pump_loop(context: WorkerContext, stop: threading.Event, interval: float) -> None:
+    while not stop.wait(interval):
+        pump_once(context)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

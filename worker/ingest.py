@@ -1,0 +1,259 @@
+"""The ingest drain: RQ job `worker.ingest.drain_ingest` turns ingest-stream entries into state and events.
+
+    drain_ingest()            the RQ job (armed by the receiver; one job drains many deliveries)
+    drain(context) -> Drained the loop, for tests and benchmarks with their own context
+    pump(connection, settings, claim_idle_ms)   re-arm a drain when entries wait and nothing is armed
+
+Each pass of the loop: refresh `plugwatch:ingest:armed` and read a batch of entries (one round trip) —
+first entries a killed drainer left pending (XAUTOCLAIM, idle > `claim_idle_ms`), then new ones
+(XREADGROUP). Every event of every delivery is decoded in array order; a malformed one goes to the
+quarantine with its `event_index` and the others go on. The whole batch is applied and committed by the
+store in ONE Lua call that also XACKs and XDELs the entries, so processed entries leave the stream together
+with the state they produced; an entry re-read after a crash meets that state and emits nothing new.
+
+The loop stops when nothing is left or after `budget_seconds`; it then clears the armed key, re-checks the
+stream and re-arms (with a new RQ job) if entries arrived meanwhile. An entry delivered more than
+`max_deliveries` times (it keeps killing or failing its drainer) is quarantined as poison.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+import structlog
+from rq import Queue
+
+from plugwatch import ingest, keys, quarantine
+from plugwatch.settings import Settings
+from worker import delivery
+from worker.bootstrap import WorkerContext, current
+from worker.core import DecodeError, Ignored, Observation, decode_event
+from worker.store import Ack
+
+log = structlog.get_logger(__name__)
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+@dataclass
+class Drained:
+    """What one drain job did."""
+
+    deliveries: int = 0
+    events: int = 0
+    emitted: int = 0
+    batches: int = 0
+    rearmed: bool = False
+
+
+def drain_ingest(slot: int = 0) -> dict[str, int | bool]:
+    """The RQ job: drain the ingest stream with this process's context (`slot` > 0: a helper drain)."""
+    drained = drain(current(), slot)
+    return {"deliveries": drained.deliveries, "events": drained.events, "emitted": drained.emitted,
+            "rearmed": drained.rearmed}
+
+
+def drain(context: WorkerContext, slot: int = 0) -> Drained:
+    """Drain until the stream is empty or the budget is spent; under load arm the next helper slot."""
+    connection, options = context.connection, context.options
+    armed_key = keys.ingest_armed_key(slot)
+    _ensure_group(connection)
+    drained = Drained()
+    deadline = time.monotonic() + options.budget_seconds
+    claiming, helped = True, slot + 1 >= options.max_drainers
+    while time.monotonic() < deadline:
+        entries = _claim(context, armed_key) if claiming else []
+        claiming = bool(entries)
+        if not entries:
+            entries = _read(context, armed_key)
+        if not entries:
+            break
+        if not helped and len(entries) == options.batch_entries:
+            helped = _arm_helper(context, slot + 1)
+        _process(context, entries, drained)
+    connection.delete(armed_key)
+    drained.rearmed = needs_drain(connection, options.claim_idle_ms) and ingest.arm(connection) is not None
+    log.info("ingest.drained", deliveries=drained.deliveries, events=drained.events, emitted=drained.emitted,
+             batches=drained.batches, rearmed=drained.rearmed)
+    return drained
+
+
+def _ensure_group(connection: redis.Redis) -> None:
+    try:
+        connection.xgroup_create(keys.INGEST_STREAM, keys.INGEST_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+def _arm_helper(context: WorkerContext, slot: int) -> bool:
+    """A backlog: let one more worker process drain too (CAS commits make concurrent drains safe)."""
+    if context.connection.set(keys.ingest_armed_key(slot), "1", nx=True, px=ingest.ARMED_TTL_MS):
+        Queue(keys.INGEST_QUEUE, connection=context.connection).enqueue_call(
+            keys.DRAIN_INGEST_JOB, args=(slot,), timeout=ingest.DRAIN_JOB_TIMEOUT_SECONDS,
+            result_ttl=ingest.DRAIN_JOB_RESULT_TTL_SECONDS, failure_ttl=ingest.DRAIN_JOB_FAILURE_TTL_SECONDS,
+        )
+        log.info("ingest.helper_armed", slot=slot)
+    return True
+
+
+def _claim(context: WorkerContext, armed_key: str) -> list[Entry]:
+    """Take over entries a dead drainer left pending; quarantine those that were delivered too often."""
+    options = context.options
+    pipe = context.connection.pipeline(transaction=False)
+    pipe.set(armed_key, "1", px=options.armed_ttl_ms)
+    pipe.xautoclaim(keys.INGEST_STREAM, keys.INGEST_GROUP, context.consumer,
+                    min_idle_time=options.claim_idle_ms, count=options.batch_entries)
+    _, reply = pipe.execute()
+    entries: list[Entry] = [entry for entry in reply[1] if entry[1]]
+    if not entries:
+        return []
+    pending = context.connection.xpending_range(keys.INGEST_STREAM, keys.INGEST_GROUP, min=entries[0][0],
+                                                max=entries[-1][0], count=len(entries),
+                                                consumername=context.consumer)
+    times: dict[object, int] = {row["message_id"]: int(row["times_delivered"]) for row in pending}
+    poison = [entry for entry in entries if times.get(entry[0], 0) > options.max_deliveries]
+    if poison:
+        _quarantine_poison(context, poison, times)
+    return [entry for entry in entries if times.get(entry[0], 0) <= options.max_deliveries]
+
+
+def _quarantine_poison(context: WorkerContext, poison: list[Entry], times: dict[object, int]) -> None:
+    now = time.time()
+    for entry_id, fields in poison:
+        reason = f"poison: delivered {times[entry_id]} times without completing"
+        delivery_id = _text(fields.get(b"d", b""))
+        quarantine.add(context.connection, delivery_id, fields.get(b"b", b""), reason, now=now)
+        log.warning("ingest.poison_quarantined", entry_id=_text(entry_id), times=times[entry_id])
+    context.store.apply_batch([], Ack([entry_id for entry_id, _ in poison]))
+    context.metrics.events.labels("other", "quarantined").inc(len(poison))
+
+
+def _read(context: WorkerContext, armed_key: str) -> list[Entry]:
+    pipe = context.connection.pipeline(transaction=False)
+    pipe.set(armed_key, "1", px=context.options.armed_ttl_ms)
+    pipe.xreadgroup(keys.INGEST_GROUP, context.consumer, {keys.INGEST_STREAM: ">"},
+                    count=context.options.batch_entries)
+    _, reply = pipe.execute()
+    return list(reply[0][1]) if reply else []
+
+
+def _process(context: WorkerContext, entries: Sequence[Entry], drained: Drained) -> None:
+    """Decode, apply and commit one batch; if that fails unexpectedly, retry entry by entry."""
+    try:
+        _apply(context, entries, drained)
+    except (redis.ConnectionError, redis.TimeoutError):
+        raise  # the job fails and is retried; the entries stay pending and are claimed later
+    except Exception:
+        if len(entries) == 1:
+            log.exception("ingest.entry_failed", entry_id=_text(entries[0][0]))
+            return  # left pending: claimed again later, quarantined as poison after max_deliveries
+        log.exception("ingest.batch_failed", entries=len(entries))
+        for entry in entries:
+            _process(context, [entry], drained)
+
+
+def _apply(context: WorkerContext, entries: Sequence[Entry], drained: Drained) -> None:
+    started = time.perf_counter()
+    counts: Counter[tuple[str, str]] = Counter()
+    observations: list[Observation] = []
+    for entry_id, fields in entries:
+        observations.extend(_decode_delivery(context, entry_id, fields, counts))
+    result = context.store.apply_batch(observations, Ack([entry_id for entry_id, _ in entries]))
+    counts.update((kind, str(outcome)) for kind, outcome in result.outcomes)
+    metrics = context.metrics
+    for (kind, outcome), number in counts.items():
+        metrics.events.labels(kind, outcome).inc(number)
+    for event_type, number in Counter(event.type.value for event in result.events).items():
+        metrics.emitted.labels(event_type).inc(number)
+    metrics.store_conflicts.inc(result.conflicts)
+    metrics.deliveries.inc(len(entries))
+    metrics.batch_seconds.observe(time.perf_counter() - started)
+    drained.deliveries += len(entries)
+    drained.events += sum(counts.values())
+    drained.emitted += len(result.events)
+    drained.batches += 1
+    if result.events and context.settings.downstream_urls:
+        delivery.kick(context.connection, context.settings, context.settings.downstream_urls)
+
+
+def _decode_delivery(context: WorkerContext, entry_id: bytes, fields: dict[bytes, bytes],
+                     counts: Counter[tuple[str, str]]) -> list[Observation]:
+    """The observations of one delivery, in array order; malformed events go to the quarantine."""
+    body = fields.get(b"b", b"")
+    try:
+        events: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        events = None
+    if not isinstance(events, list):
+        _quarantine(context, fields, "delivery body is not a JSON array", None, counts)
+        return []
+    observations: list[Observation] = []
+    for index, raw in enumerate(events):
+        try:
+            decoded = decode_event(raw)
+        except DecodeError as error:
+            _quarantine(context, fields, error.reason, index, counts, _kind_of(raw))
+            continue
+        if isinstance(decoded, Ignored):
+            counts[(decoded.kind, "ignored")] += 1
+        else:
+            observations.append(decoded)
+    return observations
+
+
+def _quarantine(context: WorkerContext, fields: dict[bytes, bytes], reason: str, event_index: int | None,
+                counts: Counter[tuple[str, str]], kind: str = "other") -> None:
+    delivery_id = _text(fields.get(b"d", b""))
+    quarantine.add(context.connection, delivery_id, fields.get(b"b", b""), reason, now=time.time(),
+                   event_index=event_index)
+    log.warning("ingest.event_quarantined", delivery_id=delivery_id, event_index=event_index, reason=reason)
+    counts[(kind, "quarantined")] += 1
+
+
+def _kind_of(raw: object) -> str:
+    name = raw.get("event") if isinstance(raw, dict) else None
+    if isinstance(name, str):
+        for kind, marker in (("vehicle", ":vehicle:"), ("charger", ":charger:"), ("action", "-action:")):
+            if marker in name:
+                return kind
+    return "other"
+
+
+def needs_drain(connection: redis.Redis, claim_idle_ms: int) -> bool:
+    """Unread entries, or entries pending longer than `claim_idle_ms` (a dead drainer's)?
+
+    Processed entries are deleted, so XLEN counts exactly the unread plus the pending ones.
+    """
+    pipe = connection.pipeline(transaction=False)
+    pipe.xlen(keys.INGEST_STREAM)
+    pipe.xpending(keys.INGEST_STREAM, keys.INGEST_GROUP)
+    pipe.xpending_range(keys.INGEST_STREAM, keys.INGEST_GROUP, min="-", max="+", count=1, idle=claim_idle_ms)
+    length, summary, stale = pipe.execute(raise_on_error=False)
+    if isinstance(length, Exception) or not length:
+        return False
+    if isinstance(summary, Exception):  # NOGROUP: nothing was ever read
+        return True
+    unread = int(length) > int(summary["pending"])
+    return unread or (bool(stale) and not isinstance(stale, Exception))
+
+
+def pump(connection: redis.Redis, settings: Settings, claim_idle_ms: int = 15_000) -> bool:
+    """Arm a drain job if entries wait and none is armed (a lost arming, a killed drainer); True if armed."""
+    del settings  # part of the pump signature every area shares
+    if connection.exists(keys.INGEST_ARMED) or not needs_drain(connection, claim_idle_ms):
+        return False
+    armed = ingest.arm(connection) is not None
+    if armed:
+        log.info("ingest.pump_rearmed")
+    return armed
+
+
+def _text(value: bytes) -> str:
+    return value.decode(errors="replace")
