@@ -50,7 +50,7 @@ def add(
     connection: redis.Redis, url: str, body: bytes, *, reason: str, ttl: int, event_id: str, event_type: str
 ) -> str:
     """Keep `body` for `url` as a failed, replayable job; returns the job id."""
-    now = datetime.now(UTC).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="microseconds")
     job = Job.create(
         keys.DEAD_LETTER_JOB, args=(url, body.decode("utf-8", "surrogateescape")), connection=connection,
         id=f"dl-{keys.url_key(url)}-{uuid.uuid4().hex[:16]}", origin=keys.DEAD_LETTER_QUEUE,
@@ -72,7 +72,8 @@ def list_all(connection: redis.Redis, url: str | None = None) -> list[DeadLetter
     """Dead letters, oldest first; only `url`'s when given."""
     ids = registry(connection).get_job_ids()
     letters = [_from_job(job) for job in Job.fetch_many(ids, connection=connection) if job is not None]
-    return [letter for letter in letters if url is None or letter.url == url]
+    return sorted((letter for letter in letters if url is None or letter.url == url),
+                  key=lambda letter: letter.dead_lettered_at)
 
 
 def requeue_event(connection: redis.Redis, settings: Settings, url: str, event_json: str) -> None:

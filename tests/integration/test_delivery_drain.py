@@ -1,0 +1,222 @@
+"""Delivery drains in this process (drainer threads, real redis-server, real HTTP sinks under uvicorn).
+
+The RQ hop is skipped: `deliver()` hands URLs to the drainer threads as the `drain_outbox` job does.
+End-to-end tests with worker processes are in test_delivery_e2e.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import orjson
+import pytest
+import redis
+from prometheus_client import CollectorRegistry
+
+from plugwatch.settings import Settings
+from plugwatch.signing import decode_secret
+from tests.conftest import TEST_DOWNSTREAM_SECRET
+from tests.support.delivery import emit, make_event
+from tests.support.servers import wait_until
+from tests.support.sinks import Reply, Sink, SinkServer
+from tests.unit.test_signing import spec_verify
+from worker import delivery
+from worker.delivery import deadletters, outbox, state
+
+FAST = {
+    "PLUGWATCH_DELIVERY_CONNECT_TIMEOUT_SECONDS": "0.5",
+    "PLUGWATCH_DELIVERY_READ_TIMEOUT_SECONDS": "2",
+    "PLUGWATCH_DELIVERY_BACKOFF_BASE_SECONDS": "0.05",
+    "PLUGWATCH_DELIVERY_BACKOFF_MAX_SECONDS": "0.2",
+    "PLUGWATCH_DELIVERY_INLINE_WAIT_SECONDS": "5",
+}
+
+
+@dataclass
+class Harness:
+    connection: redis.Redis
+    settings: Settings
+    context: delivery.DeliveryContext
+    registry: CollectorRegistry
+
+    def send(self, events: list[bytes], urls: list[str] | None = None) -> None:
+        urls = urls or list(self.settings.downstream_urls)
+        emit(self.connection, self.settings, events, urls)
+        for url in urls:
+            self.context.threads.request(url)
+
+    def backlog(self, url: str) -> int:
+        return outbox.backlog(self.connection, url)
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def sinks() -> Iterator[list[tuple[Sink, SinkServer]]]:
+    pairs = [(sink, SinkServer(sink)) for sink in (Sink(), Sink())]
+    for _, server in pairs:
+        server.up()
+    yield pairs
+    for _, server in pairs:
+        server.down()
+
+
+def start(redis_url: str, urls: tuple[str, ...], **env: str) -> Harness:
+    settings = Settings(redis_url=redis_url, downstream_urls=urls,
+                        downstream_key=decode_secret(TEST_DOWNSTREAM_SECRET),
+                        delivery_max_age_seconds=float(env.pop("max_age", 3600)))
+    connection = redis.Redis.from_url(redis_url)
+    registry = CollectorRegistry()
+    context = delivery.build(settings, connection=connection, environ={**FAST, **env}, registry=registry)
+    delivery.install(context)
+    return Harness(connection, settings, context, registry)
+
+
+@pytest.fixture
+def harness(redis_url: str, sinks: list[tuple[Sink, SinkServer]]) -> Iterator[Harness]:
+    running = start(redis_url, tuple(server.url + "/hook" for _, server in sinks))
+    yield running
+    running.context.close()
+    delivery.install(None)
+    running.connection.close()
+
+
+def test_events_arrive_in_order_signed_with_the_exact_bytes(harness: Harness, sinks: list) -> None:
+    (sink, _), (other, _) = sinks
+    events = [make_event(n) for n in range(5)]
+    harness.send(events)
+    for receiver in (sink, other):
+        received = receiver.wait_for(5)
+        assert [r.body for r in received] == events
+        assert [r.webhook_id for r in received] == [f"evt_veh-1_{n}" for n in range(5)]
+        for request in received:
+            assert spec_verify(TEST_DOWNSTREAM_SECRET, request.headers, request.body)
+            assert abs(int(request.headers["webhook-timestamp"]) - time.time()) < 10
+            assert request.headers["content-type"] == "application/json"
+    wait_until(lambda: harness.backlog(harness.settings.downstream_urls[0]) == 0)
+    assert harness.metric("plugwatch_downstream_attempts_total", outcome="success") == 10
+    assert harness.metric("plugwatch_downstream_latency_seconds_count") == 10
+
+
+def test_500_twice_then_200_delivers_on_the_third_attempt_with_the_same_id(harness: Harness, sinks: list) -> None:
+    (sink, _), _ = sinks
+    sink.push(Reply(500), Reply(503))
+    harness.send([make_event(1)], [harness.settings.downstream_urls[0]])
+    received = sink.wait_for(3, accepted=False)
+    wait_until(lambda: len(sink.accepted()) == 1)
+    assert [r.status for r in received] == [500, 503, 200]
+    assert len({r.webhook_id for r in received}) == 1
+    assert len({r.body for r in received}) == 1
+    assert all(spec_verify(TEST_DOWNSTREAM_SECRET, r.headers, r.body) for r in received)
+    assert harness.metric("plugwatch_downstream_attempts_total", outcome="retry") == 2
+    wait_until(lambda: state.read_state(harness.connection, harness.settings.downstream_urls[0]).attempts == 0)
+
+
+def test_a_retrying_url_keeps_order_and_loses_nothing(harness: Harness, sinks: list) -> None:
+    (sink, _), _ = sinks
+    sink.push(*[Reply(500)] * 3)
+    events = [make_event(n) for n in range(4)]
+    harness.send(events, [harness.settings.downstream_urls[0]])
+    accepted = sink.wait_for(4, accepted=True)
+    assert [r.body for r in accepted] == events
+
+
+def test_429_with_retry_after_waits_that_long(harness: Harness, sinks: list) -> None:
+    (sink, _), _ = sinks
+    sink.push(Reply(429, headers={"retry-after": "1"}))
+    harness.send([make_event(1)], [harness.settings.downstream_urls[0]])
+    first, second = sink.wait_for(2)
+    assert second.at - first.at >= 0.95
+    assert second.status == 200
+
+
+def test_400_goes_to_dead_letters_and_the_next_event_is_delivered(harness: Harness, sinks: list) -> None:
+    (sink, _), _ = sinks
+    url = harness.settings.downstream_urls[0]
+    sink.push(Reply(400, body=b"missing field"))
+    events = [make_event(1), make_event(2)]
+    harness.send(events, [url])
+    sink.wait_for(2)
+    wait_until(lambda: len(deadletters.list_all(harness.connection)) == 1)
+    [letter] = deadletters.list_all(harness.connection)
+    assert (letter.url, letter.event_id, letter.event_json.encode()) == (url, "evt_veh-1_1", events[0])
+    assert "HTTP 400: missing field" in letter.reason
+    assert [r.body for r in sink.accepted()] == [events[1]]
+    assert harness.metric("plugwatch_downstream_attempts_total", outcome="dead_letter") == 1
+
+    deadletters.replay(harness.connection, harness.settings, letter.job_id)  # the sink is "fixed" (200)
+    harness.context.threads.request(url)
+    replayed = sink.wait_for(2, accepted=True)[-1]
+    assert (replayed.webhook_id, replayed.body) == ("evt_veh-1_1", events[0])
+    assert spec_verify(TEST_DOWNSTREAM_SECRET, replayed.headers, replayed.body)
+    assert deadletters.list_all(harness.connection) == []
+
+
+def test_410_disables_the_url_dead_letters_its_events_and_others_keep_receiving(
+    harness: Harness, sinks: list
+) -> None:
+    (gone, _), (healthy, _) = sinks
+    gone_url = harness.settings.downstream_urls[0]
+    gone.set_default(Reply(410))
+    harness.send([make_event(n) for n in range(3)])
+    healthy.wait_for(3)
+    wait_until(lambda: len(deadletters.list_all(harness.connection, gone_url)) == 3)
+    assert len(gone.requests) == 1  # one 410, then no more attempts
+    assert state.read_state(harness.connection, gone_url).disabled
+    assert harness.metric("plugwatch_downstream_attempts_total", outcome="disabled") == 1
+
+    harness.send([make_event(3)])
+    healthy.wait_for(4)
+    wait_until(lambda: len(deadletters.list_all(harness.connection, gone_url)) == 4)
+    assert len(gone.requests) == 1
+    assert harness.backlog(gone_url) == 0
+    assert harness.metric("plugwatch_downstream_disabled_urls") == 1
+    assert harness.metric("plugwatch_dead_letters") == 4
+
+
+def test_a_sink_that_is_down_gets_every_event_once_it_is_back(harness: Harness, sinks: list) -> None:
+    (sink, server), _ = sinks
+    url = harness.settings.downstream_urls[0]
+    server.down()
+    events = [make_event(n) for n in range(5)]
+    harness.send(events, [url])
+    wait_until(lambda: state.read_state(harness.connection, url).attempts >= 2, timeout=10)
+    server.up()
+    accepted = sink.wait_for(5, accepted=True, timeout=15)
+    assert [r.body for r in accepted] == events
+    assert len({r.webhook_id for r in sink.requests}) == 5
+
+
+def test_events_failing_past_the_max_age_are_dead_lettered(redis_url: str, sinks: list) -> None:
+    (sink, server), _ = sinks
+    sink.set_default(Reply(503))
+    url = server.url + "/hook"
+    running = start(redis_url, (url,), max_age="1")
+    try:
+        running.send([make_event(1), make_event(2)])
+        wait_until(lambda: len(deadletters.list_all(running.connection)) == 2, timeout=10)
+        first, second = deadletters.list_all(running.connection)
+        assert first.event_id == "evt_veh-1_1"
+        assert first.reason.startswith("gave up after")
+        assert "HTTP 503" in first.reason
+        assert second.reason.startswith("expired")
+        assert running.backlog(url) == 0
+    finally:
+        running.context.close()
+        delivery.install(None)
+
+
+def test_a_slow_sink_does_not_delay_a_healthy_one(harness: Harness, sinks: list) -> None:
+    (slow, _), (healthy, _) = sinks
+    slow.set_default(Reply(200, delay=10))
+    harness.send([make_event(0)])
+    slow.wait_for(1)
+    sent_at = time.time()
+    harness.send([make_event(n) for n in range(1, 4)])
+    received = healthy.wait_for(4, timeout=5)
+    assert max(r.at for r in received) - sent_at < 1.0
+    assert orjson.loads(received[-1].body)["sequence"] == 3
+    assert len(slow.requests) == 1  # still answering the first one
