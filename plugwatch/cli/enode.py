@@ -7,20 +7,26 @@ them every command prints one line saying so and exits with status 2.  Enode API
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import orjson
+import redis
 
 from plugwatch.enode.client import EnodeClient
 from plugwatch.enode.errors import EnodeError, EnodeNotConfigured
 from plugwatch.enode.locations import HomeLocation, ensure_home_location
+from plugwatch.enode.observe import apply_observations
+from plugwatch.enode.reconcile import reconcile, record
 from plugwatch.enode.webhooks import DEFAULT_EVENTS, create_webhook, get_webhook, iter_webhooks, test_webhook
 from plugwatch.settings import Settings, SettingsError
+from worker.store import Store
 
 NOT_CONFIGURED_EXIT = 2
 
@@ -130,3 +136,27 @@ def webhook_test(webhook_id: str) -> None:
     click.echo(f"{result.get('status')}: {result.get('description', '')}")
     if result.get("status") != "SUCCESS":
         sys.exit(1)
+
+
+@enode.command("reconcile")
+@click.option("--user", "user_id", default=None, help="Only this Enode user (default: every user of the client).")
+@click.option("--page-size", type=click.IntRange(1, 500), default=None, help="Objects per API page.")
+def reconcile_command(user_id: str | None, page_size: int | None) -> None:
+    """Fetch every charger and vehicle and apply them like webhooks: emits exactly the missed transitions.
+
+    Run it after webhooks were down or disabled (the worker suggests it: log `enode.reconcile_suggested`,
+    gauge `plugwatch_reconcile_suggested`).  Safe to re-run: what plugwatch already knows emits nothing.
+    """
+    settings = load_settings()
+    with enode_api(settings) as client:
+        connection = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+        try:
+            store = Store(connection, settings.downstream_urls)
+            apply = functools.partial(apply_observations, store, connection, settings)
+            report = reconcile(client, apply, datetime.now(UTC), user_id=user_id, page_size=page_size)
+            record(connection, report, user_id)
+        except redis.RedisError as error:
+            _fail(f"Redis at REDIS_URL failed: {error} (safe to re-run)", 1)
+        finally:
+            connection.close()
+    click.echo(report.summary())

@@ -1,0 +1,84 @@
+"""Look-up: fetch a charger a vehicle reports but plugwatch has never seen, so *at home* needs no charger webhook.
+
+A vehicle's `pluggedInChargerId` names a charger; *at home* needs that charger's Location, which only a
+charger event carries.  If plugwatch holds no state for that charger (and it was not deleted), the worker
+calls `ChargerLookup.after_batch(observations)` after committing a batch: each such charger is fetched once
+(GET /chargers/{id}, rate-limited by `SET plugwatch:enode:lookup:<id> NX EX ttl`, shared by all worker
+processes) and applied as a `user:charger:updated` observation through the same core and store; the core
+then emits `vehicle.plugged_in_at_home` if the Locations match.
+
+The look-up runs inside the drain job, so its client retries briefly (`LOOKUP_RETRY`): a failed look-up is
+logged and skipped (the charger's own webhook, or the next look-up after the TTL, will still tell).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import datetime
+
+import redis
+import structlog
+
+from plugwatch import keys
+from plugwatch.enode.assets import get_charger
+from plugwatch.enode.client import EnodeClient, EnodeConfig, RetryPolicy
+from plugwatch.enode.errors import EnodeError
+from plugwatch.enode.observe import ApplyBatch, apply_observations, observations
+from plugwatch.settings import Settings
+from worker.core import Observation, VehicleObserved
+from worker.store import BatchResult, Store
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_TTL_SECONDS = 15 * 60
+LOOKUP_RETRY = RetryPolicy(max_attempts=2, base_delay=0.2, max_delay=1.0, max_retry_after=2.0)
+LOOKUP_TIMEOUT_SECONDS = 5.0
+
+
+class ChargerLookup:
+    """Fetches unknown chargers at most once per `ttl_seconds` each (across all worker processes)."""
+
+    def __init__(self, client: EnodeClient, connection: redis.Redis, store: Store, apply_batch: ApplyBatch,
+                 ttl_seconds: int = DEFAULT_TTL_SECONDS) -> None:
+        self._client = client
+        self._connection = connection
+        self._store = store
+        self._apply = apply_batch
+        self._ttl = ttl_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings, connection: redis.Redis, store: Store) -> ChargerLookup | None:
+        """The worker's look-up, or None when the Enode API is not configured (look-ups are then off)."""
+        if not settings.enode_api_configured:
+            return None
+        config = EnodeConfig.from_settings(settings, retry=LOOKUP_RETRY, timeout_seconds=LOOKUP_TIMEOUT_SECONDS)
+        return cls(EnodeClient(config), connection, store,
+                   functools.partial(apply_observations, store, connection, settings))
+
+    def unknown(self, batch: Sequence[Observation]) -> list[tuple[str, str]]:
+        """(user id, charger id) pairs vehicles in `batch` are plugged into that the store has never seen."""
+        wanted = {(obs.user_id, obs.plug.value) for obs in batch
+                  if isinstance(obs, VehicleObserved) and obs.plug is not None and obs.plug.value}
+        states = {user: self._store.load(user) for user in {user for user, _ in wanted}}
+        return sorted((user, charger) for user, charger in wanted
+                      if charger not in states[user].chargers and charger not in states[user].tombstones)
+
+    def after_batch(self, batch: Sequence[Observation], now: datetime) -> BatchResult | None:
+        """Look up and apply the unknown chargers of a committed batch; None when nothing was fetched."""
+        fetched = []
+        for user_id, charger_id in self.unknown(batch):
+            if not self._connection.set(keys.enode_lookup_key(charger_id), "1", nx=True, ex=self._ttl):
+                continue  # looked up recently (by this or another worker)
+            try:
+                fetched.append(get_charger(self._client, charger_id))
+            except EnodeError as error:
+                log.warning("enode.lookup_failed", user_id=user_id, charger_id=charger_id, error=str(error))
+        if not fetched:
+            return None
+        result = self._apply(observations("charger", fetched, now))
+        log.info("enode.chargers_looked_up", chargers=len(fetched), emitted=len(result.events))
+        return result
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,101 @@
+"""Look-up of chargers plugwatch has never seen: a fake Enode on a real port, the store on a real redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import redis
+
+from plugwatch import keys
+from plugwatch.enode.lookup import ChargerLookup
+from plugwatch.enode.observe import observations
+from plugwatch.settings import Settings
+from tests.support.enode_objects import charger, vehicle
+from tests.support.fake_enode import FakeEnode, enode_settings, serve
+from tests.support.servers import ThreadedUvicorn
+from worker.core import Observation
+from worker.store import Store
+
+AT = datetime(2025, 3, 14, 18, 2, 5, tzinfo=UTC)
+UPDATED = "2025-03-14T18:02:05.000Z"
+
+
+@pytest.fixture
+def fake() -> FakeEnode:
+    fake = FakeEnode()
+    fake.chargers["c1"] = charger("c1", "u1", location_id="L1", plugged_in_vehicle_id="v1", updated=UPDATED)
+    return fake
+
+
+@pytest.fixture
+def server(fake: FakeEnode) -> Iterator[ThreadedUvicorn]:
+    with serve(fake) as running:
+        yield running
+
+
+@pytest.fixture
+def store(real_redis: redis.Redis) -> Store:
+    return Store(real_redis)
+
+
+@pytest.fixture
+def lookup(server: ThreadedUvicorn, real_redis: redis.Redis, store: Store,
+           redis_url: str) -> Iterator[ChargerLookup]:
+    settings = enode_settings(server.url, redis_url=redis_url)
+    built = ChargerLookup.from_settings(settings, real_redis, store)
+    assert built is not None
+    yield built
+    built.close()
+
+
+def plugged_in(vehicle_id: str = "v1", charger_id: str = "c1") -> list[Observation]:
+    """A vehicle webhook: plugged into `charger_id`, at Location L1."""
+    return observations("vehicle", [vehicle(vehicle_id, "u1", plugged_in_charger_id=charger_id,
+                                            location_id="L1", updated=UPDATED)], AT)
+
+
+def test_an_unknown_charger_is_fetched_once_and_at_home_follows(
+        fake: FakeEnode, store: Store, lookup: ChargerLookup) -> None:
+    batch = plugged_in()
+    assert store.apply_batch(batch).events == ()  # the charger's Location is unknown: no at-home yet
+    result = lookup.after_batch(batch, datetime.now(UTC))
+    assert result is not None
+    [event] = result.events
+    assert (event.type.value, event.vehicle_id, event.charger_id, event.location_id) == (
+        "vehicle.plugged_in_at_home", "v1", "c1", "L1")
+    assert [c.path for c in fake.api_calls()] == ["/chargers/c1"]
+
+
+def test_a_known_charger_is_not_fetched(fake: FakeEnode, store: Store, lookup: ChargerLookup) -> None:
+    store.apply_batch(observations("charger", [fake.chargers["c1"]], AT))
+    batch = plugged_in()
+    assert len(store.apply_batch(batch).events) == 1  # at home straight from the webhooks
+    assert lookup.after_batch(batch, datetime.now(UTC)) is None
+    assert fake.api_calls() == []
+
+
+def test_an_unknown_charger_is_looked_up_at_most_once_per_ttl_across_lookups(
+        fake: FakeEnode, store: Store, lookup: ChargerLookup, real_redis: redis.Redis) -> None:
+    """A charger Enode does not return (404) stays unknown; the rate limit still allows one call."""
+    batch = plugged_in(charger_id="c-gone")
+    store.apply_batch(batch)
+    for _ in range(3):
+        assert lookup.after_batch(batch, datetime.now(UTC)) is None
+    assert [c.path for c in fake.api_calls()] == ["/chargers/c-gone"]
+    assert 0 < real_redis.ttl(keys.enode_lookup_key("c-gone")) <= 15 * 60
+
+
+def test_a_failing_api_skips_the_lookup_without_raising(
+        fake: FakeEnode, store: Store, lookup: ChargerLookup) -> None:
+    fake.fail("GET", "/chargers/c1", 503, times=10)
+    batch = plugged_in()
+    store.apply_batch(batch)
+    assert lookup.after_batch(batch, datetime.now(UTC)) is None
+    assert len(fake.calls("GET", "/chargers/c1")) == 2  # the look-up's short retry policy
+
+
+def test_without_credentials_there_is_no_lookup(real_redis: redis.Redis, store: Store) -> None:
+    assert ChargerLookup.from_settings(Settings(), real_redis, store) is None
+

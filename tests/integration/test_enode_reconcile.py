@@ -1,0 +1,148 @@
+"""Reconcile after a simulated outage: a fake Enode on a real port, the real store on a real redis-server."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from click.testing import CliRunner
+
+from plugwatch import keys
+from plugwatch.cli import main
+from plugwatch.enode.client import EnodeClient
+from plugwatch.enode.observe import Kind, apply_observations, observations
+from plugwatch.enode.reconcile import reconcile
+from plugwatch.settings import Settings
+from tests.support.enode_objects import charger, vehicle
+from tests.support.fake_enode import TOKEN_PATH, FakeEnode, enode_settings, serve
+from tests.support.servers import ThreadedUvicorn
+from worker.store import Store
+
+BEFORE = "2025-03-14T18:00:00.000Z"  # what webhooks told plugwatch before the outage
+DURING = "2025-03-14T20:00:00.000Z"  # what changed while webhooks were down
+URL = "https://downstream.example/hook"
+
+
+@pytest.fixture
+def fake() -> FakeEnode:
+    return FakeEnode()
+
+
+@pytest.fixture
+def server(fake: FakeEnode) -> Iterator[ThreadedUvicorn]:
+    with serve(fake) as running:
+        yield running
+
+
+@pytest.fixture
+def settings_(server: ThreadedUvicorn, redis_url: str) -> Settings:
+    return enode_settings(server.url, redis_url=redis_url)
+
+
+def emitted(connection: redis.Redis) -> list[dict[str, Any]]:
+    return [orjson.loads(fields[b"event"]) for _, fields in connection.xrange(keys.EVENTS_STREAM)]
+
+
+def webhooks(store: Store, *objects: tuple[Kind, dict[str, Any]]) -> None:
+    """Deliver `objects` as the webhooks Enode sent before the outage (createdAt = their lastUpdated)."""
+    sent_at = datetime.fromisoformat(BEFORE)
+    store.apply_batch([obs for kind, obj in objects for obs in observations(kind, [obj], sent_at)])
+
+
+def outage(fake: FakeEnode, store: Store) -> None:
+    """Before: v1 at home (c1, L1), v2 unplugged, v3 at home (c3, L3). During: v1 unplugged, v2 plugged in
+    at home (c2, L2), v3 unchanged. Enode now reports the 'during' state."""
+    before: list[tuple[Kind, dict[str, Any]]] = [
+        ("charger", charger("c1", "u1", location_id="L1", plugged_in_vehicle_id="v1", updated=BEFORE)),
+        ("vehicle", vehicle("v1", "u1", plugged_in_charger_id="c1", location_id="L1", updated=BEFORE)),
+        ("charger", charger("c2", "u2", location_id="L2", updated=BEFORE)),
+        ("vehicle", vehicle("v2", "u2", updated=BEFORE)),
+        ("charger", charger("c3", "u3", location_id="L3", plugged_in_vehicle_id="v3", updated=BEFORE)),
+        ("vehicle", vehicle("v3", "u3", plugged_in_charger_id="c3", location_id="L3", updated=BEFORE)),
+    ]
+    webhooks(store, *before)
+    for kind, obj in before:
+        (fake.chargers if kind == "charger" else fake.vehicles)[obj["id"]] = obj
+    fake.chargers["c1"] = charger("c1", "u1", location_id="L1", updated=DURING)
+    fake.vehicles["v1"] = vehicle("v1", "u1", location_id="L1", updated=DURING)
+    fake.chargers["c2"] = charger("c2", "u2", location_id="L2", plugged_in_vehicle_id="v2", updated=DURING)
+    fake.vehicles["v2"] = vehicle("v2", "u2", plugged_in_charger_id="c2", location_id="L2", updated=DURING)
+
+
+def test_reconcile_after_an_outage_emits_each_missed_transition_once_and_a_rerun_nothing(
+        fake: FakeEnode, settings_: Settings, real_redis: redis.Redis) -> None:
+    store = Store(real_redis, (URL,))
+    outage(fake, store)
+    known = len(emitted(real_redis))
+    assert [(e["type"], e["vehicleId"]) for e in emitted(real_redis)] == [
+        ("vehicle.plugged_in_at_home", "v1"), ("vehicle.plugged_in_at_home", "v3")]
+    fake.page_size = 2  # several pages of each
+    settings = dataclasses.replace(settings_, downstream_urls=(URL,))
+    apply = functools.partial(apply_observations, store, real_redis, settings)
+    with EnodeClient.from_settings(settings) as client:
+        first = reconcile(client, apply, datetime.now(UTC))
+        second = reconcile(client, apply, datetime.now(UTC))
+
+    missed = emitted(real_redis)[known:]
+    assert sorted((e["type"], e["vehicleId"], e["occurredAt"]) for e in missed) == [
+        ("vehicle.plugged_in_at_home", "v2", "2025-03-14T20:00:00.000Z"),
+        ("vehicle.unplugged_from_home", "v1", "2025-03-14T20:00:00.000Z"),
+    ]
+    unplugged = next(e for e in missed if e["vehicleId"] == "v1")
+    assert (unplugged["chargerId"], unplugged["locationId"], unplugged["data"]) == ("c1", "L1",
+                                                                                    {"reason": "unplugged"})
+    assert (first.chargers, first.vehicles, sum(first.emitted.values())) == (3, 3, 2)
+    assert (second.chargers, second.vehicles, sum(second.emitted.values())) == (3, 3, 0)
+    assert len(emitted(real_redis)) == known + 2
+    assert real_redis.xlen(keys.outbox_stream(URL)) == known + 2
+    assert len(fake.calls("GET", "/chargers")) == 2 * 2  # two pages, two runs
+    assert len(fake.calls("GET", "/vehicles")) == 2 * 2
+
+
+def test_reconcile_one_user_reads_only_that_users_devices(
+        fake: FakeEnode, settings_: Settings, real_redis: redis.Redis) -> None:
+    store = Store(real_redis)
+    outage(fake, store)
+    known = len(emitted(real_redis))
+    apply = functools.partial(apply_observations, store, real_redis, settings_)
+    with EnodeClient.from_settings(settings_) as client:
+        report = reconcile(client, apply, datetime.now(UTC), user_id="u2")
+    assert [(e["type"], e["vehicleId"]) for e in emitted(real_redis)[known:]] == [
+        ("vehicle.plugged_in_at_home", "v2")]
+    assert (report.chargers, report.vehicles) == (1, 1)
+    assert {c.path for c in fake.api_calls()} == {"/users/u2/chargers", "/users/u2/vehicles"}
+
+
+def test_reconcile_command_prints_the_summary_records_the_run_and_clears_the_suggestion(
+        fake: FakeEnode, server: ThreadedUvicorn, settings_: Settings, real_redis: redis.Redis) -> None:
+    outage(fake, Store(real_redis))
+    real_redis.hset(keys.RECONCILE_SUGGESTED, mapping={"at": 1, "reason": "no Enode heartbeat"})
+    env = {"REDIS_URL": settings_.redis_url, "ENODE_CLIENT_ID": fake.client_id,
+           "ENODE_CLIENT_SECRET": fake.client_secret, "ENODE_API_URL": server.url,
+           "ENODE_TOKEN_URL": server.url + TOKEN_PATH, "DOWNSTREAM_WEBHOOK_URLS": None}
+    result = CliRunner().invoke(main, ["enode", "reconcile", "--page-size", "1"], env=env)
+    assert result.exit_code == 0, result.output
+    assert ("reconciled 3 chargers and 3 vehicles; 2 events emitted (vehicle.plugged_in_at_home: 1, "
+            "vehicle.unplugged_from_home: 1)") in result.stdout.splitlines()
+    assert not real_redis.exists(keys.RECONCILE_SUGGESTED)
+    assert real_redis.hget(keys.RECONCILE_LAST, "emitted") == b"2"
+    assert {c.query.get("pageSize") for c in fake.api_calls()} == {"1"}
+
+
+def test_reconcile_command_for_one_user_keeps_the_suggestion(
+        fake: FakeEnode, server: ThreadedUvicorn, settings_: Settings, real_redis: redis.Redis) -> None:
+    real_redis.hset(keys.RECONCILE_SUGGESTED, mapping={"at": 1, "reason": "no Enode heartbeat"})
+    env = {"REDIS_URL": settings_.redis_url, "ENODE_CLIENT_ID": fake.client_id,
+           "ENODE_CLIENT_SECRET": fake.client_secret, "ENODE_API_URL": server.url,
+           "ENODE_TOKEN_URL": server.url + TOKEN_PATH}
+    result = CliRunner().invoke(main, ["enode", "reconcile", "--user", "u9"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "reconciled 0 chargers and 0 vehicles; 0 events emitted (none)" in result.stdout.splitlines()
+    assert real_redis.exists(keys.RECONCILE_SUGGESTED)
+    assert real_redis.hget(keys.RECONCILE_LAST, "scope") == b"u9"
