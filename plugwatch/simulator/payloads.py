@@ -33,10 +33,11 @@ def _power_state(plugged: bool, charging: bool) -> str:
 
 def _vehicle_charge_state(v: Vehicle) -> dict[str, Any]:
     if not v.discovered:
-        return {key: None for key in (
+        unknown: dict[str, Any] = {key: None for key in (
             "batteryLevel", "range", "isPluggedIn", "isCharging", "isFullyCharged", "batteryCapacity",
             "chargeLimit", "chargeRate", "chargeTimeRemaining", "lastUpdated", "maxCurrent",
-            "powerDeliveryState", "pluggedInChargerId")}
+            "pluggedInChargerId")}
+        return {**unknown, "powerDeliveryState": "UNKNOWN"}  # the enum has no null
     return {
         "batteryLevel": v.battery, "range": v.battery * 4, "isPluggedIn": v.plugged,
         "isCharging": v.charging, "isFullyCharged": v.battery >= 80, "batteryCapacity": 77,
@@ -72,7 +73,7 @@ def charger_object(c: Charger) -> dict[str, Any]:
         "isPluggedIn": c.plugged if known else None, "isCharging": c.charging if known else None,
         "chargeRate": 11.0 if c.charging else None, "lastUpdated": _ts(c.charge_ms),
         "maxCurrent": 16 if known else None,
-        "powerDeliveryState": _power_state(c.plugged, c.charging) if known else None,
+        "powerDeliveryState": _power_state(c.plugged, c.charging) if known else "UNKNOWN",
         "pluggedInVehicleId": c.vehicle_id,
     }
     return {
