@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 import redis
 from rq import Queue, Retry
@@ -62,8 +63,42 @@ class Batch:
     heartbeat: Heartbeat | None = None  # the last system:heartbeat in the batch
 
 
+class _Envelope(msgspec.Struct):
+    """The fields ingest looks at; everything else in an event is skipped without being built."""
+
+    event: str
+    version: str
+    pendingEvents: int | None = None
+    createdAt: Any = None
+
+
+_ENVELOPES = msgspec.json.Decoder(list[_Envelope])
+
+
 def classify(body: bytes) -> Batch:
-    """Decide what to do with an authentic body; never raises."""
+    """Decide what to do with an authentic body; never raises.
+
+    The common case (a well-formed batch) is decoded by msgspec without building the events; anything
+    it refuses is examined again with orjson to name the quarantine reason.
+    """
+    try:
+        envelopes = _ENVELOPES.decode(body)
+    except msgspec.DecodeError:
+        return _classify_slowly(body)
+    if not envelopes or any(e.version not in KNOWN_VERSIONS for e in envelopes):
+        return _classify_slowly(body)
+    enqueue, heartbeat = False, None
+    for envelope in envelopes:
+        if envelope.event == HEARTBEAT_EVENT:
+            if envelope.pendingEvents is None or envelope.pendingEvents < 0:
+                return _classify_slowly(body)
+            heartbeat = Heartbeat(envelope.pendingEvents, str(envelope.createdAt or ""))
+        elif envelope.event != TEST_EVENT:
+            enqueue = True
+    return Batch(events=len(envelopes), enqueue=enqueue, heartbeat=heartbeat)
+
+
+def _classify_slowly(body: bytes) -> Batch:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -78,7 +113,7 @@ def classify(body: bytes) -> Batch:
         if reason is not None:
             return Batch(events=len(parsed), quarantine=reason)
         if event["event"] == HEARTBEAT_EVENT:
-            heartbeat = Heartbeat(event["pendingEvents"], str(event.get("createdAt", "")))
+            heartbeat = Heartbeat(event["pendingEvents"], str(event.get("createdAt") or ""))
         elif event["event"] != TEST_EVENT:
             enqueue = True
     return Batch(events=len(parsed), enqueue=enqueue, heartbeat=heartbeat)
@@ -139,7 +174,7 @@ def script_call(
                    keys.HEARTBEAT, keys.INGEST_ARMED]
     args: list[str | bytes | int] = [
         delivery_id, body, int(now * 1000), dedupe_ttl_seconds, "1" if batch.enqueue else "0",
-        batch.quarantine or "", iso_time(now),
+        batch.quarantine or "", iso_time(now) if batch.quarantine else "",
         pending, created_at, ARMED_TTL_MS, f"{now:.3f}",
     ]
     return script_keys, args

@@ -1,8 +1,8 @@
-"""Reading a request body with a size limit enforced while it streams in (never buffering more)."""
+"""Reading an ASGI request body with a size limit enforced while it streams in (never buffering more)."""
 
 from __future__ import annotations
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive
 
 
 class BodyTooLarge(Exception):
@@ -13,28 +13,29 @@ class BadBody(Exception):
     """An unusable Content-Length, or the client went away mid-body."""
 
 
-def check_declared_length(request: Request, limit: int) -> None:
+def check_declared_length(declared: bytes | None, limit: int) -> None:
     """Refuse early on Content-Length alone (before reading a byte)."""
-    declared = request.headers.get("content-length")
     if declared is None:
         return
-    if not declared.isascii() or not declared.isdigit():
+    if not declared.isdigit():
         raise BadBody("content-length is not a number")
     if int(declared) > limit:
         raise BodyTooLarge
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
+async def read_limited(receive: Receive, declared_length: bytes | None, limit: int) -> bytes:
     """The whole body, or BodyTooLarge as soon as more than `limit` bytes have arrived."""
-    check_declared_length(request, limit)
+    check_declared_length(declared_length, limit)
     chunks: list[bytes] = []
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise BadBody("client disconnected") from None
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise BadBody("client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

@@ -14,20 +14,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 import redis.asyncio
 import structlog
-from starlette.background import BackgroundTask
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from plugwatch import ingest
 from plugwatch.settings import Settings
+from receiver.batching import ScriptBatcher
 from receiver.body import BadBody, BodyTooLarge, read_limited
 from receiver.metrics import Outcome, ReceiverMetrics
-from receiver.signature import SIGNATURE_HEADER, check_header, verify
+from receiver.signature import SignatureFailure, check_header, verify
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +39,7 @@ _RECORDED = {True: Outcome.HEARTBEAT, False: Outcome.TEST}
 _FROM_RESULT = {ingest.IngestResult.ACCEPTED: Outcome.ACCEPTED, ingest.IngestResult.ARMED: Outcome.ACCEPTED,
                 ingest.IngestResult.DUPLICATE: Outcome.DUPLICATE,
                 ingest.IngestResult.QUARANTINED: Outcome.QUARANTINED}
+_BODIES = {outcome: b'{"outcome":"%s"}' % outcome.value.encode() for outcome in Outcome}
 
 
 @dataclass
@@ -58,42 +59,70 @@ def delivery_id_of(header: str | None, body: bytes) -> str:
     return header
 
 
+@dataclass
+class _Headers:
+    delivery_id: str | None = None
+    content_length: bytes | None = None
+    signatures: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, scope: Scope) -> _Headers:
+        found = cls()
+        for name, value in scope["headers"]:  # ASGI: lowercase names, raw bytes
+            if name == b"x-enode-signature":
+                found.signatures.append(value.decode("latin-1"))
+            elif name == b"x-enode-delivery":
+                found.delivery_id = value.decode("latin-1")
+            elif name == b"content-length":
+                found.content_length = value
+        return found
+
+
 class WebhookEndpoint:
+    """A plain ASGI app (Starlette's Request/Response machinery costs more than the work itself)."""
+
     def __init__(self, settings: Settings, connection: redis.asyncio.Redis, sync_connection: redis.Redis,
                  metrics: ReceiverMetrics) -> None:
         self._secrets = tuple(secret.encode() for secret in settings.enode_webhook_secrets)
         self._limit = settings.max_body_bytes
         self._dedupe_ttl = settings.dedupe_ttl_seconds
-        self._budget = settings.redis_timeout_seconds
-        self._script = connection.register_script(ingest.INGEST_LUA)
+        # Half the budget per pipeline: a call waits for at most the one in flight and its own.
+        self._script = ScriptBatcher(connection, ingest.INGEST_LUA, timeout=settings.redis_timeout_seconds / 2)
         self._sync_connection = sync_connection
         self._metrics = metrics
+        self._requests = {outcome: metrics.requests.labels(outcome.value) for outcome in Outcome}
+        self._failures = {reason: metrics.signature_failures.labels(reason.value) for reason in SignatureFailure}
+        self._background: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, request: Request) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        handled = await self._handle(request)
-        self._metrics.requests.labels(handled.outcome.value).inc()
+        handled = await self._handle(_Headers.of(scope), receive)
+        self._requests[handled.outcome].inc()
         log.info("delivery.handled", delivery_id=handled.delivery_id, events=handled.events,
                  outcome=handled.outcome.value, ms=round((time.perf_counter() - started) * 1000, 2))
-        background = BackgroundTask(self._enqueue_drain) if handled.armed else None
-        return Response(b'{"outcome":"%s"}' % handled.outcome.value.encode(),
-                        status_code=_STATUS.get(handled.outcome, 200),
-                        media_type="application/json", background=background)
+        body = _BODIES[handled.outcome]
+        await send({"type": "http.response.start", "status": _STATUS.get(handled.outcome, 200),
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+        if handled.armed:
+            task = asyncio.create_task(run_in_threadpool(self._enqueue_drain))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
-    async def _handle(self, request: Request) -> Handled:
-        header_id = request.headers.get(DELIVERY_HEADER)
-        signatures = request.headers.getlist(SIGNATURE_HEADER)
+    async def _handle(self, headers: _Headers, receive: Receive) -> Handled:
+        header_id = headers.delivery_id
         try:
-            failure = check_header(signatures)
+            failure = check_header(headers.signatures)
             if failure is None:
-                body = await read_limited(request, self._limit)
-                failure = verify(body, signatures, self._secrets)
+                body = await read_limited(receive, headers.content_length, self._limit)
+                failure = verify(body, headers.signatures, self._secrets)
         except BodyTooLarge:
             return Handled(Outcome.TOO_LARGE, header_id or "")
         except BadBody:
             return Handled(Outcome.BAD_REQUEST, header_id or "")
         if failure is not None:
-            self._metrics.signature_failures.labels(failure.value).inc()
+            self._failures[failure].inc()
             return Handled(Outcome.UNAUTHORIZED, (header_id or "")[:MAX_DELIVERY_ID_LENGTH])
         return await self._store(delivery_id_of(header_id, body), body)
 
@@ -103,8 +132,7 @@ class WebhookEndpoint:
                                                dedupe_ttl_seconds=self._dedupe_ttl)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._budget):
-                reply = await self._script(keys=script_keys, args=args)
+            reply = await self._script(script_keys, args)
         except (redis.RedisError, OSError, TimeoutError) as error:
             log.warning("delivery.store_failed", delivery_id=delivery_id, error=repr(error))
             return Handled(Outcome.UNAVAILABLE, delivery_id, batch.events)
