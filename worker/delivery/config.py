@@ -21,20 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from plugwatch.settings import Settings, SettingsError
-
-
-def _number(environ: Mapping[str, str], key: str, default: float) -> float:
-    raw = environ.get(key, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{key} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{key} must be positive, got {raw!r}")
-    return value
+from plugwatch.settings import Settings
+from plugwatch.settings import _positive_float as _number  # the same rule as every other number
 
 
 @dataclass(frozen=True)
