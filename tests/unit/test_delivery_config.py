@@ -1,0 +1,34 @@
+"""worker.delivery.config: tuning from Settings plus PLUGWATCH_DELIVERY_* variables, failing fast."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugwatch.settings import Settings, SettingsError
+from worker.delivery.config import DeliveryConfig
+
+
+def test_defaults_and_the_max_age_from_settings() -> None:
+    config = DeliveryConfig.from_settings(Settings(delivery_max_age_seconds=60.0), {})
+    assert config == DeliveryConfig(max_age_seconds=60.0)
+    assert (config.connect_timeout, config.read_timeout, config.dead_letter_ttl) == (5.0, 15.0, 7 * 86400)
+
+
+def test_variables_override_the_defaults() -> None:
+    config = DeliveryConfig.from_settings(Settings(), {
+        "PLUGWATCH_DELIVERY_READ_TIMEOUT_SECONDS": "2", "PLUGWATCH_DELIVERY_BATCH_SIZE": "10",
+        "PLUGWATCH_DEAD_LETTER_TTL_SECONDS": "3600", "PLUGWATCH_DELIVERY_BACKOFF_BASE_SECONDS": "0.1",
+    })
+    assert (config.read_timeout, config.batch_size, config.dead_letter_ttl, config.backoff_base) == (2.0, 10, 3600, 0.1)
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1"])
+def test_a_bad_value_names_the_variable(value: str) -> None:
+    with pytest.raises(SettingsError, match="PLUGWATCH_DELIVERY_CONNECT_TIMEOUT_SECONDS"):
+        DeliveryConfig.from_settings(Settings(), {"PLUGWATCH_DELIVERY_CONNECT_TIMEOUT_SECONDS": value})
+
+
+def test_the_lease_outlives_any_attempt_and_any_inline_wait() -> None:
+    config = DeliveryConfig(connect_timeout=1, read_timeout=3, inline_wait_max=30)
+    assert config.lease_ms > 1000 * config.attempt_seconds
+    assert config.lease_ms > 1000 * config.inline_wait_max
