@@ -124,7 +124,8 @@ def _event_problem(event: Any) -> QuarantineReason | None:
         return QuarantineReason.NOT_AN_OBJECT
     if not isinstance(event.get("event"), str):
         return QuarantineReason.MISSING_EVENT
-    if event.get("version") not in KNOWN_VERSIONS:
+    version = event.get("version")
+    if not isinstance(version, str) or version not in KNOWN_VERSIONS:
         return QuarantineReason.UNKNOWN_VERSION
     if event["event"] == HEARTBEAT_EVENT:
         pending = event.get("pendingEvents")

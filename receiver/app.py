@@ -83,6 +83,7 @@ def create_app(
         log.info("receiver.started", secrets=len(settings.enode_webhook_secrets),
                  max_body_bytes=settings.max_body_bytes)
         yield
+        await webhook.settled()
         if owned_async:
             await connection.aclose()
         if owned_sync:

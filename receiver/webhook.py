@@ -141,6 +141,11 @@ class WebhookEndpoint:
         outcome = _FROM_RESULT.get(result) or _RECORDED[batch.heartbeat is not None]
         return Handled(outcome, delivery_id, batch.events, armed=result is ingest.IngestResult.ARMED)
 
+    async def settled(self) -> None:
+        """Wait for drain enqueues still running after their responses (shutdown, tests)."""
+        if self._background:
+            await asyncio.gather(*self._background)
+
     def _enqueue_drain(self) -> None:
         """Runs after the response, in the threadpool (RQ is synchronous)."""
         try:

@@ -1,0 +1,240 @@
+"""POST /webhooks/enode and the health/metrics routes, in-process on fakeredis (fast, exhaustive)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from plugwatch import keys
+from plugwatch.settings import Settings
+from tests.conftest import TEST_SECRET
+from tests.support.receiver_app import InProcessReceiver, signed, vehicle_batch
+
+BODY = vehicle_batch("v1")
+OLD_SECRET = "old-secret-0123456789abcdef"
+
+
+@pytest.fixture
+def receiver() -> InProcessReceiver:
+    return InProcessReceiver(Settings(enode_webhook_secrets=(TEST_SECRET, OLD_SECRET), max_body_bytes=64 * 1024))
+
+
+def test_enodes_documented_vector_is_accepted_by_the_app() -> None:
+    receiver = InProcessReceiver(Settings(enode_webhook_secrets=("example-secret",)))
+    body = b'{"payload":"example"}'
+    response = receiver.post(body, {"x-enode-signature": "sha1=e417e6fc2e7f8a78c93a35a7b344d36ce179fc8d"})
+    assert response.status_code == 200
+    assert response.json() == {"outcome": "quarantined"}  # authentic, but not an Enode batch
+    assert receiver.redis.xlen(keys.QUARANTINE_STREAM) == 1
+
+
+def test_a_valid_delivery_is_stored_once_and_armed(receiver: InProcessReceiver) -> None:
+    response = receiver.post(BODY, signed(BODY, "d1"))
+    assert (response.status_code, response.json()) == (200, {"outcome": "accepted"})
+    [(_, fields)] = receiver.redis.xrange(keys.INGEST_STREAM)
+    assert (fields[b"d"], fields[b"b"]) == (b"d1", BODY)
+    assert receiver.redis.exists(keys.INGEST_ARMED)
+    assert len(receiver.redis.lrange("rq:queue:" + keys.INGEST_QUEUE, 0, -1)) == 1
+
+
+def test_a_delivery_signed_with_the_previous_secret_is_accepted(receiver: InProcessReceiver) -> None:
+    assert receiver.post(BODY, signed(BODY, secret=OLD_SECRET)).status_code == 200
+    assert receiver.ingest_count() == 1
+
+
+HEX = signed(BODY)["x-enode-signature"].removeprefix("sha1=")
+
+
+@pytest.mark.parametrize(
+    ("signature", "reason"),
+    [
+        pytest.param(None, "missing", id="missing"),
+        pytest.param("", "missing", id="empty"),
+        pytest.param("sha256=" + HEX, "malformed", id="wrong-prefix"),
+        pytest.param("sha1=" + HEX[:-1] + "z", "malformed", id="non-hex"),
+        pytest.param("sha1=" + HEX.upper(), "malformed", id="uppercase-hex"),
+        pytest.param("sha1==" + HEX, "malformed", id="doubled-equals"),
+        pytest.param("sha1=" + HEX[:20], "malformed", id="short"),
+        pytest.param("sha1=" + "0" * 40, "mismatch", id="wrong-digest"),
+        pytest.param(signed(BODY, secret="some-other-secret-0123456")["x-enode-signature"], "mismatch",
+                     id="unknown-secret"),
+    ],
+)
+def test_a_bad_signature_is_401_and_nothing_is_stored(
+    receiver: InProcessReceiver, signature: str | None, reason: str
+) -> None:
+    headers = {"x-enode-delivery": "d1"} if signature is None else {"x-enode-delivery": "d1",
+                                                                        "x-enode-signature": signature}
+    response = receiver.post(BODY, headers)
+    assert (response.status_code, response.json()) == (401, {"outcome": "unauthorized"})
+    assert receiver.nothing_stored()
+    assert _sample(receiver, "plugwatch_receiver_signature_failures_total", reason=reason) == 1
+
+
+def test_a_body_changed_by_one_byte_is_401(receiver: InProcessReceiver) -> None:
+    changed = BODY.replace(b"v1", b"v2")
+    assert receiver.post(changed, signed(BODY)).status_code == 401
+    assert receiver.nothing_stored()
+
+
+def test_a_repeated_delivery_is_200_and_stored_once(receiver: InProcessReceiver) -> None:
+    for _ in range(3):
+        assert receiver.post(BODY, signed(BODY, "same")).status_code == 200
+    assert receiver.ingest_count() == 1
+    assert _sample(receiver, "plugwatch_receiver_requests_total", outcome="duplicate") == 2
+
+
+def test_a_delivery_without_an_id_is_deduplicated_by_its_body(receiver: InProcessReceiver) -> None:
+    assert receiver.post(BODY, signed(BODY, None)).json() == {"outcome": "accepted"}
+    assert receiver.post(BODY, signed(BODY, None)).json() == {"outcome": "duplicate"}
+    [(_, fields)] = receiver.redis.xrange(keys.INGEST_STREAM)
+    assert fields[b"d"] == b"sha256:" + hashlib.sha256(BODY).hexdigest().encode()
+
+
+def test_an_absurdly_long_delivery_id_is_hashed(receiver: InProcessReceiver) -> None:
+    long_id = "x" * 5000
+    assert receiver.post(BODY, signed(BODY, long_id)).status_code == 200
+    [(_, fields)] = receiver.redis.xrange(keys.INGEST_STREAM)
+    assert fields[b"d"] == b"sha256:" + hashlib.sha256(long_id.encode()).hexdigest().encode()
+
+
+def test_an_oversized_declared_body_is_413_and_not_read(receiver: InProcessReceiver) -> None:
+    body = b"[" + b" " * (64 * 1024) + b"]"
+    response = receiver.post(body, signed(body))
+    assert (response.status_code, response.json()) == (413, {"outcome": "too_large"})
+    assert receiver.nothing_stored()
+
+
+def test_an_oversized_streamed_body_is_413_after_reading_little_more_than_the_limit(
+    receiver: InProcessReceiver,
+) -> None:
+    """Chunked upload without Content-Length: reading stops once the limit is passed."""
+    chunk = b" " * 4096
+    sent = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(5 * 1024 * 1024 // len(chunk)):  # 5 MiB offered
+            sent += len(chunk)
+            yield chunk
+
+    headers = {"x-enode-signature": "sha1=" + "0" * 40, "x-enode-delivery": "big"}
+    response = receiver.run(lambda client: client.post("/webhooks/enode", content=chunks(), headers=headers))
+    assert response.status_code == 413
+    assert sent <= 64 * 1024 + 2 * len(chunk)
+    assert receiver.nothing_stored()
+
+
+def test_a_malformed_content_length_is_400(receiver: InProcessReceiver) -> None:
+    headers = {**signed(BODY), "content-length": "12abc"}
+
+    async def post(client: httpx.AsyncClient) -> httpx.Response:
+        request = client.build_request("POST", "/webhooks/enode", content=BODY)
+        request.headers.update(headers)
+        return await client.send(request)
+
+    assert receiver.run(post).status_code == 400
+    assert receiver.nothing_stored()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [(b"<html>oops</html>", "invalid_json"), (b'{"event":"x"}', "not_an_array"),
+     (b'[{"event":"user:vehicle:updated","version":"2031-01-01"}]', "unknown_version"), (b"[1,2]", "not_an_object")],
+)
+def test_authentic_but_unusable_content_is_200_and_quarantined(
+    receiver: InProcessReceiver, body: bytes, reason: str
+) -> None:
+    response = receiver.post(body, signed(body, "q1"))
+    assert (response.status_code, response.json()) == (200, {"outcome": "quarantined"})
+    [(_, fields)] = receiver.redis.xrange(keys.QUARANTINE_STREAM)
+    assert (fields[b"d"], fields[b"b"], fields[b"reason"]) == (b"q1", body, reason.encode())
+    assert fields[b"at"].endswith(b"Z")
+    assert receiver.ingest_count() == 0
+
+
+def test_a_heartbeat_records_pending_events_and_time(receiver: InProcessReceiver) -> None:
+    body = orjson.dumps([{"event": "system:heartbeat", "version": "2024-10-01", "pendingEvents": 7,
+                          "createdAt": "2025-03-14T18:30:00.000Z"}])
+    response = receiver.post(body, signed(body, "hb1"))
+    assert (response.status_code, response.json()) == (200, {"outcome": "heartbeat"})
+    assert receiver.redis.hget(keys.HEARTBEAT, "pending_events") == b"7"
+    assert receiver.ingest_count() == 0
+    assert _sample(receiver, "plugwatch_enode_pending_events") == 7
+    age = _sample(receiver, "plugwatch_enode_heartbeat_age_seconds")
+    assert age is not None
+    assert 0 <= age < 60
+
+
+def test_the_webhook_test_event_is_200(receiver: InProcessReceiver) -> None:
+    body = b'[{"event":"enode:webhook:test","createdAt":"2025-03-14T18:31:07.221Z","version":"2024-10-01"}]'
+    response = receiver.post(body, signed(body, "t1"))
+    assert (response.status_code, response.json()) == (200, {"outcome": "test"})
+    assert receiver.ingest_count() == 0
+
+
+def test_redis_down_is_503_and_leaves_no_dedupe_mark(receiver: InProcessReceiver) -> None:
+    """A failed store must not mark the delivery as seen: Enode's retry is then accepted."""
+    receiver.server.connected = False
+    response = receiver.post(BODY, signed(BODY, "retry-me"))
+    assert (response.status_code, response.json()) == (503, {"outcome": "unavailable"})
+    receiver.server.connected = True
+    assert receiver.nothing_stored()
+    assert receiver.post(BODY, signed(BODY, "retry-me")).json() == {"outcome": "accepted"}
+    assert receiver.ingest_count() == 1
+
+
+def test_other_methods_on_the_webhook_are_405(receiver: InProcessReceiver) -> None:
+    assert receiver.get("/webhooks/enode").status_code == 405
+
+
+def test_healthz_needs_no_redis(receiver: InProcessReceiver) -> None:
+    receiver.server.connected = False
+    assert receiver.get("/healthz").status_code == 200
+
+
+def test_readyz_follows_redis(receiver: InProcessReceiver) -> None:
+    assert receiver.get("/readyz").status_code == 200
+    receiver.server.connected = False
+    assert receiver.get("/readyz").status_code == 503
+
+
+def test_metrics_name_every_outcome_and_reason(receiver: InProcessReceiver) -> None:
+    receiver.post(BODY, signed(BODY))
+    text = receiver.get("/metrics").text
+    for outcome in ("accepted", "duplicate", "quarantined", "heartbeat", "test", "unauthorized", "too_large",
+                    "unavailable", "bad_request"):
+        assert f'plugwatch_receiver_requests_total{{outcome="{outcome}"}}' in text
+    for reason in ("missing", "malformed", "mismatch"):
+        assert f'plugwatch_receiver_signature_failures_total{{reason="{reason}"}}' in text
+    assert _sample(receiver, "plugwatch_receiver_enqueue_seconds_count") == 1
+    assert _sample(receiver, "plugwatch_queue_depth", queue="ingest") == 1
+    assert _sample(receiver, "plugwatch_quarantine_entries") == 0
+
+
+def test_metrics_still_answer_when_redis_is_down(receiver: InProcessReceiver) -> None:
+    receiver.server.connected = False
+    response = receiver.get("/metrics")
+    assert response.status_code == 200
+    assert _sample(receiver, "plugwatch_redis_up", text=response.text) == 0
+
+
+def test_two_apps_have_separate_registries() -> None:
+    first, second = InProcessReceiver(), InProcessReceiver()
+    first.post(BODY, signed(BODY))
+    assert _sample(first, "plugwatch_receiver_requests_total", outcome="accepted") == 1
+    assert _sample(second, "plugwatch_receiver_requests_total", outcome="accepted") == 0
+
+
+def _sample(receiver: InProcessReceiver, name: str, text: str | None = None, **labels: str) -> float | None:
+    text = text if text is not None else receiver.get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
