@@ -18,9 +18,11 @@ stream and re-arms (with a new RQ job) if entries arrived meanwhile. An entry de
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,17 +68,19 @@ def drain(context: WorkerContext, slot: int = 0) -> Drained:
     _ensure_group(connection)
     drained = Drained()
     deadline = time.monotonic() + options.budget_seconds
-    claiming, helped = True, slot + 1 >= options.max_drainers
+    claim_from: bytes | None = b"0-0"  # XAUTOCLAIM's scan position; None once the scan is complete
+    helped = slot + 1 >= options.max_drainers
     while time.monotonic() < deadline:
-        entries = _claim(context, armed_key) if claiming else []
-        claiming = bool(entries)
-        if not entries:
+        if claim_from is not None:
+            entries, claim_from = _claim(context, armed_key, claim_from)  # at most one entry
+        else:
             entries = _read(context, armed_key)
-        if not entries:
-            break
-        if not helped and len(entries) == options.batch_entries:
-            helped = _arm_helper(context, slot + 1)
-        _process(context, entries, drained)
+            if not entries:
+                break
+            if not helped and len(entries) == options.batch_entries:
+                helped = _arm_helper(context, slot + 1)
+        if entries:
+            _process(context, entries, drained)
     connection.delete(armed_key)
     drained.rearmed = needs_drain(connection, options.claim_idle_ms) and ingest.arm(connection) is not None
     log.info("ingest.drained", deliveries=drained.deliveries, events=drained.events, emitted=drained.emitted,
@@ -103,36 +107,37 @@ def _arm_helper(context: WorkerContext, slot: int) -> bool:
     return True
 
 
-def _claim(context: WorkerContext, armed_key: str) -> list[Entry]:
-    """Take over entries a dead drainer left pending; quarantine those that were delivered too often."""
+def _claim(context: WorkerContext, armed_key: str, cursor: bytes) -> tuple[list[Entry], bytes | None]:
+    """Take over ONE entry a dead drainer left pending (one at a time, so that an entry which kills its
+    drainer is the only one whose delivery count grows); quarantine it if it was delivered too often."""
     options = context.options
     pipe = context.connection.pipeline(transaction=False)
     pipe.set(armed_key, "1", px=options.armed_ttl_ms)
     pipe.xautoclaim(keys.INGEST_STREAM, keys.INGEST_GROUP, context.consumer,
-                    min_idle_time=options.claim_idle_ms, count=options.batch_entries)
+                    min_idle_time=options.claim_idle_ms, start_id=cursor, count=1)
     _, reply = pipe.execute()
+    following: bytes | None = None if reply[0] in (b"0-0", "0-0") else reply[0]
     entries: list[Entry] = [entry for entry in reply[1] if entry[1]]
     if not entries:
-        return []
-    pending = context.connection.xpending_range(keys.INGEST_STREAM, keys.INGEST_GROUP, min=entries[0][0],
-                                                max=entries[-1][0], count=len(entries),
-                                                consumername=context.consumer)
-    times: dict[object, int] = {row["message_id"]: int(row["times_delivered"]) for row in pending}
-    poison = [entry for entry in entries if times.get(entry[0], 0) > options.max_deliveries]
-    if poison:
-        _quarantine_poison(context, poison, times)
-    return [entry for entry in entries if times.get(entry[0], 0) <= options.max_deliveries]
+        return [], following
+    entry_id = entries[0][0]
+    [pending] = context.connection.xpending_range(keys.INGEST_STREAM, keys.INGEST_GROUP, min=entry_id,
+                                                  max=entry_id, count=1)
+    times = int(pending["times_delivered"])
+    log.info("ingest.claimed", entry_id=_text(entry_id), times=times)
+    if times > options.max_deliveries:
+        _quarantine_poison(context, entries[0], times)
+        return [], following
+    return entries, following
 
 
-def _quarantine_poison(context: WorkerContext, poison: list[Entry], times: dict[object, int]) -> None:
-    now = time.time()
-    for entry_id, fields in poison:
-        reason = f"poison: delivered {times[entry_id]} times without completing"
-        delivery_id = _text(fields.get(b"d", b""))
-        quarantine.add(context.connection, delivery_id, fields.get(b"b", b""), reason, now=now)
-        log.warning("ingest.poison_quarantined", entry_id=_text(entry_id), times=times[entry_id])
-    context.store.apply_batch([], Ack([entry_id for entry_id, _ in poison]))
-    context.metrics.events.labels("other", "quarantined").inc(len(poison))
+def _quarantine_poison(context: WorkerContext, entry: Entry, times: int) -> None:
+    entry_id, fields = entry
+    reason = f"poison: delivered {times} times without completing"
+    quarantine.add(context.connection, _text(fields.get(b"d", b"")), fields.get(b"b", b""), reason, now=time.time())
+    log.warning("ingest.poison_quarantined", entry_id=_text(entry_id), times=times)
+    context.store.apply_batch([], Ack([entry_id]))
+    context.metrics.events.labels("other", "quarantined").inc()
 
 
 def _read(context: WorkerContext, armed_key: str) -> list[Entry]:
@@ -144,10 +149,24 @@ def _read(context: WorkerContext, armed_key: str) -> list[Entry]:
     return list(reply[0][1]) if reply else []
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic GC during a batch: parsing deliveries allocates many short-lived, acyclic objects that
+    reference counting frees, and each collection would walk the whole heap (it halves the throughput)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _process(context: WorkerContext, entries: Sequence[Entry], drained: Drained) -> None:
     """Decode, apply and commit one batch; if that fails unexpectedly, retry entry by entry."""
     try:
-        _apply(context, entries, drained)
+        with _gc_paused():
+            _apply(context, entries, drained)
     except (redis.ConnectionError, redis.TimeoutError):
         raise  # the job fails and is retried; the entries stay pending and are claimed later
     except Exception:

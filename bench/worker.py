@@ -1,0 +1,160 @@
+"""Worker throughput: events/s of one worker process, beside a plain Redis consumer loop and trivial RQ jobs.
+
+    .venv/bin/python -m bench.worker [--events 20000] [--single 3000] [--rq-jobs 300]
+
+Starts its own redis-server on a free port (never touches another Redis) and measures, in one run:
+
+  (a) the ingest drain of one process on 100-event deliveries and on 1-event deliveries: the deliveries are
+      pre-loaded into the ingest stream exactly as the receiver writes them, then drained
+      - in-process by `worker.ingest.drain` (the code the RQ job runs; steady state), per wall-clock second
+        and per CPU second of the draining process (on a shared, oversubscribed machine the wall clock
+        mostly measures the neighbours), and
+      - end to end by a `python -m worker --burst` subprocess (wall time, including its ~1 s start-up);
+  (b) the ceiling of a plain consumer loop over the same entries: XREADGROUP (200) + XACK + XDEL, no parsing;
+  (c) a trivial RQ job (`time.time`) run by a `SimpleWorker` in burst mode (one job per event would cap
+      the worker at this rate).
+
+Prints each figure and the ratios between them. Goals (issue 7): >= 20,000 events/s on 100-event deliveries
+and >= 1,000 events/s on 1-event deliveries, per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+from prometheus_client import CollectorRegistry
+from rq import Queue, SimpleWorker
+
+from plugwatch import keys
+from plugwatch.settings import Settings
+from tests.support.eventlog import Delivery, batch, feed, generate
+from tests.support.servers import RedisServer, base_env
+from worker import ingest
+from worker.bootstrap import bootstrap
+
+
+def fresh(connection: redis.Redis, deliveries: list[Delivery]) -> int:
+    connection.flushall()
+    feed(connection, deliveries)
+    return sum(delivery.body.count(b'"event":') for delivery in deliveries)
+
+
+def in_process_drain(connection: redis.Redis, url: str, deliveries: list[Delivery],
+                     clock: Callable[[], float] = time.perf_counter) -> tuple[int, float]:
+    """Drain with this process's code; `clock=time.process_time` counts only this process's CPU time."""
+    events = fresh(connection, deliveries)
+    context = bootstrap(Settings(redis_url=url), {"PLUGWATCH_INGEST_MAX_DRAINERS": "1"},
+                        registry=CollectorRegistry(), connection=connection, consumer="bench")
+    started = clock()
+    while connection.xlen(keys.INGEST_STREAM):
+        ingest.drain(context)
+    elapsed = clock() - started
+    context.delivery.close()
+    return events, elapsed
+
+
+def subprocess_drain(connection: redis.Redis, url: str, deliveries: list[Delivery], log: Path) -> tuple[int, float]:
+    events = fresh(connection, deliveries)
+    env = base_env(REDIS_URL=url, PLUGWATCH_METRICS_PORT="0", PLUGWATCH_LOG_FORMAT="json")
+    started = time.perf_counter()
+    with log.open("ab") as out:
+        subprocess.run([sys.executable, "-m", "worker", "--burst"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                       check=True, timeout=600)
+    elapsed = time.perf_counter() - started
+    assert connection.xlen(keys.INGEST_STREAM) == 0, "the worker left entries behind"
+    return events, elapsed
+
+
+def consumer_loop(connection: redis.Redis, deliveries: list[Delivery]) -> tuple[int, float]:
+    """The ceiling: read and acknowledge the same entries with no processing at all."""
+    events = fresh(connection, deliveries)
+    connection.xgroup_create(keys.INGEST_STREAM, keys.INGEST_GROUP, id="0", mkstream=True)
+    started = time.perf_counter()
+    while True:
+        reply = connection.xreadgroup(keys.INGEST_GROUP, "bench", {keys.INGEST_STREAM: ">"}, count=200)
+        if not reply:
+            break
+        ids = [entry_id for entry_id, _ in reply[0][1]]
+        pipe = connection.pipeline(transaction=False)
+        pipe.xack(keys.INGEST_STREAM, keys.INGEST_GROUP, *ids)
+        pipe.xdel(keys.INGEST_STREAM, *ids)
+        pipe.execute()
+    return events, time.perf_counter() - started
+
+
+def rq_jobs(connection: redis.Redis, jobs: int) -> tuple[int, float]:
+    connection.flushall()
+    queue = Queue("bench", connection=connection)
+    for _ in range(jobs):
+        queue.enqueue("time.time", result_ttl=0)
+    worker = SimpleWorker([queue], connection=connection)
+    started = time.perf_counter()
+    worker.work(burst=True, logging_level="WARNING")
+    return jobs, time.perf_counter() - started
+
+
+def report(label: str, measure: Callable[[], tuple[int, float]], unit: str = "events") -> float:
+    count, seconds = measure()
+    rate = count / seconds
+    print(f"  {label:<58} {count:>7} {unit} in {seconds:6.2f} s = {rate:>9,.0f} {unit}/s", flush=True)
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000, help="events in 100-event deliveries")
+    parser.add_argument("--single", type=int, default=3_000, help="1-event deliveries")
+    parser.add_argument("--rq-jobs", type=int, default=300)
+    args = parser.parse_args()
+
+    rng = random.Random(1)
+    log = generate(1, users=max(50, args.events // 100), events_per_user=100)[: args.events]
+    hundreds = batch(log, size=100, rng=rng)
+    singles = batch(log[: args.single], size=1, rng=rng)
+    with tempfile.TemporaryDirectory() as workdir:
+        server = RedisServer(Path(workdir) / "redis").start()
+        connection = server.client()
+        try:
+            print(f"redis-server on port {server.port}; {len(log)} events, {len(hundreds)} deliveries of 100, "
+                  f"{len(singles)} deliveries of 1")
+            worker_log = Path(workdir) / "worker.log"
+            print("(a) one worker process")
+            hundred = report("drain, 100-event deliveries (in process)",
+                             lambda: in_process_drain(connection, server.url, hundreds))
+            single = report("drain, 1-event deliveries (in process)",
+                            lambda: in_process_drain(connection, server.url, singles))
+            report("drain, 100-event deliveries (in process, per CPU second)",
+                   lambda: in_process_drain(connection, server.url, hundreds, time.process_time))
+            report("drain, 1-event deliveries (in process, per CPU second)",
+                   lambda: in_process_drain(connection, server.url, singles, time.process_time))
+            report("python -m worker --burst, 100-event deliveries (with start-up)",
+                   lambda: subprocess_drain(connection, server.url, hundreds, worker_log))
+            report("python -m worker --burst, 1-event deliveries (with start-up)",
+                   lambda: subprocess_drain(connection, server.url, singles, worker_log))
+            print("(b) plain Redis consumer loop (XREADGROUP 200 + XACK + XDEL, no processing)")
+            ceiling_hundred = report("100-event deliveries", lambda: consumer_loop(connection, hundreds))
+            ceiling_single = report("1-event deliveries", lambda: consumer_loop(connection, singles))
+            print("(c) trivial RQ job, SimpleWorker burst")
+            rq_rate = report("time.time jobs", lambda: rq_jobs(connection, args.rq_jobs), unit="jobs")
+        finally:
+            connection.close()
+            server.kill()
+    print("ratios")
+    print(f"  100-event drain / consumer-loop ceiling        {hundred / ceiling_hundred:6.3f}")
+    print(f"  1-event drain / consumer-loop ceiling          {single / ceiling_single:6.3f}")
+    print(f"  100-event drain / one RQ job per event         {hundred / rq_rate:6.1f}x")
+    print(f"  1-event drain / one RQ job per delivery        {single / rq_rate:6.1f}x")
+    print(f"goals: 100-event >= 20,000 events/s: {'met' if hundred >= 20_000 else 'NOT met'} ({hundred:,.0f}); "
+          f"1-event >= 1,000 events/s: {'met' if single >= 1_000 else 'NOT met'} ({single:,.0f})")
+
+
+if __name__ == "__main__":
+    main()
