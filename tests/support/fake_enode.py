@@ -219,8 +219,9 @@ class FakeEnode:
             return problem(400, "Webhook input is not valid.", "url and secret are required")
         if any(hook["url"] == body["url"] for hook in self.webhooks.values()):
             return problem(400, "Webhook input is not valid.", "Webhook already exists")
+        created = iso()
         hook = {"id": str(uuid.uuid4()), "url": body["url"], "events": body.get("events") or ["*"],
-                "lastSuccess": None, "isActive": True, "createdAt": iso(),
+                "lastSuccess": created, "isActive": True, "createdAt": created,  # the spec: always a string
                 "apiVersion": body.get("apiVersion"), "authentication": None}
         self.webhooks[hook["id"]] = hook
         self.webhook_secrets[hook["id"]] = body["secret"]
