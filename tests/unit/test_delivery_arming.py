@@ -89,8 +89,8 @@ def test_a_drainer_claims_a_queued_lease_but_not_a_live_drainers(connection: red
     first, second = Lease(connection, URL_A, ttl_ms=10_000), Lease(connection, URL_A, ttl_ms=10_000)
     assert first.claim()
     assert not second.claim()
-    assert first.refresh()
-    assert not second.refresh()
+    assert first.refresh(force=True)
+    assert not second.refresh(force=True)
     second.release()  # not its lease: nothing happens
     assert connection.get(keys.downstream_lease_key(URL_A)) == first.token.encode()
     first.release()
@@ -103,5 +103,15 @@ def test_an_expired_lease_can_be_claimed_and_the_old_holder_notices(connection: 
     connection.delete(keys.downstream_lease_key(URL_A))  # as if it expired
     new = Lease(connection, URL_A, ttl_ms=10_000)
     assert new.claim()
-    assert not old.refresh()
+    assert not old.refresh(force=True)
     assert not old.reacquire()
+
+
+def test_refresh_skips_the_round_trip_while_the_lease_is_fresh(connection: redis.Redis) -> None:
+    lease = Lease(connection, URL_A, ttl_ms=60_000)
+    assert lease.claim()
+    connection.pexpire(keys.downstream_lease_key(URL_A), 1000)
+    assert lease.refresh()
+    assert connection.pttl(keys.downstream_lease_key(URL_A)) <= 1000
+    assert lease.refresh(force=True)
+    assert connection.pttl(keys.downstream_lease_key(URL_A)) > 1000

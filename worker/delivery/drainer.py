@@ -84,7 +84,7 @@ def _has_work(tools: Tools, url: str) -> bool:
 
 def _drain_leased(tools: Tools, url: str, lease: Lease, stop: threading.Event) -> Ending:
     while not stop.is_set():
-        if not lease.refresh():
+        if not lease.refresh(force=True):
             log.warning("delivery.lease_lost")
             return Ending.LOST
         current = state.read_state(tools.connection, url)
@@ -95,6 +95,7 @@ def _drain_leased(tools: Tools, url: str, lease: Lease, stop: threading.Event) -
         if wait > tools.config.inline_wait_max:
             return Ending.PAUSED
         if wait > 0:
+            lease.refresh(force=True)
             stop.wait(wait)
             continue
         batch = outbox.read_batch(tools.connection, url, tools.config.batch_size)

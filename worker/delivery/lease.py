@@ -9,6 +9,7 @@ the dead drainer had read are still pending in the consumer group and are delive
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -40,6 +41,7 @@ class Lease:
     url: str
     ttl_ms: int
     token: str = field(default_factory=lambda: "drainer-" + uuid.uuid4().hex)
+    _renewed_at: float = field(default=float("-inf"), repr=False)  # time.monotonic() of the last renewal
 
     @property
     def key(self) -> str:
@@ -47,15 +49,24 @@ class Lease:
 
     def claim(self) -> bool:
         """Take over a queued or expired lease; False when another live drainer holds it."""
-        return bool(self.connection.eval(_CLAIM, 1, self.key, self.token, self.ttl_ms))
+        return self._renewed(self.connection.eval(_CLAIM, 1, self.key, self.token, self.ttl_ms))
 
-    def refresh(self) -> bool:
-        """Extend the lease; False when it was lost (expired and taken by another drainer)."""
-        return bool(self.connection.eval(_REFRESH, 1, self.key, self.token, self.ttl_ms))
+    def refresh(self, *, force: bool = False) -> bool:
+        """Extend the lease (a round trip only once a quarter of its TTL has passed since the last one);
+        False when it was lost (expired and taken by another drainer)."""
+        if not force and time.monotonic() - self._renewed_at < self.ttl_ms / 4000:
+            return True
+        return self._renewed(self.connection.eval(_REFRESH, 1, self.key, self.token, self.ttl_ms))
 
     def release(self) -> None:
+        self._renewed_at = float("-inf")
         self.connection.eval(_RELEASE, 1, self.key, self.token)
 
     def reacquire(self) -> bool:
         """After a release: take the lease again only if nobody armed the URL meanwhile."""
-        return bool(self.connection.set(self.key, self.token, nx=True, px=self.ttl_ms))
+        return self._renewed(self.connection.set(self.key, self.token, nx=True, px=self.ttl_ms))
+
+    def _renewed(self, reply: object) -> bool:
+        if reply:
+            self._renewed_at = time.monotonic()
+        return bool(reply)
