@@ -34,6 +34,7 @@ class DrainOptions:
     max_deliveries: int = 5  # an entry claimed more often than this is quarantined as poison
     armed_ttl_ms: int = 20_000  # a running drain keeps its armed key alive this long (crash recovery time)
     max_drainers: int = 4  # concurrent drain jobs under a backlog (one per worker process at most)
+    consumer_idle_ms: int = 3_600_000  # forget consumer-group members idle this long with nothing pending
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> DrainOptions:
@@ -46,6 +47,8 @@ class DrainOptions:
             armed_ttl_ms=int(1000 * _positive_float(environ, "PLUGWATCH_INGEST_ARMED_TTL_SECONDS",
                                             cls.armed_ttl_ms / 1000)),
             max_drainers=int(_positive_float(environ, "PLUGWATCH_INGEST_MAX_DRAINERS", cls.max_drainers)),
+            consumer_idle_ms=int(1000 * _positive_float(environ, "PLUGWATCH_INGEST_CONSUMER_IDLE_SECONDS",
+                                                        cls.consumer_idle_ms / 1000)),
         )
 
 

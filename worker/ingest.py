@@ -82,6 +82,7 @@ def drain(context: WorkerContext, slot: int = 0) -> Drained:
         if entries:
             _process(context, entries, drained)
     connection.delete(armed_key)
+    _forget_idle_consumers(context)
     drained.rearmed = needs_drain(connection, options.claim_idle_ms) and ingest.arm(connection) is not None
     log.info("ingest.drained", deliveries=drained.deliveries, events=drained.events, emitted=drained.emitted,
              batches=drained.batches, rearmed=drained.rearmed)
@@ -94,6 +95,17 @@ def _ensure_group(connection: redis.Redis) -> None:
     except redis.ResponseError as error:
         if "BUSYGROUP" not in str(error):
             raise
+
+
+def _forget_idle_consumers(context: WorkerContext) -> None:
+    """Every worker process that ever drained is a consumer of the group: forget those that hold nothing
+    and were idle for `consumer_idle_ms` (restarted or scaled-down processes), so the group stays small."""
+    connection = context.connection
+    for consumer in connection.xinfo_consumers(keys.INGEST_STREAM, keys.INGEST_GROUP):
+        name = _text(consumer["name"]) if isinstance(consumer["name"], bytes) else str(consumer["name"])
+        idle = not consumer["pending"] and consumer["idle"] > context.options.consumer_idle_ms
+        if idle and name != context.consumer:
+            connection.xgroup_delconsumer(keys.INGEST_STREAM, keys.INGEST_GROUP, name)
 
 
 def _arm_helper(context: WorkerContext, slot: int) -> bool:

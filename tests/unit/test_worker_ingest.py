@@ -256,3 +256,21 @@ def test_pump_rearms_for_entries_pending_longer_than_the_claim_idle_time(
     assert not ingest.pump(connection, context.settings, claim_idle_ms=60_000)
     time.sleep(0.01)
     assert ingest.pump(connection, context.settings, claim_idle_ms=5)
+
+
+def test_idle_consumers_without_pending_entries_are_forgotten(
+        connection: redis.Redis, make_context: Contexts) -> None:
+    context = make_context(PLUGWATCH_INGEST_CONSUMER_IDLE_SECONDS="0.005")
+    feed(connection, [delivery("d1", plug_in_at_home()), delivery("d2", plug_in_at_home("usr-b"))])
+    connection.xgroup_create(keys.INGEST_STREAM, keys.INGEST_GROUP, id="0", mkstream=True)
+    connection.xreadgroup(keys.INGEST_GROUP, "gone-idle", {keys.INGEST_STREAM: ">"}, count=1)
+    connection.xack(keys.INGEST_STREAM, keys.INGEST_GROUP, connection.xrange(keys.INGEST_STREAM)[0][0])
+    connection.xreadgroup(keys.INGEST_GROUP, "still-holding", {keys.INGEST_STREAM: ">"}, count=1)
+    time.sleep(0.01)
+
+    ingest.drain(context)
+
+    consumers = connection.xinfo_consumers(keys.INGEST_STREAM, keys.INGEST_GROUP)
+    names = {consumer["name"].decode() for consumer in consumers}
+    assert "gone-idle" not in names
+    assert "still-holding" in names
