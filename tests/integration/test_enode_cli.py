@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner, Result
@@ -13,12 +12,14 @@ from plugwatch.settings import Settings
 from receiver.app import create_app
 from tests.conftest import TEST_SECRET
 from tests.support.enode_objects import charger
-from tests.support.fake_enode import TOKEN_PATH, FakeEnode, serve
+from tests.support.fake_enode import TOKEN_PATH, FakeEnode
 from tests.support.servers import ThreadedUvicorn, free_port
 
 ENODE_VARS = ("ENODE_CLIENT_ID", "ENODE_CLIENT_SECRET", "ENODE_API_URL", "ENODE_TOKEN_URL")
 SETUP = ["enode", "location-setup", "--user", "u1", "--charger", "c1", "--name", "Home",
          "--lat", "59.9139", "--lon", "10.7522", "--timezone", "Europe/Oslo"]
+
+pytest_plugins = ("tests.support.enode_fixtures",)
 
 
 @pytest.fixture
@@ -26,12 +27,6 @@ def fake() -> FakeEnode:
     fake = FakeEnode()
     fake.chargers["c1"] = charger("c1", "u1")
     return fake
-
-
-@pytest.fixture
-def server(fake: FakeEnode) -> Iterator[ThreadedUvicorn]:
-    with serve(fake) as running:
-        yield running
 
 
 def run(server: ThreadedUvicorn | None, *args: str) -> Result:

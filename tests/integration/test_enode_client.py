@@ -17,10 +17,12 @@ from plugwatch.enode.errors import (
     EnodeUnavailable,
 )
 from tests.support.enode_objects import vehicle
-from tests.support.fake_enode import TOKEN_PATH, FakeEnode, enode_settings, serve
+from tests.support.fake_enode import TOKEN_PATH, FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn, free_port
 
 FAST_RETRIES = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05)
+
+pytest_plugins = ("tests.support.enode_fixtures",)
 
 
 class ManualClock:
@@ -29,17 +31,6 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def fake() -> FakeEnode:
-    return FakeEnode()
-
-
-@pytest.fixture
-def server(fake: FakeEnode) -> Iterator[ThreadedUvicorn]:
-    with serve(fake) as running:
-        yield running
 
 
 def make_client(url: str, clock: ManualClock | None = None, **overrides: object) -> EnodeClient:

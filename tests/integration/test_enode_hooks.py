@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -16,12 +15,13 @@ from plugwatch.enode.hooks import build_hooks
 from plugwatch.enode.observe import observations
 from plugwatch.settings import Settings
 from tests.support.enode_objects import charger, vehicle
-from tests.support.fake_enode import FakeEnode, enode_settings, serve
+from tests.support.fake_enode import FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn, free_port
 from worker.core import Observation
 from worker.store import Store
 
 UPDATED = "2025-03-14T18:02:05.000Z"
+pytest_plugins = ("tests.support.enode_fixtures",)
 
 
 @pytest.fixture
@@ -29,12 +29,6 @@ def fake() -> FakeEnode:
     fake = FakeEnode()
     fake.chargers["c1"] = charger("c1", "u1", location_id="L1", plugged_in_vehicle_id="v1", updated=UPDATED)
     return fake
-
-
-@pytest.fixture
-def server(fake: FakeEnode) -> Iterator[ThreadedUvicorn]:
-    with serve(fake) as running:
-        yield running
 
 
 def plugged_in_batch() -> list[Observation]:

@@ -13,7 +13,7 @@ from plugwatch.enode.lookup import ChargerLookup
 from plugwatch.enode.observe import observations
 from plugwatch.settings import Settings
 from tests.support.enode_objects import charger, vehicle
-from tests.support.fake_enode import FakeEnode, enode_settings, serve
+from tests.support.fake_enode import FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn
 from worker.core import Observation
 from worker.store import Store
@@ -21,18 +21,14 @@ from worker.store import Store
 AT = datetime(2025, 3, 14, 18, 2, 5, tzinfo=UTC)
 UPDATED = "2025-03-14T18:02:05.000Z"
 
+pytest_plugins = ("tests.support.enode_fixtures",)
+
 
 @pytest.fixture
 def fake() -> FakeEnode:
     fake = FakeEnode()
     fake.chargers["c1"] = charger("c1", "u1", location_id="L1", plugged_in_vehicle_id="v1", updated=UPDATED)
     return fake
-
-
-@pytest.fixture
-def server(fake: FakeEnode) -> Iterator[ThreadedUvicorn]:
-    with serve(fake) as running:
-        yield running
 
 
 @pytest.fixture

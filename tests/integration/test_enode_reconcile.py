@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +19,7 @@ from plugwatch.enode.observe import Kind, apply_observations, observations
 from plugwatch.enode.reconcile import reconcile
 from plugwatch.settings import Settings
 from tests.support.enode_objects import charger, vehicle
-from tests.support.fake_enode import TOKEN_PATH, FakeEnode, enode_settings, serve
+from tests.support.fake_enode import TOKEN_PATH, FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn
 from worker.store import Store
 
@@ -28,16 +27,7 @@ BEFORE = "2025-03-14T18:00:00.000Z"  # what webhooks told plugwatch before the o
 DURING = "2025-03-14T20:00:00.000Z"  # what changed while webhooks were down
 URL = "https://downstream.example/hook"
 
-
-@pytest.fixture
-def fake() -> FakeEnode:
-    return FakeEnode()
-
-
-@pytest.fixture
-def server(fake: FakeEnode) -> Iterator[ThreadedUvicorn]:
-    with serve(fake) as running:
-        yield running
+pytest_plugins = ("tests.support.enode_fixtures",)
 
 
 @pytest.fixture
