@@ -24,9 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
 import redis
 import structlog
 from rq import Queue
@@ -35,12 +33,12 @@ from plugwatch import ingest, keys, quarantine
 from plugwatch.settings import Settings
 from worker import delivery
 from worker.bootstrap import WorkerContext, current
-from worker.core import DecodeError, Ignored, Observation, decode_event
+from worker.core import Observation
+from worker.deliveries import Entry, decode_delivery, text
 from worker.store import Ack
 
 log = structlog.get_logger(__name__)
 
-Entry = tuple[bytes, dict[bytes, bytes]]
 
 
 @dataclass
@@ -102,7 +100,7 @@ def _forget_idle_consumers(context: WorkerContext) -> None:
     and were idle for `consumer_idle_ms` (restarted or scaled-down processes), so the group stays small."""
     connection = context.connection
     for consumer in connection.xinfo_consumers(keys.INGEST_STREAM, keys.INGEST_GROUP):
-        name = _text(consumer["name"]) if isinstance(consumer["name"], bytes) else str(consumer["name"])
+        name = text(consumer["name"]) if isinstance(consumer["name"], bytes) else str(consumer["name"])
         idle = not consumer["pending"] and consumer["idle"] > context.options.consumer_idle_ms
         if idle and name != context.consumer:
             connection.xgroup_delconsumer(keys.INGEST_STREAM, keys.INGEST_GROUP, name)
@@ -136,7 +134,7 @@ def _claim(context: WorkerContext, armed_key: str, cursor: bytes) -> tuple[list[
     [pending] = context.connection.xpending_range(keys.INGEST_STREAM, keys.INGEST_GROUP, min=entry_id,
                                                   max=entry_id, count=1)
     times = int(pending["times_delivered"])
-    log.info("ingest.claimed", entry_id=_text(entry_id), times=times)
+    log.info("ingest.claimed", entry_id=text(entry_id), times=times)
     if times > options.max_deliveries:
         _quarantine_poison(context, entries[0], times)
         return [], following
@@ -146,8 +144,8 @@ def _claim(context: WorkerContext, armed_key: str, cursor: bytes) -> tuple[list[
 def _quarantine_poison(context: WorkerContext, entry: Entry, times: int) -> None:
     entry_id, fields = entry
     reason = f"poison: delivered {times} times without completing"
-    quarantine.add(context.connection, _text(fields.get(b"d", b"")), fields.get(b"b", b""), reason, now=time.time())
-    log.warning("ingest.poison_quarantined", entry_id=_text(entry_id), times=times)
+    quarantine.add(context.connection, text(fields.get(b"d", b"")), fields.get(b"b", b""), reason, now=time.time())
+    log.warning("ingest.poison_quarantined", entry_id=text(entry_id), times=times)
     context.store.apply_batch([], Ack([entry_id]))
     context.metrics.events.labels("other", "quarantined").inc()
 
@@ -183,7 +181,7 @@ def _process(context: WorkerContext, entries: Sequence[Entry], drained: Drained)
         raise  # the job fails and is retried; the entries stay pending and are claimed later
     except Exception:
         if len(entries) == 1:
-            log.exception("ingest.entry_failed", entry_id=_text(entries[0][0]))
+            log.exception("ingest.entry_failed", entry_id=text(entries[0][0]))
             return  # left pending: claimed again later, quarantined as poison after max_deliveries
         log.exception("ingest.batch_failed", entries=len(entries))
         for entry in entries:
@@ -194,67 +192,17 @@ def _apply(context: WorkerContext, entries: Sequence[Entry], drained: Drained) -
     started = time.perf_counter()
     counts: Counter[tuple[str, str]] = Counter()
     observations: list[Observation] = []
-    for entry_id, fields in entries:
-        observations.extend(_decode_delivery(context, entry_id, fields, counts))
+    for _, fields in entries:
+        observations.extend(decode_delivery(context.connection, fields, counts))
     result = context.store.apply_batch(observations, Ack([entry_id for entry_id, _ in entries]))
     counts.update((kind, str(outcome)) for kind, outcome in result.outcomes)
-    metrics = context.metrics
-    for (kind, outcome), number in counts.items():
-        metrics.events.labels(kind, outcome).inc(number)
-    for event_type, number in Counter(event.type.value for event in result.events).items():
-        metrics.emitted.labels(event_type).inc(number)
-    metrics.store_conflicts.inc(result.conflicts)
-    metrics.deliveries.inc(len(entries))
-    metrics.batch_seconds.observe(time.perf_counter() - started)
+    context.metrics.record_batch(counts, result, deliveries=len(entries), seconds=time.perf_counter() - started)
     drained.deliveries += len(entries)
     drained.events += sum(counts.values())
     drained.emitted += len(result.events)
     drained.batches += 1
     if result.events and context.settings.downstream_urls:
         delivery.kick(context.connection, context.settings, context.settings.downstream_urls)
-
-
-def _decode_delivery(context: WorkerContext, entry_id: bytes, fields: dict[bytes, bytes],
-                     counts: Counter[tuple[str, str]]) -> list[Observation]:
-    """The observations of one delivery, in array order; malformed events go to the quarantine."""
-    body = fields.get(b"b", b"")
-    try:
-        events: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        events = None
-    if not isinstance(events, list):
-        _quarantine(context, fields, "delivery body is not a JSON array", None, counts)
-        return []
-    observations: list[Observation] = []
-    for index, raw in enumerate(events):
-        try:
-            decoded = decode_event(raw)
-        except DecodeError as error:
-            _quarantine(context, fields, error.reason, index, counts, _kind_of(raw))
-            continue
-        if isinstance(decoded, Ignored):
-            counts[(decoded.kind, "ignored")] += 1
-        else:
-            observations.append(decoded)
-    return observations
-
-
-def _quarantine(context: WorkerContext, fields: dict[bytes, bytes], reason: str, event_index: int | None,
-                counts: Counter[tuple[str, str]], kind: str = "other") -> None:
-    delivery_id = _text(fields.get(b"d", b""))
-    quarantine.add(context.connection, delivery_id, fields.get(b"b", b""), reason, now=time.time(),
-                   event_index=event_index)
-    log.warning("ingest.event_quarantined", delivery_id=delivery_id, event_index=event_index, reason=reason)
-    counts[(kind, "quarantined")] += 1
-
-
-def _kind_of(raw: object) -> str:
-    name = raw.get("event") if isinstance(raw, dict) else None
-    if isinstance(name, str):
-        for kind, marker in (("vehicle", ":vehicle:"), ("charger", ":charger:"), ("action", "-action:")):
-            if marker in name:
-                return kind
-    return "other"
 
 
 def needs_drain(connection: redis.Redis, claim_idle_ms: int) -> bool:
@@ -284,7 +232,3 @@ def pump(connection: redis.Redis, settings: Settings, claim_idle_ms: int = 15_00
     if armed:
         log.info("ingest.pump_rearmed")
     return armed
-
-
-def _text(value: bytes) -> str:
-    return value.decode(errors="replace")
