@@ -42,7 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     install(context)
     port = int(os.environ.get("PLUGWATCH_METRICS_PORT", "").strip() or DEFAULT_METRICS_PORT)
     if port:
-        start_http_server(port)
+        try:
+            start_http_server(port)
+        except OSError:  # e.g. a second worker on the same host: run on, without a metrics endpoint
+            log.exception("worker.metrics_port_unavailable", port=port)
     interval = float(os.environ.get("PLUGWATCH_PUMP_INTERVAL_SECONDS", "").strip() or 1.0)
 
     pump_once(context)
