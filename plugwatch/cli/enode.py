@@ -24,8 +24,16 @@ from plugwatch.enode.errors import EnodeError, EnodeNotConfigured
 from plugwatch.enode.locations import HomeLocation, ensure_home_location
 from plugwatch.enode.observe import apply_observations
 from plugwatch.enode.reconcile import reconcile, record
-from plugwatch.enode.webhooks import DEFAULT_EVENTS, create_webhook, get_webhook, iter_webhooks, test_webhook
-from plugwatch.settings import Settings, SettingsError
+from plugwatch.enode.webhooks import (
+    DEFAULT_EVENTS,
+    create_webhook,
+    generate_secret,
+    get_webhook,
+    iter_webhooks,
+    rotate_secret,
+    test_webhook,
+)
+from plugwatch.settings import MIN_SECRET_LENGTH, Settings, SettingsError
 from worker.store import Store
 
 NOT_CONFIGURED_EXIT = 2
@@ -137,6 +145,31 @@ def webhook_test(webhook_id: str) -> None:
     if result.get("status") != "SUCCESS":
         sys.exit(1)
 
+
+@webhook.command("rotate-secret")
+@click.argument("webhook_id")
+@click.option("--secret", default=None, help="The new secret, already accepted by the receiver (step 2).")
+def webhook_rotate_secret(webhook_id: str, secret: str | None) -> None:
+    """Rotate the webhook's secret without losing deliveries, in two steps.
+
+    \b
+    1. without --secret: prints a new secret; deploy the receiver with ENODE_WEBHOOK_SECRET=<new>,<old>
+    2. with --secret <new>: Enode signs with it from now on; then `webhook test`, then drop <old>
+    """
+    if secret is None:
+        new = generate_secret()
+        click.echo(f"new webhook secret (not yet sent to Enode):\n  {new}")
+        click.echo("1. deploy the receiver with ENODE_WEBHOOK_SECRET=<new>,<old> (it accepts both)")
+        click.echo(f"2. plugwatch enode webhook rotate-secret {webhook_id} --secret <new>")
+        click.echo(f"3. plugwatch enode webhook test {webhook_id}, then set ENODE_WEBHOOK_SECRET=<new>")
+        return
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise click.BadParameter(f"must be at least {MIN_SECRET_LENGTH} characters", param_hint="--secret")
+    with enode_api() as client:
+        rotate_secret(client, webhook_id, secret)
+    click.echo(f"webhook {webhook_id}: Enode now signs deliveries with the new secret")
+    click.echo(f"next: plugwatch enode webhook test {webhook_id}; then remove the old secret from "
+               "ENODE_WEBHOOK_SECRET")
 
 @enode.command("reconcile")
 @click.option("--user", "user_id", default=None, help="Only this Enode user (default: every user of the client).")

@@ -1,4 +1,4 @@
-"""Managing the Enode webhook that feeds the receiver: create (with a generated secret), show, test.
+"""Managing the Enode webhook that feeds the receiver: create (with a generated secret), show, test, rotate.
 
 The secret is generated here (32 random bytes, hex: 256 bits, Enode asks for ≥ 128), sent once in
 POST /webhooks and never returned by Enode again: the caller must show it to the operator, who stores it as
@@ -49,6 +49,11 @@ def get_webhook(client: EnodeClient, webhook_id: str) -> dict[str, Any]:
 
 def iter_webhooks(client: EnodeClient) -> Iterator[dict[str, Any]]:
     return client.paginate("/webhooks")
+
+
+def rotate_secret(client: EnodeClient, webhook_id: str, secret: str) -> dict[str, Any]:
+    """Make Enode sign with `secret` from now on (PATCH /webhooks/{id}); the receiver must accept it first."""
+    return dict(client.request("PATCH", "/webhooks/" + segment(webhook_id), json={"secret": secret}))
 
 
 def test_webhook(client: EnodeClient, webhook_id: str) -> dict[str, Any]:

@@ -37,6 +37,11 @@ def run(server: ThreadedUvicorn | None, *args: str) -> Result:
     return CliRunner().invoke(main, list(args), env=env)
 
 
+def secret_in(output: str) -> str:
+    [secret] = re.findall(r"^  ([0-9a-f]{64})$", output, flags=re.MULTILINE)
+    return secret
+
+
 def test_location_setup_twice_creates_one_location_and_one_assignment(
         fake: FakeEnode, server: ThreadedUvicorn) -> None:
     first = run(server, *SETUP)
@@ -117,13 +122,13 @@ def test_webhook_create_shows_a_strong_secret_once_and_sends_it_to_enode(
     result = run(server, "enode", "webhook", "create", "--url", "https://plugwatch.example/webhooks/enode")
     assert result.exit_code == 0, result.output
     [hook_id] = fake.webhooks
-    [secret] = re.findall(r"^  ([0-9a-f]{64})$", result.stdout, flags=re.MULTILINE)
+    secret = secret_in(result.stdout)
     assert fake.webhook_secrets[hook_id] == secret
     [call] = fake.calls("POST", "/webhooks")
     assert call.body["apiVersion"] == "2024-10-01"
     assert "user:vehicle:updated" in call.body["events"]
     again = run(server, "enode", "webhook", "create", "--url", "https://other.example/hook")
-    assert re.findall(r"[0-9a-f]{64}", again.stdout) != [secret]
+    assert secret_in(again.stdout) != secret
 
 
 def test_webhook_create_with_events_and_an_existing_url(fake: FakeEnode, server: ThreadedUvicorn) -> None:
@@ -150,8 +155,9 @@ def test_webhook_show_lists_all_or_one(fake: FakeEnode, server: ThreadedUvicorn)
     assert run(server, "enode", "webhook", "show", "missing").exit_code == 1
 
 
-def _receiver(settings: Settings, secret: str, port: int | None = None) -> ThreadedUvicorn:
-    app = create_app(Settings(redis_url=settings.redis_url, enode_webhook_secrets=(secret,)))
+def _receiver(settings: Settings, secrets: str, port: int | None = None) -> ThreadedUvicorn:
+    """The real receiver, accepting `secrets` (comma-separated, as ENODE_WEBHOOK_SECRET)."""
+    app = create_app(Settings(redis_url=settings.redis_url, enode_webhook_secrets=tuple(secrets.split(","))))
     return ThreadedUvicorn(app, port=port)
 
 
@@ -160,7 +166,7 @@ def test_webhook_test_reaches_the_receiver_configured_with_the_printed_secret(
     """The full operator path: create, paste the printed secret into the receiver, test -> SUCCESS."""
     port = free_port()
     created = run(server, "enode", "webhook", "create", "--url", f"http://127.0.0.1:{port}/webhooks/enode")
-    [secret] = re.findall(r"^  ([0-9a-f]{64})$", created.stdout, flags=re.MULTILINE)
+    secret = secret_in(created.stdout)
     [hook_id] = fake.webhooks
     with _receiver(settings, secret, port):
         tested = run(server, "enode", "webhook", "test", hook_id)
@@ -178,11 +184,40 @@ def test_webhook_test_against_a_receiver_with_another_secret_fails(
     assert "FAILURE: HTTP 401" in tested.stdout.splitlines()
 
 
+def test_webhook_secret_rotation_keeps_deliveries_verified(
+        fake: FakeEnode, server: ThreadedUvicorn, settings: Settings) -> None:
+    """Create (old), generate new, receiver accepts both, rotate, test; a receiver with only old now fails."""
+    port = free_port()
+    created = run(server, "enode", "webhook", "create", "--url", f"http://127.0.0.1:{port}/webhooks/enode")
+    old = secret_in(created.stdout)
+    [hook_id] = fake.webhooks
+    generated = run(server, "enode", "webhook", "rotate-secret", hook_id)
+    new = secret_in(generated.stdout)
+    assert new != old
+    assert fake.webhook_secrets[hook_id] == old  # step 1 does not touch Enode
+    with _receiver(settings, f"{new},{old}", port):
+        rotated = run(server, "enode", "webhook", "rotate-secret", hook_id, "--secret", new)
+        assert rotated.exit_code == 0, rotated.output
+        assert "SUCCESS: HTTP 200" in run(server, "enode", "webhook", "test", hook_id).stdout.splitlines()
+    assert fake.webhook_secrets[hook_id] == new
+    assert [c.body for c in fake.calls("PATCH", "/webhooks/" + hook_id)] == [{"secret": new}]
+    with _receiver(settings, old, port):
+        assert "FAILURE: HTTP 401" in run(server, "enode", "webhook", "test", hook_id).stdout.splitlines()
+
+
+def test_webhook_rotation_refuses_a_short_secret(fake: FakeEnode, server: ThreadedUvicorn) -> None:
+    result = run(server, "enode", "webhook", "rotate-secret", "some-id", "--secret", "short")
+    assert result.exit_code == 2
+    assert fake.api_calls() == []
+
+
 @pytest.mark.parametrize("args", [
     SETUP,
     ["enode", "webhook", "create", "--url", "https://plugwatch.example/webhooks/enode"],
     ["enode", "webhook", "show"],
     ["enode", "webhook", "test", "some-id"],
+    ["enode", "webhook", "rotate-secret", "some-id", "--secret", "0123456789abcdef0123"],
+    ["enode", "reconcile"],
 ])
 def test_without_credentials_every_command_says_so_in_one_line_and_exits_2(args: list[str]) -> None:
     result = run(None, *args)

@@ -118,6 +118,7 @@ class FakeEnode:
             Route("/chargers/{item_id}", self._update_charger, methods=["PUT"]),
             Route("/locations/{item_id}", self._get(self.locations, "Location"), methods=["GET"]),
             Route("/webhooks/{item_id}", self._get(self.webhooks, "Webhook"), methods=["GET"]),
+            Route("/webhooks/{item_id}", self._update_webhook, methods=["PATCH"]),
             Route("/webhooks/{item_id}/test", self._test_webhook, methods=["POST"]),
         ]
         return Starlette(routes=routes, middleware=[])
@@ -225,6 +226,19 @@ class FakeEnode:
                 "apiVersion": body.get("apiVersion"), "authentication": None}
         self.webhooks[hook["id"]] = hook
         self.webhook_secrets[hook["id"]] = body["secret"]
+        return JSONResponse(hook)
+
+    async def _update_webhook(self, request: Request) -> Response:
+        if (early := await self._begin(request)) is not None:
+            return early
+        hook, body = self.webhooks.get(request.path_params["item_id"]), request.state.body
+        if hook is None:
+            return problem(404, "Webhook not found", "Could not find " + request.path_params["item_id"])
+        if not isinstance(body, dict) or not set(body) <= {"url", "secret", "events", "apiVersion"}:
+            return problem(400, "Webhook input is not valid.", "unsupported fields")
+        if "secret" in body:
+            self.webhook_secrets[hook["id"]] = body["secret"]
+        hook.update({key: value for key, value in body.items() if key != "secret"})
         return JSONResponse(hook)
 
     async def _test_webhook(self, request: Request) -> Response:
