@@ -1,0 +1,143 @@
+"""ScriptBatcher: concurrent script calls share pipelines, each still gets its own reply or error."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+from receiver.batching import ScriptBatcher
+from tests.support.servers import free_port
+
+ECHO = "redis.call('INCR', KEYS[1]); return ARGV[1]"
+
+
+class CountingBatcher(ScriptBatcher):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sizes: list[int] = []
+
+    async def _pipeline(self, batch: list[Any]) -> list[Any]:
+        self.sizes.append(len(batch))
+        return await super()._pipeline(batch)
+
+
+def test_concurrent_calls_share_round_trips_and_get_their_own_replies(redis_url: str) -> None:
+    async def main() -> tuple[list[Any], list[int]]:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        batcher = CountingBatcher(client, ECHO, timeout=2)
+        replies = await asyncio.gather(*(batcher(["n"], [str(i)]) for i in range(50)))
+        await client.aclose()
+        return replies, batcher.sizes
+
+    replies, sizes = asyncio.run(main())
+    assert replies == [str(i).encode() for i in range(50)]
+    assert sum(sizes) >= 50  # the first pipeline meets NOSCRIPT and is re-sent once
+    assert len(sizes) < 10, sizes
+    assert redis.Redis.from_url(redis_url).get("n") == b"50"
+
+
+def test_a_lone_call_is_sent_alone(redis_url: str) -> None:
+    """No timer collects a batch: an idle receiver sends each call as soon as it comes."""
+
+    async def main() -> tuple[Any, list[int]]:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        batcher = CountingBatcher(client, ECHO, timeout=2)
+        await batcher(["n"], ["warm"])
+        batcher.sizes.clear()
+        reply = await batcher(["n"], ["x"])
+        await client.aclose()
+        return reply, batcher.sizes
+
+    assert asyncio.run(main()) == (b"x", [1])
+
+
+def test_a_flushed_script_cache_is_reloaded_and_nothing_runs_twice(redis_url: str) -> None:
+    async def main() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        batcher = ScriptBatcher(client, ECHO, timeout=2)
+        await batcher(["n"], ["1"])
+        await client.script_flush()
+        await asyncio.gather(*(batcher(["n"], ["2"]) for _ in range(5)))
+        await client.aclose()
+
+    asyncio.run(main())
+    assert redis.Redis.from_url(redis_url).get("n") == b"6"
+
+
+def test_a_script_error_reaches_only_its_caller(redis_url: str) -> None:
+    script = "if ARGV[1] == 'bad' then return redis.error_reply('nope') end return ARGV[1]"
+
+    async def main() -> list[Any]:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        batcher = ScriptBatcher(client, script, timeout=2)
+        results = await asyncio.gather(batcher([], ["a"]), batcher([], ["bad"]), batcher([], ["c"]),
+                                       return_exceptions=True)
+        await client.aclose()
+        return results
+
+    first, bad, third = asyncio.run(main())
+    assert (first, third) == (b"a", b"c")
+    assert isinstance(bad, redis.ResponseError)
+
+
+def test_an_unreachable_redis_fails_every_caller_quickly() -> None:
+    async def main() -> list[Any]:
+        client = redis.asyncio.Redis(port=free_port(), socket_connect_timeout=0.5, socket_timeout=0.5)
+        batcher = ScriptBatcher(client, ECHO, timeout=0.5)
+        results = await asyncio.gather(*(batcher(["n"], ["x"]) for _ in range(5)), return_exceptions=True)
+        await client.aclose()
+        return results
+
+    started = time.monotonic()
+    results = asyncio.run(main())
+    assert time.monotonic() - started < 2
+    assert all(isinstance(result, redis.ConnectionError | TimeoutError) for result in results), results
+
+
+def test_a_redis_that_never_answers_times_out_instead_of_hanging() -> None:
+    async def main() -> list[Any]:
+        stop = asyncio.Event()
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await stop.wait()
+            writer.close()
+            await writer.wait_closed()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = redis.asyncio.Redis(port=port, socket_timeout=5, socket_connect_timeout=5)
+        batcher = ScriptBatcher(client, ECHO, timeout=0.3)
+        results = await asyncio.gather(*(batcher(["n"], ["x"]) for _ in range(3)), return_exceptions=True)
+        await client.aclose()
+        stop.set()
+        server.close()
+        await server.wait_closed()
+        return results
+
+    started = time.monotonic()
+    results = asyncio.run(main())
+    assert time.monotonic() - started < 2
+    assert all(isinstance(result, TimeoutError | redis.TimeoutError) for result in results), results
+
+
+@pytest.mark.parametrize("cancelled", [0, 2])
+def test_a_caller_that_gives_up_does_not_disturb_the_others(redis_url: str, cancelled: int) -> None:
+    async def main() -> list[Any]:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        batcher = ScriptBatcher(client, ECHO, timeout=2)
+        tasks = [asyncio.create_task(batcher(["n"], [str(i)])) for i in range(5)]
+        await asyncio.sleep(0)
+        tasks[cancelled].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        await client.aclose()
+        return results
+
+    results = asyncio.run(main())
+    assert isinstance(results[cancelled], asyncio.CancelledError)
+    assert [r for i, r in enumerate(results) if i != cancelled] == [
+        str(i).encode() for i in range(5) if i != cancelled]
