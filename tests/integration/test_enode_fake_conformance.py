@@ -64,6 +64,8 @@ def test_webhook_operations_conform(client: EnodeClient) -> None:
     assert_conforms(created, "/webhooks", "post")
     assert_conforms(client.get("/webhooks"), "/webhooks")
     assert_conforms(client.get("/webhooks/" + created["id"]), "/webhooks/{webhookId}")
+    patched = client.request("PATCH", "/webhooks/" + created["id"], json={"secret": "t" * 64})
+    assert_conforms(patched, "/webhooks/{webhookId}", "patch")
     tested = client.request("POST", f"/webhooks/{created['id']}/test")
     assert tested["status"] == "FAILURE"  # nothing listens on port 9
     assert_conforms(tested, "/webhooks/{webhookId}/test", "post")
