@@ -49,6 +49,7 @@ class Drained:
     events: int = 0
     emitted: int = 0
     batches: int = 0
+    conflicts: int = 0  # commits retried because another drainer changed the same user first
     rearmed: bool = False
 
 
@@ -83,7 +84,7 @@ def drain(context: WorkerContext, slot: int = 0) -> Drained:
     _forget_idle_consumers(context)
     drained.rearmed = needs_drain(connection, options.claim_idle_ms) and ingest.arm(connection) is not None
     log.info("ingest.drained", deliveries=drained.deliveries, events=drained.events, emitted=drained.emitted,
-             batches=drained.batches, rearmed=drained.rearmed)
+             batches=drained.batches, conflicts=drained.conflicts, rearmed=drained.rearmed)
     return drained
 
 
@@ -201,6 +202,7 @@ def _apply(context: WorkerContext, entries: Sequence[Entry], drained: Drained) -
     drained.events += sum(counts.values())
     drained.emitted += len(result.events)
     drained.batches += 1
+    drained.conflicts += result.conflicts
     if result.events and context.settings.downstream_urls:
         delivery.kick(context.connection, context.settings, context.settings.downstream_urls)
 

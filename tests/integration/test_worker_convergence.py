@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from rq import Worker
 
 from plugwatch import ingest
 from tests.support.eventlog import batch, feed, generate, reference, with_duplicates
@@ -26,12 +27,12 @@ def test_four_workers_over_a_shuffled_log_with_duplicates_reach_the_in_order_sta
     deliveries = with_duplicates(batch(log, size=(1, 100), rng=rng), rng=rng, ratio=0.2)
     rng.shuffle(deliveries)
     expected, _ = reference(log)
-    feed(real_redis, deliveries)
-    ingest.arm(real_redis)  # as the receiver does after its XADD
-
     logs = [tmp_path / f"worker-{number}.log" for number in range(4)]
     workers = [start_worker(redis_url, path) for path in logs]
     try:
+        wait_until(lambda: len(Worker.all(connection=real_redis)) == 4, timeout=30, message="workers not up")
+        feed(real_redis, deliveries)
+        ingest.arm(real_redis)  # as the receiver does after its XADD
         wait_until(lambda: drained(real_redis), timeout=50, interval=0.2, message="the workers did not drain")
     finally:
         for worker in workers:
