@@ -184,7 +184,7 @@ def test_410_disables_one_url_others_keep_receiving_and_enable_replays(
     wait_until(lambda: len(deadletters.list_all(real_redis, urls[0])) == 3, timeout=20)
     emit(real_redis, settings, [make_event(3)], urls)
     other.wait_for(4, timeout=20)
-    assert len(gone.requests) == 1
+    assert len(gone.requests) == 1, gone.requests
     assert "disabled since" in cli_run(env, "dead-letters", "urls")
     wait_until(lambda: "delivery.url_disabled" in process.output(), timeout=5)
     assert '"level": "error"' in next(line for line in process.output().splitlines() if "url_disabled" in line)
@@ -193,8 +193,9 @@ def test_410_disables_one_url_others_keep_receiving_and_enable_replays(
     wait_until(lambda: len(deadletters.list_all(real_redis, urls[0])) == 4, timeout=20)
     cli_run(env, "dead-letters", "enable", urls[0], "--replay")
     accepted = gone.wait_for(4, accepted=True, timeout=20)
-    assert sorted(r.webhook_id for r in accepted) == [f"evt_veh-1_{n}" for n in range(4)]
-    assert "ok" in cli_run(env, "dead-letters", "urls")
+    assert sorted(r.webhook_id for r in accepted) == [f"evt_veh-1_{n}" for n in range(4)], gone.requests
+    listing = {line.split("\t")[0]: line for line in cli_run(env, "dead-letters", "urls").splitlines()}
+    assert listing[urls[0]].split("\t")[1] == "ok", listing
 
 
 def test_a_dead_letter_requeued_through_rq_is_delivered(
