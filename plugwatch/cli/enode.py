@@ -19,6 +19,7 @@ import click
 import orjson
 import redis
 
+from plugwatch.enode import prune
 from plugwatch.enode.client import EnodeClient
 from plugwatch.enode.errors import EnodeError, EnodeNotConfigured
 from plugwatch.enode.locations import HomeLocation, ensure_home_location
@@ -174,7 +175,10 @@ def webhook_rotate_secret(webhook_id: str, secret: str | None) -> None:
 @enode.command("reconcile")
 @click.option("--user", "user_id", default=None, help="Only this Enode user (default: every user of the client).")
 @click.option("--page-size", type=click.IntRange(1, 500), default=None, help="Objects per API page.")
-def reconcile_command(user_id: str | None, page_size: int | None) -> None:
+@click.option("--prune-deleted", is_flag=True,
+              help="Also treat tracked devices Enode no longer lists as deleted (emits their unplugs).")
+@click.option("--force", is_flag=True, help="With --prune-deleted: even if more than half would be deleted.")
+def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted: bool, force: bool) -> None:
     """Fetch every charger and vehicle and apply them like webhooks: emits exactly the missed transitions.
 
     Run it after webhooks were down or disabled (the worker suggests it: log `enode.reconcile_suggested`,
@@ -186,10 +190,17 @@ def reconcile_command(user_id: str | None, page_size: int | None) -> None:
         try:
             store = Store(connection, settings.downstream_urls)
             apply = functools.partial(apply_observations, store, connection, settings)
-            report = reconcile(client, apply, datetime.now(UTC), user_id=user_id, page_size=page_size)
+            started = datetime.now(UTC)
+            report = reconcile(client, apply, started, user_id=user_id, page_size=page_size)
+            if prune_deleted:
+                limit = 1.0 if force else prune.DEFAULT_MAX_FRACTION
+                report.emitted.update(prune.prune_deleted(connection, store, apply, report, started,
+                                                          user_id=user_id, max_fraction=limit))
             record(connection, report, user_id)
         except redis.RedisError as error:
             _fail(f"Redis at REDIS_URL failed: {error} (safe to re-run)", 1)
+        except prune.PruneRefused as error:
+            _fail(f"not pruning: {error} (the reconcile itself was applied)", 1)
         finally:
             connection.close()
     click.echo(report.summary())

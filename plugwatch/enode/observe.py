@@ -41,14 +41,23 @@ def as_event(kind: Kind, obj: dict[str, Any], fetched_at: datetime) -> dict[str,
     }
 
 
+def deleted_event(kind: Kind, device_id: str, user_id: str, at: datetime) -> dict[str, Any]:
+    """The `user:<kind>:deleted` webhook event Enode sends when a device is removed."""
+    return {**as_event(kind, {"id": device_id, "userId": user_id}, at), "event": f"user:{kind}:deleted"}
+
+
 def observations(kind: Kind, objects: Iterable[dict[str, Any]], fetched_at: datetime) -> list[Observation]:
     """Decode each object as its webhook event would be; an undecodable one is logged and skipped."""
+    return decode_all(as_event(kind, obj, fetched_at) for obj in objects)
+
+
+def decode_all(events: Iterable[dict[str, Any]]) -> list[Observation]:
     decoded: list[Observation] = []
-    for obj in objects:
+    for event in events:
         try:
-            observation = decode_event(as_event(kind, obj, fetched_at))
+            observation = decode_event(event)
         except DecodeError as error:
-            log.warning("enode.object_skipped", kind=kind, object_id=str(obj.get("id")), reason=error.reason)
+            log.warning("enode.object_skipped", event=event.get("event"), reason=error.reason)
             continue
         if not isinstance(observation, Ignored):
             decoded.append(observation)

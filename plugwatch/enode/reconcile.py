@@ -7,7 +7,7 @@ missed transitions (each with its deterministic id, so a late webhook for the sa
 Chargers go first so that a vehicle's at-home is judged against its charger's current Location.
 
 A full (all users) reconcile records itself in `plugwatch:enode:reconcile:last` and clears the standing
-suggestion (`suggest`).  Devices deleted during the outage are not detected (see README, known gaps).
+suggestion (`suggest`).  Devices deleted during the outage are found by the optional `prune` step.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class ReconcileReport:
     chargers: int = 0
     vehicles: int = 0
     emitted: Counter[str] = field(default_factory=Counter)  # emitted event type -> count
+    seen: dict[Kind, set[str]] = field(default_factory=lambda: {"charger": set(), "vehicle": set()})
 
     def summary(self) -> str:
         events = ", ".join(f"{kind}: {n}" for kind, n in sorted(self.emitted.items())) or "none"
@@ -55,10 +56,8 @@ def reconcile(client: EnodeClient, apply_batch: ApplyBatch, now: datetime, *, us
         for chunk in _chunks(source(client, user_id, page_size=page_size), batch_size):
             result = apply_batch(observations(kind, chunk, now))
             report.emitted.update(event.type.value for event in result.events)
-            if kind == "charger":
-                report.chargers += len(chunk)
-            else:
-                report.vehicles += len(chunk)
+            report.seen[kind].update(str(obj.get("id")) for obj in chunk)
+    report.chargers, report.vehicles = len(report.seen["charger"]), len(report.seen["vehicle"])
     log.info("enode.reconciled", user_id=user_id, chargers=report.chargers, vehicles=report.vehicles,
              emitted=sum(report.emitted.values()))
     return report

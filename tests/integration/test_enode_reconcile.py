@@ -65,6 +65,12 @@ def outage(fake: FakeEnode, store: Store) -> None:
     fake.vehicles["v2"] = vehicle("v2", "u2", plugged_in_charger_id="c2", location_id="L2", updated=DURING)
 
 
+def cli_env(fake: FakeEnode, server: ThreadedUvicorn, settings: Settings) -> dict[str, str | None]:
+    return {"REDIS_URL": settings.redis_url, "ENODE_CLIENT_ID": fake.client_id,
+            "ENODE_CLIENT_SECRET": fake.client_secret, "ENODE_API_URL": server.url,
+            "ENODE_TOKEN_URL": server.url + TOKEN_PATH, "DOWNSTREAM_WEBHOOK_URLS": None}
+
+
 def test_reconcile_after_an_outage_emits_each_missed_transition_once_and_a_rerun_nothing(
         fake: FakeEnode, settings_: Settings, real_redis: redis.Redis) -> None:
     store = Store(real_redis, (URL,))
@@ -113,10 +119,7 @@ def test_reconcile_command_prints_the_summary_records_the_run_and_clears_the_sug
         fake: FakeEnode, server: ThreadedUvicorn, settings_: Settings, real_redis: redis.Redis) -> None:
     outage(fake, Store(real_redis))
     real_redis.hset(keys.RECONCILE_SUGGESTED, mapping={"at": 1, "reason": "no Enode heartbeat"})
-    env = {"REDIS_URL": settings_.redis_url, "ENODE_CLIENT_ID": fake.client_id,
-           "ENODE_CLIENT_SECRET": fake.client_secret, "ENODE_API_URL": server.url,
-           "ENODE_TOKEN_URL": server.url + TOKEN_PATH, "DOWNSTREAM_WEBHOOK_URLS": None}
-    result = CliRunner().invoke(main, ["enode", "reconcile", "--page-size", "1"], env=env)
+    result = CliRunner().invoke(main, ["enode", "reconcile", "--page-size", "1"], env=cli_env(fake, server, settings_))
     assert result.exit_code == 0, result.output
     assert ("reconciled 3 chargers and 3 vehicles; 2 events emitted (vehicle.plugged_in_at_home: 1, "
             "vehicle.unplugged_from_home: 1)") in result.stdout.splitlines()
@@ -128,11 +131,47 @@ def test_reconcile_command_prints_the_summary_records_the_run_and_clears_the_sug
 def test_reconcile_command_for_one_user_keeps_the_suggestion(
         fake: FakeEnode, server: ThreadedUvicorn, settings_: Settings, real_redis: redis.Redis) -> None:
     real_redis.hset(keys.RECONCILE_SUGGESTED, mapping={"at": 1, "reason": "no Enode heartbeat"})
-    env = {"REDIS_URL": settings_.redis_url, "ENODE_CLIENT_ID": fake.client_id,
-           "ENODE_CLIENT_SECRET": fake.client_secret, "ENODE_API_URL": server.url,
-           "ENODE_TOKEN_URL": server.url + TOKEN_PATH}
-    result = CliRunner().invoke(main, ["enode", "reconcile", "--user", "u9"], env=env)
+    result = CliRunner().invoke(main, ["enode", "reconcile", "--user", "u9"], env=cli_env(fake, server, settings_))
     assert result.exit_code == 0, result.output
     assert "reconciled 0 chargers and 0 vehicles; 0 events emitted (none)" in result.stdout.splitlines()
     assert real_redis.exists(keys.RECONCILE_SUGGESTED)
     assert real_redis.hget(keys.RECONCILE_LAST, "scope") == b"u9"
+
+
+def test_prune_deleted_emits_the_unplug_of_a_vehicle_deleted_at_home_once(
+        fake: FakeEnode, server: ThreadedUvicorn, settings_: Settings, real_redis: redis.Redis) -> None:
+    outage(fake, Store(real_redis))
+    del fake.vehicles["v3"]  # deleted during the outage while at home (c3, L3)
+    known = len(emitted(real_redis))
+    args = ["enode", "reconcile", "--prune-deleted"]
+    first = CliRunner().invoke(main, args, env=cli_env(fake, server, settings_))
+    second = CliRunner().invoke(main, args, env=cli_env(fake, server, settings_))
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    missed = emitted(real_redis)[known:]
+    assert sorted((e["type"], e["vehicleId"], e["data"].get("reason")) for e in missed) == [
+        ("vehicle.plugged_in_at_home", "v2", None),
+        ("vehicle.unplugged_from_home", "v1", "unplugged"),
+        ("vehicle.unplugged_from_home", "v3", "vehicle_deleted"),
+    ]
+    assert "3 events emitted" in first.stdout
+    assert "0 events emitted" in second.stdout
+
+
+def test_prune_refuses_when_enode_lists_too_few_of_the_tracked_devices(
+        fake: FakeEnode, server: ThreadedUvicorn, settings_: Settings, real_redis: redis.Redis) -> None:
+    """Credentials of another environment list none of our devices: nothing is deleted without --force."""
+    outage(fake, Store(real_redis))
+    fake.vehicles.clear()
+    fake.chargers.clear()
+    known = len(emitted(real_redis))
+    refused = CliRunner().invoke(main, ["enode", "reconcile", "--prune-deleted"],
+                                 env=cli_env(fake, server, settings_))
+    assert refused.exit_code == 1
+    assert "6 of 6 tracked devices are not listed by Enode" in refused.stderr
+    assert len(emitted(real_redis)) == known
+    forced = CliRunner().invoke(main, ["enode", "reconcile", "--prune-deleted", "--force"],
+                                env=cli_env(fake, server, settings_))
+    assert forced.exit_code == 0, forced.output
+    assert sorted(e["data"]["reason"] for e in emitted(real_redis)[known:]) == [
+        "charger_deleted", "charger_deleted"]  # v1 and v3 were at home; their chargers go first
