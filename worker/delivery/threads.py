@@ -9,6 +9,7 @@ running drain released the lease).  All threads share the process's httpx.Client
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import structlog
@@ -62,5 +63,6 @@ class DrainerThreads:
         self.stop.set()
         with self._lock:
             threads = list(self._threads.values())
+        deadline = time.monotonic() + timeout
         for thread in threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))

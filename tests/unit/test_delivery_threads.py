@@ -1,0 +1,71 @@
+"""worker.delivery.threads: one drainer thread per URL; a request during a drain runs it once more."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tests.support.servers import wait_until
+from worker.delivery.threads import DrainerThreads
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.release = threading.Event()
+        self.fail_first = False
+
+    def drain(self, url: str, stop: threading.Event) -> None:
+        self.calls.append(url)
+        if self.fail_first and len(self.calls) == 1:
+            raise RuntimeError("boom")
+        self.release.wait(5)
+
+
+def test_each_url_gets_its_own_thread() -> None:
+    recorder = Recorder()
+    threads = DrainerThreads(recorder.drain)
+    threads.request("http://a")
+    threads.request("http://b")
+    wait_until(lambda: sorted(recorder.calls) == ["http://a", "http://b"], timeout=5)
+    assert sorted(threads.active()) == ["http://a", "http://b"]
+    recorder.release.set()
+    wait_until(lambda: threads.active() == [], timeout=5)
+
+
+def test_a_request_during_a_drain_runs_it_once_more_not_concurrently() -> None:
+    recorder = Recorder()
+    threads = DrainerThreads(recorder.drain)
+    threads.request("http://a")
+    wait_until(lambda: recorder.calls == ["http://a"], timeout=5)
+    threads.request("http://a")
+    threads.request("http://a")
+    assert threads.active() == ["http://a"]
+    recorder.release.set()
+    wait_until(lambda: threads.active() == [], timeout=5)
+    assert recorder.calls == ["http://a", "http://a"]
+
+
+def test_a_crashing_drain_does_not_kill_the_thread_for_later_requests() -> None:
+    recorder = Recorder()
+    recorder.fail_first = True
+    recorder.release.set()
+    threads = DrainerThreads(recorder.drain)
+    threads.request("http://a")
+    wait_until(lambda: threads.active() == [], timeout=5)
+    threads.request("http://a")
+    wait_until(lambda: len(recorder.calls) == 2, timeout=5)
+
+
+def test_close_waits_at_most_the_timeout_in_total_and_refuses_new_work() -> None:
+    recorder = Recorder()
+    threads = DrainerThreads(recorder.drain)
+    for url in ("http://a", "http://b", "http://c"):
+        threads.request(url)
+    wait_until(lambda: len(recorder.calls) == 3, timeout=5)
+    started = time.monotonic()
+    threads.close(0.5)
+    assert time.monotonic() - started < 2.0
+    threads.request("http://d")
+    assert "http://d" not in threads.active()
+    recorder.release.set()
