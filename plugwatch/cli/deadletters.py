@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 import click
@@ -43,7 +44,7 @@ def list_letters(url: str | None, as_json: bool) -> None:
     letters = deadletters.list_all(_connect(_settings()), url)
     for letter in letters:
         if as_json:
-            click.echo(orjson.dumps({**letter.__dict__, "event": orjson.loads(letter.event_json)}).decode())
+            click.echo(orjson.dumps({**asdict(letter), "event": _json_or_text(letter.event_json)}).decode())
         else:
             reason = letter.reason.splitlines()[-1] if letter.reason else ""
             click.echo(f"{letter.job_id}\t{letter.dead_lettered_at}\t{letter.url}\t{letter.event_type}\t"
@@ -121,6 +122,13 @@ def enable(url: str, replay_too: bool) -> None:
         for letter in deadletters.list_all(connection, url):
             deadletters.replay(connection, settings, letter.job_id)
             click.echo(f"{letter.job_id}\treplayed\t{letter.event_id}")
+
+
+def _json_or_text(text: str) -> object:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
 
 
 def _health(current: state.UrlState, now: float) -> str:
