@@ -220,3 +220,13 @@ def test_a_slow_sink_does_not_delay_a_healthy_one(harness: Harness, sinks: list)
     assert max(r.at for r in received) - sent_at < 1.0
     assert orjson.loads(received[-1].body)["sequence"] == 3
     assert len(slow.requests) == 1  # still answering the first one
+
+
+def test_a_reply_slower_than_the_read_timeout_is_retried_at_least_once(harness: Harness, sinks: list) -> None:
+    """The documented duplicate: the sink got the event but answered after the 2 s read timeout."""
+    (sink, _), _ = sinks
+    sink.push(Reply(200, delay=3))
+    harness.send([make_event(1), make_event(2)], [harness.settings.downstream_urls[0]])
+    received = sink.wait_for(3, timeout=15)
+    assert [r.webhook_id for r in received] == ["evt_veh-1_1", "evt_veh-1_1", "evt_veh-1_2"]
+    assert harness.metric("plugwatch_downstream_attempts_total", outcome="retry") == 1
