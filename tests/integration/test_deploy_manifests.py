@@ -3,27 +3,40 @@ path they name exists in the code (plus kubectl kustomize / kubeconform when ins
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import shutil
 import subprocess
 from typing import Any
 
+import httpx
 import pytest
 
 from plugwatch import keys
 from plugwatch.settings import Settings
 from tests.conftest import TEST_SECRET
 from tests.support import manifests as m
+from tests.support.servers import free_port
 
 ENV = {"REDIS_URL": "redis://redis.example:6379/0"}
 
 
-def _receiver_routes() -> set[str]:
+def _receiver_routes(*paths: str) -> set[str]:
+    """Which of `paths` the receiver app serves on GET (anything but 404; no Redis behind it, so /readyz is 503)."""
     from receiver.app import create_app
 
-    app = create_app(Settings(enode_webhook_secrets=(TEST_SECRET,)))
-    return {route.path for route in app.routes}  # type: ignore[attr-defined]
+    settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", enode_webhook_secrets=(TEST_SECRET,),
+                        redis_timeout_seconds=0.2)
+    transport = httpx.ASGITransport(app=create_app(settings))
+
+    async def statuses() -> dict[str, int]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+            return {path: (await client.get(path)).status_code for path in ("/no-such-route", *paths)}
+
+    found = asyncio.run(statuses())
+    assert found.pop("/no-such-route") == 404
+    return {path for path, status in found.items() if status != 404}
 
 
 def _job_timeouts() -> dict[str, int]:
@@ -95,7 +108,7 @@ def test_compose_environment_is_read_by_the_code() -> None:
 def test_compose_receiver_healthcheck_and_prometheus_ports_match_the_processes() -> None:
     services = _compose_plugwatch_services()
     assert "/readyz" in " ".join(services["receiver"]["healthcheck"]["test"])
-    assert "/readyz" in _receiver_routes()
+    assert _receiver_routes("/readyz") == {"/readyz"}
     scrape = {job["job_name"]: job["dns_sd_configs"][0] for job in m.yaml.safe_load(
         (m.DEPLOY / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]}
     assert scrape["plugwatch-receiver"]["names"] == ["receiver"]
@@ -148,11 +161,10 @@ def test_kubernetes_environment_is_read_by_the_code() -> None:
 
 def test_receiver_probes_are_receiver_routes_and_ports_match() -> None:
     (container,) = m.containers(m.kubernetes("Deployment")["plugwatch-receiver"])
-    routes = _receiver_routes()
     probes = {kind: container[kind]["httpGet"]["path"] for kind in ("livenessProbe", "readinessProbe")}
     assert probes == {"livenessProbe": "/healthz", "readinessProbe": "/readyz"}
-    assert set(probes.values()) <= routes
-    assert container["startupProbe"]["httpGet"]["path"] in routes
+    paths = {*probes.values(), container["startupProbe"]["httpGet"]["path"]}
+    assert _receiver_routes(*paths) == paths
     env = {variable["name"]: variable["value"] for variable in container["env"]}
     assert env["PORT"] == str(container["ports"][0]["containerPort"])
 
