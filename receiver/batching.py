@@ -34,12 +34,13 @@ class _Call:
 
 class ScriptBatcher:
     def __init__(self, connection: redis.asyncio.Redis, script: str, *, timeout: float,
-                 max_batch: int = 128) -> None:
+                 max_batch: int = 128, max_batch_bytes: int = 4 * 1024 * 1024) -> None:
         self._connection = connection
         self._script = script
         self._sha = hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
         self._timeout = timeout
         self._max_batch = max_batch
+        self._max_batch_bytes = max_batch_bytes
         self._pending: list[_Call] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -53,8 +54,7 @@ class ScriptBatcher:
 
     async def _flush(self) -> None:
         while self._pending:
-            batch = [call for call in self._pending[: self._max_batch] if not call.future.done()]
-            del self._pending[: self._max_batch]
+            batch = self._take_batch()
             if not batch:
                 continue
             try:
@@ -71,6 +71,17 @@ class ScriptBatcher:
                     call.future.set_exception(reply)
                 else:
                     call.future.set_result(reply)
+
+    def _take_batch(self) -> list[_Call]:
+        """The oldest pending calls, up to max_batch of them and (past the first) max_batch_bytes of args."""
+        taken, size = 0, 0
+        for call in self._pending[: self._max_batch]:
+            size += sum(len(arg) for arg in call.args if isinstance(arg, bytes))
+            if taken and size > self._max_batch_bytes:
+                break
+            taken += 1
+        batch, self._pending = self._pending[:taken], self._pending[taken:]
+        return [call for call in batch if not call.future.done()]
 
     async def _run(self, batch: list[_Call]) -> list[Any]:
         replies = await self._pipeline(batch)

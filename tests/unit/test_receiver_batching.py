@@ -141,3 +141,16 @@ def test_a_caller_that_gives_up_does_not_disturb_the_others(redis_url: str, canc
     assert isinstance(results[cancelled], asyncio.CancelledError)
     assert [r for i, r in enumerate(results) if i != cancelled] == [
         str(i).encode() for i in range(5) if i != cancelled]
+
+
+def test_a_batch_is_capped_by_the_bytes_it_carries(redis_url: str) -> None:
+    async def main() -> list[int]:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        batcher = CountingBatcher(client, ECHO, timeout=2, max_batch_bytes=2500)
+        await batcher(["n"], [b"warm"])
+        batcher.sizes.clear()
+        await asyncio.gather(*(batcher(["n"], [b"x" * 1000]) for _ in range(6)))
+        await client.aclose()
+        return batcher.sizes
+
+    assert asyncio.run(main()) == [2, 2, 2]  # two calls of 1000 bytes fit under 2500, a third does not
