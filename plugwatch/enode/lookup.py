@@ -7,8 +7,10 @@ calls `ChargerLookup.after_batch(observations)` after committing a batch: each s
 processes) and applied as a `user:charger:updated` observation through the same core and store; the core
 then emits `vehicle.plugged_in_at_home` if the Locations match.
 
-The look-up runs inside the drain job, so its client retries briefly (`LOOKUP_RETRY`): a failed look-up is
-logged and skipped (the charger's own webhook, or the next look-up after the TTL, will still tell).
+The look-up runs inside the drain job, so it is bounded: its client retries briefly (`LOOKUP_RETRY`,
+`LOOKUP_TIMEOUT_SECONDS`), one call fetches at most `max_fetches` chargers (the others stay unclaimed for a
+later batch), and a transient failure (Enode slow or down) ends the call's look-ups.  A failed look-up is
+logged and skipped: the charger's own webhook, a look-up after the TTL, or a reconcile will still tell.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import structlog
 from plugwatch import keys
 from plugwatch.enode.assets import get_charger
 from plugwatch.enode.client import EnodeClient, EnodeConfig, RetryPolicy
-from plugwatch.enode.errors import EnodeError
+from plugwatch.enode.errors import EnodeError, EnodeTransientError
 from plugwatch.enode.observe import ApplyBatch, apply_observations, observations
 from plugwatch.settings import Settings
 from worker.core import Observation, VehicleObserved
@@ -32,20 +34,22 @@ from worker.store import BatchResult, Store
 log = structlog.get_logger(__name__)
 
 DEFAULT_TTL_SECONDS = 15 * 60
+DEFAULT_MAX_FETCHES = 5
 LOOKUP_RETRY = RetryPolicy(max_attempts=2, base_delay=0.2, max_delay=1.0, max_retry_after=2.0)
-LOOKUP_TIMEOUT_SECONDS = 5.0
+LOOKUP_TIMEOUT_SECONDS = 3.0
 
 
 class ChargerLookup:
     """Fetches unknown chargers at most once per `ttl_seconds` each (across all worker processes)."""
 
     def __init__(self, client: EnodeClient, connection: redis.Redis, store: Store, apply_batch: ApplyBatch,
-                 ttl_seconds: int = DEFAULT_TTL_SECONDS) -> None:
+                 ttl_seconds: int = DEFAULT_TTL_SECONDS, max_fetches: int = DEFAULT_MAX_FETCHES) -> None:
         self._client = client
         self._connection = connection
         self._store = store
         self._apply = apply_batch
         self._ttl = ttl_seconds
+        self._max_fetches = max_fetches
 
     @classmethod
     def from_settings(cls, settings: Settings, connection: redis.Redis, store: Store) -> ChargerLookup | None:
@@ -66,14 +70,19 @@ class ChargerLookup:
 
     def after_batch(self, batch: Sequence[Observation], now: datetime) -> BatchResult | None:
         """Look up and apply the unknown chargers of a committed batch; None when nothing was fetched."""
-        fetched = []
+        fetched, attempts = [], 0
         for user_id, charger_id in self.unknown(batch):
+            if attempts == self._max_fetches:
+                break
             if not self._connection.set(keys.enode_lookup_key(charger_id), "1", nx=True, ex=self._ttl):
                 continue  # looked up recently (by this or another worker)
+            attempts += 1
             try:
                 fetched.append(get_charger(self._client, charger_id))
             except EnodeError as error:
                 log.warning("enode.lookup_failed", user_id=user_id, charger_id=charger_id, error=str(error))
+                if isinstance(error, EnodeTransientError):
+                    break  # Enode is slow or down: do not hold up the drain with more calls now
         if not fetched:
             return None
         result = self._apply(observations("charger", fetched, now))

@@ -95,3 +95,40 @@ def test_a_failing_api_skips_the_lookup_without_raising(
 def test_without_credentials_there_is_no_lookup(real_redis: redis.Redis, store: Store) -> None:
     assert ChargerLookup.from_settings(Settings(), real_redis, store) is None
 
+
+
+def many_plugged_in(fake: FakeEnode, count: int) -> list[Observation]:
+    """`count` vehicles of u1, each plugged into its own charger Enode knows (at L1) and plugwatch does not."""
+    batch: list[Observation] = []
+    for n in range(count):
+        fake.chargers[f"c{n}"] = charger(f"c{n}", "u1", location_id="L1", plugged_in_vehicle_id=f"v{n}",
+                                         updated=UPDATED)
+        batch += plugged_in(f"v{n}", f"c{n}")
+    return batch
+
+
+def test_one_call_fetches_at_most_max_fetches_and_the_rest_come_with_a_later_batch(
+        fake: FakeEnode, store: Store, lookup: ChargerLookup) -> None:
+    batch = many_plugged_in(fake, 7)
+    store.apply_batch(batch)
+    first = lookup.after_batch(batch, datetime.now(UTC))
+    assert len(fake.api_calls()) == 5
+    second = lookup.after_batch(batch, datetime.now(UTC))
+    assert len(fake.api_calls()) == 7
+    assert lookup.after_batch(batch, datetime.now(UTC)) is None
+    assert first is not None
+    assert second is not None
+    assert len(first.events) + len(second.events) == 7  # every vehicle is at home, once
+    assert sorted(c.path for c in fake.api_calls()) == sorted(f"/chargers/c{n}" for n in range(7))
+
+
+def test_a_transient_failure_ends_the_calls_lookups_and_the_next_batch_goes_on(
+        fake: FakeEnode, store: Store, lookup: ChargerLookup) -> None:
+    batch = many_plugged_in(fake, 3)
+    store.apply_batch(batch)
+    fake.fail("GET", "/chargers/c0", 503, times=2)
+    assert lookup.after_batch(batch, datetime.now(UTC)) is None
+    assert [c.path for c in fake.api_calls()] == ["/chargers/c0", "/chargers/c0"]
+    result = lookup.after_batch(batch, datetime.now(UTC))
+    assert result is not None
+    assert sorted(e.vehicle_id or "" for e in result.events) == ["v1", "v2"]  # c0 waits for its TTL
