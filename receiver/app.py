@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 import redis
 import redis.asyncio
+import redis.exceptions as redis_errors
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.backoff import ExponentialBackoff
@@ -68,7 +69,7 @@ def create_app(
         try:
             async with asyncio.timeout(settings.redis_timeout_seconds):
                 await connection.ping()
-        except (Exception, TimeoutError) as error:  # any failure to PING means "not ready"
+        except (redis_errors.RedisError, OSError, TimeoutError) as error:
             log.warning("readiness.failed", error=repr(error))
             return PlainTextResponse("redis unavailable", status_code=503)
         return PlainTextResponse("ready")
