@@ -15,6 +15,7 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
+from plugwatch import keys
 from plugwatch.settings import Settings
 from plugwatch.signing import decode_secret
 from tests.conftest import TEST_DOWNSTREAM_SECRET
@@ -230,3 +231,23 @@ def test_a_reply_slower_than_the_read_timeout_is_retried_at_least_once(harness: 
     received = sink.wait_for(3, timeout=15)
     assert [r.webhook_id for r in received] == ["evt_veh-1_1", "evt_veh-1_1", "evt_veh-1_2"]
     assert harness.metric("plugwatch_downstream_attempts_total", outcome="retry") == 1
+
+
+def test_the_retry_window_starts_at_the_first_attempt_not_when_the_event_was_queued(
+    redis_url: str, sinks: list
+) -> None:
+    """An event that waited longer than max age (say, the workers were down) still gets its retries."""
+    (sink, server), _ = sinks
+    sink.push(Reply(503), Reply(503))
+    url = server.url + "/hook"
+    running = start(redis_url, (url,), max_age="3")
+    try:
+        old = int((time.time() - 60) * 1000)
+        running.connection.xadd(keys.outbox_stream(url), {"event": make_event(1)}, id=f"{old}-0")
+        running.context.threads.request(url)
+        accepted = sink.wait_for(1, accepted=True, timeout=10)
+        assert accepted[0].webhook_id == "evt_veh-1_1"
+        assert deadletters.list_all(running.connection) == []
+    finally:
+        running.context.close()
+        delivery.install(None)

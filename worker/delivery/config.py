@@ -2,9 +2,9 @@
 
 Variables (all optional; seconds unless noted):
 
-- `PLUGWATCH_DELIVERY_MAX_AGE_SECONDS` (a Settings field, default 86400): stop retrying an event this long
-  after it entered the URL's outbox (the outbox entry id's time, i.e. when the worker emitted it; its
-  first attempt follows within milliseconds when the URL is healthy) and dead-letter it.
+- `PLUGWATCH_DELIVERY_MAX_AGE_SECONDS` (a Settings field, default 86400): how long an event is retried,
+  counted from its first failed attempt; then it is dead-lettered, together with every event that has
+  waited in the URL's outbox longer than that (the URL has been failing all that time).
 - `PLUGWATCH_DELIVERY_CONNECT_TIMEOUT_SECONDS` (5): connect timeout per attempt (also the pool wait).
 - `PLUGWATCH_DELIVERY_READ_TIMEOUT_SECONDS` (15): response timeout per attempt (also the write timeout).
 - `PLUGWATCH_DELIVERY_BACKOFF_BASE_SECONDS` (1): first retry delay; doubles per attempt, equal jitter.

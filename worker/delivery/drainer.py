@@ -6,8 +6,9 @@
                               read a batch ─▶ per event: POST ─▶ success: ack+del
                                                              ─▶ 4xx (not 408/429/410): dead letter, next
                                                              ─▶ 410: disable URL, dead-letter its events
-                                                             ─▶ retryable: open the breaker (pause) or,
-                                                                past max age, dead-letter the expired events
+                                                             ─▶ retryable: open the breaker (pause); once
+                                                                the event has failed for max age, dead-letter
+                                                                it and every event that waited that long
     empty ─▶ release the lease, re-check the outbox, take the lease again if there is more (and no kick did)
 
 Runs in a drainer thread (see `threads.py`), never in the RQ worker's own thread, so a slow URL holds
@@ -148,10 +149,11 @@ def _retry_later(
     tools: Tools, url: str, current: state.UrlState, entry: outbox.OutboxEntry, event: EventInfo,
     result: AttemptResult, now: float,
 ) -> Step:
-    attempts = (current.attempts if current.head == entry.entry_id else 0) + 1
-    age = now - entry.enqueued_at
-    if age >= tools.config.max_age_seconds:
-        reason = f"gave up after {attempts} attempts over {age:.0f} s: {result.detail}"
+    retrying = current.head == entry.entry_id
+    attempts = (current.attempts if retrying else 0) + 1
+    first_failed_at = current.first_failed_at if retrying and current.first_failed_at else now
+    if now - first_failed_at >= tools.config.max_age_seconds:
+        reason = f"gave up after {attempts} attempts over {now - first_failed_at:.0f} s: {result.detail}"
         _dead_letter(tools, url, entry, event, reason)
         _dead_letter_expired(tools, url, now, result.detail)
         state.forget_head(tools.connection, url)
@@ -160,7 +162,7 @@ def _retry_later(
     delay = retry_delay(attempts, result.retry_after, base=config.backoff_base, cap=config.backoff_max,
                         retry_after_max=config.retry_after_max, jitter=tools.jitter())
     state.record_failure(tools.connection, url, head=entry.entry_id, attempts=attempts, error=result.detail,
-                         paused_until=now + delay)
+                         paused_until=now + delay, first_failed_at=first_failed_at)
     log.warning("delivery.retry_scheduled", event_id=event.id, attempts=attempts, delay=round(delay, 3),
                 error=result.detail)
     return Step.REREAD

@@ -4,7 +4,8 @@ One hash per downstream URL, `keys.downstream_state_key(url)`:
 
     url              the URL itself (so ops tools can name it)
     paused_until     unix seconds; no attempt before then (the breaker is open)
-    head             outbox entry id of the event being retried, attempts / first_failed_at / last_error
+    head             outbox entry id of the event being retried; attempts, first_failed_at (unix seconds
+                     of its first failed attempt: the start of its retry window), last_error
     disabled         "1" after a 410 Gone (or an operator) stopped delivery; disabled_at, disabled_reason
 
 Only the URL's drainer (which holds the URL's lease) writes `paused_until` and `head*`; the CLI writes
@@ -17,10 +18,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from plugwatch import keys
 
-_HEAD_FIELDS = ("head", "attempts", "last_error")
+_HEAD_FIELDS = ("head", "attempts", "first_failed_at", "last_error")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class UrlState:
     disabled_reason: str = ""
     head: str = ""
     attempts: int = 0
+    first_failed_at: float = 0.0
     last_error: str = ""
 
     def paused(self, now: float) -> bool:
@@ -48,6 +51,7 @@ class UrlState:
             disabled_reason=fields.get("disabled_reason", ""),
             head=fields.get("head", ""),
             attempts=int(fields.get("attempts") or 0),
+            first_failed_at=float(fields.get("first_failed_at") or 0),
             last_error=fields.get("last_error", ""),
         )
 
@@ -66,12 +70,16 @@ def read_state(connection: redis.Redis, url: str) -> UrlState:
 
 
 def record_failure(
-    connection: redis.Redis, url: str, *, head: str, attempts: int, error: str, paused_until: float
+    connection: redis.Redis, url: str, *, head: str, attempts: int, error: str, paused_until: float,
+    first_failed_at: float | None = None,
 ) -> None:
-    connection.hset(keys.downstream_state_key(url), mapping={
-        "url": url, "head": head, "attempts": attempts, "last_error": error[:500],
-        "paused_until": paused_until,
-    })
+    """Open the breaker until `paused_until` after the head's failed attempt number `attempts`."""
+    fields: dict[FieldT, EncodableT] = {
+        "url": url, "head": head, "attempts": attempts, "last_error": error[:500], "paused_until": paused_until,
+    }
+    if first_failed_at is not None:
+        fields["first_failed_at"] = first_failed_at
+    connection.hset(keys.downstream_state_key(url), mapping=fields)
 
 
 def record_success(connection: redis.Redis, url: str) -> None:
