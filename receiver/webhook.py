@@ -3,6 +3,7 @@
     Content-Length > limit ─▶ 413      signature header absent/malformed ─▶ 401 (body never read)
     body > limit while reading ─▶ 413   HMAC mismatch for every secret ─▶ 401
     classify ─▶ ONE Lua call (dedupe + ingest/quarantine/heartbeat + arm) ─▶ 200
+                (script calls of concurrent deliveries share one pipelined round trip: receiver.batching)
     Redis error or no answer within the budget ─▶ 503 (nothing marked as seen: Enode's retry is accepted)
 
 If this request armed the drain, the RQ job is enqueued after the response (threadpool, sync client);
@@ -42,7 +43,7 @@ _FROM_RESULT = {ingest.IngestResult.ACCEPTED: Outcome.ACCEPTED, ingest.IngestRes
 _BODIES = {outcome: b'{"outcome":"%s"}' % outcome.value.encode() for outcome in Outcome}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Handled:
     outcome: Outcome
     delivery_id: str
@@ -55,7 +56,7 @@ def delivery_id_of(header: str | None, body: bytes) -> str:
     if not header:
         return "sha256:" + hashlib.sha256(body).hexdigest()
     if len(header) > MAX_DELIVERY_ID_LENGTH:
-        return "sha256:" + hashlib.sha256(header.encode("utf-8", "surrogateescape")).hexdigest()
+        return "sha256:" + hashlib.sha256(header.encode()).hexdigest()
     return header
 
 
