@@ -16,6 +16,7 @@ _COMMANDS: dict[str, str] = {
     "status": "status",
     "quarantine": "quarantine",
     "simulate": "simulate",
+    "up": "up",
     "enode": "enode",
     "deadletters": "dead_letters",
 }

@@ -1,0 +1,56 @@
+"""The demo sink `plugwatch up` points plugwatch at: it verifies each emitted event's Standard Webhooks
+signature and prints one readable line per event ("vehicle 3f2a… plugged in at home at 9c1e…")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from plugwatch import signing
+
+
+def _short(value: object) -> str:
+    return str(value)[:8] + "…" if value else "?"
+
+
+def describe(event: dict[str, Any]) -> str:
+    """One line a newcomer can read, for any emitted event."""
+    kind, data = event.get("type"), event.get("data") or {}
+    vehicle, charger, location = (_short(event.get(k)) for k in ("vehicleId", "chargerId", "locationId"))
+    when = str(event.get("occurredAt", ""))[11:19]
+    if kind == "vehicle.plugged_in_at_home":
+        what = f"vehicle {vehicle} plugged in at home (Location {location}, charger {charger})"
+    elif kind == "vehicle.unplugged_from_home":
+        what = f"vehicle {vehicle} unplugged from home (Location {location}): {data.get('reason')}"
+    elif kind == "control.failed":
+        reason = (data.get("failureReason") or {}).get("type")
+        what = (f"{data.get('kind')} on {data.get('targetType')} {_short(data.get('targetId'))} "
+                f"{data.get('state')} ({reason}); vehicle {vehicle} failures in a row: "
+                f"{data.get('consecutiveFailures')}")
+    elif kind == "control.failure_streak":
+        what = f"vehicle {vehicle}: {data.get('consecutiveFailures', 10)} failed commands in a row (streak)"
+    else:
+        what = f"{kind} for vehicle {vehicle}"
+    return f"[{when}] {event.get('userId')} #{event.get('sequence')} {what}"
+
+
+def create_sink(secret: str, echo: Callable[[str], None]) -> Starlette:
+    """A Starlette app: POST any path with a signed event -> 204 and one printed line; bad signature -> 401."""
+
+    async def receive(request: Request) -> Response:
+        body = await request.body()
+        try:
+            signing.verify(secret, request.headers, body)
+        except signing.SignatureError:
+            echo("sink: rejected an event with a bad signature")
+            return Response(status_code=401)
+        echo(describe(orjson.loads(body)))
+        return Response(status_code=204)
+
+    return Starlette(routes=[Route("/{path:path}", receive, methods=["POST"])])
