@@ -70,16 +70,22 @@ class Status:
     downstream: tuple[UrlStatus, ...]
 
     @property
+    def problems(self) -> list[str]:
+        """What an alert rule would fire on (except conditions that need history, like heartbeat silence)."""
+        found = [f"{self.dead_letters} dead letters"] if self.dead_letters else []
+        if self.workers == 0:
+            found.append("no worker is registered")
+        found += [f"{queue.queue}: oldest entry waits {queue.oldest_age_seconds:.0f}s"
+                  for queue in self.queues if queue.oldest_age_seconds > BACKLOG_ALERT_SECONDS]
+        found += [f"{url.health.value}: {url.url}" for url in self.downstream if url.health is not UrlHealth.OK]
+        return found
+
+    @property
     def needs_attention(self) -> bool:
-        """Anything an alert rule would fire on (except time-based conditions)."""
-        return bool(
-            self.dead_letters or self.workers == 0
-            or any(url.health is not UrlHealth.OK for url in self.downstream)
-            or any(queue.oldest_age_seconds > BACKLOG_ALERT_SECONDS for queue in self.queues)
-        )
+        return bool(self.problems)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"needs_attention": self.needs_attention}
+        return asdict(self) | {"problems": self.problems, "needs_attention": self.needs_attention}
 
 
 def read_status(connection: redis.Redis, urls: Iterable[str], now: float) -> Status:
@@ -191,6 +197,6 @@ def render_text(status: Status) -> str:
         if url.reason:
             detail += f": {url.reason}"
         lines.append(f"  {url.health.value.upper():<8} {url.url} [{url.url_key}]{detail}")
-    if status.needs_attention:
-        lines += ["", "needs attention: see the runbook in deploy/README.md"]
+    if status.problems:
+        lines += ["", "needs attention (runbook: deploy/README.md):", *(f"  - {p}" for p in status.problems)]
     return "\n".join(lines) + "\n"

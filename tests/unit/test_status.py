@@ -42,8 +42,15 @@ def test_empty_redis_reports_every_queue_empty_and_no_heartbeat(fake_redis: redi
 
 
 def test_no_worker_needs_attention(fake_redis: redis.Redis) -> None:
-    assert read_status(fake_redis, [], NOW).workers == 0
-    assert read_status(fake_redis, [], NOW).needs_attention
+    status = read_status(fake_redis, [], NOW)
+    assert status.workers == 0
+    assert status.problems == ["no worker is registered"]
+    assert "  - no worker is registered" in render_text(status)
+
+
+def test_a_backlog_over_60_seconds_needs_attention(fake_redis: redis.Redis) -> None:
+    fake_redis.xadd(keys.INGEST_STREAM, {"d": "a", "b": b"[]", "t": 0}, id=f"{int((NOW - 61) * 1000)}-0")
+    assert "ingest: oldest entry waits 61s" in read_status(fake_redis, [], NOW).problems
 
 
 def test_ingest_backlog_depth_and_oldest_age_come_from_the_stream(fake_redis: redis.Redis) -> None:
@@ -73,7 +80,7 @@ def test_dead_letters_are_counted_and_need_attention(fake_redis: redis.Redis) ->
     status = read_status(fake_redis, [], NOW)
     assert status.dead_letters == 1
     assert _queue(status, keys.DEAD_LETTER_QUEUE).failed_jobs == 1
-    assert status.needs_attention
+    assert "1 dead letters" in status.problems
 
 
 def test_quarantine_entries_are_counted(fake_redis: redis.Redis) -> None:
@@ -101,7 +108,7 @@ def test_paused_and_disabled_urls_are_named_with_their_reason(fake_redis: redis.
     text = render_text(status)
     assert f"PAUSED   {URL_A}" in text
     assert f"DISABLED {URL_B}" in text
-    assert status.needs_attention
+    assert status.problems == ["no worker is registered", f"paused: {URL_A}", f"disabled: {URL_B}"]
 
 
 def test_pause_that_is_over_reads_as_ok(fake_redis: redis.Redis) -> None:
@@ -120,6 +127,7 @@ def test_cli_json_against_a_real_redis(redis_url: str, real_redis: redis.Redis) 
     assert snapshot["dead_letters"] == 1
     assert {q["queue"]: q["depth"] for q in snapshot["queues"]}["ingest"] == 1
     assert snapshot["needs_attention"] is True
+    assert "1 dead letters" in snapshot["problems"]
 
 
 def test_cli_check_exits_2_when_something_needs_attention(redis_url: str, real_redis: redis.Redis) -> None:
