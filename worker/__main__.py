@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def pump_once(context: WorkerContext) -> None:
     """Re-arm ingest and delivery drains that should be running; never raises (logged instead)."""
     try:
-        ingest.pump(context.connection, context.settings, context.options.claim_idle_ms)
+        ingest.pump(context.connection, context.settings, context.options)
         delivery.pump(context.connection, context.settings)
     except Exception:
         log.exception("worker.pump_failed")

@@ -32,12 +32,14 @@ from rq import Queue
 from plugwatch import ingest, keys, quarantine
 from plugwatch.settings import Settings
 from worker import delivery
-from worker.bootstrap import WorkerContext, current
+from worker.bootstrap import DrainOptions, WorkerContext, current
 from worker.core import Observation
 from worker.deliveries import Entry, decode_delivery, text
 from worker.store import Ack
 
 log = structlog.get_logger(__name__)
+
+LOST_ARMING_AFTER_MS = 3_000  # a dequeued drain job starts within milliseconds
 
 
 
@@ -225,12 +227,30 @@ def needs_drain(connection: redis.Redis, claim_idle_ms: int) -> bool:
     return unread or (bool(stale) and not isinstance(stale, Exception))
 
 
-def pump(connection: redis.Redis, settings: Settings, claim_idle_ms: int = 15_000) -> bool:
+def pump(connection: redis.Redis, settings: Settings, options: DrainOptions | None = None) -> bool:
     """Arm a drain job if entries wait and none is armed (a lost arming, a killed drainer); True if armed."""
     del settings  # part of the pump signature every area shares
-    if connection.exists(keys.INGEST_ARMED) or not needs_drain(connection, claim_idle_ms):
+    options = options or DrainOptions()
+    if not needs_drain(connection, options.claim_idle_ms):
         return False
+    ttl = int(connection.pttl(keys.INGEST_ARMED))  # -2: no key
+    if ttl != -2 and not (ttl > 0 and _lost_arming(connection, ttl, options)):
+        return False
+    connection.delete(keys.INGEST_ARMED)
     armed = ingest.arm(connection) is not None
     if armed:
-        log.info("ingest.pump_rearmed")
+        log.info("ingest.pump_rearmed", lost_arming=ttl > 0)
     return armed
+
+
+def _lost_arming(connection: redis.Redis, ttl_ms: int, options: DrainOptions) -> bool:
+    """Armed, but its job vanished: a worker took the job and died before the drain started.
+
+    A running drain keeps the armed key's TTL at `armed_ttl_ms`; a longer one was set by an arming (the
+    receiver's, `ingest.ARMED_TTL_MS`) that no drain has taken up. If that arming is more than a few seconds
+    old and no drain job is queued, nobody will take it up until it expires: don't wait for that.
+    """
+    armed_for = ingest.ARMED_TTL_MS - ttl_ms
+    if ttl_ms <= options.armed_ttl_ms or armed_for < LOST_ARMING_AFTER_MS:
+        return False
+    return Queue(keys.INGEST_QUEUE, connection=connection).count == 0

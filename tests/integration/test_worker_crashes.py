@@ -11,8 +11,9 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from rq import Worker
 
-from plugwatch import ingest, keys
+from plugwatch import ingest
 from tests.support.eventlog import Delivery, feed, generate, reference
 from tests.support.servers import Process, wait_until
 from tests.support.workers import PATIENT, drained, emitted_ids, kill_hard, start_worker, stored_states
@@ -46,23 +47,17 @@ def feed_slowly(connection: redis.Redis, deliveries: list[Delivery], seconds: fl
 
 
 def pick_victim(connection: redis.Redis, workers: list[Process], rng: random.Random, within: float) -> int:
-    """Preferably a worker caught in the middle of a batch (it has entries pending), else any worker."""
+    """After a random pause, preferably a worker that is running a job right now (RQ says it is busy:
+    somewhere between reading entries and committing them), else any worker."""
+    time.sleep(rng.uniform(0, within))
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        busy = {int(name.rsplit("-", 1)[1]) for name in busy_consumers(connection)}
-        caught = [index for index, worker in enumerate(workers) if worker.pid in busy]
+        busy = {worker.pid for worker in Worker.all(connection=connection) if worker.get_state() == "busy"}
+        caught = [index for index, process in enumerate(workers) if process.pid in busy]
         if caught:
             return rng.choice(caught)
-        time.sleep(0.01)
+        time.sleep(0.005)
     return rng.randrange(len(workers))
-
-
-def busy_consumers(connection: redis.Redis) -> list[str]:
-    try:
-        consumers = connection.xinfo_consumers(keys.INGEST_STREAM, keys.INGEST_GROUP)
-    except redis.ResponseError:  # no group yet
-        return []
-    return [consumer["name"].decode() for consumer in consumers if consumer["pending"]]
 
 
 def test_sigkilled_workers_lose_and_duplicate_no_event(redis_url: str, real_redis: redis.Redis,
@@ -89,7 +84,7 @@ def test_sigkilled_workers_lose_and_duplicate_no_event(redis_url: str, real_redi
     try:
         time.sleep(1.5)  # let the first workers start
         for _ in range(KILLS):
-            victim = pick_victim(real_redis, workers, rng, within=rng.uniform(0.2, 0.9))
+            victim = pick_victim(real_redis, workers, rng, within=0.5)
             kill_hard(workers[victim])
             workers[victim] = spawn()
         feeder.join()

@@ -17,6 +17,7 @@ import redis
 from prometheus_client import CollectorRegistry
 from rq import Queue
 
+from plugwatch import ingest as ingest_arming
 from plugwatch import keys, quarantine
 from plugwatch.settings import Settings
 from tests.support.eventlog import START, Delivery, charger_event, feed, vehicle_event
@@ -253,9 +254,31 @@ def test_pump_rearms_for_entries_pending_longer_than_the_claim_idle_time(
     connection.xgroup_create(keys.INGEST_STREAM, keys.INGEST_GROUP, id="0", mkstream=True)
     connection.xreadgroup(keys.INGEST_GROUP, "dead-worker", {keys.INGEST_STREAM: ">"})
 
-    assert not ingest.pump(connection, context.settings, claim_idle_ms=60_000)
+    assert not ingest.pump(connection, context.settings, replace(context.options, claim_idle_ms=60_000))
     time.sleep(0.01)
-    assert ingest.pump(connection, context.settings, claim_idle_ms=5)
+    assert ingest.pump(connection, context.settings, replace(context.options, claim_idle_ms=5))
+
+
+def test_pump_rearms_when_the_armed_job_vanished_before_its_drain_started(
+        context: WorkerContext, connection: redis.Redis) -> None:
+    """A worker took the receiver's job and was killed at once: don't wait a minute for the key to expire."""
+    feed(connection, [delivery("d1", plug_in_at_home())])
+    connection.set(keys.INGEST_ARMED, "1", px=ingest_arming.ARMED_TTL_MS - 1_000)  # armed a second ago
+    assert not ingest.pump(connection, context.settings)  # its job may be starting right now
+    connection.set(keys.INGEST_ARMED, "1", px=ingest_arming.ARMED_TTL_MS - 10_000)  # ten seconds ago
+    Queue(keys.INGEST_QUEUE, connection=connection).enqueue_call(keys.DRAIN_INGEST_JOB)
+    assert not ingest.pump(connection, context.settings)  # its job is still queued
+    Queue(keys.INGEST_QUEUE, connection=connection).empty()
+
+    assert ingest.pump(connection, context.settings)
+    assert Queue(keys.INGEST_QUEUE, connection=connection).count == 1
+
+
+def test_pump_leaves_a_running_drain_alone(context: WorkerContext, connection: redis.Redis) -> None:
+    feed(connection, [delivery("d1", plug_in_at_home())])
+    connection.set(keys.INGEST_ARMED, "1", px=context.options.armed_ttl_ms)  # refreshed by the drain
+
+    assert not ingest.pump(connection, context.settings)
 
 
 def test_idle_consumers_without_pending_entries_are_forgotten(
