@@ -311,3 +311,20 @@ def test_grafana_dashboard_is_valid_and_provisioned() -> None:
     mount = next(volume for volume in m.compose()["services"]["grafana"]["volumes"]
                  if volume.startswith("./grafana/dashboards:"))
     assert provider["providers"][0]["options"]["path"] == mount.split(":")[1]
+
+
+# --- Dockerfile ----------------------------------------------------------------------------------------
+
+def test_dockerfile_copies_every_package_and_defaults_to_the_procfile_web_command() -> None:
+    import json
+    import tomllib
+
+    dockerfile = (m.DEPLOY / "Dockerfile").read_text()
+    packages = tomllib.loads((m.ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    for package in packages["packages"]:
+        assert f"COPY {package} ./{package}" in dockerfile, package
+    assert "uv sync --frozen --no-dev" in dockerfile
+    cmd = json.loads(dockerfile.split("\nCMD ", 1)[1].replace("\\\n", ""))
+    assert cmd == m.procfile_argv("web", {**ENV, "PORT": "8000"})
+    exposed = {word for line in dockerfile.splitlines() if line.startswith("EXPOSE") for word in line.split()[1:]}
+    assert exposed == {"8000", "9100", "9181"}
