@@ -2,6 +2,7 @@
 
 - A worker terminated in the middle of a drain job finishes or hands back its work (RQ warm shutdown);
   a second worker completes it, and together they emit exactly what one uninterrupted worker emits.
+- A worker terminated while a POST to a downstream URL is in flight: every event still arrives.
 - A receiver terminated under load finishes its in-flight requests, and every delivery it answered 200 is
   in Redis (dedupe mark + ingest stream entry).
 """
@@ -25,12 +26,17 @@ import redis
 from rq.registry import StartedJobRegistry
 
 from plugwatch import keys
+from plugwatch.settings import Settings
 from plugwatch.simulator.deliveries import Delivery, Plan, plan_deliveries
 from plugwatch.simulator.sender import SendOptions, send_all
 from plugwatch.simulator.stories import build_scenario
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_DOWNSTREAM_SECRET, TEST_SECRET
+from tests.support.delivery import emit, make_event
 from tests.support.platform import platform_env, start_process_type, wait_for_http
 from tests.support.servers import Process, free_port, start_receiver, wait_until
+from tests.support.sinks import Reply, Sink, SinkServer
+from worker.delivery import deadletters
+from worker.delivery.outbox import backlog
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 HEROKU_GRACE_SECONDS = 30
@@ -112,6 +118,37 @@ def test_sigterm_to_a_worker_mid_job_loses_nothing(redis_url: str, tmp_path: Pat
     emitted = _emitted(connection)
     assert set(emitted) == set(reference), (len(set(reference) - set(emitted)), len(set(emitted) - set(reference)))
     assert emitted == reference
+    connection.close()
+
+
+def test_sigterm_to_a_worker_mid_delivery_loses_no_event(redis_url: str, tmp_path: Path) -> None:
+    """The first worker is stopped while a POST to a slow downstream URL is in flight; every event still
+    reaches the URL (at least once: the one in flight may arrive twice, with the same webhook-id)."""
+    connection = redis.Redis.from_url(redis_url)
+    sink = Sink(Reply(200, delay=1.0))
+    with SinkServer(sink) as server:
+        hook = server.url + "/hook"
+        variables = {"REDIS_URL": redis_url, "DOWNSTREAM_WEBHOOK_URLS": hook,
+                     "DOWNSTREAM_WEBHOOK_SECRET": TEST_DOWNSTREAM_SECRET}
+        events = [make_event(number) for number in range(1, 9)]
+        emit(connection, Settings.from_env(variables, require_enode_secret=False), events, [hook])
+        env = platform_env(**variables, PLUGWATCH_METRICS_PORT="0")
+        first = start_process_type("worker", env, tmp_path / "worker-1.log")
+        try:
+            sink.wait_for(2, timeout=30)  # the second POST is in flight (the sink holds it for 1 s)
+            first.signal(signal.SIGTERM)
+            assert first.wait(timeout=HEROKU_GRACE_SECONDS) == 0, first.output()
+        finally:
+            first.stop()
+        assert backlog(connection, hook) > 0, "the first worker should have been stopped part-way"
+        second = start_process_type("worker", env, tmp_path / "worker-2.log")
+        try:
+            wanted = {orjson.loads(event)["id"] for event in events}
+            wait_until(lambda: {r.event["id"] for r in sink.requests} >= wanted and not backlog(connection, hook),
+                       timeout=60, interval=0.2, message=f"not every event was delivered:\n{second.output()[-3000:]}")
+        finally:
+            second.stop()
+    assert not deadletters.list_all(connection)
     connection.close()
 
 
