@@ -19,6 +19,7 @@ import click
 import orjson
 import redis
 
+from plugwatch import keys
 from plugwatch.enode import prune
 from plugwatch.enode.client import EnodeClient
 from plugwatch.enode.errors import EnodeError, EnodeNotConfigured
@@ -108,7 +109,7 @@ def location_setup(user_id: str, charger_id: str, name: str, lat: float, lon: fl
 
 @enode.group("webhook")
 def webhook() -> None:
-    """Create, show and test the Enode webhook that feeds the receiver."""
+    """Create, show, test and rotate the secret of the Enode webhook that feeds the receiver."""
 
 
 @webhook.command("create")
@@ -172,6 +173,16 @@ def webhook_rotate_secret(webhook_id: str, secret: str | None) -> None:
     click.echo(f"next: plugwatch enode webhook test {webhook_id}; then remove the old secret from "
                "ENODE_WEBHOOK_SECRET")
 
+def _warn_missing_urls(connection: redis.Redis, settings: Settings) -> None:
+    """Events go to the outboxes of this shell's DOWNSTREAM_WEBHOOK_URLS; warn if the worker knows others."""
+    known = {url.decode() for url in connection.hvals(keys.DOWNSTREAM_URLS)}
+    missing = sorted(known - set(settings.downstream_urls))
+    if missing:
+        click.echo(f"plugwatch enode: warning: events will not be queued for {', '.join(missing)} "
+                   "(not in this shell's DOWNSTREAM_WEBHOOK_URLS); run reconcile with the worker's environment",
+                   err=True)
+
+
 @enode.command("reconcile")
 @click.option("--user", "user_id", default=None, help="Only this Enode user (default: every user of the client).")
 @click.option("--page-size", type=click.IntRange(1, 500), default=None, help="Objects per API page.")
@@ -188,6 +199,7 @@ def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted:
     with enode_api(settings) as client:
         connection = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
         try:
+            _warn_missing_urls(connection, settings)
             store = Store(connection, settings.downstream_urls)
             apply = functools.partial(apply_observations, store, connection, settings)
             started = datetime.now(UTC)

@@ -175,3 +175,11 @@ def test_prune_refuses_when_enode_lists_too_few_of_the_tracked_devices(
     assert forced.exit_code == 0, forced.output
     assert sorted(e["data"]["reason"] for e in emitted(real_redis)[known:]) == [
         "charger_deleted", "charger_deleted"]  # v1 and v3 were at home; their chargers go first
+
+
+def test_reconcile_warns_when_the_worker_delivers_to_urls_this_shell_does_not_know(
+        fake: FakeEnode, server: ThreadedUvicorn, settings_: Settings, real_redis: redis.Redis) -> None:
+    real_redis.hset(keys.DOWNSTREAM_URLS, keys.url_key(URL), URL)  # what the worker's pump records
+    result = CliRunner().invoke(main, ["enode", "reconcile"], env=cli_env(fake, server, settings_))
+    assert result.exit_code == 0, result.output
+    assert f"events will not be queued for {URL}" in result.stderr
