@@ -175,7 +175,7 @@ def webhook_rotate_secret(webhook_id: str, secret: str | None) -> None:
 
 def _warn_missing_urls(connection: redis.Redis, settings: Settings) -> None:
     """Events go to the outboxes of this shell's DOWNSTREAM_WEBHOOK_URLS; warn if the worker knows others."""
-    known = {url.decode() for url in connection.hvals(keys.DOWNSTREAM_URLS)}
+    known = {url.decode() if isinstance(url, bytes) else url for url in connection.hvals(keys.DOWNSTREAM_URLS)}
     missing = sorted(known - set(settings.downstream_urls))
     if missing:
         click.echo(f"plugwatch enode: warning: events will not be queued for {', '.join(missing)} "
