@@ -14,6 +14,7 @@ import orjson
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
+from rq import Queue
 
 from plugwatch import keys
 from plugwatch.settings import Settings
@@ -251,3 +252,16 @@ def test_the_retry_window_starts_at_the_first_attempt_not_when_the_event_was_que
     finally:
         running.context.close()
         delivery.install(None)
+
+
+def test_kick_in_a_worker_process_starts_the_drain_without_waiting_for_rq(harness: Harness, sinks: list) -> None:
+    """The queued drain job runs later (after the ingest job that kicked) and finds nothing left to do."""
+    (sink, _), _ = sinks
+    url = harness.settings.downstream_urls[0]
+    emit(harness.connection, harness.settings, [make_event(1), make_event(2)], [url])
+    assert len(sink.wait_for(2, timeout=5)) == 2
+    [job] = Queue(keys.DELIVERY_QUEUE, connection=harness.connection).get_jobs()
+    wait_until(lambda: harness.context.threads.active() == [])
+    job.perform()
+    wait_until(lambda: harness.context.threads.active() == [])
+    assert [r.webhook_id for r in sink.requests] == ["evt_veh-1_1", "evt_veh-1_2"]

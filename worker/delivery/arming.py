@@ -5,7 +5,8 @@ job `worker.delivery.jobs.drain_outbox(url)` on `plugwatch-delivery`.  A running
 "queued" with its own token and refreshes it (see `lease.py`), so `kick` while a drain is queued or
 running does nothing: the drainer re-checks the outbox before it lets go of the lease.
 
-`kick` is called by the ingest worker right after it committed events to the outboxes.  `pump` runs every
+`kick` is called by the ingest worker right after it committed events to the outboxes; in a worker process
+it also starts the armed drains in this process's drainer threads at once (see `local.py`).  `pump` runs every
 ~1 s in each worker process and repairs everything else: a lost arming (a job that vanished, a drainer
 killed with SIGKILL whose lease expired) and a paused URL whose pause is over (the breaker's probe).
 """
@@ -21,6 +22,7 @@ from rq import Queue
 
 from plugwatch import keys
 from plugwatch.settings import Settings
+from worker.delivery import local
 from worker.delivery.state import UrlState, read_states
 
 QUEUED = b"queued"
@@ -37,7 +39,8 @@ def kick(connection: redis.Redis, settings: Settings, urls: Iterable[str]) -> No
     if not unique:
         return
     now = time.time()
-    arm(connection, [state.url for state in read_states(connection, unique) if not state.paused(now)])
+    armed = arm(connection, [state.url for state in read_states(connection, unique) if not state.paused(now)])
+    local.start_here(armed)
 
 
 def pump(connection: redis.Redis, settings: Settings) -> None:

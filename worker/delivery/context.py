@@ -25,6 +25,7 @@ import structlog
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from plugwatch.settings import Settings
+from worker.delivery import local
 from worker.delivery.config import DeliveryConfig
 from worker.delivery.drainer import Tools, drain
 from worker.delivery.metrics import DeliveryMetrics, DeliveryStateCollector
@@ -84,6 +85,7 @@ _installed: list[DeliveryContext] = []
 def install(context: DeliveryContext | None) -> None:
     """Make `context` the one this process's delivery jobs use (None uninstalls it)."""
     _installed[:] = [] if context is None else [context]
+    local.set_starter(None if context is None else context.threads.request)
 
 
 def current() -> DeliveryContext:
