@@ -68,6 +68,7 @@ class Status:
     quarantine: int
     heartbeat: Heartbeat | None
     downstream: tuple[UrlStatus, ...]
+    reconcile_suggested: str | None = None  # why, while a suggestion stands (see plugwatch.enode.suggest)
 
     @property
     def problems(self) -> list[str]:
@@ -78,6 +79,8 @@ class Status:
         found += [f"{queue.queue}: oldest entry waits {queue.oldest_age_seconds:.0f}s"
                   for queue in self.queues if queue.oldest_age_seconds > BACKLOG_ALERT_SECONDS]
         found += [f"{url.health.value}: {url.url}" for url in self.downstream if url.health is not UrlHealth.OK]
+        if self.reconcile_suggested is not None:
+            found.append(f"reconcile suggested ({self.reconcile_suggested}): plugwatch enode reconcile")
         return found
 
     @property
@@ -108,7 +111,15 @@ def read_status(connection: redis.Redis, urls: Iterable[str], now: float) -> Sta
         quarantine=int(samples.get(("plugwatch_quarantine_entries", ""), 0)),
         heartbeat=heartbeat,
         downstream=tuple(_url_status(state, now) for state in read_states(connection, all_urls)),
+        reconcile_suggested=_reconcile_suggested(connection),
     )
+
+
+def _reconcile_suggested(connection: redis.Redis) -> str | None:
+    at, reason = connection.hmget(keys.RECONCILE_SUGGESTED, ["at", "reason"])
+    if at is None:
+        return None
+    return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason or "no reason recorded")
 
 
 def _known_urls(connection: redis.Redis, configured: Iterable[str]) -> list[str]:

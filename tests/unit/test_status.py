@@ -117,6 +117,14 @@ def test_pause_that_is_over_reads_as_ok(fake_redis: redis.Redis) -> None:
     assert (url.health, url.paused_until, url.reason) == (UrlHealth.OK, None, "")
 
 
+def test_a_standing_reconcile_suggestion_is_a_problem(fake_redis: redis.Redis) -> None:
+    assert read_status(fake_redis, [], NOW).reconcile_suggested is None
+    fake_redis.hset(keys.RECONCILE_SUGGESTED, mapping={"at": NOW - 60, "reason": "no Enode heartbeat for 1900 s"})
+    status = read_status(fake_redis, [], NOW)
+    assert status.reconcile_suggested == "no Enode heartbeat for 1900 s"
+    assert "reconcile suggested (no Enode heartbeat for 1900 s): plugwatch enode reconcile" in status.problems
+
+
 def test_cli_json_against_a_real_redis(redis_url: str, real_redis: redis.Redis) -> None:
     _add_dead_letter(real_redis)
     real_redis.xadd(keys.INGEST_STREAM, {"d": "a", "b": b"[]", "t": 0})
