@@ -57,7 +57,7 @@ def test_every_contract_metric_is_exported(exported: set[str]) -> None:
 
 def test_the_dashboard_shows_every_contract_metric() -> None:
     shown = set().union(*(m.metric_names(expr) for expr in m.dashboard_expressions()))
-    assert shown == m.CONTRACT_METRICS, sorted(m.CONTRACT_METRICS ^ shown)
+    assert shown >= m.CONTRACT_METRICS, sorted(m.CONTRACT_METRICS - shown)
 
 
 def test_exported_names_reads_counters_and_histograms_as_promql_names() -> None:
