@@ -30,6 +30,7 @@ from plugwatch.enode.errors import (
     EnodeProtocolError,
     EnodeRateLimited,
     EnodeUnavailable,
+    Problem,
     error_for_status,
 )
 from plugwatch.settings import Settings
@@ -130,8 +131,10 @@ class EnodeClient:
             data, pagination = _page(self.get(path, params), path)
             yield from data
             next_after = pagination.get("after")
-            if not data or not next_after or next_after == after:
+            if not data or not next_after:
                 return
+            if next_after == after:  # a listing that silently stopped here would look complete
+                raise EnodeProtocolError("GET", path, 200, reason="pagination cursor repeats")
             after = str(next_after)
 
     # --- transport --------------------------------------------------------------------------------
@@ -158,7 +161,8 @@ class EnodeClient:
             if status == 429:
                 retry_after = _retry_after(response)
                 if last or (retry_after or 0) > policy.max_retry_after:
-                    raise EnodeRateLimited(method, path, None, retry_after)
+                    raise EnodeRateLimited(method, path, Problem.from_body(_decode(response, method, path)),
+                                           retry_after)
                 delay = policy.backoff(attempt, self._rng)
                 self._wait(delay if retry_after is None else retry_after + delay / 4, method, path, "429")
             elif status >= 500 and idempotent and not last:

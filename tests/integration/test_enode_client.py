@@ -117,6 +117,7 @@ def test_a_retry_after_longer_than_the_cap_is_raised_not_slept(fake: FakeEnode, 
     with pytest.raises(EnodeRateLimited) as raised:
         client.get("/vehicles")
     assert raised.value.retry_after == 3600
+    assert raised.value.problem.title == "Scripted fault"
     assert isinstance(raised.value, EnodeTransientError)
     assert len(fake.calls("GET", "/vehicles")) == 1
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from plugwatch.enode.client import EnodeClient, EnodeConfig, RetryPolicy, _retry_after, segment
-from plugwatch.enode.errors import EnodeNotConfigured
+from plugwatch.enode.errors import EnodeNotConfigured, EnodeProtocolError
 from plugwatch.settings import Settings
 
 
@@ -61,3 +61,14 @@ def test_retry_after_as_an_http_date() -> None:
 
 def test_ids_are_quoted_as_one_path_segment() -> None:
     assert segment("../users/x?y=1") == "..%2Fusers%2Fx%3Fy%3D1"
+
+
+def test_a_repeating_pagination_cursor_raises_instead_of_looking_complete() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3599})
+        return httpx.Response(200, json={"data": [{"id": "v"}], "pagination": {"after": "same", "before": None}})
+
+    config = EnodeConfig(client_id="id", client_secret="s", api_url="http://enode", token_url="http://enode/token")
+    with httpx.Client(transport=httpx.MockTransport(answer)) as http, pytest.raises(EnodeProtocolError):
+        list(EnodeClient(config, http).paginate("/vehicles"))
