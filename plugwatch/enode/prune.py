@@ -5,8 +5,8 @@ did not return is applied as a `user:<kind>:deleted` event through the core and 
 while at home emits its missed `vehicle.unplugged_from_home` (`vehicle_deleted` / `charger_deleted`).
 
 A deletion tombstones the device (later updates about it are ignored), so this step is careful:
-- only devices whose newest known fact is older than the start of the listing (one discovered meanwhile is
-  kept);
+- only devices with a known fact, the newest older than `MARGIN_SECONDS` before the listing started (a
+  device linked or updated around the listing is kept; one without facts cannot be at home anyway);
 - it refuses when it would delete more than `max_fraction` of the tracked devices (credentials of another
   environment list other devices; an operator passes `--force` after checking).
 """
@@ -29,6 +29,7 @@ from worker.store import Store
 log = structlog.get_logger(__name__)
 
 DEFAULT_MAX_FRACTION = 0.5
+MARGIN_SECONDS = 600
 
 
 class PruneRefused(RuntimeError):
@@ -40,13 +41,13 @@ def _newest(*facts: Fact | None) -> int:
 
 
 def vanished(state: UserState, seen: dict[Kind, set[str]], before_ms: int) -> list[tuple[Kind, str]]:
-    """Pure: the devices of `state` absent from `seen` whose newest fact is older than `before_ms`."""
+    """Pure: the devices of `state` absent from `seen` with facts, the newest older than `before_ms`."""
     gone: list[tuple[Kind, str]] = []
     for charger_id, charger in sorted(state.chargers.items()):
-        if charger_id not in seen["charger"] and _newest(charger.plug, charger.location) < before_ms:
+        if charger_id not in seen["charger"] and 0 < _newest(charger.plug, charger.location) < before_ms:
             gone.append(("charger", charger_id))
     for vehicle_id, vehicle in sorted(state.vehicles.items()):
-        if vehicle_id not in seen["vehicle"] and _newest(vehicle.plug, vehicle.location) < before_ms:
+        if vehicle_id not in seen["vehicle"] and 0 < _newest(vehicle.plug, vehicle.location) < before_ms:
             gone.append(("vehicle", vehicle_id))
     return gone
 
@@ -62,7 +63,7 @@ def prune_deleted(connection: redis.Redis, store: Store, apply_batch: ApplyBatch
                   started: datetime, *, user_id: str | None = None,
                   max_fraction: float = DEFAULT_MAX_FRACTION) -> Counter[str]:
     """Apply a deletion for each vanished device; return the emitted event types (raises PruneRefused)."""
-    before_ms = int(started.timestamp() * 1000)
+    before_ms = int((started.timestamp() - MARGIN_SECONDS) * 1000)
     tracked, deletions = 0, []
     for user in tracked_users(connection, user_id):
         state = store.load(user)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -183,3 +183,16 @@ def test_reconcile_warns_when_the_worker_delivers_to_urls_this_shell_does_not_kn
     result = CliRunner().invoke(main, ["enode", "reconcile"], env=cli_env(fake, server, settings_))
     assert result.exit_code == 0, result.output
     assert f"events will not be queued for {URL}" in result.stderr
+
+
+def test_prune_keeps_an_unlisted_device_updated_just_before_the_listing(
+        fake: FakeEnode, server: ThreadedUvicorn, settings_: Settings, real_redis: redis.Redis) -> None:
+    """v9 was linked a minute ago and is not listed yet (or any more): too recent to call deleted."""
+    store = Store(real_redis)
+    outage(fake, store)
+    recent = datetime.now(UTC) - timedelta(minutes=1)
+    webhooks(store, ("vehicle", vehicle("v9", "u1", updated=recent.isoformat().replace("+00:00", "Z"))))
+    result = CliRunner().invoke(main, ["enode", "reconcile", "--prune-deleted"],
+                                env=cli_env(fake, server, settings_))
+    assert result.exit_code == 0, result.output
+    assert "v9" in store.load("u1").vehicles
