@@ -7,8 +7,8 @@ One batch costs two Redis round trips when nobody else touches the same users:
 1. read: `MGET` every `plugwatch:user:<id>` the batch touches;
 2. commit: one `COMMIT_LUA` call that compares each changed user's stored bytes with what was read
    (compare-and-set; "absent" is a value too) and, only if all match, writes the new states (`DEL` for an
-   empty one), `XADD`s every emitted event to `plugwatch:events` and to each downstream outbox, and
-   `XACK`s + `XDEL`s the ingest entries the batch came from.
+   empty one; a TTL for one that only remembers deleted devices), `XADD`s every emitted event to
+   `plugwatch:events` and to each downstream outbox, and `XACK`s + `XDEL`s the ingest entries the batch came from.
 
 On a conflict (another worker committed one of our users in between) nothing is written; the store re-reads
 only the conflicting users, re-applies their observations and commits again. The state change, its events
@@ -31,17 +31,20 @@ from plugwatch import keys
 from worker.core import EmittedEvent, Observation, Outcome, UserState, apply, decode_state, encode_state
 
 MAX_ATTEMPTS = 50
+# A user whose devices were all deleted keeps only the tombstones (so late, older updates about them stay
+# stale) for longer than Enode retries a delivery (about a day) and the receiver dedupes (3 days).
+TOMBSTONE_TTL_MS = 7 * 24 * 3600 * 1000
 
 # KEYS: users (n), events stream, outboxes (m), ingest stream.
-# ARGV: n, m, events count, acks count, events MAXLEN, ingest group,
-#       then per user: old present ("1"/"0"), old bytes, new present ("1" set / "0" delete), new bytes,
-#       then the event JSON texts, then the ingest entry ids to acknowledge.
+# ARGV: n, m, events count, acks count, events MAXLEN, ingest group, tombstone TTL (ms),
+#       then per user: old present ("1"/"0"), old bytes, new ("1" set, "0" delete, "2" set with the TTL),
+#       new bytes, then the event JSON texts, then the ingest entry ids to acknowledge.
 COMMIT_LUA = """
 local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])
 local n_events, n_acks = tonumber(ARGV[3]), tonumber(ARGV[4])
 local conflicts = {}
 for i = 1, n do
-  local base = 6 + (i - 1) * 4
+  local base = 7 + (i - 1) * 4
   local current = redis.call('GET', KEYS[i])
   if ARGV[base + 1] == '1' then
     if current ~= ARGV[base + 2] then conflicts[#conflicts + 1] = i - 1 end
@@ -51,14 +54,16 @@ for i = 1, n do
 end
 if #conflicts > 0 then return conflicts end
 for i = 1, n do
-  local base = 6 + (i - 1) * 4
+  local base = 7 + (i - 1) * 4
   if ARGV[base + 3] == '1' then
     redis.call('SET', KEYS[i], ARGV[base + 4])
+  elseif ARGV[base + 3] == '2' then
+    redis.call('SET', KEYS[i], ARGV[base + 4], 'PX', ARGV[7])
   else
     redis.call('DEL', KEYS[i])
   end
 end
-local first_event = 6 + n * 4 + 1
+local first_event = 7 + n * 4 + 1
 for e = first_event, first_event + n_events - 1 do
   redis.call('XADD', KEYS[n + 1], 'MAXLEN', '~', ARGV[5], '*', 'event', ARGV[e])
   for o = 1, m do
@@ -106,6 +111,7 @@ class _UserRun:
     old: bytes | None
     indexes: list[int]
     new: bytes | None = None  # None: delete the key
+    expires: bool = False  # only deleted devices' tombstones are left: keep them for tombstone_ttl_ms
     changed: bool = False
     events: list[tuple[int, EmittedEvent]] = field(default_factory=list)
     outcomes: list[tuple[int, Outcome]] = field(default_factory=list)
@@ -114,11 +120,13 @@ class _UserRun:
 class Store:
     """Applies batches of observations; safe to use from any number of processes at once."""
 
-    def __init__(self, connection: redis.Redis, downstream_urls: Sequence[str] = (),
-                 *, events_maxlen: int = keys.EVENTS_STREAM_MAXLEN) -> None:
+    def __init__(self, connection: redis.Redis, downstream_urls: Sequence[str] = (), *,
+                 events_maxlen: int = keys.EVENTS_STREAM_MAXLEN,
+                 tombstone_ttl_ms: int = TOMBSTONE_TTL_MS) -> None:
         self._connection = connection
         self._outboxes = [keys.outbox_stream(url) for url in downstream_urls]
         self._maxlen = events_maxlen
+        self._tombstone_ttl_ms = tombstone_ttl_ms
         self._commit = connection.register_script(COMMIT_LUA)  # computes the SHA only; no I/O
 
     def load(self, user_id: str) -> UserState:
@@ -153,11 +161,11 @@ class Store:
         if not changed and not ack_ids:
             return []
         args: list[bytes | str | int] = [len(changed), len(self._outboxes), len(events), len(ack_ids),
-                                         self._maxlen, ack.group if ack is not None else ""]
+                                         self._maxlen, ack.group if ack is not None else "", self._tombstone_ttl_ms]
         for user in changed:
             run = runs[user]
-            args += ["0" if run.old is None else "1", run.old or b"",
-                     "0" if run.new is None else "1", run.new or b""]
+            new_flag = "0" if run.new is None else "2" if run.expires else "1"
+            args += ["0" if run.old is None else "1", run.old or b"", new_flag, run.new or b""]
         args += [event.to_json() for _, event in events]
         args += ack_ids
         script_keys = [keys.user_state_key(user) for user in changed]
@@ -175,7 +183,8 @@ def _run(old: bytes | None, indexes: list[int], observations: Sequence[Observati
         state = applied.state
         run.outcomes.append((index, applied.outcome))
         run.events.extend((index, event) for event in applied.events)
-    run.new = None if state.is_empty() else encode_state(state)
+    run.expires = state.is_empty() and bool(state.tombstones)
+    run.new = None if state.is_empty() and not run.expires else encode_state(state)
     run.changed = run.new != old
     return run
 

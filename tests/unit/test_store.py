@@ -91,16 +91,43 @@ def test_outcomes_name_each_observation_kind(connection: redis.Redis) -> None:
                                ("vehicle", Outcome.APPLIED))
 
 
-def test_deleting_every_device_removes_the_user_key(connection: redis.Redis) -> None:
-    at = START + timedelta(minutes=30)
-    store = Store(connection)
+def delete_both(minute: int = 30) -> list[Observation]:
+    at = START + timedelta(minutes=minute)
+    return observe(vehicle_event(USER, VEHICLE, at, charger=None, location=None, verb="deleted"),
+                   charger_event(USER, CHARGER, at, vehicle=None, location=None, verb="deleted"))
+
+
+def test_deleting_every_device_leaves_only_an_expiring_tombstone(connection: redis.Redis) -> None:
+    store = Store(connection, tombstone_ttl_ms=60_000)
     store.apply_batch(plug_in_at_home())
 
-    result = store.apply_batch(observe(vehicle_event(USER, VEHICLE, at, charger=None, location=None, verb="deleted"),
-                                       charger_event(USER, CHARGER, at, vehicle=None, location=None, verb="deleted")))
+    result = store.apply_batch(delete_both())
 
     assert [event.data["reason"] for event in result.events] == ["vehicle_deleted"]
-    assert connection.exists(keys.user_state_key(USER)) == 0
+    state = decode_state(connection.get(keys.user_state_key(USER)))
+    assert (state.vehicles, state.chargers, set(state.tombstones)) == ({}, {}, {VEHICLE, CHARGER})
+    assert 0 < connection.pttl(keys.user_state_key(USER)) <= 60_000
+
+
+def test_a_late_update_about_a_deleted_vehicle_does_not_bring_it_back(connection: redis.Redis) -> None:
+    store = Store(connection)
+    store.apply_batch(plug_in_at_home())
+    store.apply_batch(delete_both())
+
+    late = store.apply_batch(plug_in_at_home(minute=10))  # older than the deletion, delivered after it
+
+    assert late.events == ()
+    assert decode_state(connection.get(keys.user_state_key(USER))).vehicles == {}
+
+
+def test_a_device_discovered_after_deletions_makes_the_key_permanent_again(connection: redis.Redis) -> None:
+    store = Store(connection)
+    store.apply_batch([*plug_in_at_home(), *delete_both()])
+    at = START + timedelta(hours=2)
+
+    store.apply_batch(observe(vehicle_event(USER, "veh-2", at, charger=None, location=None, verb="discovered")))
+
+    assert connection.pttl(keys.user_state_key(USER)) == -1
 
 
 def test_acknowledged_entries_leave_the_stream_in_the_same_commit(connection: redis.Redis) -> None:

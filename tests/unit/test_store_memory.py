@@ -9,7 +9,7 @@ import redis
 from plugwatch import keys
 from tests.support.eventlog import START, action_event, charger_event, vehicle_event
 from tests.unit.test_store import observe
-from worker.store import Store
+from worker.store import TOMBSTONE_TTL_MS, Store
 
 USER = "3f1c0de7-a44c-4c1e-9a0e-2d5f3e8a9c10"  # ids as long as Enode's UUIDs
 VEHICLE = "b3f1c0de-7a44-4c1e-9a0e-2d5f3e8a9c10"
@@ -40,7 +40,7 @@ def test_a_vehicle_with_its_charger_takes_at_most_one_kilobyte(real_redis: redis
     assert usage <= 1024, usage
 
 
-def test_deleted_devices_leave_no_key_behind(real_redis: redis.Redis) -> None:
+def test_deleted_devices_leave_only_a_small_expiring_tombstone(real_redis: redis.Redis) -> None:
     store = Store(real_redis)
     store.apply_batch(busy_history())  # type: ignore[arg-type]
     at = START + timedelta(hours=2)
@@ -48,4 +48,9 @@ def test_deleted_devices_leave_no_key_behind(real_redis: redis.Redis) -> None:
     store.apply_batch(observe(vehicle_event(USER, VEHICLE, at, charger=None, location=None, verb="deleted"),
                               charger_event(USER, CHARGER, at, vehicle=None, location=None, verb="deleted")))
 
-    assert real_redis.keys(keys.USER_STATE_PREFIX + "*") == []
+    key = keys.user_state_key(USER)
+    assert real_redis.keys(keys.USER_STATE_PREFIX + "*") == [key.encode()]
+    assert 0 < real_redis.pttl(key) <= TOMBSTONE_TTL_MS
+    usage = real_redis.memory_usage(key, samples=0)
+    assert usage is not None
+    assert usage <= 1024, usage  # tombstones and the ids of the last actions, until it expires
