@@ -75,6 +75,18 @@ def test_token_is_refreshed_before_it_expires(fake: FakeEnode, server: ThreadedU
     assert fake.api_calls()[-1].authorization == "Bearer " + fake.issued_tokens[1]
 
 
+def test_a_short_lived_token_is_replaced_before_the_server_would_reject_it(
+        fake: FakeEnode, server: ThreadedUvicorn) -> None:
+    """Real time: 1 s tokens (the fake enforces expiry); the client refreshes at half-life, never sees 401."""
+    fake.token_ttl = 1
+    with make_client(server.url) as client:
+        client.get("/vehicles")
+        time.sleep(0.6)
+        client.get("/vehicles")
+    assert len(fake.calls("POST", TOKEN_PATH)) == 2
+    assert [r.authorization for r in fake.calls("GET", "/vehicles")] == [
+        "Bearer " + fake.issued_tokens[0], "Bearer " + fake.issued_tokens[1]]
+
 def test_a_401_refreshes_the_token_once_and_the_request_succeeds(
         fake: FakeEnode, client: EnodeClient) -> None:
     fake.vehicles["v1"] = vehicle("v1", "u1")
