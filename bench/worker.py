@@ -94,6 +94,9 @@ def consumer_loop(connection: redis.Redis, deliveries: list[Delivery]) -> tuple[
     return events, time.perf_counter() - started
 
 
+EMPTY = UserState()
+
+
 def core_only(deliveries: list[Delivery], clock: Callable[[], float] = time.perf_counter) -> tuple[int, float]:
     """The floor under any shell: parse, decode and apply the same deliveries with the pure core, no Redis."""
     states: dict[str, UserState] = {}
@@ -105,8 +108,8 @@ def core_only(deliveries: list[Delivery], clock: Callable[[], float] = time.perf
             count += 1
             observation = decode_event(raw)
             if not isinstance(observation, Ignored):
-                user = observation.user_id
-                states[user] = apply(states.get(user, UserState()), observation).state
+                state = states.get(observation.user_id)
+                states[observation.user_id] = apply(EMPTY if state is None else state, observation).state
     elapsed = clock() - started
     gc.enable()
     return count, elapsed
