@@ -42,8 +42,9 @@ class Contexts:
         self.connection = connection
         self.built: list[WorkerContext] = []
 
-    def __call__(self, **environ: str) -> WorkerContext:
-        settings = Settings(redis_url="redis://unused", downstream_urls=())
+    def __call__(self, urls: tuple[str, ...] = (), **environ: str) -> WorkerContext:
+        settings = Settings(redis_url="redis://unused", downstream_urls=urls,
+                            downstream_key=b"k" * 32 if urls else None)
         context = bootstrap(settings, environ, registry=CollectorRegistry(), connection=self.connection,
                             consumer="c1")
         self.built.append(context)
@@ -297,3 +298,18 @@ def test_idle_consumers_without_pending_entries_are_forgotten(
     names = {consumer["name"].decode() for consumer in consumers}
     assert "gone-idle" not in names
     assert "still-holding" in names
+
+
+def test_emitted_events_reach_each_downstream_outbox_and_arm_its_delivery(
+        connection: redis.Redis, make_context: Contexts) -> None:
+    url = "https://sink.example/hook"
+    context = make_context(urls=(url,), **FAST)
+    feed(connection, [delivery("d1", plug_in_at_home())])
+
+    ingest.drain(context)
+
+    [(_, fields)] = connection.xrange(keys.outbox_stream(url))
+    assert orjson.loads(fields[b"event"])["type"] == "vehicle.plugged_in_at_home"
+    assert connection.exists(keys.downstream_lease_key(url)) == 1
+    [job] = Queue(keys.DELIVERY_QUEUE, connection=connection).get_jobs()
+    assert (job.func_name, job.args) == (keys.DRAIN_OUTBOX_JOB, (url,))
