@@ -45,10 +45,16 @@ class DeliveryContext:
     metrics: DeliveryMetrics
     threads: DrainerThreads
 
+    tools: Tools
+
     def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
-        """Stop the drainers after their current attempt; an unfinished event is redelivered later."""
+        """Stop the drainers after their current attempt, waiting up to `timeout` s.  A drainer still
+        waiting on a slow URL then gives up its lease, so another worker takes the URL over now rather
+        than when the lease expires; the event it was sending is sent again (at least once)."""
         self.threads.close(timeout)
-        if not self.threads.active():
+        if self.threads.active():
+            self.tools.release_leases()
+        else:
             self.client.close()
 
 
@@ -76,7 +82,7 @@ def build(
     tools = Tools(connection=connection, client=client, key=settings.downstream_key or b"", config=config,
                   metrics=metrics, clock=clock, jitter=jitter)
     threads = DrainerThreads(partial(drain, tools))
-    return DeliveryContext(settings, config, connection, client, metrics, threads)
+    return DeliveryContext(settings, config, connection, client, metrics, threads, tools)
 
 
 _installed: list[DeliveryContext] = []

@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import redis
@@ -61,6 +61,12 @@ class Tools:
     metrics: DeliveryMetrics
     clock: Callable[[], float]
     jitter: Callable[[], float]
+    leases: dict[str, Lease] = field(default_factory=dict)  # held right now, by URL (for shutdown)
+
+    def release_leases(self) -> None:
+        """Let other worker processes take over the URLs this process still drains (at shutdown)."""
+        for lease in list(self.leases.values()):
+            lease.release()
 
 
 def drain(tools: Tools, url: str, stop: threading.Event) -> None:
@@ -68,6 +74,7 @@ def drain(tools: Tools, url: str, stop: threading.Event) -> None:
     lease = Lease(tools.connection, url, tools.config.lease_ms)
     if not lease.claim():
         return  # another live drainer has it; it re-checks the outbox before letting go
+    tools.leases[url] = lease
     try:
         outbox.ensure_group(tools.connection, url)
         while _drain_leased(tools, url, lease, stop) is Ending.EMPTY:
@@ -75,6 +82,7 @@ def drain(tools: Tools, url: str, stop: threading.Event) -> None:
             if not (_has_work(tools, url) and lease.reacquire()):
                 return
     finally:
+        tools.leases.pop(url, None)
         lease.release()
 
 
