@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import structlog
 from prometheus_client import start_http_server
@@ -21,7 +21,7 @@ from rq import SimpleWorker
 
 from plugwatch import keys
 from plugwatch.logs import configure_logging
-from plugwatch.settings import Settings
+from plugwatch.settings import Settings, SettingsError, _positive_float
 from worker import delivery, ingest
 from worker.bootstrap import WorkerContext, bootstrap, install
 
@@ -40,13 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_format)
     context = bootstrap(settings, os.environ)
     install(context)
-    port = int(os.environ.get("PLUGWATCH_METRICS_PORT", "").strip() or DEFAULT_METRICS_PORT)
+    port = _metrics_port(os.environ)
     if port:
         try:
             start_http_server(port)
         except OSError:  # e.g. a second worker on the same host: run on, without a metrics endpoint
             log.exception("worker.metrics_port_unavailable", port=port)
-    interval = float(os.environ.get("PLUGWATCH_PUMP_INTERVAL_SECONDS", "").strip() or 1.0)
+    interval = _positive_float(os.environ, "PLUGWATCH_PUMP_INTERVAL_SECONDS", 1.0)
 
     pump_once(context)
     stop = threading.Event()
@@ -62,6 +62,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         context.delivery.close()
     log.info("worker.stopped", name=worker.name)
     return 0
+
+
+def _metrics_port(environ: Mapping[str, str]) -> int:
+    raw = environ.get("PLUGWATCH_METRICS_PORT", "").strip()
+    if not raw:
+        return DEFAULT_METRICS_PORT
+    if not raw.isdigit() or int(raw) > 65535:
+        raise SettingsError(f"PLUGWATCH_METRICS_PORT must be a port number or 0 (off), got {raw!r}")
+    return int(raw)
 
 
 def pump_once(context: WorkerContext) -> None:
