@@ -1,19 +1,22 @@
 """The ingest drain: RQ job `worker.ingest.drain_ingest` turns ingest-stream entries into state and events.
 
-    drain_ingest()            the RQ job (armed by the receiver; one job drains many deliveries)
-    drain(context) -> Drained the loop, for tests and benchmarks with their own context
-    pump(connection, settings, claim_idle_ms)   re-arm a drain when entries wait and nothing is armed
+    drain_ingest(slot=0)          the RQ job (armed by the receiver; one job drains many deliveries)
+    drain(context, slot) -> Drained   the loop, for tests and benchmarks with their own context
+    pump(connection, settings, options)   re-arm a drain when entries wait and nothing is armed
 
-Each pass of the loop: refresh `plugwatch:ingest:armed` and read a batch of entries (one round trip) —
-first entries a killed drainer left pending (XAUTOCLAIM, idle > `claim_idle_ms`), then new ones
-(XREADGROUP). Every event of every delivery is decoded in array order; a malformed one goes to the
-quarantine with its `event_index` and the others go on. The whole batch is applied and committed by the
-store in ONE Lua call that also XACKs and XDELs the entries, so processed entries leave the stream together
-with the state they produced; an entry re-read after a crash meets that state and emits nothing new.
+A drain first takes over, one at a time, the entries a killed drainer left pending (XAUTOCLAIM, idle longer
+than `claim_idle_ms`; an entry delivered more than `max_deliveries` times keeps killing or failing its
+drainer and is quarantined as poison). Then each pass refreshes its armed key and reads a batch of new
+entries in the same round trip (XREADGROUP). Every event of every delivery is decoded in array order; a
+malformed one goes to the quarantine with its `event_index` and the others go on. The whole batch is
+applied and committed by the store in ONE Lua call that also XACKs and XDELs the entries, so processed
+entries leave the stream together with the state they produced; an entry re-read after a crash meets that
+state and emits nothing new.
 
-The loop stops when nothing is left or after `budget_seconds`; it then clears the armed key, re-checks the
-stream and re-arms (with a new RQ job) if entries arrived meanwhile. An entry delivered more than
-`max_deliveries` times (it keeps killing or failing its drainer) is quarantined as poison.
+Under a backlog (a full batch) a drain arms one helper drain in the next slot (`plugwatch:ingest:armed:<n>`,
+up to `max_drainers`), so idle worker processes join in. The loop stops when nothing is left or after
+`budget_seconds`; it then clears its armed key, re-checks the stream and re-arms (a new RQ job) if entries
+arrived meanwhile.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ import redis
 import structlog
 from rq import Queue
 
-from plugwatch import ingest, keys, quarantine
+from plugwatch import ingest, keys
 from plugwatch.settings import Settings
 from worker import delivery
+from worker import ingest_stream as stream
 from worker.bootstrap import DrainOptions, WorkerContext, current
 from worker.core import Observation
 from worker.deliveries import Entry, decode_delivery, text
@@ -40,7 +44,6 @@ from worker.store import Ack
 log = structlog.get_logger(__name__)
 
 LOST_ARMING_AFTER_MS = 3_000  # a dequeued drain job starts within milliseconds
-
 
 
 @dataclass
@@ -66,100 +69,28 @@ def drain(context: WorkerContext, slot: int = 0) -> Drained:
     """Drain until the stream is empty or the budget is spent; under load arm the next helper slot."""
     connection, options = context.connection, context.options
     armed_key = keys.ingest_armed_key(slot)
-    _ensure_group(connection)
+    stream.ensure_group(connection)
     drained = Drained()
     deadline = time.monotonic() + options.budget_seconds
     claim_from: bytes | None = b"0-0"  # XAUTOCLAIM's scan position; None once the scan is complete
     helped = slot + 1 >= options.max_drainers
     while time.monotonic() < deadline:
         if claim_from is not None:
-            entries, claim_from = _claim(context, armed_key, claim_from)  # at most one entry
+            entries, claim_from = stream.claim(context, armed_key, claim_from)  # at most one entry
         else:
-            entries = _read(context, armed_key)
+            entries = stream.read(context, armed_key)
             if not entries:
                 break
             if not helped and len(entries) == options.batch_entries:
-                helped = _arm_helper(context, slot + 1)
+                helped = stream.arm_helper(context, slot + 1)
         if entries:
             _process(context, entries, drained)
     connection.delete(armed_key)
-    _forget_idle_consumers(context)
+    stream.forget_idle_consumers(context)
     drained.rearmed = needs_drain(connection, options.claim_idle_ms) and ingest.arm(connection) is not None
     log.info("ingest.drained", deliveries=drained.deliveries, events=drained.events, emitted=drained.emitted,
              batches=drained.batches, conflicts=drained.conflicts, rearmed=drained.rearmed)
     return drained
-
-
-def _ensure_group(connection: redis.Redis) -> None:
-    try:
-        connection.xgroup_create(keys.INGEST_STREAM, keys.INGEST_GROUP, id="0", mkstream=True)
-    except redis.ResponseError as error:
-        if "BUSYGROUP" not in str(error):
-            raise
-
-
-def _forget_idle_consumers(context: WorkerContext) -> None:
-    """Every worker process that ever drained is a consumer of the group: forget those that hold nothing
-    and were idle for `consumer_idle_ms` (restarted or scaled-down processes), so the group stays small."""
-    connection = context.connection
-    for consumer in connection.xinfo_consumers(keys.INGEST_STREAM, keys.INGEST_GROUP):
-        name = text(consumer["name"]) if isinstance(consumer["name"], bytes) else str(consumer["name"])
-        idle = not consumer["pending"] and consumer["idle"] > context.options.consumer_idle_ms
-        if idle and name != context.consumer:
-            connection.xgroup_delconsumer(keys.INGEST_STREAM, keys.INGEST_GROUP, name)
-
-
-def _arm_helper(context: WorkerContext, slot: int) -> bool:
-    """A backlog: let one more worker process drain too (CAS commits make concurrent drains safe)."""
-    if context.connection.set(keys.ingest_armed_key(slot), "1", nx=True, px=ingest.ARMED_TTL_MS):
-        Queue(keys.INGEST_QUEUE, connection=context.connection).enqueue_call(
-            keys.DRAIN_INGEST_JOB, args=(slot,), timeout=ingest.DRAIN_JOB_TIMEOUT_SECONDS,
-            result_ttl=ingest.DRAIN_JOB_RESULT_TTL_SECONDS, failure_ttl=ingest.DRAIN_JOB_FAILURE_TTL_SECONDS,
-        )
-        log.info("ingest.helper_armed", slot=slot)
-    return True
-
-
-def _claim(context: WorkerContext, armed_key: str, cursor: bytes) -> tuple[list[Entry], bytes | None]:
-    """Take over ONE entry a dead drainer left pending (one at a time, so that an entry which kills its
-    drainer is the only one whose delivery count grows); quarantine it if it was delivered too often."""
-    options = context.options
-    pipe = context.connection.pipeline(transaction=False)
-    pipe.set(armed_key, "1", px=options.armed_ttl_ms)
-    pipe.xautoclaim(keys.INGEST_STREAM, keys.INGEST_GROUP, context.consumer,
-                    min_idle_time=options.claim_idle_ms, start_id=cursor, count=1)
-    _, reply = pipe.execute()
-    following: bytes | None = None if reply[0] in (b"0-0", "0-0") else reply[0]
-    entries: list[Entry] = [entry for entry in reply[1] if entry[1]]
-    if not entries:
-        return [], following
-    entry_id = entries[0][0]
-    [pending] = context.connection.xpending_range(keys.INGEST_STREAM, keys.INGEST_GROUP, min=entry_id,
-                                                  max=entry_id, count=1)
-    times = int(pending["times_delivered"])
-    log.info("ingest.claimed", entry_id=text(entry_id), times=times)
-    if times > options.max_deliveries:
-        _quarantine_poison(context, entries[0], times)
-        return [], following
-    return entries, following
-
-
-def _quarantine_poison(context: WorkerContext, entry: Entry, times: int) -> None:
-    entry_id, fields = entry
-    reason = f"poison: delivered {times} times without completing"
-    quarantine.add(context.connection, text(fields.get(b"d", b"")), fields.get(b"b", b""), reason, now=time.time())
-    log.warning("ingest.poison_quarantined", entry_id=text(entry_id), times=times)
-    context.store.apply_batch([], Ack([entry_id]))
-    context.metrics.events.labels("other", "quarantined").inc()
-
-
-def _read(context: WorkerContext, armed_key: str) -> list[Entry]:
-    pipe = context.connection.pipeline(transaction=False)
-    pipe.set(armed_key, "1", px=context.options.armed_ttl_ms)
-    pipe.xreadgroup(keys.INGEST_GROUP, context.consumer, {keys.INGEST_STREAM: ">"},
-                    count=context.options.batch_entries)
-    _, reply = pipe.execute()
-    return list(reply[0][1]) if reply else []
 
 
 @contextlib.contextmanager
