@@ -101,15 +101,19 @@ class _User:
             self.emit(PLUGGED, vehicle, charger, location, at)
 
 
-def expected_events(events: Iterable[Mapping[str, Any]]) -> list[Expected]:
-    """Replay an in-order Enode event log; return every event plugwatch must emit, in order."""
-    users: dict[str, _User] = {}
-    out: list[Expected] = []
-    for event in events:
+class Replay:
+    """The ground truth, fed incrementally: `feed(event)` returns the events that one Enode event causes."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, _User] = {}
+        self._out: list[Expected] = []
+
+    def feed(self, event: Mapping[str, Any]) -> list[Expected]:
+        start = len(self._out)
         user = event.get("user")
         if not isinstance(user, Mapping):
-            continue  # heartbeat, test event
-        state = users.get(user["id"]) or users.setdefault(user["id"], _User(user["id"], out))
+            return []  # heartbeat, test event
+        state = self._users.get(user["id"]) or self._users.setdefault(user["id"], _User(user["id"], self._out))
         name = event["event"]
         created = parse_iso(event["createdAt"])
         if name in ("user:vehicle:discovered", "user:vehicle:updated"):
@@ -122,7 +126,13 @@ def expected_events(events: Iterable[Mapping[str, Any]]) -> list[Expected]:
             _charger_deleted(state, event["charger"]["id"], created)
         elif name == "user:vendor-action:updated":
             _action(state, event["vendorAction"], created)
-    return out
+        return self._out[start:]
+
+
+def expected_events(events: Iterable[Mapping[str, Any]]) -> list[Expected]:
+    """Replay an in-order Enode event log; return every event plugwatch must emit, in order."""
+    replay = Replay()
+    return [expected for event in events for expected in replay.feed(event)]
 
 
 def _at(obj: Mapping[str, Any] | None, fallback: int) -> int:

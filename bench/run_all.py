@@ -1,0 +1,169 @@
+"""Every benchmark in one run; writes bench/RESULTS.md with the machine's description and the goal table.
+
+    .venv/bin/python -m bench.run_all [--quick]
+
+Runs, one after the other (each starts and stops its own redis-server and processes):
+  bench/receiver.py  receiver deliveries/s and latency beside a bare 200 endpoint
+  bench/worker.py    worker events/s beside a plain Redis consumer loop and trivial RQ jobs
+  bench/delivery.py  downstream delivery events/s beside a bare signed-POST loop
+  bench/e2e.py       end-to-end latency at 500 events/s for 60 s, RSS, Redis memory per vehicle, growth
+Each one's full output is kept in RESULTS.md; the headline figures are put beside their goals.
+`--quick` shortens every run (a smoke test of this script, not figures to publish).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "RESULTS.md"
+
+
+def machine() -> dict[str, str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown")
+    redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True,
+                                   check=False).stdout.strip()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return {"CPU": cpu, "cores (usable)": f"{len(os.sched_getaffinity(0))} of {os.cpu_count()}",
+            "RAM": f"{psutil.virtual_memory().total / 2**30:.1f} GiB", "Python": sys.version.split()[0],
+            "Redis": redis_version, "OS": platform.platform(), "load average at start (1, 5, 15 min)": load,
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def run(name: str, args: list[str], timeout: float) -> tuple[str, float]:
+    print(f"== {name}: {' '.join(args)}", flush=True)
+    started = time.monotonic()
+    try:
+        done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        output = done.stdout + (f"\n[stderr]\n{done.stderr[-3000:]}" if done.returncode else "")
+    except subprocess.TimeoutExpired as exc:
+        output = f"TIMED OUT after {timeout:.0f} s\n{exc.stdout or ''}"
+    seconds = time.monotonic() - started
+    print(output[-1500:], flush=True)
+    return output, seconds
+
+
+def _find(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    return match.group(1) if match else "n/a"
+
+
+_RATE = r"\s+\d+ events in\s+[\d.]+ s =\s+([\d,]+)"
+PATTERNS = {
+    "receiver_rps": r"receiver\s+(\d+) req/s",
+    "bare_rps": r"bare\s+(\d+) req/s",
+    "ratio": r"throughput: ([\d.]+%)",
+    "receiver_p99": r"receiver p99 ([\d.]+ ms)",
+    "drain100": r"100-event deliveries \(in process\)" + _RATE,
+    "drain100_cpu": r"100-event deliveries \(in process, per CPU second\)" + _RATE,
+    "drain1": r"1-event deliveries \(in process\)" + _RATE,
+    "loop100": r"\(b\)[^\n]*\n\s+100-event deliveries" + _RATE,
+    "loop1": r"(?s)\(b\).*?\n\s+1-event deliveries" + _RATE,
+}
+
+
+def goal_rows(receiver: str, worker: str, e2e: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(figure, measured, ceiling measured in the same run, goal)."""
+    best = _best(receiver)
+    r = {k: _find(PATTERNS[k], best if k.endswith("rps") else receiver) for k in
+         ("receiver_rps", "bare_rps", "ratio", "receiver_p99")}
+    w = {k: _find(PATTERNS[k], worker) for k in ("drain100", "drain100_cpu", "drain1", "loop100", "loop1")}
+    rows = [
+        ("receiver deliveries/s vs a bare 200 endpoint",
+         f"{r['receiver_rps']} req/s = {r['ratio']} of bare; p99 {r['receiver_p99']}",
+         f"bare endpoint {r['bare_rps']} req/s", "≥ 25% of bare, p99 < 25 ms"),
+        ("worker events/s, 100-event deliveries (one process)",
+         f"{w['drain100']} wall clock, {w['drain100_cpu']} per CPU second",
+         f"plain consumer loop {w['loop100']}", "≥ 20,000"),
+        ("worker events/s, 1-event deliveries (one process)", f"{w['drain1']} wall clock",
+         f"plain consumer loop {w['loop1']}", "≥ 1,000"),
+    ]
+    lat = e2e.get("latency", {})
+    sink, commit = lat.get("sink", {}), lat.get("commit", {})
+    rows.append(("end-to-end latency, POST accepted → sink received, "
+                 f"{lat.get('achieved_rate', 0):.0f} events/s for {lat.get('send_seconds', 0):.0f} s",
+                 f"p50 {sink.get('p50_ms', float('nan')):.0f} ms, p99 {sink.get('p99_ms', float('nan')):.0f} ms",
+                 f"→ committed to plugwatch:events: p50 {commit.get('p50_ms', float('nan')):.0f} ms, "
+                 f"p99 {commit.get('p99_ms', float('nan')):.0f} ms", "p50 < 50 ms, p99 < 250 ms"))
+    mem = e2e.get("memory", {})
+    last = (mem.get("rows") or [{}])[-1]
+    rows.append((f"Redis memory per tracked vehicle at {last.get('vehicles', 0):,} vehicles",
+                 f"{last.get('memory_usage_per_vehicle', 0):.0f} B (MEMORY USAGE), "
+                 f"{last.get('used_memory_per_vehicle', 0):.0f} B (used_memory)",
+                 f"one 1-byte key per user: {mem.get('floor_one_byte_key', 0) * mem.get('users_per_vehicle', 0):.0f} B"
+                 " per vehicle", "≤ 1 KB"))
+    rss = lat.get("rss_mb", {})
+    rows.append(("receiver / worker resident memory under that load",
+                 f"{rss.get('receiver', 0):.0f} MB / {rss.get('worker', 0):.0f} MB (max RSS)", "—",
+                 "≤ 100 MB / ≤ 150 MB"))
+    return rows
+
+
+def _best(receiver: str) -> str:
+    return receiver.split("best of rounds", 1)[-1]
+
+
+def write(machine_info: dict[str, str], outputs: dict[str, tuple[str, float]], e2e: dict[str, Any]) -> None:
+    lines = ["# plugwatch benchmark results", "", "Written by `python -m bench.run_all`; every figure below was "
+             "measured in one run on this machine (shared with other work: see the load average).", "",
+             "## Machine", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in machine_info.items()]
+    lines += ["", "## Figures against the goals", "", "| figure | measured | ceiling / baseline (same run) | goal |",
+              "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in
+              goal_rows(outputs["receiver"][0], outputs["worker"][0], e2e)]
+    growth = e2e.get("memory", {}).get("growth", {})
+    if growth:
+        lines += ["", "## Cost growth from 1,000 to 100,000 tracked vehicles", "",
+                  "| vehicles stored | events/s (receiver + 1 worker) | worker CPU ms per event |", "|---|---|---|"]
+        lines += [f"| {g['vehicles_stored']:,} | {g['events_per_s']:.0f} | {g['worker_cpu_ms_per_event']:.3f} |"
+                  for g in growth.values()]
+    for row in e2e.get("memory", {}).get("rows", []):
+        lines.append(f"- {row['vehicles']:,} vehicles ({row['users']:,} users): "
+                     f"{row['memory_usage_per_vehicle']:.0f} B/vehicle (MEMORY USAGE), "
+                     f"{row['used_memory_per_vehicle']:.0f} B/vehicle (used_memory)")
+    lines += ["", "## Full output", ""]
+    for name, (text, seconds) in outputs.items():
+        lines += [f"### {name} ({seconds:.0f} s)", "", "```", text.strip(), "```", ""]
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short runs (smoke test, not publishable)")
+    args = parser.parse_args()
+    info = machine()
+    quick = args.quick
+    e2e_json = Path(tempfile.mkstemp(suffix=".json")[1])
+    plan = {
+        "receiver": ["bench/receiver.py", *(["--requests", "2000", "--rounds", "1"] if quick else [])],
+        "worker": ["-m", "bench.worker",
+                   *(["--events", "3000", "--single", "500", "--rq-jobs", "50"] if quick else [])],
+        "delivery": ["-m", "bench.delivery", *(["--events", "300", "--urls", "2"] if quick else [])],
+        "e2e": ["-m", "bench.e2e", "--json", str(e2e_json),
+                *(["--rate", "200", "--seconds", "5", "--vehicles", "10000"] if quick else [])],
+    }
+    outputs = {name: run(name, argv, timeout=1800) for name, argv in plan.items()}
+    e2e = json.loads(e2e_json.read_text()) if e2e_json.stat().st_size else {}
+    e2e_json.unlink()
+    write(info, outputs, e2e)
+
+
+if __name__ == "__main__":
+    main()
