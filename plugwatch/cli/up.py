@@ -40,10 +40,11 @@ from plugwatch.simulator.stories import build_scenario
 @click.option("--dashboard/--no-dashboard", default=True, help="Run rq-dashboard on port 9181.")
 @click.option("--enode", is_flag=True, help="Real Enode: needs ENODE_WEBHOOK_SECRET; no simulator.")
 @click.option("--public-url", default=None, help="With --enode: the public https URL that reaches --port.")
+@click.option("--fakeredis", "fake", is_flag=True, help="Use fakeredis in-process even if redis-server exists.")
 @click.option("--logs", "log_dir", type=click.Path(path_type=Path), default=None,
               help="Where the processes' logs go (default: a new temporary directory).")
 def up(users: int, seed: int, rate: float, workers: int, port: int, dashboard: bool, enode: bool,
-       public_url: str | None, log_dir: Path | None) -> None:
+       public_url: str | None, fake: bool, log_dir: Path | None) -> None:
     """Run Redis, receiver, worker(s), rq-dashboard, a printing sink and a simulated scenario; Ctrl-C stops all."""
     env = dict(os.environ)
     if enode and not env.get("ENODE_WEBHOOK_SECRET"):
@@ -54,7 +55,7 @@ def up(users: int, seed: int, rate: float, workers: int, port: int, dashboard: b
     stack = Stack(log_dir or Path(tempfile.mkdtemp(prefix="plugwatch-up-")))
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        _run(stack, env, users, seed, rate, workers, port, dashboard, enode, public_url)
+        _run(stack, env, users, seed, rate, workers, port, dashboard, enode, public_url, fake)
     except KeyboardInterrupt:
         click.echo("\nup: stopping…", err=True)
     finally:
@@ -67,8 +68,8 @@ def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
 
 
 def _run(stack: Stack, env: dict[str, str], users: int, seed: int, rate: float, workers: int, port: int,
-         dashboard: bool, enode: bool, public_url: str | None) -> None:
-    url, how = provide_redis(stack, os.environ.get("REDIS_URL"))
+         dashboard: bool, enode: bool, public_url: str | None, fake: bool) -> None:
+    url, how = provide_redis(stack, os.environ.get("REDIS_URL"), fake)
     env["REDIS_URL"] = url
     sink_url = _start_sink(stack, env["DOWNSTREAM_WEBHOOK_SECRET"])
     extra = [u for u in env.get("DOWNSTREAM_WEBHOOK_URLS", "").split(",") if u.strip()]
@@ -92,7 +93,8 @@ def _run(stack: Stack, env: dict[str, str], users: int, seed: int, rate: float, 
     while True:
         time.sleep(0.5)
         if stack.exited():
-            raise click.ClickException(f"{', '.join(stack.exited())} exited; stopping the rest")
+            names = ", ".join(stack.exited())
+            raise click.ClickException(f"{names} exited (see {stack.log_dir}/<name>.log); stopping the rest")
 
 
 def _start_sink(stack: Stack, secret: str) -> str:

@@ -80,11 +80,11 @@ class Stack:
             self.cleanups.pop()()
 
 
-def provide_redis(stack: Stack, configured: str | None) -> tuple[str, str]:
+def provide_redis(stack: Stack, configured: str | None, fake: bool = False) -> tuple[str, str]:
     """(url, how): the configured Redis if reachable, else a private redis-server, else fakeredis in-process."""
     if configured and reachable(configured):
         return configured, "REDIS_URL"
-    binary = shutil.which("redis-server")
+    binary = None if fake else shutil.which("redis-server")
     if binary is not None:
         workdir = tempfile.mkdtemp(prefix="plugwatch-redis-")
         stack.cleanups.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
@@ -94,7 +94,8 @@ def provide_redis(stack: Stack, configured: str | None) -> tuple[str, str]:
         url = f"redis://127.0.0.1:{port}/0"
         _wait(lambda: reachable(url), "redis-server did not start")
         return url, f"a private redis-server in {workdir}"
-    return _fake_redis(stack), "fakeredis in this process (no redis-server installed)"
+    return _fake_redis(stack), ("fakeredis in this process: the receiver works on it, but RQ 3 workers do "
+                                "not (fakeredis' TCP server lacks INFO/CLIENT INFO); install redis-server")
 
 
 def _fake_redis(stack: Stack) -> str:
