@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         stop.set()
         context.delivery.close()
+        context.enode.close()
     log.info("worker.stopped", name=worker.name)
     return 0
 
@@ -78,6 +79,7 @@ def pump_once(context: WorkerContext) -> None:
     try:
         ingest.pump(context.connection, context.settings, context.options)
         delivery.pump(context.connection, context.settings)
+        context.enode.pump()
     except Exception:
         log.exception("worker.pump_failed")
 

@@ -17,6 +17,7 @@ import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from plugwatch import keys
+from plugwatch.enode.hooks import EnodeHooks, build_hooks
 from plugwatch.redis_metrics import QueueSpec, RedisCollector, StreamQueue, default_queues
 from plugwatch.settings import Settings, _positive_float  # Settings' own parsing rules
 from worker import delivery
@@ -59,6 +60,7 @@ class WorkerContext:
     store: Store
     metrics: WorkerMetrics
     delivery: delivery.DeliveryContext
+    enode: EnodeHooks  # look-ups of unknown chargers after a batch, reconcile advice in the pump
     options: DrainOptions = field(default_factory=DrainOptions)
     consumer: str = "worker"  # this process's consumer name in the ingest consumer group
 
@@ -72,12 +74,14 @@ def bootstrap(settings: Settings, environ: Mapping[str, str] | None = None, *,
     if connection is None:
         connection = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
     registry.register(RedisCollector(connection, queues=_queues_with_outboxes(settings.downstream_urls)))
+    store = Store(connection, settings.downstream_urls)
     return WorkerContext(
         settings=settings,
         connection=connection,
-        store=Store(connection, settings.downstream_urls),
+        store=store,
         metrics=WorkerMetrics.create(registry),
         delivery=delivery.build(settings, connection=connection, environ=environ, registry=registry),
+        enode=build_hooks(settings, connection, store, registry),
         options=DrainOptions.from_env(environ),
         consumer=consumer or f"{socket.gethostname()}-{os.getpid()}",
     )

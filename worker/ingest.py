@@ -133,10 +133,15 @@ def _apply(context: WorkerContext, entries: Sequence[Entry], drained: Drained) -
     context.metrics.record_batch(counts, result, deliveries=len(entries), seconds=time.perf_counter() - started)
     drained.deliveries += len(entries)
     drained.events += sum(counts.values())
-    drained.emitted += len(result.events)
     drained.batches += 1
     drained.conflicts += result.conflicts
-    if result.events and context.settings.downstream_urls:
+    emitted = len(result.events)
+    looked_up = context.enode.after_batch(observations)  # chargers vehicles named that were never seen
+    if looked_up is not None:
+        context.metrics.record_emitted(looked_up.events)
+        emitted += len(looked_up.events)
+    drained.emitted += emitted
+    if emitted and context.settings.downstream_urls:
         delivery.kick(context.connection, context.settings, context.settings.downstream_urls)
 
 

@@ -7,10 +7,12 @@ Labels are closed sets only: observation kind, outcome, emitted event type; neve
 from __future__ import annotations
 
 import collections
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from worker.core import EmittedEvent
 from worker.store import BatchResult
 
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -30,11 +32,14 @@ class WorkerMetrics:
         """One processed batch: `counts` of (observation kind, outcome), what the store did, how long."""
         for (kind, outcome), number in counts.items():
             self.events.labels(kind, outcome).inc(number)
-        for event_type, number in collections.Counter(event.type.value for event in result.events).items():
-            self.emitted.labels(event_type).inc(number)
+        self.record_emitted(result.events)
         self.store_conflicts.inc(result.conflicts)
         self.deliveries.inc(deliveries)
         self.batch_seconds.observe(seconds)
+
+    def record_emitted(self, events: Sequence[EmittedEvent]) -> None:
+        for event_type, number in collections.Counter(event.type.value for event in events).items():
+            self.emitted.labels(event_type).inc(number)
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> WorkerMetrics:
