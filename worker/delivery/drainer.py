@@ -104,8 +104,7 @@ def _drain_leased(tools: Tools, url: str, lease: Lease, stop: threading.Event) -
         if wait > tools.config.inline_wait_max:
             return Ending.PAUSED
         if wait > 0:
-            lease.refresh(force=True)
-            stop.wait(wait)
+            stop.wait(wait)  # the lease (just refreshed) outlives any inline wait
             continue
         batch = outbox.read_batch(tools.connection, url, tools.config.batch_size)
         if not batch:
