@@ -282,3 +282,12 @@ def test_state_of_a_vehicle_with_its_charger_is_small_and_round_trips() -> None:
     encoded = encode_state(state)
     assert decode_state(encoded) == state
     assert len(encoded) < 512
+
+
+def test_action_redelivered_after_many_newer_actions_emits_nothing() -> None:
+    """Only the newest actions are remembered; anything older than all of them is stale, never re-emitted."""
+    state, first = run(action("old", "FAILED", 1), *[action(f"n{i}", "CONFIRMED", 10 + i) for i in range(30)])
+    assert len(first) == 1
+    result = apply(state, decode_event(action("old", "FAILED", 1)))  # type: ignore[arg-type]
+    assert (result.outcome, result.events) == (Outcome.STALE, ())
+    assert len(encode_state(result.state)) < 1024

@@ -214,9 +214,11 @@ def _action_updated(state: UserState, obs: ActionUpdated) -> Applied:
     confirmed = obs.state is ActionState.CONFIRMED
     if obs.state not in (ActionState.CONFIRMED, ActionState.FAILED, ActionState.CANCELLED):
         return Applied(state, (), Outcome.IGNORED)  # PENDING or a state Enode added later
-    if obs.action_id in state.recent_actions:
+    if any(action_id == obs.action_id for _, action_id in state.recent_actions):
         return Applied(state, (), Outcome.DUPLICATE)
-    state = replace(state, recent_actions=(*state.recent_actions, obs.action_id)[-MAX_RECENT_ACTIONS:])
+    if obs.at <= state.actions_floor:
+        return Applied(state, (), Outcome.STALE)
+    state = _remember_action(state, obs)
     vid, charger_id = _action_vehicle(state, obs)
     vehicles = dict(state.vehicles)
     vehicle = vehicles.get(vid) if vid is not None else None
@@ -232,6 +234,13 @@ def _action_updated(state: UserState, obs: ActionUpdated) -> Applied:
     if vid is not None and vehicle is not None:
         vehicles[vid] = vehicle
     return Applied(replace(state, vehicles=vehicles), tuple(events), Outcome.APPLIED)
+
+
+def _remember_action(state: UserState, obs: ActionUpdated) -> UserState:
+    recent = sorted((*state.recent_actions, (obs.at, obs.action_id)))
+    forgotten, kept = recent[:-MAX_RECENT_ACTIONS], recent[-MAX_RECENT_ACTIONS:]
+    floor = max([state.actions_floor, *(at for at, _ in forgotten)])
+    return replace(state, recent_actions=tuple(kept), actions_floor=floor)
 
 
 def _action_vehicle(state: UserState, obs: ActionUpdated) -> tuple[str | None, str | None]:

@@ -10,7 +10,7 @@ import msgspec
 
 from worker.core.observations import Fact
 
-MAX_RECENT_ACTIONS = 8  # terminal actions remembered per user, to ignore redelivered action updates
+MAX_RECENT_ACTIONS = 12  # terminal actions remembered per user, to ignore redelivered action updates
 MAX_TOMBSTONES = 8  # deleted device ids remembered per user, to ignore late updates about them
 STREAK_THRESHOLD = 10  # Enode clears a pairing's unlocked capabilities after ten failed commands
 
@@ -41,7 +41,10 @@ class Charger(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
 class UserState(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
     vehicles: dict[str, Vehicle] = msgspec.field(default_factory=dict)
     chargers: dict[str, Charger] = msgspec.field(default_factory=dict)
-    recent_actions: tuple[str, ...] = ()  # ids of the newest terminal actions seen, oldest first
+    # The newest terminal actions seen, as (updatedAt, id) oldest first; any action update at or before
+    # `actions_floor` (the newest one forgotten) is older than everything remembered, so it is stale.
+    recent_actions: tuple[tuple[int, str], ...] = ()
+    actions_floor: int = 0
     tombstones: dict[str, int] = msgspec.field(default_factory=dict)  # deleted device id -> deleted at
 
     def is_empty(self) -> bool:
