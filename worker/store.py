@@ -7,7 +7,7 @@ One batch costs two Redis round trips when nobody else touches the same users:
 1. read: `MGET` every `plugwatch:user:<id>` the batch touches;
 2. commit: one `COMMIT_LUA` call that compares each changed user's stored bytes with what was read
    (compare-and-set; "absent" is a value too) and, only if all match, writes the new states (`DEL` for an
-   empty one; a TTL for one that only remembers deleted devices), `XADD`s every emitted event to
+   empty one; a TTL for one that only remembers deleted devices or handled actions), `XADD`s every emitted event to
    `plugwatch:events` and to each downstream outbox, and `XACK`s + `XDEL`s the ingest entries the batch came from.
 
 On a conflict (another worker committed one of our users in between) nothing is written; the store re-reads
@@ -31,8 +31,9 @@ from plugwatch import keys
 from worker.core import EmittedEvent, Observation, Outcome, UserState, apply, decode_state, encode_state
 
 MAX_ATTEMPTS = 50
-# A user whose devices were all deleted keeps only the tombstones (so late, older updates about them stay
-# stale) for longer than Enode retries a delivery (about a day) and the receiver dedupes (3 days).
+# A user without live devices keeps what it remembers (tombstones of deleted devices, ids of handled actions)
+# so that late or redelivered updates stay stale/duplicate, for longer than Enode retries a delivery (about
+# a day) and the receiver dedupes (3 days); then the key expires.
 TOMBSTONE_TTL_MS = 7 * 24 * 3600 * 1000
 
 # KEYS: users (n), events stream, outboxes (m), ingest stream.
@@ -84,6 +85,9 @@ return {}
 """
 
 
+_BLANK = UserState()
+
+
 class StoreConflictError(RuntimeError):
     """The same users kept changing under us for MAX_ATTEMPTS commits (the job fails and is retried)."""
 
@@ -111,7 +115,7 @@ class _UserRun:
     old: bytes | None
     indexes: list[int]
     new: bytes | None = None  # None: delete the key
-    expires: bool = False  # only deleted devices' tombstones are left: keep them for tombstone_ttl_ms
+    expires: bool = False  # no live device, only memory (tombstones, handled actions): keep it for a TTL
     changed: bool = False
     events: list[tuple[int, EmittedEvent]] = field(default_factory=list)
     outcomes: list[tuple[int, Outcome]] = field(default_factory=list)
@@ -183,7 +187,7 @@ def _run(old: bytes | None, indexes: list[int], observations: Sequence[Observati
         state = applied.state
         run.outcomes.append((index, applied.outcome))
         run.events.extend((index, event) for event in applied.events)
-    run.expires = state.is_empty() and bool(state.tombstones)
+    run.expires = state.is_empty() and state != _BLANK  # no devices, but tombstones or handled actions
     run.new = None if state.is_empty() and not run.expires else encode_state(state)
     run.changed = run.new != old
     return run

@@ -44,8 +44,10 @@ def kill_hard(process: Process) -> None:
 
 
 def stored_states(connection: redis.Redis) -> dict[str, UserState]:
-    return {key.decode().removeprefix(keys.USER_STATE_PREFIX): decode_state(connection.get(key))
-            for key in connection.scan_iter(keys.USER_STATE_PREFIX + "*", count=1000)}
+    """Every stored user with a live device (users with only tombstones or handled actions left out)."""
+    states = {key.decode().removeprefix(keys.USER_STATE_PREFIX): decode_state(connection.get(key))
+              for key in connection.scan_iter(keys.USER_STATE_PREFIX + "*", count=1000)}
+    return {user: state for user, state in states.items() if not state.is_empty()}
 
 
 def emitted_ids(connection: redis.Redis) -> list[str]:

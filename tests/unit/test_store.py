@@ -14,8 +14,9 @@ import pytest
 import redis
 
 from plugwatch import keys
-from tests.support.eventlog import START, charger_event, generate, reference, vehicle_event
-from worker.core import Observation, Outcome, UserState, decode_event, decode_state
+from tests.support.eventlog import START, action_event, charger_event, generate, reference, vehicle_event
+from tests.support.workers import stored_states
+from worker.core import Observation, Outcome, decode_event, decode_state
 from worker.store import Ack, Store
 
 USER, VEHICLE, CHARGER, HOME = "usr-1", "veh-1", "chg-1", "loc-home"
@@ -120,6 +121,21 @@ def test_a_late_update_about_a_deleted_vehicle_does_not_bring_it_back(connection
     assert decode_state(connection.get(keys.user_state_key(USER))).vehicles == {}
 
 
+def test_a_failed_action_on_an_unknown_charger_is_emitted_once_and_remembered(connection: redis.Redis) -> None:
+    """No device of the user is known yet: the state has nothing to keep but the handled action's id."""
+    failed = observe(action_event(USER, "act-1", START, target_type="charger", target=CHARGER, kind="START",
+                                  state="FAILED", failure="NO_RESPONSE"))
+    store = Store(connection, tombstone_ttl_ms=60_000)
+
+    first = store.apply_batch(failed)
+    again = store.apply_batch(failed)
+
+    assert [event.type.value for event in first.events] == ["control.failed"]
+    assert again.events == ()
+    assert [event["type"] for event in stream_events(connection)] == ["control.failed"]
+    assert 0 < connection.pttl(keys.user_state_key(USER)) <= 60_000
+
+
 def test_a_device_discovered_after_deletions_makes_the_key_permanent_again(connection: redis.Redis) -> None:
     store = Store(connection)
     store.apply_batch([*plug_in_at_home(), *delete_both()])
@@ -204,9 +220,6 @@ def test_a_generated_log_ends_in_the_reference_state_and_events(connection: redi
         store.apply_batch(observations[position:position + size])
         position += size
 
-    stored = {key.decode().removeprefix(keys.USER_STATE_PREFIX): decode_state(connection.get(key))
-              for key in connection.scan_iter(keys.USER_STATE_PREFIX + "*")}
-    assert {user: state.facts() for user, state in stored.items()} == {
+    assert {user: state.facts() for user, state in stored_states(connection).items()} == {
         user: state.facts() for user, state in expected_states.items()}
     assert [fields[b"event"] for _, fields in connection.xrange(keys.EVENTS_STREAM)] == expected_events
-    assert all(isinstance(state, UserState) for state in stored.values())
