@@ -189,7 +189,7 @@ def _run(old: bytes | None, indexes: list[int], observations: Sequence[Observati
         run.events.extend((index, event) for event in applied.events)
     run.expires = state.is_empty() and state != _BLANK  # no devices, but tombstones or handled actions
     run.new = None if state.is_empty() and not run.expires else encode_state(state)
-    run.changed = run.new != old
+    run.changed = run.new != old or bool(run.events)  # an emitted event is always committed
     return run
 
 
