@@ -30,7 +30,7 @@ def _split_csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def _positive_float(environ: Mapping[str, str], key: str, default: float) -> float:
+def positive_float(environ: Mapping[str, str], key: str, default: float) -> float:
     raw = environ.get(key, "").strip()
     if not raw:
         return default
@@ -43,8 +43,8 @@ def _positive_float(environ: Mapping[str, str], key: str, default: float) -> flo
     return value
 
 
-def _positive_int(environ: Mapping[str, str], key: str, default: int) -> int:
-    value = _positive_float(environ, key, default)
+def positive_int(environ: Mapping[str, str], key: str, default: int) -> int:
+    value = positive_float(environ, key, default)
     if value != int(value):
         raise SettingsError(f"{key} must be a whole number, got {value!r}")
     return int(value)
@@ -120,19 +120,19 @@ class Settings:
         return cls(
             redis_url=environ.get("REDIS_URL", "").strip() or cls.redis_url,
             enode_webhook_secrets=secrets,
-            port=_positive_int(environ, "PORT", cls.port),
+            port=positive_int(environ, "PORT", cls.port),
             downstream_urls=urls,
             downstream_key=_downstream_key(environ, urls),
             enode_client_id=environ.get("ENODE_CLIENT_ID", "").strip() or None,
             enode_client_secret=environ.get("ENODE_CLIENT_SECRET", "").strip() or None,
             enode_api_url=environ.get("ENODE_API_URL", "").strip() or SANDBOX_API_URL,
             enode_token_url=environ.get("ENODE_TOKEN_URL", "").strip() or SANDBOX_TOKEN_URL,
-            max_body_bytes=_positive_int(environ, "PLUGWATCH_MAX_BODY_BYTES", cls.max_body_bytes),
-            dedupe_ttl_seconds=_positive_int(environ, "PLUGWATCH_DEDUPE_TTL_SECONDS", cls.dedupe_ttl_seconds),
-            redis_timeout_seconds=_positive_float(
+            max_body_bytes=positive_int(environ, "PLUGWATCH_MAX_BODY_BYTES", cls.max_body_bytes),
+            dedupe_ttl_seconds=positive_int(environ, "PLUGWATCH_DEDUPE_TTL_SECONDS", cls.dedupe_ttl_seconds),
+            redis_timeout_seconds=positive_float(
                 environ, "PLUGWATCH_REDIS_TIMEOUT_SECONDS", cls.redis_timeout_seconds
             ),
-            delivery_max_age_seconds=_positive_float(
+            delivery_max_age_seconds=positive_float(
                 environ, "PLUGWATCH_DELIVERY_MAX_AGE_SECONDS", cls.delivery_max_age_seconds
             ),
             log_format=log_format,

@@ -21,7 +21,7 @@ from rq import SimpleWorker
 
 from plugwatch import keys
 from plugwatch.logs import configure_logging
-from plugwatch.settings import Settings, SettingsError, _positive_float
+from plugwatch.settings import Settings, SettingsError, positive_float
 from worker import delivery, ingest
 from worker.bootstrap import WorkerContext, bootstrap, install
 
@@ -46,14 +46,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             start_http_server(port)
         except OSError:  # e.g. a second worker on the same host: run on, without a metrics endpoint
             log.exception("worker.metrics_port_unavailable", port=port)
-    interval = _positive_float(os.environ, "PLUGWATCH_PUMP_INTERVAL_SECONDS", 1.0)
+    interval = positive_float(os.environ, "PLUGWATCH_PUMP_INTERVAL_SECONDS", 1.0)
 
     pump_once(context)
     stop = threading.Event()
     pumping = threading.Thread(target=_pump_loop, args=(context, stop, interval), name="pump", daemon=True)
     pumping.start()
-    worker = SimpleWorker([keys.INGEST_QUEUE, keys.DELIVERY_QUEUE], connection=context.connection,
-                          name=args.name)
+    # The dead-letter queue too: a dead letter requeued from rq-dashboard is replayed by any worker.
+    queues = [keys.INGEST_QUEUE, keys.DELIVERY_QUEUE, keys.DEAD_LETTER_QUEUE]
+    worker = SimpleWorker(queues, connection=context.connection, name=args.name)
     log.info("worker.started", name=worker.name, burst=args.burst, metrics_port=port)
     try:
         worker.work(burst=args.burst, with_scheduler=True)

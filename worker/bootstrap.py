@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from plugwatch import keys
 from plugwatch.enode.hooks import EnodeHooks, build_hooks
 from plugwatch.redis_metrics import QueueSpec, RedisCollector, StreamQueue, default_queues
-from plugwatch.settings import Settings, _positive_float  # Settings' own parsing rules
+from plugwatch.settings import Settings, positive_float  # Settings' own parsing rules
 from worker import delivery
 from worker.metrics import WorkerMetrics
 from worker.store import Store
@@ -40,15 +40,15 @@ class DrainOptions:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> DrainOptions:
         return cls(
-            batch_entries=int(_positive_float(environ, "PLUGWATCH_INGEST_BATCH", cls.batch_entries)),
-            budget_seconds=_positive_float(environ, "PLUGWATCH_INGEST_BUDGET_SECONDS", cls.budget_seconds),
-            claim_idle_ms=int(1000 * _positive_float(environ, "PLUGWATCH_INGEST_CLAIM_IDLE_SECONDS",
+            batch_entries=int(positive_float(environ, "PLUGWATCH_INGEST_BATCH", cls.batch_entries)),
+            budget_seconds=positive_float(environ, "PLUGWATCH_INGEST_BUDGET_SECONDS", cls.budget_seconds),
+            claim_idle_ms=int(1000 * positive_float(environ, "PLUGWATCH_INGEST_CLAIM_IDLE_SECONDS",
                                              cls.claim_idle_ms / 1000)),
-            max_deliveries=int(_positive_float(environ, "PLUGWATCH_INGEST_MAX_DELIVERIES", cls.max_deliveries)),
-            armed_ttl_ms=int(1000 * _positive_float(environ, "PLUGWATCH_INGEST_ARMED_TTL_SECONDS",
+            max_deliveries=int(positive_float(environ, "PLUGWATCH_INGEST_MAX_DELIVERIES", cls.max_deliveries)),
+            armed_ttl_ms=int(1000 * positive_float(environ, "PLUGWATCH_INGEST_ARMED_TTL_SECONDS",
                                             cls.armed_ttl_ms / 1000)),
-            max_drainers=int(_positive_float(environ, "PLUGWATCH_INGEST_MAX_DRAINERS", cls.max_drainers)),
-            consumer_idle_ms=int(1000 * _positive_float(environ, "PLUGWATCH_INGEST_CONSUMER_IDLE_SECONDS",
+            max_drainers=int(positive_float(environ, "PLUGWATCH_INGEST_MAX_DRAINERS", cls.max_drainers)),
+            consumer_idle_ms=int(1000 * positive_float(environ, "PLUGWATCH_INGEST_CONSUMER_IDLE_SECONDS",
                                                         cls.consumer_idle_ms / 1000)),
         )
 

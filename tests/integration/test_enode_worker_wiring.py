@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
@@ -21,11 +20,9 @@ from tests.support.enode_objects import charger, vehicle
 from tests.support.fake_enode import FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn
 from worker import ingest
-from worker.bootstrap import WorkerContext, bootstrap
+from worker.bootstrap import bootstrap
 
 pytest_plugins = ("tests.support.enode_fixtures",)
-pytestmark = pytest.mark.skipif(not hasattr(WorkerContext, "enode"),
-                                reason="worker does not wire plugwatch.enode.hooks yet (WorkerContext.enode)")
 
 UPDATED = "2025-03-14T18:02:05.000Z"
 

@@ -36,7 +36,7 @@ class DecodeError(ValueError):
 
 def decode_event(raw: object) -> Observation | Ignored:
     """Decode one element of a delivery's JSON array."""
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict):
         raise DecodeError("event is not a JSON object")
     name = raw.get("event")
     if not isinstance(name, str):
@@ -70,7 +70,7 @@ def _str_id(container: Mapping[str, Any], key: str, where: str) -> str:
 
 def _user_id(raw: Mapping[str, Any], device: Mapping[str, Any]) -> str:
     user = raw.get("user")
-    if isinstance(user, Mapping) and isinstance(user.get("id"), str) and user["id"]:
+    if isinstance(user, dict) and isinstance(user.get("id"), str) and user["id"]:
         return str(user["id"])
     return _str_id(device, "userId", "device")
 
@@ -86,7 +86,7 @@ def _fact(obj: object, id_key: str, where: str, fallback_at: int) -> Fact | None
     """`{id_key: ..., "lastUpdated": ...}` -> Fact; a missing/null object -> None (nothing learnt)."""
     if obj is None:
         return None
-    if not isinstance(obj, Mapping):
+    if not isinstance(obj, dict):
         raise DecodeError(f"{where} is not an object")
     at = parse_ms(obj.get("lastUpdated"))
     return Fact(at if at is not None else fallback_at, _optional_id(obj, id_key, where))
@@ -94,7 +94,7 @@ def _fact(obj: object, id_key: str, where: str, fallback_at: int) -> Fact | None
 
 def _decode_device(raw: Mapping[str, Any], subject: str, verb: str) -> Observation:
     device = raw.get(subject)
-    if not isinstance(device, Mapping):
+    if not isinstance(device, dict):
         raise DecodeError(f"{subject} is missing or not an object")
     created = _created_at(raw)
     device_id = _str_id(device, "id", subject)
@@ -111,14 +111,14 @@ def _decode_device(raw: Mapping[str, Any], subject: str, verb: str) -> Observati
 
 def _decode_action(raw: Mapping[str, Any]) -> Observation | Ignored:
     action = raw.get("vendorAction", raw.get("chargeAction"))
-    if not isinstance(action, Mapping):
+    if not isinstance(action, dict):
         raise DecodeError("vendorAction is missing or not an object")
     kind, target_type = action.get("kind"), action.get("targetType")
     if kind not in _CHARGE_KINDS or target_type not in _CHARGE_TARGETS:
         return Ignored("other", "not a START/STOP action on a vehicle or charger")
     created = _created_at(raw)
     reason = action.get("failureReason")
-    if reason is not None and not isinstance(reason, Mapping):
+    if reason is not None and not isinstance(reason, dict):
         raise DecodeError("vendorAction.failureReason is not an object")
     failure_type = _optional_id(reason, "type", "failureReason") if reason else None
     failure_detail = _optional_id(reason, "detail", "failureReason") if reason else None

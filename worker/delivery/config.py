@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from plugwatch.settings import Settings
-from plugwatch.settings import _positive_float as _number  # the same rule as every other number
+from plugwatch.settings import positive_float as _number  # the same rule as every other number
 
 
 @dataclass(frozen=True)
