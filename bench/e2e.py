@@ -83,7 +83,8 @@ class RssSampler:
         self.thread.join()
 
 
-def latency_run(workdir: Path, rate: float, seconds: float) -> dict[str, Any]:
+def latency_run(workdir: Path, rate: float, seconds: float, workers: int = 1,
+                env: dict[str, str] | None = None) -> dict[str, Any]:
     scenario = build_scenario(max(50, int(rate * seconds / 36)), seed=21)
     events = list(scenario.events[: int(rate * seconds)])
     deliveries = plan_deliveries(events, Plan(seed=21))
@@ -95,9 +96,11 @@ def latency_run(workdir: Path, rate: float, seconds: float) -> dict[str, Any]:
     server = RedisServer(workdir / "redis-latency").start()
     sink = Sink()
     with SinkServer(sink) as sink_server:
-        system = System(server.url, sink_server.url + "/hook", workdir / "logs-latency", workers=1)
+        system = System(server.url, sink_server.url + "/hook", workdir / "logs-latency", workers=workers,
+                        **(env or {}))
         try:
-            pids = {"receiver": system.receiver.pid, "worker": system.workers[0].pid}
+            pids = {"receiver": system.receiver.pid, **{f"worker-{i}" if i else "worker": w.pid
+                                                        for i, w in enumerate(system.workers)}}
             with RssSampler(pids) as rss:
                 started = time.time()
                 report = asyncio.run(send_all(system.url, SECRET, deliveries, SendOptions(concurrency=1, rate=rate)))
@@ -112,7 +115,8 @@ def latency_run(workdir: Path, rate: float, seconds: float) -> dict[str, Any]:
             server.stop()
     received = [r.at - report.accepted_at[cause[_key(r.event)]] for r in sink.accepted()
                 if _key(r.event) in cause]
-    return {"rate_target": rate, "events_sent": report.events, "deliveries": report.accepted,
+    return {"workers": workers, "env": env or {}, "rate_target": rate, "events_sent": report.events,
+            "deliveries": report.accepted,
             "send_seconds": sent_seconds, "achieved_rate": report.events / sent_seconds,
             "emitted": len(cause), "all_received_after_s": drained_seconds,
             "commit": percentiles(committed), "sink": percentiles(received),
@@ -215,16 +219,23 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--vehicles", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes in the latency run")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the receiver and workers in the latency run")
+    parser.add_argument("--latency-only", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="plugwatch-bench-e2e-") as tmp:
         workdir = Path(tmp)
         print(f"(1) latency at {args.rate:.0f} events/s for {args.seconds:.0f} s", flush=True)
-        latency = latency_run(workdir, args.rate, args.seconds)
+        env = dict(item.split("=", 1) for item in args.set)
+        latency = latency_run(workdir, args.rate, args.seconds, args.workers, env)
         print(json.dumps(latency, indent=2), flush=True)
-        print(f"(2) Redis memory up to {args.vehicles} vehicles, (3) cost growth", flush=True)
-        memory = memory_run(workdir, args.vehicles, growth_run(workdir))
-        print(json.dumps(memory, indent=2), flush=True)
+        memory: dict[str, Any] = {}
+        if not args.latency_only:
+            print(f"(2) Redis memory up to {args.vehicles} vehicles, (3) cost growth", flush=True)
+            memory = memory_run(workdir, args.vehicles, growth_run(workdir))
+            print(json.dumps(memory, indent=2), flush=True)
     if args.json:
         args.json.write_text(json.dumps({"latency": latency, "memory": memory}, indent=2))
 
