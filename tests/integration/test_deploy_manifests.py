@@ -215,7 +215,10 @@ def test_keda_scales_on_the_ingest_stream_and_exported_metrics() -> None:
     assert "lagCount" in stream
     auth = triggers["redis-streams"]["authenticationRef"]["name"]
     assert auth in m.kubernetes("TriggerAuthentication")
-    assert m.metric_names(triggers["prometheus"]["metadata"]["query"]) <= m.CONTRACT_METRICS
+    query = triggers["prometheus"]["metadata"]["query"]
+    assert m.metric_names(query) <= m.CONTRACT_METRICS
+    queues = query.split('queue=~"', 1)[1].split('"', 1)[0].split("|")
+    assert set(queues) == set(keys.ALL_QUEUES)  # the RQ queues workers serve, not the outboxes
 
 
 def test_kubectl_kustomize_renders_the_manifests() -> None:
