@@ -37,14 +37,14 @@ def test_web_refuses_to_start_without_the_enode_secret(redis_url: str, tmp_path:
         web.stop()
 
 
-def test_worker_registers_in_redis_on_the_ingest_and_delivery_queues(redis_url: str, tmp_path: Path) -> None:
+def test_worker_registers_in_redis_on_every_plugwatch_queue(redis_url: str, tmp_path: Path) -> None:
     metrics_port = free_port()
     env = platform_env(REDIS_URL=redis_url, PLUGWATCH_METRICS_PORT=str(metrics_port))
     worker = start_process_type("worker", env, tmp_path / "worker.log")
     connection = redis.Redis.from_url(redis_url)
     try:
         (registered,) = wait_for_worker(worker, connection)
-        assert {keys.INGEST_QUEUE, keys.DELIVERY_QUEUE} <= set(registered.queue_names())
+        assert set(keys.ALL_QUEUES) <= set(registered.queue_names())  # incl. dead letters (dashboard Requeue)
         wait_for_http(worker, f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         worker.stop()
