@@ -169,7 +169,7 @@ def memory_run(workdir: Path, target: int, growth: Callable[[str, int], dict[str
     base = int(client.info("memory")["used_memory"])
     rows, vehicles, cost = [], 0, {}
     try:
-        for checkpoint in (1_000, 10_000, target):
+        for checkpoint in sorted({c for c in (1_000, 10_000) if c < target} | {target}):
             vehicles = fill(client, pool, vehicles, checkpoint)
             used = int(client.info("memory")["used_memory"]) - base
             sample = [k for _, k in zip(range(2000), client.scan_iter(match=keys.USER_STATE_PREFIX + "*", count=1000),
@@ -178,7 +178,7 @@ def memory_run(workdir: Path, target: int, growth: Callable[[str, int], dict[str
             users = client.dbsize()
             rows.append({"vehicles": vehicles, "users": users, "used_memory_per_vehicle": used / vehicles,
                          "memory_usage_per_vehicle": per_key * users / vehicles})
-            if checkpoint in (1_000, target):
+            if checkpoint in (1_000, target):  # the two ends of the growth comparison
                 cost[str(checkpoint)] = growth(server.url, vehicles)
         client.set("plugwatch:user:usr-bench-floor-0000000", b"x")
         floor = client.memory_usage("plugwatch:user:usr-bench-floor-0000000")

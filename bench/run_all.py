@@ -6,7 +6,8 @@ Runs, one after the other (each starts and stops its own redis-server and proces
   bench/receiver.py  receiver deliveries/s and latency beside a bare 200 endpoint
   bench/worker.py    worker events/s beside a plain Redis consumer loop and trivial RQ jobs
   bench/delivery.py  downstream delivery events/s beside a bare signed-POST loop
-  bench/e2e.py       end-to-end latency at 500 events/s for 60 s, RSS, Redis memory per vehicle, growth
+  bench/e2e.py       end-to-end latency at 500 events/s for 60 s, RSS, Redis memory per vehicle, growth;
+                     then the latency run again with two workers, and with a 0.5 s ingest drain budget
 Each one's full output is kept in RESULTS.md; the headline figures are put beside their goals.
 `--quick` shortens every run (a smoke test of this script, not figures to publish).
 """
@@ -118,7 +119,28 @@ def _best(receiver: str) -> str:
     return receiver.split("best of rounds", 1)[-1]
 
 
-def write(machine_info: dict[str, str], outputs: dict[str, tuple[str, float]], e2e: dict[str, Any]) -> None:
+VARIANTS = {
+    "e2e, 2 worker processes": ["--workers", "2"],
+    "e2e, PLUGWATCH_INGEST_BUDGET_SECONDS=0.5": ["--set", "PLUGWATCH_INGEST_BUDGET_SECONDS=0.5"],
+}
+
+
+def variant_rows(variants: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["", "## End-to-end latency: configuration variants (same rate and duration)", "",
+             "| configuration | sink p50 | sink p99 | commit p50 | commit p99 | receiver / worker max RSS |",
+             "|---|---|---|---|---|---|"]
+    for name, figures in variants.items():
+        lat = figures.get("latency", {})
+        sink, commit, rss = lat.get("sink", {}), lat.get("commit", {}), lat.get("rss_mb", {})
+        workers = " + ".join(f"{v:.0f}" for k, v in rss.items() if k.startswith("worker"))
+        lines.append(f"| {name} | {sink.get('p50_ms', float('nan')):.0f} ms | {sink.get('p99_ms', float('nan')):.0f} ms"
+                     f" | {commit.get('p50_ms', float('nan')):.0f} ms | {commit.get('p99_ms', float('nan')):.0f} ms"
+                     f" | {rss.get('receiver', 0):.0f} / {workers} MB |")
+    return lines
+
+
+def write(machine_info: dict[str, str], outputs: dict[str, tuple[str, float]], e2e: dict[str, Any],
+          variants: dict[str, dict[str, Any]]) -> None:
     lines = ["# plugwatch benchmark results", "", "Written by `python -m bench.run_all`; every figure below was "
              "measured in one run on this machine (shared with other work: see the load average).", "",
              "## Machine", "", "| | |", "|---|---|"]
@@ -137,6 +159,7 @@ def write(machine_info: dict[str, str], outputs: dict[str, tuple[str, float]], e
         lines.append(f"- {row['vehicles']:,} vehicles ({row['users']:,} users): "
                      f"{row['memory_usage_per_vehicle']:.0f} B/vehicle (MEMORY USAGE), "
                      f"{row['used_memory_per_vehicle']:.0f} B/vehicle (used_memory)")
+    lines += variant_rows(variants)
     lines += ["", "## Full output", ""]
     for name, (text, seconds) in outputs.items():
         lines += [f"### {name} ({seconds:.0f} s)", "", "```", text.strip(), "```", ""]
@@ -160,9 +183,19 @@ def main() -> None:
                 *(["--rate", "200", "--seconds", "5", "--vehicles", "10000"] if quick else [])],
     }
     outputs = {name: run(name, argv, timeout=1800) for name, argv in plan.items()}
-    e2e = json.loads(e2e_json.read_text()) if e2e_json.stat().st_size else {}
+    e2e = _read_json(e2e_json)
+    variants = {}
+    for name, extra in VARIANTS.items():
+        outputs[name] = run(name, [*plan["e2e"], "--latency-only", *extra], timeout=1800)
+        variants[name] = _read_json(e2e_json)
     e2e_json.unlink()
-    write(info, outputs, e2e)
+    write(info, outputs, e2e, variants)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    text = path.read_text() if path.exists() else ""
+    path.write_text("")
+    return json.loads(text) if text else {}
 
 
 if __name__ == "__main__":
