@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from plugwatch.simulator.actions import Outcome, play_action
@@ -200,6 +200,3 @@ _EPISODES: list[tuple[Callable[[UserWorld, Place], None], float]] = [
     (failure_streak, 0.6),
 ]
 
-
-def iter_user_ids(scenario: Scenario) -> Iterator[str]:
-    return iter(sorted({e["user"]["id"] for e in scenario.events if "user" in e}))
