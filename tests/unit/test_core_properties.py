@@ -1,0 +1,137 @@
+"""Properties of the pure core over generated observation logs (DESIGN.md §2 invariants 3-6).
+
+Logs come from `tests/support/observation_logs.py`; the expected events of an in-order log come from an
+independent reference model, `tests/support/reference_model.py`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from tests.support.observation_logs import observation_logs
+from tests.support.reference_model import Expected, ReferenceModel, observed
+from worker.core import (
+    EmittedEvent,
+    EventType,
+    Observation,
+    UserState,
+    apply,
+    decode_state,
+    encode_state,
+)
+
+States = dict[str, UserState]
+
+PROPERTY = settings(max_examples=60, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+LOGS = observation_logs()
+IN_ORDER = observation_logs(max_steps=50)
+
+
+def run(log: Iterable[Observation], states: States | None = None) -> tuple[States, list[EmittedEvent]]:
+    """Apply a log in the given order, one `UserState` per user, as the store does."""
+    states = dict(states or {})
+    emitted: list[EmittedEvent] = []
+    for obs in log:
+        applied = apply(states.get(obs.user_id, UserState()), obs)
+        states[obs.user_id] = applied.state
+        emitted.extend(applied.events)
+    return states, emitted
+
+
+def facts(states: States) -> dict[str, dict[str, object]]:
+    return {user_id: state.facts() for user_id, state in sorted(states.items())}
+
+
+def _by_vehicle(emitted: Iterable[EmittedEvent]) -> dict[str, list[EmittedEvent]]:
+    out: dict[str, list[EmittedEvent]] = defaultdict(list)
+    for e in emitted:
+        if e.vehicle_id is not None:
+            out[e.vehicle_id].append(e)
+    return out
+
+
+@PROPERTY
+@given(st.data(), LOGS)
+def test_any_permutation_gives_the_same_final_facts(data: st.DataObject, log: list[Observation]) -> None:
+    """Invariant 4: the stored state is the newest observation per field, whatever the arrival order."""
+    shuffled = data.draw(st.permutations(log), label="shuffled")
+    assert facts(run(shuffled)[0]) == facts(run(log)[0])
+
+
+@PROPERTY
+@given(st.data(), LOGS)
+def test_reapplying_any_part_of_a_log_emits_nothing(data: st.DataObject, log: list[Observation]) -> None:
+    """Invariants 3 and 4: a redelivered or older observation emits nothing and changes no fact."""
+    states, _ = run(log)
+    start, stop = sorted(data.draw(st.lists(st.integers(0, len(log)), min_size=2, max_size=2), label="slice"))
+    part = data.draw(st.sampled_from([log, log[:stop], log[start:], log[start:stop]]), label="part")
+    part = data.draw(st.permutations(part), label="order")
+    again, emitted = run(part, states)
+    assert emitted == []
+    assert facts(again) == facts(states)
+
+
+@PROPERTY
+@given(st.data(), LOGS)
+def test_at_home_events_alternate_per_vehicle_in_any_order(data: st.DataObject, log: list[Observation]) -> None:
+    """Invariant 5, whatever the arrival order; and `sequence` counts every event of a vehicle from 1."""
+    _, emitted = run(data.draw(st.permutations(log), label="shuffled"))
+    for vid, events in _by_vehicle(emitted).items():
+        numbered = [e.sequence for e in events if e.sequence is not None]
+        assert numbered == list(range(1, len(numbered) + 1)), vid
+        home = [e for e in events if e.type in (EventType.PLUGGED_IN_AT_HOME, EventType.UNPLUGGED_FROM_HOME)]
+        for i, e in enumerate(home):
+            expected = EventType.PLUGGED_IN_AT_HOME if i % 2 == 0 else EventType.UNPLUGGED_FROM_HOME
+            assert e.type is expected, (vid, [x.type.value for x in home])
+            if i % 2:  # an unplug names the charger and location of the plug-in it ends
+                previous = home[i - 1]
+                assert (e.charger_id, e.location_id) == (previous.charger_id, previous.location_id)
+
+
+def _sorted(events: Iterable[Expected]) -> list[Expected]:
+    """One observation's events; across vehicles their order is not specified, within one `sequence` is."""
+    return sorted(events, key=lambda e: (e.vehicle_id or "", e.sequence or 0, e.type, e.charger_id or ""))
+
+
+@settings(PROPERTY, max_examples=150)
+@given(IN_ORDER)
+def test_in_order_log_emits_what_the_reference_model_expects(log: list[Observation]) -> None:
+    """Invariant 6: fed in order (redeliveries included), the core emits exactly the model's events."""
+    model = ReferenceModel()
+    states: States = {}
+    for index, obs in enumerate(log):
+        applied = apply(states.get(obs.user_id, UserState()), obs)
+        states[obs.user_id] = applied.state
+        expected = _sorted(model.feed(obs))
+        assert _sorted(map(observed, applied.events)) == expected, f"observation {index}: {obs!r}"
+        for e in expected:
+            event(e.type + (f":{dict(e.data)['reason']}" if e.type == "vehicle.unplugged_from_home" else ""))
+
+
+@PROPERTY
+@given(st.data(), IN_ORDER)
+def test_event_ids_are_unique_and_deterministic(data: st.DataObject, log: list[Observation]) -> None:
+    """Invariant 3: the same cause always yields the same id, and no two events of a run share one."""
+    _, first = run(log)
+    _, second = run(log)
+    assert [e.id for e in first] == [e.id for e in second]
+    assert first == second
+    ids = [e.id for e in first]
+    assert len(set(ids)) == len(ids)
+
+
+@PROPERTY
+@given(observation_logs(max_steps=30))
+def test_every_state_survives_encoding(log: list[Observation]) -> None:
+    """`decode_state(encode_state(s)) == s` for every state a log passes through."""
+    state_by_user: States = {}
+    assert decode_state(None) == UserState()
+    for obs in log:
+        state = apply(state_by_user.get(obs.user_id, UserState()), obs).state
+        state_by_user[obs.user_id] = state
+        assert decode_state(encode_state(state)) == state
