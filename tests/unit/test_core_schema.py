@@ -169,3 +169,44 @@ def _assert_action(variant: str, action: dict[str, Any], decoded: object) -> Non
     assert (decoded.action_id, decoded.target_type, decoded.target_id, decoded.action_kind) == (
         action["id"], action["targetType"], action["targetId"], action["kind"])
     assert (decoded.state.value, decoded.failure_type) == (action["state"], reason.get("type"))
+
+
+def _rfc3339() -> st.SearchStrategy[str]:
+    """RFC 3339 `date-time` in all its forms: years 0000-9999, lower-case t/z, leap seconds, long fractions."""
+    two = st.integers(0, 99).map("{:02d}".format)
+    offset = st.sampled_from(["Z", "z"]) | st.tuples(st.sampled_from("+-"), two, two).map(
+        lambda o: f"{o[0]}{min(int(o[1]), 23):02d}:{min(int(o[2]), 59):02d}")
+    return st.builds(
+        "{}-{:02d}-{:02d}{}{:02d}:{:02d}:{:02d}{}{}".format,
+        st.integers(0, 9999).map("{:04d}".format), st.integers(1, 12), st.integers(1, 28),
+        st.sampled_from("Tt"), st.integers(0, 23), st.integers(0, 59), st.integers(0, 60),
+        st.sampled_from(["", ".5", ".000", ".123456", ".123456789"]), offset)
+
+
+def _vehicle_event(created: str, updated: str) -> dict[str, Any]:
+    vehicle = enode_objects.vehicle("veh-1", "usr-1", plugged_in_charger_id="chg-1", location_id="loc-1",
+                                    updated=updated)
+    return {"event": "user:vehicle:updated", "createdAt": created, "version": "2024-10-01",
+            "user": {"id": "usr-1"}, "vehicle": vehicle, "updatedFields": []}
+
+
+def _action_event(created: str, updated: str) -> dict[str, Any]:
+    action = {"id": "act-1", "userId": "usr-1", "createdAt": updated, "updatedAt": updated,
+              "completedAt": updated, "state": "FAILED", "targetId": "chg-1", "targetType": "charger",
+              "kind": "START", "failureReason": {"type": "NO_RESPONSE", "detail": "no reaction"}}
+    return {"event": "user:vendor-action:updated", "createdAt": created, "version": "2024-10-01",
+            "user": {"id": "usr-1"}, "vendorAction": action, "updatedFields": []}
+
+
+@settings(FEW, max_examples=100)
+@given(created=_rfc3339(), updated=_rfc3339(), build=st.sampled_from([_vehicle_event, _action_event]))
+def test_any_rfc3339_time_decodes_or_quarantines_on_created_at_only(
+        created: str, updated: str, build: Any) -> None:
+    """`format: date-time` allows forms Python cannot read (year 0000, `t`/`z`, second 60): never a crash,
+    and only an unreadable `createdAt` rejects the event (a device or action time falls back to it)."""
+    decoded = _decode_or_error(build(created, updated))
+    if isinstance(decoded, DecodeError):
+        assert "createdAt" in decoded.reason
+        return
+    assert not isinstance(decoded, Ignored)
+    apply(UserState(), decoded)
