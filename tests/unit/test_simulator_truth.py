@@ -107,3 +107,24 @@ def test_from_emitted_reads_an_emitted_event_in_truth_terms() -> None:
     emitted = {"id": "evt_1", "type": UNPLUGGED, "occurredAt": iso(BASE_MS), "userId": "u", "vehicleId": "v",
                "chargerId": "c", "locationId": "l", "sequence": 2, "data": {"reason": "charger_deleted"}}
     assert from_emitted(emitted) == Expected(UNPLUGGED, "u", "v", "c", "l", BASE_MS, 2, reason="charger_deleted")
+
+
+def test_scenario_has_every_situation_the_issue_lists() -> None:
+    """Public charging, unlocated chargers, GPS-less vehicles, moved chargers and every action ending."""
+    events = build_scenario(150, seed=11).events
+    vehicles = [e["vehicle"] for e in events if e["event"] == "user:vehicle:updated"]
+    chargers = [e["charger"] for e in events if e["event"] == "user:charger:updated"]
+    assert any(v["chargeState"]["isPluggedIn"] and v["chargeState"]["pluggedInChargerId"] is None for v in vehicles)
+    assert any(v["location"]["latitude"] is None for v in vehicles)  # no GPS
+    assert any(c["location"]["id"] is None and c["chargeState"]["pluggedInVehicleId"] for c in chargers)
+    homes: dict[str, set[str]] = defaultdict(set)
+    for c in chargers:
+        if c["location"]["id"]:
+            homes[c["id"]].add(c["location"]["id"])
+    assert any(len(locations) > 1 for locations in homes.values())  # a charger moved
+    endings = {(a["state"], (a["failureReason"] or {}).get("type")) for a in
+               (e["vendorAction"] for e in events if e["event"] == "user:vendor-action:updated")}
+    assert endings >= {("CONFIRMED", None), ("FAILED", "NO_RESPONSE"), ("CANCELLED", "FAILED_PRECONDITION"),
+                       ("CANCELLED", "NOT_FOUND"), ("CANCELLED", "CONFLICT"),
+                       ("CANCELLED", "REQUESTED_CANCELLATION"), ("CANCELLED", "UNNECESSARY")}
+    assert {e["event"] for e in events} >= {"user:vehicle:deleted", "user:charger:deleted"}
