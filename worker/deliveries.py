@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
 
-import orjson
 import redis
 import structlog
 
 from plugwatch import quarantine
-from worker.core import DecodeError, Ignored, Observation, decode_event
+from worker.core import DecodeError, Ignored, Observation, decode_body, decode_event
 
 log = structlog.get_logger(__name__)
 
@@ -27,11 +25,8 @@ Entry = tuple[bytes, dict[bytes, bytes]]  # (entry id, fields), as XREADGROUP re
 def decode_delivery(connection: redis.Redis, fields: dict[bytes, bytes],
                     counts: Counter[tuple[str, str]]) -> list[Observation]:
     """The observations of one delivery, in array order; malformed events go to the quarantine."""
-    try:
-        events: Any = orjson.loads(fields.get(b"b", b""))
-    except orjson.JSONDecodeError:
-        events = None
-    if not isinstance(events, list):
+    events = decode_body(fields.get(b"b", b""))
+    if events is None:
         _quarantine(connection, fields, "delivery body is not a JSON array", None, counts)
         return []
     observations: list[Observation] = []

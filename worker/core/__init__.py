@@ -6,6 +6,7 @@
 The shells (RQ jobs, the Redis store, reconcile) only load a `UserState`, call these, and save.
 """
 
+from worker.core.body import decode_body
 from worker.core.decode import DecodeError, decode_event
 from worker.core.events import EmittedEvent, EventType, UnplugReason
 from worker.core.observations import (
@@ -42,6 +43,7 @@ __all__ = [
     "VehicleObserved",
     "apply",
     "at_home",
+    "decode_body",
     "decode_event",
     "decode_state",
     "encode_state",

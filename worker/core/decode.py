@@ -110,7 +110,7 @@ def _decode_device(raw: Mapping[str, Any], subject: str, verb: str) -> Observati
 
 
 def _decode_action(raw: Mapping[str, Any]) -> Observation | Ignored:
-    action = raw.get("vendorAction", raw.get("chargeAction"))
+    action = raw.get("vendorAction") or raw.get("chargeAction")
     if not isinstance(action, dict):
         raise DecodeError("vendorAction is missing or not an object")
     kind, target_type = action.get("kind"), action.get("targetType")

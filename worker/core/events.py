@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import enum
 import hashlib
 from typing import Any
@@ -58,5 +57,5 @@ class EmittedEvent(msgspec.Struct, frozen=True):
 
 def event_id(event_type: EventType, *cause: object) -> str:
     """The same cause (type, devices, Enode timestamp, ...) always yields the same id."""
-    digest = hashlib.sha256("|".join([event_type.value, *map(str, cause)]).encode()).digest()
-    return "evt_" + base64.b32encode(digest).decode()[:26].lower()
+    digest = hashlib.sha256("|".join([event_type.value, *map(str, cause)]).encode()).hexdigest()
+    return "evt_" + digest[:32]
