@@ -126,3 +126,7 @@ def test_parse_ms(text: object, ms: int | None) -> None:
 def test_format_ms_round_trips() -> None:
     assert format_ms(1_741_975_325_512) == "2025-03-14T18:02:05.512Z"
     assert parse_ms(format_ms(1_741_975_325_007)) == 1_741_975_325_007
+
+
+def test_lower_case_rfc3339_separators_parse() -> None:
+    assert parse_ms("2025-03-14t18:02:05.512z") == 1_741_975_325_512

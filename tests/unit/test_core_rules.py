@@ -291,3 +291,12 @@ def test_action_redelivered_after_many_newer_actions_emits_nothing() -> None:
     result = apply(state, decode_event(action("old", "FAILED", 1)))  # type: ignore[arg-type]
     assert (result.outcome, result.events) == (Outcome.STALE, ())
     assert len(encode_state(result.state)) < 1024
+
+
+def test_charger_action_for_a_vehicle_never_observed_does_not_start_tracking_it() -> None:
+    """Otherwise the final state would depend on whether the charger update came before the action."""
+    state, events = run(charger(HOME, 0, plugged="veh-unseen"), action("a1", "FAILED", 20, target=C,
+                                                                         target_type="charger"))
+    assert events[0].vehicle_id == "veh-unseen"
+    assert events[0].sequence is None
+    assert "veh-unseen" not in state.vehicles

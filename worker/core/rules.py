@@ -222,8 +222,8 @@ def _action_updated(state: UserState, obs: ActionUpdated) -> Applied:
     vid, charger_id = _action_vehicle(state, obs)
     vehicles = dict(state.vehicles)
     vehicle = vehicles.get(vid) if vid is not None else None
-    if vid is not None and vehicle is None and vid not in state.tombstones:
-        vehicle = Vehicle()  # the action names a vehicle plugwatch has not seen yet: track it from now on
+    if vehicle is None and obs.target_type == "vehicle" and vid not in state.tombstones:
+        vehicle = Vehicle()  # the action targets a vehicle plugwatch has not seen yet: track it from now on
     events: list[EmittedEvent] = []
     if confirmed and vehicle is not None:
         vehicle = record_success(vehicle, obs.at)

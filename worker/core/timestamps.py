@@ -12,7 +12,10 @@ def parse_ms(value: object) -> int | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        return None
+        try:
+            parsed = datetime.fromisoformat(value.upper())  # RFC 3339 allows a lower-case "t" and "z"
+        except ValueError:
+            return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)  # Enode sends UTC; a naive value is read as UTC
     return int(parsed.timestamp() * 1000)
