@@ -8,8 +8,12 @@ processes they inspect.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import click
+
+from plugwatch.logs import configure_logging
 
 # module name under plugwatch.cli -> attribute holding the click command or group
 _COMMANDS: dict[str, str] = {
@@ -25,6 +29,7 @@ _COMMANDS: dict[str, str] = {
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """plugwatch: Enode webhooks in, 'plugged in at home' events out."""
+    configure_logging(os.environ.get("PLUGWATCH_LOG_FORMAT", "auto"), stream=sys.stderr)
 
 
 for _module, _attr in _COMMANDS.items():
