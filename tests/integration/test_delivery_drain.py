@@ -267,6 +267,19 @@ def test_kick_in_a_worker_process_starts_the_drain_without_waiting_for_rq(harnes
     assert [r.webhook_id for r in sink.requests] == ["evt_veh-1_1", "evt_veh-1_2"]
 
 
+def test_pump_in_a_worker_process_starts_what_it_armed_without_waiting_for_rq(
+        harness: Harness, sinks: list) -> None:
+    """Its RQ job may wait behind a long ingest drain, and meanwhile every kick would find the URL armed."""
+    (sink, _), _ = sinks
+    url = harness.settings.downstream_urls[0]
+    harness.connection.xadd(keys.outbox_stream(url), {"event": make_event(1)})  # committed, never kicked
+
+    delivery.pump(harness.connection, harness.settings)
+
+    assert [r.webhook_id for r in sink.wait_for(1, timeout=5)] == ["evt_veh-1_1"]
+    assert Queue(keys.DELIVERY_QUEUE, connection=harness.connection).count == 1  # the armed job, left unrun
+
+
 def test_close_hands_over_a_url_still_waiting_on_a_slow_reply(harness: Harness, sinks: list) -> None:
     """At shutdown another worker can take the URL over at once instead of after the lease expires."""
     (slow, _), _ = sinks

@@ -5,10 +5,12 @@ job `worker.delivery.jobs.drain_outbox(url)` on `plugwatch-delivery`.  A running
 "queued" with its own token and refreshes it (see `lease.py`), so `kick` while a drain is queued or
 running does nothing: the drainer re-checks the outbox before it lets go of the lease.
 
-`kick` is called by the ingest worker right after it committed events to the outboxes; in a worker process
-it also starts the armed drains in this process's drainer threads at once (see `local.py`).  `pump` runs every
+`kick` is called by the ingest worker right after it committed events to the outboxes.  `pump` runs every
 ~1 s in each worker process and repairs everything else: a lost arming (a job that vanished, a drainer
-killed with SIGKILL whose lease expired) and a paused URL whose pause is over (the breaker's probe).
+killed with SIGKILL whose lease expired) and a paused URL whose pause is over (the breaker's probe).  In a
+worker process both also start what they armed in this process's drainer threads at once (see `local.py`):
+the RQ job may wait behind a long ingest drain, and while its "queued" lease waits, every kick finds the URL
+armed and starts nothing.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def pump(connection: redis.Redis, settings: Settings) -> None:
             due.append(url)
     if due:
         log.info("delivery.pump_rearmed", urls=len(due))
-        arm(connection, due)
+        local.start_here(arm(connection, due))
 
 
 def arm(connection: redis.Redis, urls: list[str]) -> list[str]:
