@@ -31,6 +31,7 @@ class DrainOptions:
 
     batch_entries: int = 200  # ingest entries (deliveries) read and committed together
     budget_seconds: float = 5.0  # a drain job stops after this long and re-arms a successor
+    idle_wait_ms: int = 500  # an emptied drain waits this long for the next delivery before it ends (0: no wait)
     claim_idle_ms: int = 15_000  # entries pending this long belong to a dead drainer: claim them
     max_deliveries: int = 5  # an entry claimed more often than this is quarantined as poison
     armed_ttl_ms: int = 20_000  # a running drain keeps its armed key alive this long (crash recovery time)
@@ -42,6 +43,7 @@ class DrainOptions:
         return cls(
             batch_entries=int(positive_float(environ, "PLUGWATCH_INGEST_BATCH", cls.batch_entries)),
             budget_seconds=positive_float(environ, "PLUGWATCH_INGEST_BUDGET_SECONDS", cls.budget_seconds),
+            idle_wait_ms=_milliseconds_or_off(environ, "PLUGWATCH_INGEST_IDLE_WAIT_SECONDS", cls.idle_wait_ms),
             claim_idle_ms=int(1000 * positive_float(environ, "PLUGWATCH_INGEST_CLAIM_IDLE_SECONDS",
                                              cls.claim_idle_ms / 1000)),
             max_deliveries=int(positive_float(environ, "PLUGWATCH_INGEST_MAX_DELIVERIES", cls.max_deliveries)),
@@ -51,6 +53,17 @@ class DrainOptions:
             consumer_idle_ms=int(1000 * positive_float(environ, "PLUGWATCH_INGEST_CONSUMER_IDLE_SECONDS",
                                                         cls.consumer_idle_ms / 1000)),
         )
+
+
+def _milliseconds_or_off(environ: Mapping[str, str], key: str, default_ms: int) -> int:
+    """Seconds in the environment as milliseconds; 0 turns the wait off."""
+    raw = environ.get(key, "").strip()
+    try:
+        if raw and float(raw) == 0:
+            return 0
+    except ValueError:
+        pass  # positive_float's error names the variable
+    return int(1000 * positive_float(environ, key, default_ms / 1000))
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,12 @@ entries leave the stream together with the state they produced; an entry re-read
 state and emits nothing new.
 
 Under a backlog (a full batch) a drain arms one helper drain in the next slot (`plugwatch:ingest:armed:<n>`,
-up to `max_drainers`), so idle worker processes join in. The loop stops when nothing is left or after
-`budget_seconds`; it then clears its armed key, re-checks the stream and re-arms (a new RQ job) if entries
-arrived meanwhile.
+up to `max_drainers`), so idle worker processes join in. Once the stream is empty, the main drain (slot 0)
+waits up to `idle_wait_ms` for the next delivery (a blocking XREADGROUP) before it ends: while its armed key
+lives the receiver enqueues no job, so a steady trickle of deliveries is drained by one job, each delivery
+committed within milliseconds instead of after an RQ hop (which costs ~5-10 ms of latency and CPU per job).
+The loop stops when nothing came during that wait or after `budget_seconds`; it then clears its armed key,
+re-checks the stream and re-arms (a new RQ job) if entries arrived meanwhile.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 import structlog
@@ -79,6 +83,8 @@ def drain(context: WorkerContext, slot: int = 0) -> Drained:
             entries, claim_from = stream.claim(context, armed_key, claim_from)  # at most one entry
         else:
             entries = stream.read(context, armed_key)
+            if not entries and slot == 0:
+                entries = _await_entries(context, deadline)
             if not entries:
                 break
             if not helped and len(entries) == options.batch_entries:
@@ -91,6 +97,23 @@ def drain(context: WorkerContext, slot: int = 0) -> Drained:
     log.info("ingest.drained", deliveries=drained.deliveries, events=drained.events, emitted=drained.emitted,
              batches=drained.batches, conflicts=drained.conflicts, rearmed=drained.rearmed)
     return drained
+
+
+def _await_entries(context: WorkerContext, deadline: float) -> list[Entry]:
+    """The stream is empty: block for new entries, at most `idle_wait_ms` and the rest of the budget.
+
+    The armed key was refreshed by the read just before and outlives the wait, which is also kept well
+    under the connection's socket timeout (if it has one), so a quiet stream is no Redis error.
+    """
+    connection, options = context.connection, context.options
+    socket_timeout = connection.connection_pool.connection_kwargs.get("socket_timeout")
+    wait_ms = min(options.idle_wait_ms, int(1000 * (deadline - time.monotonic())), options.armed_ttl_ms // 2,
+                  int(500 * socket_timeout) if socket_timeout else options.idle_wait_ms)
+    if wait_ms <= 0:
+        return []
+    reply: Any = connection.xreadgroup(keys.INGEST_GROUP, context.consumer, {keys.INGEST_STREAM: ">"},
+                                       count=options.batch_entries, block=wait_ms)
+    return list(reply[0][1]) if reply else []
 
 
 @contextlib.contextmanager

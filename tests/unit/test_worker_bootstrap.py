@@ -30,6 +30,17 @@ def test_drain_options_read_their_variables() -> None:
                                    armed_ttl_ms=1500, max_drainers=2, consumer_idle_ms=60_000)
 
 
+@pytest.mark.parametrize(("value", "wait_ms"), [("0.25", 250), ("0", 0), ("0.0", 0)])
+def test_the_idle_wait_is_read_in_seconds_and_zero_turns_it_off(value: str, wait_ms: int) -> None:
+    assert DrainOptions.from_env({"PLUGWATCH_INGEST_IDLE_WAIT_SECONDS": value}).idle_wait_ms == wait_ms
+
+
+@pytest.mark.parametrize("value", ["soon", "-1"])
+def test_a_bad_idle_wait_names_its_variable(value: str) -> None:
+    with pytest.raises(SettingsError, match="PLUGWATCH_INGEST_IDLE_WAIT_SECONDS"):
+        DrainOptions.from_env({"PLUGWATCH_INGEST_IDLE_WAIT_SECONDS": value})
+
+
 @pytest.mark.parametrize("value", ["zero", "0", "-1"])
 def test_a_bad_drain_option_names_its_variable(value: str) -> None:
     with pytest.raises(SettingsError, match="PLUGWATCH_INGEST_BATCH"):

@@ -5,6 +5,7 @@ Every test runs against fakeredis and against the suite's private redis-server.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -209,6 +210,31 @@ def test_an_unexpected_failure_leaves_only_the_failing_delivery_pending(
     assert fields[b"d"] == b"d2"
     assert connection.xpending(keys.INGEST_STREAM, keys.INGEST_GROUP)["pending"] == 1
     assert not drained.rearmed  # it is not idle yet: no busy loop of re-armed jobs
+
+
+@pytest.fixture
+def real_context(real_redis: redis.Redis) -> Iterator[WorkerContext]:
+    """Real Redis only: fakeredis answers a blocking read at once."""
+    contexts = Contexts(real_redis)
+    yield contexts(PLUGWATCH_INGEST_IDLE_WAIT_SECONDS="1", **FAST)
+    for context in contexts.built:
+        context.delivery.close()
+
+
+@pytest.mark.parametrize(("slot", "deliveries"), [(0, 2), (1, 1)])
+def test_an_emptied_drain_takes_a_delivery_that_arrives_during_its_idle_wait_unless_it_is_a_helper(
+        real_redis: redis.Redis, real_context: WorkerContext, slot: int, deliveries: int) -> None:
+    """No RQ job per delivery under a steady trickle: the main drain picks the next one up itself; a helper
+    (armed only for a backlog) ends as soon as the backlog is gone."""
+    feed(real_redis, [delivery("d1", plug_in_at_home("usr-a"))])
+    later = threading.Timer(0.3, feed, args=(real_redis, [delivery("d2", plug_in_at_home("usr-b"))]))
+    later.start()
+
+    drained = ingest.drain(real_context, slot)
+    later.join()
+
+    assert drained.deliveries == deliveries
+    assert Queue(keys.INGEST_QUEUE, connection=real_redis).count == 0
 
 
 def test_a_drain_that_runs_out_of_budget_rearms_a_successor(
