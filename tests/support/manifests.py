@@ -36,7 +36,10 @@ CONTRACT_METRICS = frozenset({
     "plugwatch_queue_oldest_age_seconds", "plugwatch_quarantine_entries",
 })
 # Exported beyond the contract and used by the dashboard/alerts (documented where they are defined).
-EXTRA_METRICS = frozenset({"plugwatch_redis_up"})  # plugwatch/redis_metrics.py
+EXTRA_METRICS = frozenset({
+    "plugwatch_redis_up",  # plugwatch/redis_metrics.py
+    "plugwatch_reconcile_suggested",  # plugwatch/enode/suggest.py
+})
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 _METRIC = re.compile(r"\bplugwatch_[a-z0-9_]+\b")
 
