@@ -36,4 +36,10 @@ if [[ "${PLUGWATCH_NEED_REDIS:-0}" == 1 ]] && ! command -v redis-server >/dev/nu
   fi
   # The Debian package starts a system Redis on :6379; plugwatch's tests never use it (they start their own).
 fi
+# promtool (Debian's prometheus package) lets the tests check the alert rules; best effort, they skip without.
+if [[ "${PLUGWATCH_NEED_REDIS:-0}" == 1 ]] && ! command -v promtool >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+  echo "bootstrap: installing promtool (Debian package prometheus)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
+    || echo "bootstrap: promtool not installed; its tests will be skipped" >&2
+fi
 export PATH="$ROOT/.venv/bin:$PATH"
