@@ -21,6 +21,7 @@ from plugwatch.enode.hooks import EnodeHooks, build_hooks
 from plugwatch.redis_metrics import QueueSpec, RedisCollector, StreamQueue, default_queues
 from plugwatch.settings import Settings, positive_float  # Settings' own parsing rules
 from worker import delivery
+from worker.delivery.config import seconds_or_off
 from worker.metrics import WorkerMetrics
 from worker.store import Store
 
@@ -43,7 +44,8 @@ class DrainOptions:
         return cls(
             batch_entries=int(positive_float(environ, "PLUGWATCH_INGEST_BATCH", cls.batch_entries)),
             budget_seconds=positive_float(environ, "PLUGWATCH_INGEST_BUDGET_SECONDS", cls.budget_seconds),
-            idle_wait_ms=_milliseconds_or_off(environ, "PLUGWATCH_INGEST_IDLE_WAIT_SECONDS", cls.idle_wait_ms),
+            idle_wait_ms=int(1000 * seconds_or_off(environ, "PLUGWATCH_INGEST_IDLE_WAIT_SECONDS",
+                                                    cls.idle_wait_ms / 1000)),
             claim_idle_ms=int(1000 * positive_float(environ, "PLUGWATCH_INGEST_CLAIM_IDLE_SECONDS",
                                              cls.claim_idle_ms / 1000)),
             max_deliveries=int(positive_float(environ, "PLUGWATCH_INGEST_MAX_DELIVERIES", cls.max_deliveries)),
@@ -53,17 +55,6 @@ class DrainOptions:
             consumer_idle_ms=int(1000 * positive_float(environ, "PLUGWATCH_INGEST_CONSUMER_IDLE_SECONDS",
                                                         cls.consumer_idle_ms / 1000)),
         )
-
-
-def _milliseconds_or_off(environ: Mapping[str, str], key: str, default_ms: int) -> int:
-    """Seconds in the environment as milliseconds; 0 turns the wait off."""
-    raw = environ.get(key, "").strip()
-    try:
-        if raw and float(raw) == 0:
-            return 0
-    except ValueError:
-        pass  # positive_float's error names the variable
-    return int(1000 * positive_float(environ, key, default_ms / 1000))
 
 
 @dataclass(frozen=True)

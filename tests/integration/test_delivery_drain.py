@@ -280,6 +280,25 @@ def test_pump_in_a_worker_process_starts_what_it_armed_without_waiting_for_rq(
     assert Queue(keys.DELIVERY_QUEUE, connection=harness.connection).count == 1  # the armed job, left unrun
 
 
+def test_an_emptied_drainer_delivers_events_committed_during_its_idle_wait_without_a_kick(
+        redis_url: str, sinks: list) -> None:
+    (sink, server), _ = sinks
+    url = server.url + "/hook"
+    running = start(redis_url, (url,), PLUGWATCH_DELIVERY_IDLE_WAIT_SECONDS="3")
+    try:
+        running.send([make_event(1)], [url])
+        sink.wait_for(1)
+        running.connection.xadd(keys.outbox_stream(url), {"event": make_event(2)})  # committed, never kicked
+        assert [r.webhook_id for r in sink.wait_for(2)] == ["evt_veh-1_1", "evt_veh-1_2"]
+        assert running.connection.get(keys.downstream_lease_key(url)) is not None  # still waiting for more
+        wait_until(lambda: running.context.threads.active() == [], timeout=10)
+        assert running.connection.get(keys.downstream_lease_key(url)) is None
+        assert running.backlog(url) == 0
+    finally:
+        running.context.close()
+        delivery.install(None)
+
+
 def test_close_hands_over_a_url_still_waiting_on_a_slow_reply(harness: Harness, sinks: list) -> None:
     """At shutdown another worker can take the URL over at once instead of after the lease expires."""
     (slow, _), _ = sinks

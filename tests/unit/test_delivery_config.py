@@ -22,6 +22,18 @@ def test_variables_override_the_defaults() -> None:
     assert (config.read_timeout, config.batch_size, config.dead_letter_ttl, config.backoff_base) == (2.0, 10, 3600, 0.1)
 
 
+@pytest.mark.parametrize(("value", "seconds"), [("", 0.5), ("2", 2.0), ("0", 0.0)])
+def test_the_idle_wait_defaults_to_half_a_second_and_zero_turns_it_off(value: str, seconds: float) -> None:
+    config = DeliveryConfig.from_settings(Settings(), {"PLUGWATCH_DELIVERY_IDLE_WAIT_SECONDS": value})
+    assert config.idle_wait == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "-1"])
+def test_a_bad_idle_wait_names_the_variable(value: str) -> None:
+    with pytest.raises(SettingsError, match="PLUGWATCH_DELIVERY_IDLE_WAIT_SECONDS"):
+        DeliveryConfig.from_settings(Settings(), {"PLUGWATCH_DELIVERY_IDLE_WAIT_SECONDS": value})
+
+
 @pytest.mark.parametrize("value", ["soon", "0", "-1"])
 def test_a_bad_value_names_the_variable(value: str) -> None:
     with pytest.raises(SettingsError, match="PLUGWATCH_DELIVERY_CONNECT_TIMEOUT_SECONDS"):

@@ -13,6 +13,9 @@ Variables (all optional; seconds unless noted):
 - `PLUGWATCH_DELIVERY_INLINE_WAIT_SECONDS` (5): a drainer waits out pauses up to this long itself; a longer
   pause releases the URL and the worker's pump resumes it when the pause is over.
 - `PLUGWATCH_DELIVERY_BATCH_SIZE` (50, a count): outbox entries read per round trip.
+- `PLUGWATCH_DELIVERY_IDLE_WAIT_SECONDS` (0.5; 0 = off): a drainer that emptied its outbox keeps the URL's
+  lease this long, waiting (a blocking read) for the next events, so a steady flow of events is delivered
+  as it is committed, without a new arming, RQ job and drainer per commit.
 - `PLUGWATCH_DEAD_LETTER_TTL_SECONDS` (604800 = 7 days): how long dead letters are kept.
 """
 
@@ -35,6 +38,7 @@ class DeliveryConfig:
     retry_after_max: float = 3600.0
     inline_wait_max: float = 5.0
     batch_size: int = 50
+    idle_wait: float = 0.5
     dead_letter_ttl: int = 7 * 24 * 3600
 
     @property
@@ -62,5 +66,17 @@ class DeliveryConfig:
             retry_after_max=_number(environ, prefix + "RETRY_AFTER_MAX_SECONDS", cls.retry_after_max),
             inline_wait_max=_number(environ, prefix + "INLINE_WAIT_SECONDS", cls.inline_wait_max),
             batch_size=int(_number(environ, prefix + "BATCH_SIZE", cls.batch_size)),
+            idle_wait=seconds_or_off(environ, prefix + "IDLE_WAIT_SECONDS", cls.idle_wait),
             dead_letter_ttl=int(_number(environ, "PLUGWATCH_DEAD_LETTER_TTL_SECONDS", cls.dead_letter_ttl)),
         )
+
+
+def seconds_or_off(environ: Mapping[str, str], key: str, default: float) -> float:
+    """A positive number of seconds, or 0 (off); anything else fails naming `key`."""
+    raw = environ.get(key, "").strip()
+    try:
+        if raw and float(raw) == 0:
+            return 0.0
+    except ValueError:
+        pass  # _number's error names the variable
+    return _number(environ, key, default)

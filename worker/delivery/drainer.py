@@ -9,7 +9,8 @@
                                                              ─▶ retryable: open the breaker (pause); once
                                                                 the event has failed for max age, dead-letter
                                                                 it and every event that waited that long
-    empty ─▶ release the lease, re-check the outbox, take the lease again if there is more (and no kick did)
+    empty ─▶ wait up to `idle_wait` for new events (a blocking read, lease kept): if some came, loop again
+          ─▶ release the lease, re-check the outbox, take the lease again if there is more (and no kick did)
 
 Runs in a drainer thread (see `threads.py`), never in the RQ worker's own thread, so a slow URL holds
 only its own thread.  `stop` (set at shutdown) ends the drain between attempts; an unfinished event stays
@@ -108,11 +109,23 @@ def _drain_leased(tools: Tools, url: str, lease: Lease, stop: threading.Event) -
             continue
         batch = outbox.read_batch(tools.connection, url, tools.config.batch_size)
         if not batch:
+            if _wait_for_more(tools, url):
+                continue  # from the top: the lease, the state (it may have changed meanwhile), the batch
             return Ending.EMPTY
         for entry in batch:
             if stop.is_set() or _deliver(tools, url, current, entry) is Step.REREAD or not lease.refresh():
                 break
     return Ending.STOPPED
+
+
+def _wait_for_more(tools: Tools, url: str) -> bool:
+    """The outbox is empty: keep the lease a little (`idle_wait`) for the next events, so a steady flow is
+    delivered as it is committed rather than through a kick, an RQ job and a new drainer each time.  The
+    wait stays well inside the lease and the connection's socket timeout."""
+    socket_timeout = tools.connection.connection_pool.connection_kwargs.get("socket_timeout")
+    wait_ms = min(int(1000 * tools.config.idle_wait), tools.config.lease_ms // 4,
+                  int(500 * socket_timeout) if socket_timeout else tools.config.lease_ms)
+    return wait_ms > 0 and outbox.wait_for_new(tools.connection, url, tools.config.batch_size, wait_ms)
 
 
 def _deliver(tools: Tools, url: str, current: state.UrlState, entry: outbox.OutboxEntry) -> Step:

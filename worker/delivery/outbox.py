@@ -46,6 +46,17 @@ def read_batch(connection: redis.Redis, url: str, count: int) -> list[OutboxEntr
     return []
 
 
+def wait_for_new(connection: redis.Redis, url: str, count: int, block_ms: int) -> bool:
+    """Block up to `block_ms` for entries added after everything read so far; True if some arrived.
+
+    They are read (pending) from then on, so the next `read_batch` returns them first, in order.
+    """
+    stream = keys.outbox_stream(url)
+    reply: Any = connection.xreadgroup(keys.OUTBOX_GROUP, keys.OUTBOX_CONSUMER, {stream: ">"}, count=count,
+                                       block=block_ms)
+    return any(items for _, items in reply or [])
+
+
 def finish(connection: redis.Redis, url: str, entry_id: str) -> None:
     """The entry was delivered or dead-lettered: remove it from the group and the stream, atomically."""
     stream = keys.outbox_stream(url)
