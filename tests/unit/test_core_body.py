@@ -47,7 +47,8 @@ def test_not_an_array_or_not_json_is_none() -> None:
     assert decode_body(b"") is None
 
 
-json_leaf = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5) | st.just("2025-03-14T18:02:05Z")
+json_leaf = (st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5)
+             | st.just("2025-03-14T18:02:05Z"))
 json_values = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3)
                            | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
 fields = st.sampled_from(["id", "userId", "chargeState", "location", "pluggedInChargerId", "pluggedInVehicleId",
