@@ -55,7 +55,9 @@ def in_process_drain(connection: redis.Redis, url: str, deliveries: list[Deliver
                      clock: Callable[[], float] = time.perf_counter) -> tuple[int, float]:
     """Drain with this process's code; `clock=time.process_time` counts only this process's CPU time."""
     events = fresh(connection, deliveries)
-    context = bootstrap(Settings(redis_url=url), {"PLUGWATCH_INGEST_MAX_DRAINERS": "1"},
+    # No idle wait: these runs time a backlog with no live sender, so waiting for the next delivery is idle time.
+    context = bootstrap(Settings(redis_url=url), {"PLUGWATCH_INGEST_MAX_DRAINERS": "1",
+                                                  "PLUGWATCH_INGEST_IDLE_WAIT_SECONDS": "0"},
                         registry=CollectorRegistry(), connection=connection, consumer="bench")
     started = clock()
     while connection.xlen(keys.INGEST_STREAM):
@@ -67,7 +69,8 @@ def in_process_drain(connection: redis.Redis, url: str, deliveries: list[Deliver
 
 def subprocess_drain(connection: redis.Redis, url: str, deliveries: list[Delivery], log: Path) -> tuple[int, float]:
     events = fresh(connection, deliveries)
-    env = base_env(REDIS_URL=url, PLUGWATCH_METRICS_PORT="0", PLUGWATCH_LOG_FORMAT="json")
+    env = base_env(REDIS_URL=url, PLUGWATCH_METRICS_PORT="0", PLUGWATCH_LOG_FORMAT="json",
+                   PLUGWATCH_INGEST_IDLE_WAIT_SECONDS="0")
     started = time.perf_counter()
     with log.open("ab") as out:
         subprocess.run([sys.executable, "-m", "worker", "--burst"], env=env, stdout=out, stderr=subprocess.STDOUT,

@@ -54,10 +54,15 @@ class UserState(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True
     def facts(self) -> dict[str, object]:
         """The order-independent part of the state: newest facts per device and who is at home.
 
-        Counters (`sequence`, failures) depend on which events were emitted, so they are left out.
+        Counters (`sequence`, failures) depend on which events were emitted, so they are left out, and so
+        is a vehicle known only through its actions (it holds nothing but counters: whether a late action
+        update creates it depends on whether newer actions arrived first).
         """
         return {
-            "vehicles": {vid: (v.plug, v.location, v.home) for vid, v in sorted(self.vehicles.items())},
+            "vehicles": {
+                vid: (v.plug, v.location, v.home) for vid, v in sorted(self.vehicles.items())
+                if v.plug is not None or v.location is not None
+            },
             "chargers": {cid: (c.plug, c.location) for cid, c in sorted(self.chargers.items())},
             "tombstones": sorted(self.tombstones),
         }
