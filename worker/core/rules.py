@@ -10,7 +10,7 @@ unplugged events alternate per vehicle.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from msgspec.structs import replace
@@ -37,6 +37,7 @@ from worker.core.state import (
 from worker.core.streaks import record_failure, record_success
 
 _FAILURE_REASONS_THAT_COUNT = frozenset({"FAILED_PRECONDITION", "NOT_FOUND"})
+DeviceT = TypeVar("DeviceT", Vehicle, Charger)
 
 
 class Outcome(enum.StrEnum):
@@ -65,28 +66,22 @@ def apply(state: UserState, obs: Observation) -> Applied:
 # --- devices ------------------------------------------------------------------------------------------
 
 
-def _merge(old: Fact | None, new: Fact | None) -> tuple[Fact | None, bool]:
-    if new is not None and new.newer_than(old):
-        return new, True
-    return old, False
-
-
-def _unchanged(known: bool, olds: tuple[Fact | None, ...], news: tuple[Fact | None, ...]) -> Outcome:
-    same = known and all(new is None or new == old for old, new in zip(olds, news, strict=True))
-    return Outcome.DUPLICATE if same else Outcome.STALE
+def _merge_facts(device: DeviceT, plug: Fact | None, location: Fact | None) -> tuple[DeviceT, Outcome]:
+    """Keep the newest plug and location facts; APPLIED if either changed, else DUPLICATE or STALE."""
+    new_plug = plug if plug is not None and plug.newer_than(device.plug) else device.plug
+    new_location = location if location is not None and location.newer_than(device.location) else device.location
+    if new_plug is not device.plug or new_location is not device.location:
+        return replace(device, plug=new_plug, location=new_location), Outcome.APPLIED
+    same = all(new is None or new == old for old, new in ((device.plug, plug), (device.location, location)))
+    return device, Outcome.DUPLICATE if same else Outcome.STALE
 
 
 def _vehicle_observed(state: UserState, obs: VehicleObserved) -> Applied:
     if obs.vehicle_id in state.tombstones:
         return Applied(state, (), Outcome.STALE)
-    known = obs.vehicle_id in state.vehicles
-    vehicle = state.vehicles.get(obs.vehicle_id, Vehicle())
-    plug, plug_changed = _merge(vehicle.plug, obs.plug)
-    location, location_changed = _merge(vehicle.location, obs.location)
-    if known and not plug_changed and not location_changed:
-        olds, news = (vehicle.plug, vehicle.location), (obs.plug, obs.location)
-        return Applied(state, (), _unchanged(known, olds, news))
-    vehicle = replace(vehicle, plug=plug, location=location)
+    vehicle, outcome = _merge_facts(state.vehicles.get(obs.vehicle_id, Vehicle()), obs.plug, obs.location)
+    if outcome is not Outcome.APPLIED and obs.vehicle_id in state.vehicles:
+        return Applied(state, (), outcome)
     state = replace(state, vehicles={**state.vehicles, obs.vehicle_id: vehicle})
     return _settle(state, obs.user_id, [obs.vehicle_id], obs.at, deleted=None)
 
@@ -94,14 +89,9 @@ def _vehicle_observed(state: UserState, obs: VehicleObserved) -> Applied:
 def _charger_observed(state: UserState, obs: ChargerObserved) -> Applied:
     if obs.charger_id in state.tombstones:
         return Applied(state, (), Outcome.STALE)
-    known = obs.charger_id in state.chargers
-    charger = state.chargers.get(obs.charger_id, Charger())
-    plug, plug_changed = _merge(charger.plug, obs.plug)
-    location, location_changed = _merge(charger.location, obs.location)
-    if known and not plug_changed and not location_changed:
-        olds, news = (charger.plug, charger.location), (obs.plug, obs.location)
-        return Applied(state, (), _unchanged(known, olds, news))
-    charger = replace(charger, plug=plug, location=location)
+    charger, outcome = _merge_facts(state.chargers.get(obs.charger_id, Charger()), obs.plug, obs.location)
+    if outcome is not Outcome.APPLIED and obs.charger_id in state.chargers:
+        return Applied(state, (), outcome)
     state = replace(state, chargers={**state.chargers, obs.charger_id: charger})
     return _settle(state, obs.user_id, _plugged_into(state, obs.charger_id), obs.at, deleted=None)
 
