@@ -6,6 +6,7 @@ import logging
 import sys
 from typing import TextIO
 
+import orjson
 import structlog
 
 # Libraries that log every request at INFO; their warnings still come through.
@@ -22,15 +23,21 @@ def configure_logging(log_format: str = "auto", level: int = logging.INFO, strea
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
     )
+    # JSON lines rendered by orjson straight to bytes: a third of the receiver's per-request CPU otherwise.
+    binary = None if use_console else getattr(stream, "buffer", None)
+    fast_renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps) if binary else renderer
+    factory: structlog.typing.WrappedLogger = (
+        structlog.BytesLoggerFactory(binary) if binary else structlog.PrintLoggerFactory(stream)
+    )
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, fast_renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=factory,
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(stream)
