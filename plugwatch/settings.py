@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -38,8 +39,8 @@ def positive_float(environ: Mapping[str, str], key: str, default: float) -> floa
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{key} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{key} must be positive, got {raw!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"{key} must be a positive number, got {raw!r}")
     return value
 
 

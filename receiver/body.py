@@ -19,7 +19,7 @@ def check_declared_length(declared: bytes | None, limit: int) -> None:
         return
     if not declared.isdigit():
         raise BadBody("content-length is not a number")
-    if int(declared) > limit:
+    if len(declared) > 18 or int(declared) > limit:  # 19+ digits: past any limit (and int()'s digit cap)
         raise BodyTooLarge
 
 

@@ -36,6 +36,10 @@ def decode_delivery(connection: redis.Redis, fields: dict[bytes, bytes],
         except DecodeError as error:
             _quarantine(connection, fields, error.reason, index, counts, _kind_of(raw))
             continue
+        except Exception as error:  # a core bug must cost one event, never its whole delivery
+            log.exception("ingest.decode_crashed", event_index=index)
+            _quarantine(connection, fields, f"decoder crashed: {error!r}", index, counts, _kind_of(raw))
+            continue
         if isinstance(decoded, Ignored):
             counts[(decoded.kind, "ignored")] += 1
         else:

@@ -35,6 +35,7 @@ from typing import Any
 import redis
 import structlog
 from rq import Queue
+from rq.timeouts import JobTimeoutException
 
 from plugwatch import ingest, keys
 from plugwatch.settings import Settings
@@ -134,7 +135,7 @@ def _process(context: WorkerContext, entries: Sequence[Entry], drained: Drained)
     try:
         with _gc_paused():
             _apply(context, entries, drained)
-    except (redis.ConnectionError, redis.TimeoutError):
+    except (redis.ConnectionError, redis.TimeoutError, JobTimeoutException):
         raise  # the job fails and is retried; the entries stay pending and are claimed later
     except Exception:
         if len(entries) == 1:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.unit.test_core_rules import action, charger, vehicle
 from worker.core import (
@@ -19,6 +22,13 @@ from worker.core import (
     decode_event,
 )
 from worker.core.timestamps import format_ms, parse_ms
+
+_LEAVES = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+_JSON = st.recursive(_LEAVES, lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
+_KEYS = st.sampled_from(["id", "userId", "user", "createdAt", "chargeState", "location", "lastUpdated", "kind",
+                         "targetType", "targetId", "state", "failureReason", "updatedAt", "pluggedInChargerId"])
+JSON_OBJECTS = st.dictionaries(_KEYS | st.text(max_size=5), _JSON, max_size=8)
 
 
 def test_reference_example_a_decodes_to_plug_and_location_facts() -> None:
@@ -130,3 +140,21 @@ def test_format_ms_round_trips() -> None:
 
 def test_lower_case_rfc3339_separators_parse() -> None:
     assert parse_ms("2025-03-14t18:02:05.512z") == 1_741_975_325_512
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["user:vehicle:updated", "user:charger:updated", "user:vendor-action:updated",
+                        "user:vehicle:deleted", "system:heartbeat"]), JSON_OBJECTS)
+def test_decode_event_raises_nothing_but_decode_error_on_arbitrary_json(name: str, body: dict[str, Any]) -> None:
+    """Attacker-shaped content costs one quarantined event, never a crash (e.g. an object as an action's kind)."""
+    body["event"] = name
+    for key in ("vehicle", "charger", "vendorAction"):
+        body.setdefault(key, {"kind": {"x": 1}, "targetType": ["charger"], "id": "a", "chargeState": []})
+    with contextlib.suppress(DecodeError):
+        decode_event(body)
+
+
+def test_an_object_as_an_action_kind_is_ignored_not_a_crash() -> None:
+    raw = action("a", "FAILED", 1)
+    raw["vendorAction"]["kind"] = {"x": 1}
+    assert isinstance(decode_event(raw), Ignored)

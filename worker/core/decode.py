@@ -22,8 +22,9 @@ from worker.core.observations import (
 )
 from worker.core.timestamps import parse_ms
 
-_CHARGE_KINDS = frozenset({"START", "STOP"})
-_CHARGE_TARGETS = frozenset({"vehicle", "charger"})
+# Tuples, not sets: membership by equality never hashes, so an object or array there is simply "not in".
+_CHARGE_KINDS = ("START", "STOP")
+_CHARGE_TARGETS = ("vehicle", "charger")
 
 
 class DecodeError(ValueError):
