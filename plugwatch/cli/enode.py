@@ -173,14 +173,14 @@ def webhook_rotate_secret(webhook_id: str, secret: str | None) -> None:
     click.echo(f"next: plugwatch enode webhook test {webhook_id}; then remove the old secret from "
                "ENODE_WEBHOOK_SECRET")
 
-def _warn_missing_urls(connection: redis.Redis, settings: Settings) -> None:
-    """Events go to the outboxes of this shell's DOWNSTREAM_WEBHOOK_URLS; warn if the worker knows others."""
+def _refuse_missing_urls(connection: redis.Redis, settings: Settings, force: bool) -> None:
+    """Events go to the outboxes of this shell's DOWNSTREAM_WEBHOOK_URLS only: a URL the workers deliver to
+    but this shell lacks would never get the reconciled events (a re-run emits nothing), so refuse."""
     known = {url.decode() if isinstance(url, bytes) else url for url in connection.hvals(keys.DOWNSTREAM_URLS)}
     missing = sorted(known - set(settings.downstream_urls))
-    if missing:
-        click.echo(f"plugwatch enode: warning: events will not be queued for {', '.join(missing)} "
-                   "(not in this shell's DOWNSTREAM_WEBHOOK_URLS); run reconcile with the worker's environment",
-                   err=True)
+    if missing and not force:
+        _fail(f"the workers deliver to {', '.join(missing)}, which this shell's DOWNSTREAM_WEBHOOK_URLS lacks: "
+              "run reconcile with the worker's environment (or --force to skip those URLs for good)", 2)
 
 
 @enode.command("reconcile")
@@ -188,7 +188,8 @@ def _warn_missing_urls(connection: redis.Redis, settings: Settings) -> None:
 @click.option("--page-size", type=click.IntRange(1, 500), default=None, help="Objects per API page.")
 @click.option("--prune-deleted", is_flag=True,
               help="Also treat tracked devices Enode no longer lists as deleted (emits their unplugs).")
-@click.option("--force", is_flag=True, help="With --prune-deleted: even if more than half would be deleted.")
+@click.option("--force", is_flag=True, help="Prune even if more than half would be deleted; reconcile even if this "
+              "shell lacks a downstream URL the workers deliver to (those URLs never get the events).")
 def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted: bool, force: bool) -> None:
     """Fetch every charger and vehicle and apply them like webhooks: emits exactly the missed transitions.
 
@@ -199,7 +200,7 @@ def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted:
     with enode_api(settings) as client:
         connection = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
         try:
-            _warn_missing_urls(connection, settings)
+            _refuse_missing_urls(connection, settings, force)
             store = Store(connection, settings.downstream_urls)
             apply = functools.partial(apply_observations, store, connection, settings)
             started = datetime.now(UTC)

@@ -177,12 +177,19 @@ def test_prune_refuses_when_enode_lists_too_few_of_the_tracked_devices(
         "charger_deleted", "charger_deleted"]  # v1 and v3 were at home; their chargers go first
 
 
-def test_reconcile_warns_when_the_worker_delivers_to_urls_this_shell_does_not_know(
+def test_reconcile_refuses_when_the_worker_delivers_to_urls_this_shell_does_not_know(
         fake: FakeEnode, server: ThreadedUvicorn, settings_: Settings, real_redis: redis.Redis) -> None:
+    """Those URLs would never get the reconciled events (a re-run emits nothing), so nothing is applied."""
     real_redis.hset(keys.DOWNSTREAM_URLS, keys.url_key(URL), URL)  # what the worker's pump records
+    outage(fake, Store(real_redis, ()))
+    before = len(emitted(real_redis))
     result = CliRunner().invoke(main, ["enode", "reconcile"], env=cli_env(fake, server, settings_))
-    assert result.exit_code == 0, result.output
-    assert f"events will not be queued for {URL}" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert f"the workers deliver to {URL}" in result.stderr
+    assert len(emitted(real_redis)) == before
+    forced = CliRunner().invoke(main, ["enode", "reconcile", "--force"], env=cli_env(fake, server, settings_))
+    assert forced.exit_code == 0, forced.output
+    assert len(emitted(real_redis)) == before + 2  # v1 unplugged, v2 plugged in at home
 
 
 def test_prune_keeps_an_unlisted_device_updated_just_before_the_listing(

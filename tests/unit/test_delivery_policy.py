@@ -85,3 +85,9 @@ def test_parse_event_tolerates_a_missing_or_odd_occurred_at() -> None:
         info = parse_event(b'{"id": "evt_1", "occurredAt": %s}' % occurred.encode())
         assert info is not None
         assert info.occurred_at is None
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u2460", "1\u00b2", "soon", "-5"])
+def test_retry_after_that_is_not_plain_digits_or_a_date_is_ignored(value: str) -> None:
+    """A sink's odd header must never crash the drainer (str.isdigit() accepts "²")."""
+    assert parse_retry_after(value, now=0) is None
