@@ -53,12 +53,15 @@ def up(users: int, seed: int, rate: float, workers: int, port: int, dashboard: b
     env.setdefault("DOWNSTREAM_WEBHOOK_SECRET", "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
     env.setdefault("PLUGWATCH_LOG_FORMAT", "json")
     stack = Stack(log_dir or Path(tempfile.mkdtemp(prefix="plugwatch-up-")))
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # a closed terminal stops everything too
+        signal.signal(sig, _raise_interrupt)
     try:
         _run(stack, env, users, seed, rate, workers, port, dashboard, enode, public_url, fake)
     except KeyboardInterrupt:
         click.echo("\nup: stopping…", err=True)
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C must not cut the clean-up
+            signal.signal(sig, signal.SIG_IGN)
         stack.stop()
         click.echo("up: everything stopped", err=True)
 

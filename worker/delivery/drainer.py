@@ -113,7 +113,9 @@ def _drain_leased(tools: Tools, url: str, lease: Lease, stop: threading.Event) -
                 continue  # from the top: the lease, the state (it may have changed meanwhile), the batch
             return Ending.EMPTY
         for entry in batch:
-            if stop.is_set() or _deliver(tools, url, current, entry) is Step.REREAD or not lease.refresh():
+            # A full lease before every attempt: an attempt is bounded (timeouts + BODY_READ_SECONDS) below it.
+            if stop.is_set() or _deliver(tools, url, current, entry) is Step.REREAD \
+                    or not lease.refresh(force=True):
                 break
     return Ending.STOPPED
 

@@ -9,12 +9,15 @@ response was read completely, and a new TCP connection per event would cost more
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from plugwatch.signing import signature_headers
 from worker.delivery.policy import AttemptResult, Outcome, classify_status, parse_retry_after
 
 MAX_DETAIL_BYTES = 300
+BODY_READ_SECONDS = 2.0  # a body trickling in longer is dropped with its connection (keeps attempts bounded)
 MAX_DISCARD_BYTES = 64 * 1024  # a longer success body is not read: its connection is closed instead
 USER_AGENT = "plugwatch-webhooks/1"
 
@@ -43,22 +46,22 @@ def post_event(
 
 def _discard(response: httpx.Response) -> None:
     """Read a short body to its end without keeping it, so the connection can be reused."""
-    received = 0
+    received, deadline = 0, time.monotonic() + BODY_READ_SECONDS
     try:
         for chunk in response.iter_raw():
             received += len(chunk)
-            if received > MAX_DISCARD_BYTES:
+            if received > MAX_DISCARD_BYTES or time.monotonic() > deadline:
                 return
     except httpx.HTTPError:
         pass  # the 2xx status already arrived: the event was accepted; the connection is dropped
 
 
 def _snippet(response: httpx.Response) -> str:
-    received = b""
+    received, deadline = b"", time.monotonic() + BODY_READ_SECONDS
     try:
         for chunk in response.iter_raw():
             received += chunk
-            if len(received) >= MAX_DETAIL_BYTES:
+            if len(received) >= MAX_DETAIL_BYTES or time.monotonic() > deadline:
                 break
     except httpx.HTTPError:
         pass  # the status already says what happened; the body is only a hint
