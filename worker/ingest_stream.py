@@ -39,7 +39,16 @@ def forget_idle_consumers(context: WorkerContext) -> None:
         name = text(consumer["name"]) if isinstance(consumer["name"], bytes) else str(consumer["name"])
         idle = not consumer["pending"] and consumer["idle"] > context.options.consumer_idle_ms
         if idle and name != context.consumer:
-            connection.xgroup_delconsumer(keys.INGEST_STREAM, keys.INGEST_GROUP, name)
+            # Atomically re-check: a consumer that read entries since XINFO keeps them (and stays).
+            connection.eval(_DELETE_IF_EMPTY, 1, keys.INGEST_STREAM, keys.INGEST_GROUP, name)
+
+
+_DELETE_IF_EMPTY = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return -1
+"""
 
 
 def arm_helper(context: WorkerContext, slot: int) -> bool:
