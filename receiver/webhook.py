@@ -87,7 +87,9 @@ class WebhookEndpoint:
         self._secrets = tuple(secret.encode() for secret in settings.enode_webhook_secrets)
         self._limit = settings.max_body_bytes
         self._dedupe_ttl = settings.dedupe_ttl_seconds
-        # Half the budget per pipeline: a call waits for at most the one in flight and its own.
+        # Half the budget per pipeline; each call also gives up at the whole budget (behind a long queue of
+        # pipelines), and a call that gave up before its pipeline was sent is never sent.
+        self._redis_timeout = settings.redis_timeout_seconds
         self._script = ScriptBatcher(connection, ingest.INGEST_LUA, timeout=settings.redis_timeout_seconds / 2)
         self._sync_connection = sync_connection
         self._metrics = metrics
@@ -133,7 +135,8 @@ class WebhookEndpoint:
                                                dedupe_ttl_seconds=self._dedupe_ttl)
         started = time.perf_counter()
         try:
-            reply = await self._script(script_keys, args)
+            async with asyncio.timeout(self._redis_timeout):
+                reply = await self._script(script_keys, args)
         except (redis.RedisError, OSError, TimeoutError) as error:
             log.warning("delivery.store_failed", delivery_id=delivery_id, error=repr(error))
             return Handled(Outcome.UNAVAILABLE, delivery_id, batch.events)

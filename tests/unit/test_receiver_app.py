@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator
 
+import fakeredis
 import httpx
 import orjson
 import pytest
+import redis.asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from plugwatch import keys
 from plugwatch.settings import Settings
+from receiver.app import create_app
 from tests.conftest import TEST_SECRET
 from tests.support.receiver_app import InProcessReceiver, signed, vehicle_batch
 
@@ -238,3 +243,33 @@ def _sample(receiver: InProcessReceiver, name: str, text: str | None = None, **l
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return None
+
+
+def test_every_caller_behind_a_silent_redis_gets_its_503_within_the_budget() -> None:
+    """1,200 deliveries queue behind pipelines that never answer; none may wait much longer than the budget
+    (without a per-call deadline the last ones waited for every pipeline ahead of them: ~2.5 s here)."""
+    async def main() -> list[tuple[int, float]]:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(-1)  # never answers
+            writer.close()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        url = f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0"
+        connection = redis.asyncio.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        settings = Settings(redis_url=url, enode_webhook_secrets=(TEST_SECRET,), redis_timeout_seconds=0.5)
+        app = create_app(settings, redis=connection, sync_redis=fakeredis.FakeRedis())
+
+        async def one(client: httpx.AsyncClient, i: int) -> tuple[int, float]:
+            started = time.perf_counter()
+            response = await client.post("/webhooks/enode", content=BODY, headers=signed(BODY, f"d{i}"))
+            return response.status_code, time.perf_counter() - started
+
+        async with server, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as client:
+            results = await asyncio.gather(*(one(client, i) for i in range(1200)))
+            await asyncio.sleep(0.6)  # the flusher ends its last, abandoned pipeline
+            await connection.aclose(close_connection_pool=True)
+        return results
+
+    results = asyncio.run(main())
+    assert {status for status, _ in results} == {503}
+    assert max(elapsed for _, elapsed in results) < 1.5
