@@ -30,14 +30,26 @@ def _seconds(text: str) -> int:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+def _entry_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """A quarantine entry id is a Redis stream id, as `list` prints it (e.g. 1763740800000-0)."""
+    if not _STREAM_ID.fullmatch(value):
+        raise click.BadParameter(f"{value!r} is not an entry id (as `plugwatch quarantine list` shows them)")
+    return value
+
+
+_STREAM_ID = re.compile(r"\d+(-\d+)?")
+
+
 @click.group("quarantine")
 def quarantine() -> None:
     """Deliveries and events that were authentic but unusable (stream plugwatch:quarantine)."""
 
 
 @quarantine.command("list")
-@click.option("--limit", default=50, show_default=True, help="How many entries to show.")
-@click.option("--after", default="-", help="Show entries after this entry id (paging).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True,
+              help="How many entries to show.")
+@click.option("--after", default="-", callback=lambda ctx, param, value: value if value == "-" else _entry_id(
+    ctx, param, value), help="Show entries after this entry id (paging).")
 def list_entries(limit: int, after: str) -> None:
     """List entries, oldest first: id, time, reason, delivery id, event index, body size."""
     connection = _connect()
@@ -49,7 +61,7 @@ def list_entries(limit: int, after: str) -> None:
 
 
 @quarantine.command("show")
-@click.argument("entry_id")
+@click.argument("entry_id", callback=_entry_id)
 def show(entry_id: str) -> None:
     """Print one entry's fields, then its raw body."""
     entry = store.get(_connect(), entry_id)
@@ -64,7 +76,8 @@ def show(entry_id: str) -> None:
 
 
 @quarantine.command("replay")
-@click.argument("entry_ids", nargs=-1)
+@click.argument("entry_ids", nargs=-1, callback=lambda ctx, param, values: tuple(
+    _entry_id(ctx, param, value) for value in values))
 @click.option("--all", "replay_all", is_flag=True, help="Replay every entry.")
 @click.option("--force", is_flag=True, help="Replay even entries whose body still fails the ingest checks.")
 def replay(entry_ids: tuple[str, ...], replay_all: bool, force: bool) -> None:
@@ -81,7 +94,8 @@ def replay(entry_ids: tuple[str, ...], replay_all: bool, force: bool) -> None:
 
 
 @quarantine.command("purge")
-@click.argument("entry_ids", nargs=-1)
+@click.argument("entry_ids", nargs=-1, callback=lambda ctx, param, values: tuple(
+    _entry_id(ctx, param, value) for value in values))
 @click.option("--all", "purge_all", is_flag=True, help="Delete every entry.")
 @click.option("--older-than", default=None, help="Delete entries older than this (e.g. 7d, 12h).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")

@@ -88,3 +88,16 @@ def test_purge_by_id_all_and_age(cli: CliRunner, real_redis: redis.Redis) -> Non
 def test_purge_refuses_a_bad_duration_and_ambiguous_selection(cli: CliRunner) -> None:
     assert "use e.g." in invoke(cli, "purge", "--yes", "--older-than", "soon", code=2)
     assert "exactly one" in invoke(cli, "purge", "--yes", "--all", "1-0", code=2)
+
+
+@pytest.mark.parametrize("args", [
+    ["quarantine", "show", "abc"], ["quarantine", "replay", "abc"], ["quarantine", "purge", "1-x", "--yes"],
+    ["quarantine", "list", "--after", "abc"], ["quarantine", "list", "--limit", "-1"],
+    ["simulate", "--url", "http://127.0.0.1:9/x", "--batch", "5-1"],
+    ["simulate", "--url", "http://127.0.0.1:9/x", "--batch", "x"],
+    ["simulate", "--url", "http://127.0.0.1:9/x", "--concurrency", "0"],
+])
+def test_bad_input_is_a_usage_error_not_a_traceback(cli: CliRunner, args: list[str]) -> None:
+    result = cli.invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value" in result.output
