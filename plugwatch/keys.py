@@ -33,6 +33,7 @@ DEDUPE_PREFIX = f"{PREFIX}:dedupe:"  # + delivery id -> "1", TTL = dedupe window
 
 # --- quarantine (authentic but unusable input) -----------------------------------------------------
 QUARANTINE_STREAM = f"{PREFIX}:quarantine"  # fields: d, b, reason, at (ISO time), [event_index]
+QUARANTINED_ONCE_PREFIX = f"{PREFIX}:quarantined:"  # + digest: the worker quarantined this event already
 
 # --- Enode heartbeat -------------------------------------------------------------------------------
 HEARTBEAT = f"{PREFIX}:heartbeat"  # hash: at (unix seconds, float), pending_events (int), created_at

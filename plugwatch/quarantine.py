@@ -13,6 +13,7 @@ whose body still cannot be ingested is kept unless the replay is forced.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -55,14 +56,33 @@ class ReplayOutcome(enum.StrEnum):
 
 def add(
     connection: redis.Redis, delivery_id: str, body: bytes, reason: str, *, now: float,
-    event_index: int | None = None,
-) -> str:
-    """Quarantine a delivery (or, with `event_index`, one event of it); return the entry id."""
+    event_index: int | None = None, once: bool = False,
+) -> str | None:
+    """Quarantine a delivery (or, with `event_index`, one event of it); return the entry id.
+
+    `once=True` (the worker, which may decode a delivery again after a crash or a failed batch) adds the
+    entry only if this delivery id, index and body were not quarantined in the last week; None if they were.
+    """
     fields: dict[str, str | bytes | int] = {"d": delivery_id, "b": body, "reason": reason,
                                             "at": ingest.iso_time(now)}
     if event_index is not None:
         fields["event_index"] = event_index
-    return _text(connection.xadd(keys.QUARANTINE_STREAM, fields))  # type: ignore[arg-type]
+    if not once:
+        return _text(connection.xadd(keys.QUARANTINE_STREAM, fields))  # type: ignore[arg-type]
+    digest = hashlib.sha256(f"{delivery_id}|{event_index}|".encode() + body).hexdigest()[:24]
+    flat = [item for pair in fields.items() for item in pair]
+    added = connection.eval(_ADD_ONCE, 2, keys.QUARANTINE_STREAM, keys.QUARANTINED_ONCE_PREFIX + digest,
+                            ONCE_TTL_SECONDS, *flat)
+    return _text(added) if added else None
+
+
+ONCE_TTL_SECONDS = 7 * 24 * 3600
+_ADD_ONCE = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+end
+return false
+"""
 
 
 def count(connection: redis.Redis) -> int:

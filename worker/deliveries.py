@@ -50,7 +50,8 @@ def decode_delivery(connection: redis.Redis, fields: dict[bytes, bytes],
 def _quarantine(connection: redis.Redis, fields: dict[bytes, bytes], reason: str, event_index: int | None,
                 counts: Counter[tuple[str, str]], kind: str = "other") -> None:
     delivery_id = text(fields.get(b"d", b""))
-    quarantine.add(connection, delivery_id, fields.get(b"b", b""), reason, now=time.time(), event_index=event_index)
+    quarantine.add(connection, delivery_id, fields.get(b"b", b""), reason, now=time.time(), event_index=event_index,
+                   once=True)  # a delivery decoded again (crash, failed batch) is not quarantined twice
     log.warning("ingest.event_quarantined", delivery_id=delivery_id, event_index=event_index, reason=reason)
     counts[(kind, "quarantined")] += 1
 

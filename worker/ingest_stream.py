@@ -89,7 +89,8 @@ def claim(context: WorkerContext, armed_key: str, cursor: bytes) -> tuple[list[E
 def quarantine_poison(context: WorkerContext, entry: Entry, times: int) -> None:
     entry_id, fields = entry
     reason = f"poison: delivered {times} times without completing"
-    quarantine.add(context.connection, text(fields.get(b"d", b"")), fields.get(b"b", b""), reason, now=time.time())
+    quarantine.add(context.connection, text(fields.get(b"d", b"")), fields.get(b"b", b""), reason, now=time.time(),
+                   once=True)  # a crash before the ack must not quarantine it twice
     log.warning("ingest.poison_quarantined", entry_id=text(entry_id), times=times)
     context.store.apply_batch([], Ack([entry_id]))
     context.metrics.events.labels("other", "quarantined").inc()

@@ -96,3 +96,16 @@ def test_purge_by_id_by_age_and_all(connection: redis.Redis) -> None:
 )
 def test_replay_body(body: bytes, index: int | None, expected: bytes) -> None:
     assert Entry("1-0", "d", body, "r", "t", index).replay_body() == expected
+
+
+@pytest.mark.parametrize("backend", ["fake_redis", "real_redis"])
+def test_once_quarantines_an_event_a_single_time(backend: str, request: pytest.FixtureRequest) -> None:
+    """The worker may decode a delivery again (a crash, a failed batch): one entry, not two."""
+    connection = request.getfixturevalue(backend)
+    first = quarantine.add(connection, "d1", b"[1]", "event rejected", now=NOW, event_index=0, once=True)
+    again = quarantine.add(connection, "d1", b"[1]", "event rejected", now=NOW + 1, event_index=0, once=True)
+    other = quarantine.add(connection, "d1", b"[1]", "event rejected", now=NOW + 1, event_index=1, once=True)
+    assert first is not None
+    assert again is None
+    assert other is not None
+    assert quarantine.count(connection) == 2
