@@ -79,7 +79,8 @@ def drain(context: WorkerContext, slot: int = 0) -> Drained:
     deadline = time.monotonic() + options.budget_seconds
     claim_from: bytes | None = b"0-0"  # XAUTOCLAIM's scan position; None once the scan is complete
     helped = slot + 1 >= options.max_drainers
-    while time.monotonic() < deadline:
+    progressed = False  # a job always processes one batch, however slow the machine: no job ends idle-handed
+    while not progressed or time.monotonic() < deadline:
         if claim_from is not None:
             entries, claim_from = stream.claim(context, armed_key, claim_from)  # at most one entry
         else:
@@ -92,6 +93,7 @@ def drain(context: WorkerContext, slot: int = 0) -> Drained:
                 helped = stream.arm_helper(context, slot + 1)
         if entries:
             _process(context, entries, drained)
+            progressed = True
     connection.delete(armed_key)
     stream.forget_idle_consumers(context)
     drained.rearmed = needs_drain(connection, options.claim_idle_ms) and ingest.arm(connection) is not None
