@@ -115,3 +115,18 @@ def test_refresh_skips_the_round_trip_while_the_lease_is_fresh(connection: redis
     assert connection.pttl(keys.downstream_lease_key(URL_A)) <= 1000
     assert lease.refresh(force=True)
     assert connection.pttl(keys.downstream_lease_key(URL_A)) > 1000
+
+
+def test_refresh_keeps_the_lease_longer_than_an_attempt(connection: redis.Redis) -> None:
+    """Skipping a refresh must never leave less lease than one attempt may take (else a second drainer
+    could start mid-attempt); while plenty is left, no round trip is spent."""
+    lease = Lease(connection, URL_A, ttl_ms=10_000, must_outlive_ms=9_000)
+    assert lease.claim()
+    key = keys.downstream_lease_key(URL_A)
+    connection.pexpire(key, 9_500)  # as if 0.5 s had passed: still more than an attempt left
+    assert lease.refresh()
+    assert connection.pttl(key) <= 9_500
+    lease._renewed_at -= 1.0  # 1 s since the renewal: less than an attempt would be left
+    connection.pexpire(key, 9_000)
+    assert lease.refresh()
+    assert connection.pttl(key) > 9_500

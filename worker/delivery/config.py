@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from plugwatch.settings import Settings
 from plugwatch.settings import positive_float as _number  # the same rule as every other number
+from worker.delivery.sender import BODY_READ_SECONDS
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,8 @@ class DeliveryConfig:
 
     @property
     def attempt_seconds(self) -> float:
-        """The longest one attempt can take (pool wait + connect, write + read, each bounded)."""
-        return 2 * (self.connect_timeout + self.read_timeout)
+        """The longest one attempt can take: pool wait + connect, write + response, and the body read."""
+        return 2 * (self.connect_timeout + self.read_timeout) + BODY_READ_SECONDS
 
     @property
     def lease_ms(self) -> int:

@@ -72,7 +72,8 @@ class Tools:
 
 def drain(tools: Tools, url: str, stop: threading.Event) -> None:
     """Deliver `url`'s outbox while this drainer holds the URL's lease."""
-    lease = Lease(tools.connection, url, tools.config.lease_ms)
+    # Before every attempt the lease must outlive it, so no second drainer can start mid-attempt.
+    lease = Lease(tools.connection, url, tools.config.lease_ms, int(1000 * tools.config.attempt_seconds))
     if not lease.claim():
         return  # another live drainer has it; it re-checks the outbox before letting go
     tools.leases[url] = lease
@@ -113,9 +114,7 @@ def _drain_leased(tools: Tools, url: str, lease: Lease, stop: threading.Event) -
                 continue  # from the top: the lease, the state (it may have changed meanwhile), the batch
             return Ending.EMPTY
         for entry in batch:
-            # A full lease before every attempt: an attempt is bounded (timeouts + BODY_READ_SECONDS) below it.
-            if stop.is_set() or _deliver(tools, url, current, entry) is Step.REREAD \
-                    or not lease.refresh(force=True):
+            if stop.is_set() or _deliver(tools, url, current, entry) is Step.REREAD or not lease.refresh():
                 break
     return Ending.STOPPED
 

@@ -40,6 +40,7 @@ class Lease:
     connection: redis.Redis
     url: str
     ttl_ms: int
+    must_outlive_ms: int = 0  # what a skipped refresh must still leave: the longest attempt
     token: str = field(default_factory=lambda: "drainer-" + uuid.uuid4().hex)
     _renewed_at: float = field(default=float("-inf"), repr=False)  # time.monotonic() of the last renewal
 
@@ -52,9 +53,13 @@ class Lease:
         return self._renewed(self.connection.eval(_CLAIM, 1, self.key, self.token, self.ttl_ms))
 
     def refresh(self, *, force: bool = False) -> bool:
-        """Extend the lease (a round trip only once a quarter of its TTL has passed since the last one);
-        False when it was lost (expired and taken by another drainer)."""
-        if not force and time.monotonic() - self._renewed_at < self.ttl_ms / 4000:
+        """Extend the lease; False when it was lost (expired and taken by another drainer).
+
+        The round trip is skipped while what is left of the lease still outlives `must_outlive_ms` (with a
+        quarter of the slack to spare), so a steady flow of events refreshes it only now and then.
+        """
+        slack_ms = self.ttl_ms - self.must_outlive_ms
+        if not force and (time.monotonic() - self._renewed_at) * 1000 < slack_ms * 3 / 4:
             return True
         return self._renewed(self.connection.eval(_REFRESH, 1, self.key, self.token, self.ttl_ms))
 
