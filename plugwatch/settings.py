@@ -44,6 +44,17 @@ def positive_float(environ: Mapping[str, str], key: str, default: float) -> floa
     return value
 
 
+def seconds_or_off(environ: Mapping[str, str], key: str, default: float) -> float:
+    """A positive number of seconds, or 0 (off); anything else fails naming `key`."""
+    raw = environ.get(key, "").strip()
+    try:
+        if raw and float(raw) == 0:
+            return 0.0
+    except ValueError:
+        pass  # positive_float's error names the variable
+    return positive_float(environ, key, default)
+
+
 def positive_int(environ: Mapping[str, str], key: str, default: int) -> int:
     value = positive_float(environ, key, default)
     if value != int(value):

@@ -19,9 +19,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from plugwatch import keys
 from plugwatch.enode.hooks import EnodeHooks, build_hooks
 from plugwatch.redis_metrics import QueueSpec, RedisCollector, StreamQueue, default_queues
-from plugwatch.settings import Settings, positive_float  # Settings' own parsing rules
+from plugwatch.settings import Settings, positive_float, seconds_or_off  # Settings' own parsing rules
 from worker import delivery
-from worker.delivery.config import seconds_or_off
 from worker.metrics import WorkerMetrics
 from worker.store import Store
 

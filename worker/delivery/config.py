@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from plugwatch.settings import Settings
+from plugwatch.settings import Settings, seconds_or_off
 from plugwatch.settings import positive_float as _number  # the same rule as every other number
 from worker.delivery.sender import BODY_READ_SECONDS
 
@@ -70,14 +70,3 @@ class DeliveryConfig:
             idle_wait=seconds_or_off(environ, prefix + "IDLE_WAIT_SECONDS", cls.idle_wait),
             dead_letter_ttl=int(_number(environ, "PLUGWATCH_DEAD_LETTER_TTL_SECONDS", cls.dead_letter_ttl)),
         )
-
-
-def seconds_or_off(environ: Mapping[str, str], key: str, default: float) -> float:
-    """A positive number of seconds, or 0 (off); anything else fails naming `key`."""
-    raw = environ.get(key, "").strip()
-    try:
-        if raw and float(raw) == 0:
-            return 0.0
-    except ValueError:
-        pass  # _number's error names the variable
-    return _number(environ, key, default)
