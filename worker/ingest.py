@@ -162,7 +162,7 @@ def _apply(context: WorkerContext, entries: Sequence[Entry], drained: Drained) -
     drained.batches += 1
     drained.conflicts += result.conflicts
     emitted = len(result.events)
-    looked_up = context.enode.after_batch(observations)  # chargers vehicles named that were never seen
+    looked_up = context.enode.after_batch(result)  # chargers vehicles are plugged into but never seen
     if looked_up is not None:
         context.metrics.record_emitted(looked_up.events)
         emitted += len(looked_up.events)

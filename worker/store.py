@@ -22,7 +22,7 @@ ever grows towards newer facts, so "nothing to do" against the state read stays 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import redis
@@ -106,6 +106,7 @@ class BatchResult:
     events: tuple[EmittedEvent, ...]  # in observation order
     outcomes: tuple[tuple[str, Outcome], ...]  # (observation kind, outcome), in observation order
     conflicts: int  # commits refused because another worker changed one of our users first
+    states: Mapping[str, UserState] = field(default_factory=dict)  # the batch's users, as committed
 
 
 @dataclass
@@ -117,6 +118,7 @@ class _UserRun:
     new: bytes | None = None  # None: delete the key
     expires: bool = False  # no live device, only memory (tombstones, handled actions): keep it for a TTL
     changed: bool = False
+    state: UserState = field(default_factory=UserState)  # after the observations
     events: list[tuple[int, EmittedEvent]] = field(default_factory=list)
     outcomes: list[tuple[int, Outcome]] = field(default_factory=list)
 
@@ -187,6 +189,7 @@ def _run(old: bytes | None, indexes: list[int], observations: Sequence[Observati
         state = applied.state
         run.outcomes.append((index, applied.outcome))
         run.events.extend((index, event) for event in applied.events)
+    run.state = state
     run.expires = state.is_empty() and state != _BLANK  # no devices, but tombstones or handled actions
     run.new = None if state.is_empty() and not run.expires else encode_state(state)
     run.changed = run.new != old or bool(run.events)  # an emitted event is always committed
@@ -207,6 +210,7 @@ def _result(observations: Sequence[Observation], runs: dict[str, _UserRun], conf
         outcomes=tuple((observation.kind, outcome) for observation, outcome
                        in zip(observations, outcomes, strict=True) if outcome is not None),
         conflicts=conflicts,
+        states={user: run.state for user, run in runs.items()},
     )
 
 

@@ -1,7 +1,7 @@
 """What the worker process calls into the Enode area: one object, built once in `bootstrap`.
 
     hooks = build_hooks(settings, connection, store, registry)    # in worker.bootstrap
-    hooks.after_batch(observations)                                # in worker.ingest, after a batch commit
+    hooks.after_batch(result)                                      # in worker.ingest, after a batch commit
     hooks.pump()                                                   # in the pump thread, every tick
 
 `after_batch` looks up chargers vehicles report but plugwatch has never seen (`lookup`; off without API
@@ -12,7 +12,7 @@ heartbeat).  Neither raises: the batch is already committed, and the pump must k
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,7 +23,6 @@ from prometheus_client import CollectorRegistry
 from plugwatch.enode.lookup import ChargerLookup
 from plugwatch.enode.suggest import ReconcileAdvisor, Thresholds
 from plugwatch.settings import Settings
-from worker.core import Observation
 from worker.store import BatchResult, Store
 
 log = structlog.get_logger(__name__)
@@ -39,11 +38,11 @@ class EnodeHooks:
     advisor: ReconcileAdvisor
     now: Callable[[], datetime] = _utc_now
 
-    def after_batch(self, observations: Sequence[Observation]) -> BatchResult | None:
-        if self.lookup is None or not observations:
+    def after_batch(self, committed: BatchResult) -> BatchResult | None:
+        if self.lookup is None or not committed.states:
             return None
         try:
-            return self.lookup.after_batch(observations, self.now())
+            return self.lookup.after_batch(committed, self.now())
         except Exception:  # a look-up is an optimisation: never fail the committed batch's job for it
             log.exception("enode.lookup_crashed")
             return None

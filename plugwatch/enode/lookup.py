@@ -2,7 +2,8 @@
 
 A vehicle's `pluggedInChargerId` names a charger; *at home* needs that charger's Location, which only a
 charger event carries.  If plugwatch holds no state for that charger (and it was not deleted), the worker
-calls `ChargerLookup.after_batch(observations)` after committing a batch: each such charger is fetched once
+calls `ChargerLookup.after_batch(result)` after committing a batch (the batch result carries the committed
+states, so finding them costs no Redis read): each such charger is fetched once
 (GET /chargers/{id}, rate-limited by `SET plugwatch:enode:lookup:<id> NX EX ttl`, shared by all worker
 processes) and applied as a `user:charger:updated` observation through the same core and store; the core
 then emits `vehicle.plugged_in_at_home` if the Locations match.
@@ -16,7 +17,6 @@ logged and skipped: the charger's own webhook, a look-up after the TTL, or a rec
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from datetime import datetime
 
 import redis
@@ -28,7 +28,6 @@ from plugwatch.enode.client import EnodeClient, EnodeConfig, RetryPolicy
 from plugwatch.enode.errors import EnodeError, EnodeTransientError
 from plugwatch.enode.observe import ApplyBatch, apply_observations, observations
 from plugwatch.settings import Settings
-from worker.core import Observation, VehicleObserved
 from worker.store import BatchResult, Store
 
 log = structlog.get_logger(__name__)
@@ -42,11 +41,10 @@ LOOKUP_TIMEOUT_SECONDS = 3.0
 class ChargerLookup:
     """Fetches unknown chargers at most once per `ttl_seconds` each (across all worker processes)."""
 
-    def __init__(self, client: EnodeClient, connection: redis.Redis, store: Store, apply_batch: ApplyBatch,
+    def __init__(self, client: EnodeClient, connection: redis.Redis, apply_batch: ApplyBatch,
                  ttl_seconds: int = DEFAULT_TTL_SECONDS, max_fetches: int = DEFAULT_MAX_FETCHES) -> None:
         self._client = client
         self._connection = connection
-        self._store = store
         self._apply = apply_batch
         self._ttl = ttl_seconds
         self._max_fetches = max_fetches
@@ -57,21 +55,15 @@ class ChargerLookup:
         if not settings.enode_api_configured:
             return None
         config = EnodeConfig.from_settings(settings, retry=LOOKUP_RETRY, timeout_seconds=LOOKUP_TIMEOUT_SECONDS)
-        return cls(EnodeClient(config), connection, store,
-                   functools.partial(apply_observations, store, connection, settings))
+        return cls(EnodeClient(config), connection, functools.partial(apply_observations, store, connection, settings))
 
-    def unknown(self, batch: Sequence[Observation]) -> list[tuple[str, str]]:
-        """(user id, charger id) pairs vehicles in `batch` are plugged into that the store has never seen."""
-        wanted = {(obs.user_id, obs.plug.value) for obs in batch
-                  if isinstance(obs, VehicleObserved) and obs.plug is not None and obs.plug.value}
-        states = {user: self._store.load(user) for user in {user for user, _ in wanted}}
-        return sorted((user, charger) for user, charger in wanted
-                      if charger not in states[user].chargers and charger not in states[user].tombstones)
-
-    def after_batch(self, batch: Sequence[Observation], now: datetime) -> BatchResult | None:
-        """Look up and apply the unknown chargers of a committed batch; None when nothing was fetched."""
+    def after_batch(self, committed: BatchResult, now: datetime) -> BatchResult | None:
+        """Look up and apply the chargers the batch's users' vehicles are plugged into but plugwatch has
+        never seen; None when nothing was fetched."""
+        unknown = sorted((user, charger) for user, state in committed.states.items()
+                         for charger in state.unknown_chargers())
         fetched, attempts = [], 0
-        for user_id, charger_id in self.unknown(batch):
+        for user_id, charger_id in unknown:
             if attempts == self._max_fetches:
                 break
             if not self._connection.set(keys.enode_lookup_key(charger_id), "1", nx=True, ex=self._ttl):

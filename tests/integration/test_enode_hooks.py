@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import fakeredis
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
@@ -40,9 +41,7 @@ def test_after_batch_looks_up_the_unknown_charger_and_the_at_home_event_reaches_
         fake: FakeEnode, server: ThreadedUvicorn, real_redis: redis.Redis, redis_url: str) -> None:
     store = Store(real_redis)
     hooks = build_hooks(enode_settings(server.url, redis_url=redis_url), real_redis, store, CollectorRegistry())
-    batch = plugged_in_batch()
-    store.apply_batch(batch)
-    result = hooks.after_batch(batch)
+    result = hooks.after_batch(store.apply_batch(plugged_in_batch()))
     hooks.close()
     assert result is not None
     assert [e.type.value for e in result.events] == ["vehicle.plugged_in_at_home"]
@@ -53,16 +52,17 @@ def test_after_batch_looks_up_the_unknown_charger_and_the_at_home_event_reaches_
 def test_without_credentials_after_batch_does_nothing(real_redis: redis.Redis) -> None:
     hooks = build_hooks(Settings(), real_redis, Store(real_redis), CollectorRegistry())
     assert hooks.lookup is None
-    assert hooks.after_batch(plugged_in_batch()) is None
+    assert hooks.after_batch(Store(real_redis).apply_batch(plugged_in_batch())) is None
 
 
 def test_a_crashing_lookup_or_pump_is_logged_not_raised(server: ThreadedUvicorn) -> None:
-    """Redis is unreachable: the look-up cannot read state and the advisor cannot read the heartbeat."""
+    """Redis is unreachable: the look-up cannot claim its rate limit and the advisor cannot read the heartbeat."""
     dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     settings = enode_settings(server.url)
     registry = CollectorRegistry()
     hooks = build_hooks(settings, dead, Store(dead), registry)
-    assert hooks.after_batch(plugged_in_batch()) is None
+    committed = Store(fakeredis.FakeRedis()).apply_batch(plugged_in_batch())  # a vehicle on an unknown charger
+    assert hooks.after_batch(committed) is None
     hooks.pump()
     assert registry.get_sample_value("plugwatch_reconcile_suggested") == 0
     hooks.close()

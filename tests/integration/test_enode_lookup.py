@@ -54,9 +54,9 @@ def plugged_in(vehicle_id: str = "v1", charger_id: str = "c1") -> list[Observati
 
 def test_an_unknown_charger_is_fetched_once_and_at_home_follows(
         fake: FakeEnode, store: Store, lookup: ChargerLookup) -> None:
-    batch = plugged_in()
-    assert store.apply_batch(batch).events == ()  # the charger's Location is unknown: no at-home yet
-    result = lookup.after_batch(batch, datetime.now(UTC))
+    committed = store.apply_batch(plugged_in())
+    assert committed.events == ()  # the charger's Location is unknown: no at-home yet
+    result = lookup.after_batch(committed, datetime.now(UTC))
     assert result is not None
     [event] = result.events
     assert (event.type.value, event.vehicle_id, event.charger_id, event.location_id) == (
@@ -66,9 +66,9 @@ def test_an_unknown_charger_is_fetched_once_and_at_home_follows(
 
 def test_a_known_charger_is_not_fetched(fake: FakeEnode, store: Store, lookup: ChargerLookup) -> None:
     store.apply_batch(observations("charger", [fake.chargers["c1"]], AT))
-    batch = plugged_in()
-    assert len(store.apply_batch(batch).events) == 1  # at home straight from the webhooks
-    assert lookup.after_batch(batch, datetime.now(UTC)) is None
+    committed = store.apply_batch(plugged_in())
+    assert len(committed.events) == 1  # at home straight from the webhooks
+    assert lookup.after_batch(committed, datetime.now(UTC)) is None
     assert fake.api_calls() == []
 
 
@@ -76,9 +76,9 @@ def test_an_unknown_charger_is_looked_up_at_most_once_per_ttl_across_lookups(
         fake: FakeEnode, store: Store, lookup: ChargerLookup, real_redis: redis.Redis) -> None:
     """A charger Enode does not return (404) stays unknown; the rate limit still allows one call."""
     batch = plugged_in(charger_id="c-gone")
-    store.apply_batch(batch)
+    committed = store.apply_batch(batch)
     for _ in range(3):
-        assert lookup.after_batch(batch, datetime.now(UTC)) is None
+        assert lookup.after_batch(committed, datetime.now(UTC)) is None
     assert [c.path for c in fake.api_calls()] == ["/chargers/c-gone"]
     assert 0 < real_redis.ttl(keys.enode_lookup_key("c-gone")) <= 15 * 60
 
@@ -87,8 +87,8 @@ def test_a_failing_api_skips_the_lookup_without_raising(
         fake: FakeEnode, store: Store, lookup: ChargerLookup) -> None:
     fake.fail("GET", "/chargers/c1", 503, times=10)
     batch = plugged_in()
-    store.apply_batch(batch)
-    assert lookup.after_batch(batch, datetime.now(UTC)) is None
+    committed = store.apply_batch(batch)
+    assert lookup.after_batch(committed, datetime.now(UTC)) is None
     assert len(fake.calls("GET", "/chargers/c1")) == 2  # the look-up's short retry policy
 
 
@@ -110,12 +110,12 @@ def many_plugged_in(fake: FakeEnode, count: int) -> list[Observation]:
 def test_one_call_fetches_at_most_max_fetches_and_the_rest_come_with_a_later_batch(
         fake: FakeEnode, store: Store, lookup: ChargerLookup) -> None:
     batch = many_plugged_in(fake, 7)
-    store.apply_batch(batch)
-    first = lookup.after_batch(batch, datetime.now(UTC))
+    committed = store.apply_batch(batch)
+    first = lookup.after_batch(committed, datetime.now(UTC))
     assert len(fake.api_calls()) == 5
-    second = lookup.after_batch(batch, datetime.now(UTC))
+    second = lookup.after_batch(committed, datetime.now(UTC))
     assert len(fake.api_calls()) == 7
-    assert lookup.after_batch(batch, datetime.now(UTC)) is None
+    assert lookup.after_batch(committed, datetime.now(UTC)) is None
     assert first is not None
     assert second is not None
     assert len(first.events) + len(second.events) == 7  # every vehicle is at home, once
@@ -125,10 +125,10 @@ def test_one_call_fetches_at_most_max_fetches_and_the_rest_come_with_a_later_bat
 def test_a_transient_failure_ends_the_calls_lookups_and_the_next_batch_goes_on(
         fake: FakeEnode, store: Store, lookup: ChargerLookup) -> None:
     batch = many_plugged_in(fake, 3)
-    store.apply_batch(batch)
+    committed = store.apply_batch(batch)
     fake.fail("GET", "/chargers/c0", 503, times=2)
-    assert lookup.after_batch(batch, datetime.now(UTC)) is None
+    assert lookup.after_batch(committed, datetime.now(UTC)) is None
     assert [c.path for c in fake.api_calls()] == ["/chargers/c0", "/chargers/c0"]
-    result = lookup.after_batch(batch, datetime.now(UTC))
+    result = lookup.after_batch(committed, datetime.now(UTC))
     assert result is not None
     assert sorted(e.vehicle_id or "" for e in result.events) == ["v1", "v2"]  # c0 waits for its TTL
