@@ -19,7 +19,7 @@ from worker.core.observations import (
     Observation,
     VehicleObserved,
 )
-from worker.core.rules import Applied, Outcome, apply, at_home
+from worker.core.rules import Applied, Outcome, apply
 from worker.core.state import Charger, Home, UserState, Vehicle, decode_state, encode_state
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "Vehicle",
     "VehicleObserved",
     "apply",
-    "at_home",
     "decode_body",
     "decode_event",
     "decode_state",

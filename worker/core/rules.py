@@ -123,12 +123,6 @@ def _plugged_into(state: UserState, charger_id: str) -> list[str]:
     )
 
 
-def at_home(state: UserState, vehicle: Vehicle) -> Home | None:
-    """The at-home fact the current facts imply, or None."""
-    derived = _derive_home(state, vehicle)
-    return derived[0] if derived else None
-
-
 def _derive_home(state: UserState, vehicle: Vehicle) -> tuple[Home, int] | None:
     """At-home and when it became true: the newest of the three facts it rests on (order-independent)."""
     if vehicle.plug is None or vehicle.plug.value is None:
