@@ -36,10 +36,10 @@ import psutil
 import redis
 
 from plugwatch import keys
-from plugwatch.simulator.deliveries import Plan, plan_deliveries
-from plugwatch.simulator.sender import SendOptions, send_all
-from plugwatch.simulator.stories import build_scenario
-from plugwatch.simulator.truth import Expected, Replay
+from simulator.deliveries import Plan, plan_deliveries
+from simulator.sender import SendOptions, send_all
+from simulator.stories import build_scenario
+from simulator.truth import Expected, Replay
 from tests.e2e.harness import System, comparable
 from tests.support.servers import RedisServer, wait_until
 from tests.support.sinks import Sink, SinkServer

@@ -114,7 +114,7 @@ def _requests(secret: str, count: int, tag: str) -> list[bytes]:
     """`count` complete HTTP/1.1 requests, each a ~3 KB signed batch with a distinct delivery id."""
     import orjson
 
-    from receiver.signature import sign
+    from plugwatch.enode_signature import sign
 
     out = []
     for i in range(count):

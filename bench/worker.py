@@ -40,9 +40,9 @@ from plugwatch import keys
 from plugwatch.settings import Settings
 from tests.support.eventlog import Delivery, batch, feed, generate
 from tests.support.servers import RedisServer, base_env
-from worker import ingest
 from worker.bootstrap import bootstrap
 from worker.core import Ignored, UserState, apply, decode_event
+from worker.ingest import drain as ingest
 
 
 def fresh(connection: redis.Redis, deliveries: list[Delivery]) -> int:

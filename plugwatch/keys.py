@@ -23,7 +23,7 @@ DEAD_LETTER_QUEUE = "plugwatch-dead-letters"  # failed replayable delivery jobs 
 ALL_QUEUES = (INGEST_QUEUE, DELIVERY_QUEUE, DEAD_LETTER_QUEUE)
 
 # Dotted paths of the RQ job functions (the receiver enqueues by path; it never imports worker/).
-DRAIN_INGEST_JOB = "worker.ingest.drain_ingest"
+DRAIN_INGEST_JOB = "worker.ingest.drain.drain_ingest"
 
 # --- ingest ----------------------------------------------------------------------------------------
 INGEST_STREAM = f"{PREFIX}:ingest"  # fields: d (delivery id), b (raw body bytes), t (received, unix ms)
@@ -75,8 +75,8 @@ def downstream_state_key(url: str) -> str:
 
 
 # --- downstream delivery ---------------------------------------------------------------------------
-DRAIN_OUTBOX_JOB = "worker.delivery.jobs.drain_outbox"  # args: (url,), on DELIVERY_QUEUE
-DEAD_LETTER_JOB = "worker.delivery.jobs.deliver_dead_letter"  # args: (url, event_json), on DEAD_LETTER_QUEUE
+DRAIN_OUTBOX_JOB = "worker.jobs.drain_outbox"  # args: (url,), on DELIVERY_QUEUE
+DEAD_LETTER_JOB = "worker.jobs.deliver_dead_letter"  # args: (url, event_json), on DEAD_LETTER_QUEUE
 OUTBOX_CONSUMER = "drainer"  # the one consumer name: a lease makes one drainer per URL at a time
 DOWNSTREAM_LEASE_PREFIX = f"{PREFIX}:downstream:lease:"  # + url_key -> "queued" or a drainer's token
 

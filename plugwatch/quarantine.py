@@ -21,7 +21,8 @@ from typing import Any
 import orjson
 import redis
 
-from plugwatch import ingest, keys
+from plugwatch import ingest_protocol as ingest
+from plugwatch import keys
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from plugwatch.redis_metrics import RedisCollector
-from receiver.signature import SignatureFailure
+from plugwatch.enode_signature import SignatureFailure
+from plugwatch.redis_collector import RedisCollector
 
 _ENQUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 

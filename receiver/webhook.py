@@ -23,12 +23,12 @@ import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from plugwatch import ingest
+from plugwatch import ingest_protocol as ingest
+from plugwatch.enode_signature import SignatureFailure, check_header, verify
 from plugwatch.settings import Settings
 from receiver.batching import ScriptBatcher
-from receiver.body import BadBody, BodyTooLarge, read_limited
 from receiver.metrics import Outcome, ReceiverMetrics
-from receiver.signature import SignatureFailure, check_header, verify
+from receiver.request_body import BadBody, BodyTooLarge, read_limited
 
 log = structlog.get_logger(__name__)
 

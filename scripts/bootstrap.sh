@@ -44,7 +44,7 @@ if [[ "${PLUGWATCH_NEED_REDIS:-0}" == 1 ]] && ! command -v redis-server >/dev/nu
   if ! { "${SUDO[@]}" DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
          "${SUDO[@]}" DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server \
            >/dev/null; }; then
-    if ! .venv/bin/python -c 'import sys; from plugwatch.redis_binary import find_redis_server as f; sys.exit(f() is None)'; then
+    if ! .venv/bin/python -c 'import sys; from simulator.redis_binary import find_redis_server as f; sys.exit(f() is None)'; then
       echo "bootstrap: no redis-server and none could be installed; install Debian's 'redis-server'" >&2
       exit 1
     fi

@@ -22,8 +22,9 @@ from rq import SimpleWorker
 from plugwatch import keys
 from plugwatch.logs import configure_logging
 from plugwatch.settings import Settings, SettingsError, positive_float
-from worker import delivery, ingest
+from worker import delivery
 from worker.bootstrap import WorkerContext, bootstrap, install
+from worker.ingest import drain as ingest
 
 log = structlog.get_logger("worker")
 

@@ -17,12 +17,12 @@ import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from plugwatch import keys
-from plugwatch.enode.hooks import EnodeHooks, build_hooks
-from plugwatch.redis_metrics import QueueSpec, RedisCollector, StreamQueue, default_queues
+from plugwatch.redis_collector import QueueSpec, RedisCollector, StreamQueue, default_queues
 from plugwatch.settings import Settings, positive_float, seconds_or_off  # Settings' own parsing rules
 from worker import delivery
+from worker.enode.hooks import EnodeHooks, build_hooks
+from worker.ingest.store import Store
 from worker.metrics import WorkerMetrics
-from worker.store import Store
 
 
 @dataclass(frozen=True)

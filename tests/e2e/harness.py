@@ -15,10 +15,10 @@ import orjson
 import redis
 
 from plugwatch import keys
-from plugwatch.simulator.deliveries import Delivery, Plan, plan_deliveries
-from plugwatch.simulator.sender import SendOptions, SendReport, send_all
-from plugwatch.simulator.stories import Scenario
-from plugwatch.simulator.truth import FAILED, PLUGGED, UNPLUGGED, Expected, from_emitted
+from simulator.deliveries import Delivery, Plan, plan_deliveries
+from simulator.sender import SendOptions, SendReport, send_all
+from simulator.stories import Scenario
+from simulator.truth import FAILED, PLUGGED, UNPLUGGED, Expected, from_emitted
 from tests.conftest import TEST_DOWNSTREAM_SECRET, TEST_SECRET
 from tests.support.servers import Process, base_env, start_receiver, wait_until
 

@@ -17,10 +17,10 @@ import pytest
 import redis
 
 from plugwatch import signing
-from plugwatch.simulator.deliveries import Delivery
-from plugwatch.simulator.sender import SendReport
-from plugwatch.simulator.stories import build_scenario
-from plugwatch.simulator.truth import Expected, expected_events
+from simulator.deliveries import Delivery
+from simulator.sender import SendReport
+from simulator.stories import build_scenario
+from simulator.truth import Expected, expected_events
 from tests.conftest import TEST_DOWNSTREAM_SECRET
 from tests.e2e.harness import (
     System,

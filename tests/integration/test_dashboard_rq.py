@@ -16,13 +16,13 @@ import redis
 from rq import Queue
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
+from plugwatch import dead_letters as deadletters
 from plugwatch import keys
 from tests.conftest import TEST_DOWNSTREAM_SECRET
 from tests.support.delivery import make_event
 from tests.support.platform import platform_env, start_process_type, wait_for_http, wait_for_worker
 from tests.support.servers import Process, free_port, wait_until
 from tests.support.sinks import Sink, SinkServer
-from worker.delivery import deadletters
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 REGISTRIES = ("queued", "failed", "finished", "started", "scheduled", "deferred", "canceled")

@@ -16,7 +16,9 @@ import redis
 from prometheus_client import CollectorRegistry
 from rq import Queue
 
+from plugwatch import dead_letters as deadletters
 from plugwatch import keys
+from plugwatch import url_state as state
 from plugwatch.settings import Settings
 from plugwatch.signing import decode_secret
 from tests.conftest import TEST_DOWNSTREAM_SECRET
@@ -25,7 +27,7 @@ from tests.support.servers import wait_until
 from tests.support.sinks import Reply, Sink, SinkServer
 from tests.unit.test_signing import spec_verify
 from worker import delivery
-from worker.delivery import deadletters, outbox, state
+from worker.delivery import outbox
 
 FAST = {
     "PLUGWATCH_DELIVERY_CONNECT_TIMEOUT_SECONDS": "0.5",

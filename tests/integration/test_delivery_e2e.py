@@ -19,8 +19,9 @@ from prometheus_client import CollectorRegistry
 from rq import SimpleWorker
 from rq.registry import FailedJobRegistry
 
+from cli import main as cli
+from plugwatch import dead_letters as deadletters
 from plugwatch import keys
-from plugwatch.cli import main as cli
 from plugwatch.settings import Settings
 from plugwatch.signing import decode_secret
 from tests.conftest import TEST_DOWNSTREAM_SECRET
@@ -29,7 +30,7 @@ from tests.support.servers import Process, base_env, wait_until
 from tests.support.sinks import Reply, Sink, SinkServer
 from tests.unit.test_signing import spec_verify
 from worker import delivery
-from worker.delivery import deadletters, outbox
+from worker.delivery import outbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 

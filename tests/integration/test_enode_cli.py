@@ -7,7 +7,7 @@ import re
 import pytest
 from click.testing import CliRunner, Result
 
-from plugwatch.cli import main
+from cli import main
 from plugwatch.settings import Settings
 from receiver.app import create_app
 from tests.conftest import TEST_SECRET

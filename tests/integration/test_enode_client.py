@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from plugwatch.enode.client import EnodeClient, EnodeConfig, RetryPolicy
-from plugwatch.enode.errors import (
+from plugwatch.enode_api.client import EnodeClient, EnodeConfig, RetryPolicy
+from plugwatch.enode_api.errors import (
     EnodeAuthError,
     EnodeNotFound,
     EnodePermanentError,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from plugwatch.enode.client import EnodeClient
+from plugwatch.enode_api.client import EnodeClient
 from tests.support.enode_objects import charger, vehicle
 from tests.support.enode_schema import _Resolver, load_spec, validator
 from tests.support.fake_enode import FakeEnode, enode_settings, serve

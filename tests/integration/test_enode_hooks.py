@@ -12,14 +12,14 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from plugwatch import keys
-from plugwatch.enode.hooks import build_hooks
-from plugwatch.enode.observe import observations
 from plugwatch.settings import Settings
 from tests.support.enode_objects import charger, vehicle
 from tests.support.fake_enode import FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn, free_port
 from worker.core import Observation
-from worker.store import Store
+from worker.enode.hooks import build_hooks
+from worker.enode.observe import observations
+from worker.ingest.store import Store
 
 UPDATED = "2025-03-14T18:02:05.000Z"
 pytest_plugins = ("tests.support.enode_fixtures",)

@@ -9,14 +9,14 @@ import pytest
 import redis
 
 from plugwatch import keys
-from plugwatch.enode.lookup import ChargerLookup
-from plugwatch.enode.observe import observations
 from plugwatch.settings import Settings
 from tests.support.enode_objects import charger, vehicle
 from tests.support.fake_enode import FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn
 from worker.core import Observation
-from worker.store import Store
+from worker.enode.lookup import ChargerLookup
+from worker.enode.observe import observations
+from worker.ingest.store import Store
 
 AT = datetime(2025, 3, 14, 18, 2, 5, tzinfo=UTC)
 UPDATED = "2025-03-14T18:02:05.000Z"

@@ -12,16 +12,16 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from cli import main
 from plugwatch import keys
-from plugwatch.cli import main
-from plugwatch.enode.client import EnodeClient
-from plugwatch.enode.observe import Kind, apply_observations, observations
-from plugwatch.enode.reconcile import reconcile
+from plugwatch.enode_api.client import EnodeClient
 from plugwatch.settings import Settings
 from tests.support.enode_objects import charger, vehicle
 from tests.support.fake_enode import TOKEN_PATH, FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn
-from worker.store import Store
+from worker.enode.observe import Kind, apply_observations, observations
+from worker.enode.reconcile import reconcile
+from worker.ingest.store import Store
 
 BEFORE = "2025-03-14T18:00:00.000Z"  # what webhooks told plugwatch before the outage
 DURING = "2025-03-14T20:00:00.000Z"  # what changed while webhooks were down

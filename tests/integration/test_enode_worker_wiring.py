@@ -15,12 +15,12 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from plugwatch import keys
-from plugwatch.enode.observe import as_event
 from tests.support.enode_objects import charger, vehicle
 from tests.support.fake_enode import FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn
-from worker import ingest
 from worker.bootstrap import bootstrap
+from worker.enode.observe import as_event
+from worker.ingest import drain as ingest
 
 pytest_plugins = ("tests.support.enode_fixtures",)
 

@@ -25,17 +25,17 @@ import pytest
 import redis
 from rq.registry import StartedJobRegistry
 
+from plugwatch import dead_letters as deadletters
 from plugwatch import keys
 from plugwatch.settings import Settings
-from plugwatch.simulator.deliveries import Delivery, Plan, plan_deliveries
-from plugwatch.simulator.sender import SendOptions, send_all
-from plugwatch.simulator.stories import build_scenario
+from simulator.deliveries import Delivery, Plan, plan_deliveries
+from simulator.sender import SendOptions, send_all
+from simulator.stories import build_scenario
 from tests.conftest import TEST_DOWNSTREAM_SECRET, TEST_SECRET
 from tests.support.delivery import emit, make_event
 from tests.support.platform import platform_env, start_process_type, wait_for_http
 from tests.support.servers import Process, free_port, start_receiver, wait_until
 from tests.support.sinks import Reply, Sink, SinkServer
-from worker.delivery import deadletters
 from worker.delivery.outbox import backlog
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from plugwatch import keys
-from plugwatch.simulator.deliveries import Delivery, Plan, plan_deliveries
-from plugwatch.simulator.sender import SendOptions, SendReport, send_all
-from plugwatch.simulator.stories import build_scenario
+from simulator.deliveries import Delivery, Plan, plan_deliveries
+from simulator.sender import SendOptions, SendReport, send_all
+from simulator.stories import build_scenario
 from tests.conftest import TEST_SECRET
 from tests.support.platform import platform_env, start_process_type
 from tests.support.servers import RedisServer, start_receiver, wait_until

@@ -9,7 +9,7 @@ import pytest
 import redis
 from rq import Worker
 
-from plugwatch import ingest
+from plugwatch import ingest_protocol as ingest
 from tests.support.eventlog import batch, feed, generate, reference, with_duplicates
 from tests.support.servers import wait_until
 from tests.support.workers import drain_counts, drained, start_worker, stored_states

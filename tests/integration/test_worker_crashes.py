@@ -13,7 +13,7 @@ import pytest
 import redis
 from rq import Worker
 
-from plugwatch import ingest
+from plugwatch import ingest_protocol as ingest
 from tests.support.eventlog import Delivery, feed, generate, reference
 from tests.support.servers import Process, wait_until
 from tests.support.workers import PATIENT, drained, emitted_ids, kill_hard, start_worker, stored_states

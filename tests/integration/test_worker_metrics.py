@@ -10,7 +10,7 @@ import orjson
 import pytest
 import redis
 
-from plugwatch import ingest
+from plugwatch import ingest_protocol as ingest
 from tests.support.eventlog import START, Delivery, charger_event, feed, vehicle_event
 from tests.support.servers import free_port, wait_until
 from tests.support.workers import drained, start_worker

@@ -11,7 +11,8 @@ import orjson
 import pytest
 import redis
 
-from plugwatch import ingest, keys
+from plugwatch import ingest_protocol as ingest
+from plugwatch import keys
 from tests.support.eventlog import batch, feed, generate, reference
 from tests.support.servers import wait_until
 from tests.support.workers import drained, emitted_ids, start_worker

@@ -12,9 +12,9 @@ import httpx
 import orjson
 
 from plugwatch import keys
+from plugwatch.enode_signature import sign
 from plugwatch.settings import Settings
 from receiver.app import create_app
-from receiver.signature import sign
 from tests.conftest import TEST_SECRET
 
 T = TypeVar("T")

@@ -22,7 +22,7 @@ import httpx
 import redis
 import uvicorn
 
-from plugwatch.redis_binary import find_redis_server
+from simulator.redis_binary import find_redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,8 +9,9 @@ import redis
 from rq import Queue
 
 from plugwatch import keys
+from plugwatch import url_state as state
 from plugwatch.settings import Settings
-from worker.delivery import kick, pump, state
+from worker.delivery import kick, pump
 from worker.delivery.lease import Lease
 
 URL_A = "http://a.example/hook"

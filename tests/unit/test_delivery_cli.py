@@ -9,10 +9,11 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from cli import main as cli
+from plugwatch import dead_letters as deadletters
 from plugwatch import keys
-from plugwatch.cli import main as cli
+from plugwatch import url_state as state
 from tests.conftest import TEST_DOWNSTREAM_SECRET
-from worker.delivery import deadletters, state
 
 URL_A = "http://a.example/hook"
 URL_B = "http://b.example/hook"

@@ -9,9 +9,10 @@ import redis
 from rq import Queue
 from rq.job import Job
 
+from plugwatch import dead_letters as deadletters
 from plugwatch import keys
+from plugwatch import url_state as state
 from plugwatch.settings import Settings
-from worker.delivery import deadletters, state
 
 URL = "http://a.example/hook"
 BODY = '{"id": "evt_1", "type": "vehicle.plugged_in_at_home", "data": {"ä": 1}}'.encode()

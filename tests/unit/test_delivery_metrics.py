@@ -7,8 +7,9 @@ import time
 import redis
 from prometheus_client import CollectorRegistry
 
+from plugwatch import dead_letters as deadletters
+from plugwatch import url_state as state
 from tests.support.servers import free_port
-from worker.delivery import deadletters, state
 from worker.delivery.metrics import DeliveryMetrics, DeliveryStateCollector
 
 URLS = ("http://a.example/hook", "http://b.example/hook", "http://c.example/hook")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.delivery.events import parse_event
+from worker.delivery.event_info import parse_event
 from worker.delivery.policy import Outcome, backoff_delay, classify_status, parse_retry_after, retry_delay
 
 

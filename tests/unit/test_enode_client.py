@@ -8,8 +8,8 @@ from email.utils import formatdate
 import httpx
 import pytest
 
-from plugwatch.enode.client import EnodeClient, EnodeConfig, RetryPolicy, _retry_after, segment
-from plugwatch.enode.errors import EnodeNotConfigured, EnodeProtocolError
+from plugwatch.enode_api.client import EnodeClient, EnodeConfig, RetryPolicy, _retry_after, segment
+from plugwatch.enode_api.errors import EnodeNotConfigured, EnodeProtocolError
 from plugwatch.settings import Settings
 
 

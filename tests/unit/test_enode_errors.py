@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugwatch.enode.errors import (
+from plugwatch.enode_api.errors import (
     EnodeAuthError,
     EnodeNotFound,
     EnodePermanentError,

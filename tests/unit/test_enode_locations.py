@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugwatch.enode.locations import HomeLocation, distance_meters, matches
+from plugwatch.enode_api.locations import HomeLocation, distance_meters, matches
 
 HOME = HomeLocation("Home", 59.9139, 10.7522, "Europe/Oslo")
 

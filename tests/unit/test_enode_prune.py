@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from plugwatch.enode.prune import vanished
 from worker.core import Charger, Fact, UserState, Vehicle
+from worker.enode.prune import vanished
 
 START_MS = 1_700_000_000_000
 

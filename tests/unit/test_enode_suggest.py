@@ -7,7 +7,7 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from plugwatch import keys
-from plugwatch.enode.suggest import Heartbeat, ReconcileAdvisor, Thresholds, advise
+from worker.enode.suggest import Heartbeat, ReconcileAdvisor, Thresholds, advise
 
 T = Thresholds(heartbeat_gap_seconds=600, pending_events=100, pending_seconds=300)
 NOW = 1_000_000.0

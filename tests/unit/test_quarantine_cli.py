@@ -7,8 +7,8 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from cli import main
 from plugwatch import keys, quarantine
-from plugwatch.cli import main
 
 NOW = 1_700_000_000.0
 GOOD = orjson.dumps([{"event": "user:vehicle:updated", "version": "2024-10-01", "vehicle": {"id": "v1"}}])

@@ -6,8 +6,8 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from plugwatch.enode_signature import sign
 from plugwatch.settings import Settings
-from receiver.signature import sign
 from tests.conftest import TEST_SECRET
 from tests.support.receiver_app import InProcessReceiver
 

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from rq import Queue
 from rq.job import Job
 
-from plugwatch import ingest, keys
-from plugwatch.ingest import Batch, Heartbeat, IngestResult, QuarantineReason
+from plugwatch import ingest_protocol as ingest
+from plugwatch import keys
+from plugwatch.ingest_protocol import Batch, Heartbeat, IngestResult, QuarantineReason
 
 VERSION = "2024-10-01"
 VEHICLE = {"event": "user:vehicle:updated", "version": VERSION, "createdAt": "2025-03-14T18:02:05Z",

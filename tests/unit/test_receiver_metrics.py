@@ -9,8 +9,9 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from rq import Queue
 
-from plugwatch import ingest, keys, quarantine
-from plugwatch.redis_metrics import RedisCollector, RQQueue, StreamQueue, default_queues
+from plugwatch import ingest_protocol as ingest
+from plugwatch import keys, quarantine
+from plugwatch.redis_collector import RedisCollector, RQQueue, StreamQueue, default_queues
 from tests.support.servers import free_port
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receiver.signature import SignatureFailure, check_header, sign, verify
+from plugwatch.enode_signature import SignatureFailure, check_header, sign, verify
 from tests.conftest import TEST_SECRET
 
 VECTOR_BODY = b'{"payload":"example"}'

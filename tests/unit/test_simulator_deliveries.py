@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from plugwatch.simulator.deliveries import Plan, plan_deliveries, sign
-from plugwatch.simulator.sender import SendOptions, send_all
-from plugwatch.simulator.stories import build_scenario
+from simulator.deliveries import Plan, plan_deliveries, sign
+from simulator.sender import SendOptions, send_all
+from simulator.stories import build_scenario
 from tests.support.servers import ThreadedUvicorn
 
 EVENTS = build_scenario(8, seed=2).events

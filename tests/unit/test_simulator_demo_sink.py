@@ -8,7 +8,7 @@ import httpx
 import orjson
 
 from plugwatch import signing
-from plugwatch.simulator.demo_sink import create_sink, describe
+from simulator.demo_sink import create_sink, describe
 from tests.conftest import TEST_DOWNSTREAM_SECRET
 from tests.support.servers import ThreadedUvicorn
 

@@ -10,9 +10,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from plugwatch.simulator.clock import iso, parse_iso
-from plugwatch.simulator.deliveries import sign
-from plugwatch.simulator.stories import build_scenario
+from simulator.clock import iso, parse_iso
+from simulator.deliveries import sign
+from simulator.stories import build_scenario
 
 SPEC = Path("/work/shared/enode-openapi-2024-10-01.json")
 if not SPEC.exists():  # the spec copy lives beside the repo in development; vendored copies may move it
@@ -84,7 +84,7 @@ def test_every_simulated_event_validates_against_its_webhook_schema() -> None:
 
 @pytest.mark.skipif(not SPEC.exists(), reason="Enode's OpenAPI spec is not available")
 def test_system_events_validate_against_their_schemas() -> None:
-    from plugwatch.simulator.payloads import heartbeat_event, test_event
+    from simulator.payloads import heartbeat_event, test_event
 
     _validator("system:heartbeat").validate(heartbeat_event(0))
     _validator("enode:webhook:test").validate(test_event(0))

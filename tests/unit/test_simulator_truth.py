@@ -6,11 +6,11 @@ import random
 from collections import Counter, defaultdict
 from functools import cache
 
-from plugwatch.simulator.clock import BASE_MS, iso
-from plugwatch.simulator.devices import Place
-from plugwatch.simulator.stories import build_scenario
-from plugwatch.simulator.truth import FAILED, PLUGGED, STREAK, UNPLUGGED, Expected, expected_events, from_emitted
-from plugwatch.simulator.world import UserWorld
+from simulator.clock import BASE_MS, iso
+from simulator.devices import Place
+from simulator.stories import build_scenario
+from simulator.truth import FAILED, PLUGGED, STREAK, UNPLUGGED, Expected, expected_events, from_emitted
+from simulator.world import UserWorld
 
 
 @cache

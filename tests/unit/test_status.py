@@ -12,10 +12,10 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
+from cli import main
+from ops.status import UrlHealth, read_status, render_text
 from plugwatch import keys
-from plugwatch.cli import main
-from plugwatch.status import UrlHealth, read_status, render_text
-from worker.delivery.state import disable, record_failure
+from plugwatch.url_state import disable, record_failure
 
 NOW = 1_800_000_000.0
 URL_A = "https://a.example/hooks/plugwatch"

@@ -17,7 +17,7 @@ from plugwatch import keys
 from tests.support.eventlog import START, action_event, charger_event, generate, reference, vehicle_event
 from tests.support.workers import stored_states
 from worker.core import Observation, Outcome, decode_event, decode_state
-from worker.store import Ack, Store
+from worker.ingest.store import Ack, Store
 
 USER, VEHICLE, CHARGER, HOME = "usr-1", "veh-1", "chg-1", "loc-home"
 URLS = ("https://a.example/hook", "https://b.example/hook")

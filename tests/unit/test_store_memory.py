@@ -9,7 +9,7 @@ import redis
 from plugwatch import keys
 from tests.support.eventlog import START, action_event, charger_event, vehicle_event
 from tests.unit.test_store import observe
-from worker.store import TOMBSTONE_TTL_MS, Store
+from worker.ingest.store import TOMBSTONE_TTL_MS, Store
 
 USER = "3f1c0de7-a44c-4c1e-9a0e-2d5f3e8a9c10"  # ids as long as Enode's UUIDs
 VEHICLE = "b3f1c0de-7a44-4c1e-9a0e-2d5f3e8a9c10"

@@ -18,14 +18,14 @@ import redis
 from prometheus_client import CollectorRegistry
 from rq import Queue
 
-from plugwatch import ingest as ingest_arming
+from plugwatch import ingest_protocol as ingest_arming
 from plugwatch import keys, quarantine
 from plugwatch.settings import Settings
 from tests.support.eventlog import START, Delivery, charger_event, feed, vehicle_event
-from worker import ingest
 from worker.bootstrap import WorkerContext, bootstrap
 from worker.core import Observation
-from worker.store import Ack, BatchResult, Store
+from worker.ingest import drain as ingest
+from worker.ingest.store import Ack, BatchResult, Store
 
 USER, VEHICLE, CHARGER, HOME = "usr-1", "veh-1", "chg-1", "loc-home"
 FAST = {"PLUGWATCH_INGEST_CLAIM_IDLE_SECONDS": "0.001"}

@@ -15,7 +15,7 @@ turning permanent failures into dead letters (`deadletters`).
 
 from __future__ import annotations
 
-from worker.delivery.arming import kick, pump
+from plugwatch.delivery_arming import kick, pump
 from worker.delivery.context import DeliveryContext, build, current, install
 
 __all__ = ["DeliveryContext", "build", "current", "install", "kick", "pump"]

@@ -24,8 +24,8 @@ import redis
 import structlog
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from plugwatch import delivery_local as local
 from plugwatch.settings import Settings
-from worker.delivery import local
 from worker.delivery.config import DeliveryConfig
 from worker.delivery.drainer import Tools, drain
 from worker.delivery.metrics import DeliveryMetrics, DeliveryStateCollector

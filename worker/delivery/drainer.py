@@ -28,9 +28,11 @@ import httpx
 import redis
 import structlog
 
-from worker.delivery import deadletters, outbox, state
+from plugwatch import dead_letters as deadletters
+from plugwatch import url_state as state
+from worker.delivery import outbox
 from worker.delivery.config import DeliveryConfig
-from worker.delivery.events import EventInfo, parse_event
+from worker.delivery.event_info import EventInfo, parse_event
 from worker.delivery.lease import Lease
 from worker.delivery.metrics import DeliveryMetrics
 from worker.delivery.policy import AttemptResult, Outcome, retry_delay

@@ -21,8 +21,8 @@ from prometheus_client.registry import Collector
 from rq.registry import FailedJobRegistry
 
 from plugwatch import keys
+from plugwatch.url_state import read_states
 from worker.delivery.policy import Outcome
-from worker.delivery.state import read_states
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 

@@ -1,0 +1,1 @@
+"""Operator tools: status, quarantine, dead letters, Enode webhook and location commands."""

@@ -1,0 +1,145 @@
+"""`plugwatch dead-letters list|replay|purge|urls|enable`: events a downstream URL would not take, and the
+URLs' delivery state.
+
+Dead letters are failed RQ jobs on queue `plugwatch-dead-letters` (rq-dashboard shows them too, and its
+Requeue button does what `replay` does).  A replay puts the event's exact JSON (same id, same bytes) back
+at the end of the URL's outbox; the worker then delivers it with the usual retries.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+import click
+import orjson
+import redis
+
+from plugwatch import dead_letters as deadletters
+from plugwatch import keys
+from plugwatch import url_state as state
+from plugwatch.settings import Settings
+from worker.delivery import kick, outbox
+
+
+def _settings() -> Settings:
+    return Settings.from_env(os.environ, require_enode_secret=False)
+
+
+def _connect(settings: Settings) -> redis.Redis:
+    timeout = max(settings.redis_timeout_seconds, 5.0)
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+@click.group("dead-letters")
+def dead_letters() -> None:
+    """Events downstream URLs would not take (RQ failed jobs on plugwatch-dead-letters), and URL state."""
+
+
+@dead_letters.command("list")
+@click.option("--url", default=None, help="Only this downstream URL's dead letters.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the event body.")
+def list_letters(url: str | None, as_json: bool) -> None:
+    """List dead letters, oldest first: job id, time, URL, event type and id, reason."""
+    letters = deadletters.list_all(_connect(_settings()), url)
+    for letter in letters:
+        if as_json:
+            click.echo(orjson.dumps({**asdict(letter), "event": _json_or_text(letter.event_json)}).decode())
+        else:
+            reason = letter.reason.splitlines()[-1] if letter.reason else ""
+            click.echo(f"{letter.job_id}\t{letter.dead_lettered_at}\t{letter.url}\t{letter.event_type}\t"
+                       f"{letter.event_id}\t{reason[:160]}")
+    click.echo(f"{len(letters)} dead letters", err=True)
+
+
+@dead_letters.command("replay")
+@click.argument("job_ids", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
+@click.option("--url", default=None, help="Replay every dead letter of this URL.")
+def replay(job_ids: tuple[str, ...], replay_all: bool, url: str | None) -> None:
+    """Send dead letters again (same event id and body); each is removed once back in its URL's outbox."""
+    if sum([bool(job_ids), replay_all, url is not None]) != 1:
+        raise click.UsageError("give job ids, --all, or --url URL")
+    settings = _settings()
+    connection = _connect(settings)
+    ids = list(job_ids) or [letter.job_id for letter in deadletters.list_all(connection, url)]
+    refused = 0
+    for job_id in ids:
+        try:
+            letter = deadletters.replay(connection, settings, job_id)
+        except KeyError:
+            click.echo(f"{job_id}\tnot found", err=True)
+            refused += 1
+        except deadletters.ReplayRefused as error:
+            click.echo(f"{job_id}\trefused: {error}", err=True)
+            refused += 1
+        else:
+            click.echo(f"{job_id}\treplayed\t{letter.event_id}\t{letter.url}")
+    if refused:
+        raise click.ClickException(f"{refused} of {len(ids)} dead letters not replayed")
+
+
+@dead_letters.command("purge")
+@click.option("--url", default=None, help="Only this URL's dead letters.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge(url: str | None, yes: bool) -> None:
+    """Delete dead letters for good."""
+    connection = _connect(_settings())
+    if not yes:
+        click.confirm(f"Delete {len(deadletters.list_all(connection, url))} dead letters?", abort=True)
+    click.echo(f"{deadletters.purge(connection, url)} dead letters deleted")
+
+
+@dead_letters.command("urls")
+def urls() -> None:
+    """Downstream URLs with their state (ok, paused, disabled), backlog and dead letters."""
+    settings = _settings()
+    connection = _connect(settings)
+    known = {v.decode() if isinstance(v, bytes) else v for v in connection.hvals(keys.DOWNSTREAM_URLS)}
+    all_urls = list(settings.downstream_urls) + sorted(known - set(settings.downstream_urls))
+    letters = deadletters.list_all(connection)
+    now = time.time()
+    for current in state.read_states(connection, all_urls):
+        configured = "" if current.url in settings.downstream_urls else "\t(not configured)"
+        dead = sum(1 for letter in letters if letter.url == current.url)
+        click.echo(f"{current.url}\t{_health(current, now)}\tbacklog={outbox.backlog(connection, current.url)}"
+                   f"\tdead_letters={dead}{configured}")
+
+
+@dead_letters.command("enable")
+@click.argument("url")
+@click.option("--replay", "replay_too", is_flag=True, help="Also replay the URL's dead letters.")
+def enable(url: str, replay_too: bool) -> None:
+    """Re-enable a URL disabled by a 410 Gone (and close its breaker)."""
+    settings = _settings()
+    if url not in settings.downstream_urls:
+        raise click.ClickException(f"{url} is not in DOWNSTREAM_WEBHOOK_URLS")
+    connection = _connect(settings)
+    was_disabled = state.enable(connection, url)
+    kick(connection, settings, [url])
+    click.echo(f"{url}\t{'enabled' if was_disabled else 'was not disabled; breaker closed'}")
+    if replay_too:
+        for letter in deadletters.list_all(connection, url):
+            deadletters.replay(connection, settings, letter.job_id)
+            click.echo(f"{letter.job_id}\treplayed\t{letter.event_id}")
+
+
+def _json_or_text(text: str) -> object:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+def _health(current: state.UrlState, now: float) -> str:
+    if current.disabled:
+        return f"disabled since {_iso(current.disabled_at)}: {current.disabled_reason}"
+    if current.paused(now):
+        return f"paused until {_iso(current.paused_until)} after {current.attempts} attempts: {current.last_error}"
+    return "ok"
+
+
+def _iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,213 @@
+"""Status at a glance for operators without Grafana: read it from Redis (`read_status`), render it.
+
+    read_status(connection, urls, now) -> Status     one snapshot (queues, dead letters, heartbeat, URLs)
+    render_text(status) -> str                       what `plugwatch status` prints
+    status.as_dict()                                 what `plugwatch status --json` prints
+
+Queue figures come from the same `RedisCollector` Prometheus scrapes, so the CLI, Grafana and the alert
+rules can never disagree about what "queue depth" or "oldest age" means.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from prometheus_client.core import Metric
+from rq.registry import FailedJobRegistry
+from rq.worker import Worker
+
+from plugwatch import keys
+from plugwatch.redis_collector import RedisCollector, StreamQueue, default_queues
+from plugwatch.url_state import UrlState, read_states
+
+BACKLOG_ALERT_SECONDS = 60  # as deploy/prometheus/alerts.yml PlugwatchQueueBacklog
+
+
+class UrlHealth(enum.StrEnum):
+    OK = "ok"
+    PAUSED = "paused"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    queue: str
+    depth: int
+    oldest_age_seconds: float
+    failed_jobs: int | None  # RQ queues only: jobs in the queue's FailedJobRegistry
+
+
+@dataclass(frozen=True)
+class UrlStatus:
+    url: str
+    url_key: str
+    health: UrlHealth
+    paused_until: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    at: float
+    age_seconds: float
+    pending_events: int | None
+
+
+@dataclass(frozen=True)
+class Status:
+    at: float
+    workers: int
+    busy_workers: int
+    queues: tuple[QueueStatus, ...]
+    dead_letters: int
+    quarantine: int
+    heartbeat: Heartbeat | None
+    downstream: tuple[UrlStatus, ...]
+    reconcile_suggested: str | None = None  # why, while a suggestion stands (see plugwatch.enode.suggest)
+
+    @property
+    def problems(self) -> list[str]:
+        """What an alert rule would fire on (except conditions that need history, like heartbeat silence)."""
+        found = [f"{self.dead_letters} dead letters"] if self.dead_letters else []
+        if self.workers == 0:
+            found.append("no worker is registered")
+        found += [f"{queue.queue}: oldest entry waits {queue.oldest_age_seconds:.0f}s"
+                  for queue in self.queues if queue.oldest_age_seconds > BACKLOG_ALERT_SECONDS]
+        found += [f"{url.health.value}: {url.url}" for url in self.downstream if url.health is not UrlHealth.OK]
+        if self.reconcile_suggested is not None:
+            found.append(f"reconcile suggested ({self.reconcile_suggested}): plugwatch enode reconcile")
+        return found
+
+    @property
+    def needs_attention(self) -> bool:
+        return bool(self.problems)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"problems": self.problems, "needs_attention": self.needs_attention}
+
+
+def read_status(connection: redis.Redis, urls: Iterable[str], now: float) -> Status:
+    """A snapshot of plugwatch's Redis: `urls` are the configured downstream URLs (others are found too)."""
+    all_urls = _known_urls(connection, urls)
+    samples = _collect(connection, all_urls, now)
+    workers = Worker.all(connection=connection)
+    queues = tuple(_queue_status(connection, name, samples) for name in _queue_labels(samples))
+    age = samples.get(("plugwatch_enode_heartbeat_age_seconds", ""))
+    pending = samples.get(("plugwatch_enode_pending_events", ""))
+    heartbeat = None if age is None else Heartbeat(
+        at=now - age, age_seconds=age, pending_events=None if pending is None else int(pending)
+    )
+    return Status(
+        at=now,
+        workers=len(workers),
+        busy_workers=sum(1 for worker in workers if worker.get_state() == "busy"),
+        queues=queues,
+        dead_letters=_failed_jobs(connection, keys.DEAD_LETTER_QUEUE),
+        quarantine=int(samples.get(("plugwatch_quarantine_entries", ""), 0)),
+        heartbeat=heartbeat,
+        downstream=tuple(_url_status(state, now) for state in read_states(connection, all_urls)),
+        reconcile_suggested=_reconcile_suggested(connection),
+    )
+
+
+def _reconcile_suggested(connection: redis.Redis) -> str | None:
+    at, reason = connection.hmget(keys.RECONCILE_SUGGESTED, ["at", "reason"])
+    if at is None:
+        return None
+    return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason or "no reason recorded")
+
+
+def _known_urls(connection: redis.Redis, configured: Iterable[str]) -> list[str]:
+    """The configured URLs, then any other URL a worker registered (e.g. removed from the configuration)."""
+    registered = [url.decode() if isinstance(url, bytes) else url for url in connection.hvals(keys.DOWNSTREAM_URLS)]
+    return list(dict.fromkeys([*configured, *sorted(registered)]))
+
+
+def _collect(connection: redis.Redis, urls: Sequence[str], now: float) -> dict[tuple[str, str], float]:
+    """The collector's samples as {(metric name, queue label or ""): value}; raises if Redis is down."""
+
+    def queues(conn: redis.Redis) -> list[Any]:
+        outboxes = [StreamQueue(f"outbox:{keys.url_key(url)}", keys.outbox_stream(url)) for url in urls]
+        return [*default_queues(conn), *outboxes]
+
+    connection.ping()  # the collector swallows Redis errors (a scrape must not fail); the CLI must not
+    families: Iterable[Metric] = RedisCollector(connection, queues=queues, clock=lambda: now).collect()
+    return {
+        (sample.name, sample.labels.get("queue", "")): sample.value
+        for family in families for sample in family.samples
+    }
+
+
+def _queue_labels(samples: dict[tuple[str, str], float]) -> list[str]:
+    return [label for name, label in samples if name == "plugwatch_queue_depth"]
+
+
+def _queue_status(connection: redis.Redis, label: str, samples: dict[tuple[str, str], float]) -> QueueStatus:
+    return QueueStatus(
+        queue=label,
+        depth=int(samples[("plugwatch_queue_depth", label)]),
+        oldest_age_seconds=round(samples[("plugwatch_queue_oldest_age_seconds", label)], 3),
+        failed_jobs=_failed_jobs(connection, label) if label in keys.ALL_QUEUES else None,
+    )
+
+
+def _failed_jobs(connection: redis.Redis, queue: str) -> int:
+    return int(FailedJobRegistry(queue, connection=connection).get_job_count(cleanup=False))
+
+
+def _url_status(state: UrlState, now: float) -> UrlStatus:
+    if state.disabled:
+        health, reason = UrlHealth.DISABLED, state.disabled_reason
+    elif state.paused(now):
+        health, reason = UrlHealth.PAUSED, state.last_error
+    else:
+        health, reason = UrlHealth.OK, ""
+    return UrlStatus(url=state.url, url_key=keys.url_key(state.url), health=health,
+                     paused_until=state.paused_until if health is UrlHealth.PAUSED else None, reason=reason)
+
+
+def _iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _age(seconds: float) -> str:
+    whole = int(seconds)
+    if whole < 120:
+        return f"{seconds:.0f}s" if whole >= 10 else f"{seconds:.1f}s"
+    if whole < 7200:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def render_text(status: Status) -> str:
+    lines = [f"plugwatch status at {_iso(status.at)}", ""]
+    lines.append(f"workers        {status.workers} ({status.busy_workers} busy)")
+    lines.append(f"dead letters   {status.dead_letters}")
+    lines.append(f"quarantine     {status.quarantine}")
+    if status.heartbeat is None:
+        lines.append("enode          no heartbeat received yet")
+    else:
+        beat = status.heartbeat
+        pending = "unknown" if beat.pending_events is None else str(beat.pending_events)
+        lines.append(f"enode          last heartbeat {_age(beat.age_seconds)} ago ({_iso(beat.at)}), "
+                     f"pendingEvents {pending}")
+    lines += ["", f"{'queue':<34} {'depth':>8} {'oldest':>9} {'failed':>7}"]
+    for queue in status.queues:
+        failed = "-" if queue.failed_jobs is None else str(queue.failed_jobs)
+        lines.append(f"{queue.queue:<34} {queue.depth:>8} {_age(queue.oldest_age_seconds):>9} {failed:>7}")
+    lines += ["", "downstream URLs" if status.downstream else "downstream URLs: none configured"]
+    for url in status.downstream:
+        detail = ""
+        if url.health is UrlHealth.PAUSED and url.paused_until is not None:
+            detail = f" until {_iso(url.paused_until)}"
+        if url.reason:
+            detail += f": {url.reason}"
+        lines.append(f"  {url.health.value.upper():<8} {url.url} [{url.url_key}]{detail}")
+    if status.problems:
+        lines += ["", "needs attention (runbook: deploy/README.md):", *(f"  - {p}" for p in status.problems)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,117 @@
+"""Dead letters: events a URL would not take, kept as failed RQ jobs on `plugwatch-dead-letters`.
+
+Each dead letter is a job `worker.delivery.jobs.deliver_dead_letter(url, event_json)` placed straight in
+the queue's FailedJobRegistry with a failure TTL (default 7 days) and, as its exception text, why it was
+given up.  rq-dashboard lists them; its Requeue button re-runs the job in a worker, and so does
+`plugwatch dead-letters replay`, in-process: the event's exact JSON goes back to the end of the URL's
+outbox (same id, same bytes) and is delivered like any other event, with retries.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+from rq.job import Job, JobStatus
+from rq.queue import Queue
+from rq.registry import FailedJobRegistry
+from rq.results import Result
+
+from plugwatch import keys
+from plugwatch.delivery_arming import kick
+from plugwatch.settings import Settings
+from plugwatch.url_state import read_state
+
+REPLAY_JOB_TIMEOUT = 60
+
+
+class ReplayRefused(Exception):
+    """The dead letter cannot be replayed now (its URL is disabled or no longer configured)."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    job_id: str
+    url: str
+    event_json: str
+    event_id: str
+    event_type: str
+    reason: str
+    dead_lettered_at: str
+
+
+def registry(connection: redis.Redis) -> FailedJobRegistry:
+    return FailedJobRegistry(keys.DEAD_LETTER_QUEUE, connection=connection)
+
+
+def add(
+    connection: redis.Redis, url: str, body: bytes, *, reason: str, ttl: int, event_id: str, event_type: str
+) -> str:
+    """Keep `body` for `url` as a failed, replayable job; returns the job id."""
+    now = datetime.now(UTC).isoformat(timespec="microseconds")
+    job = Job.create(
+        keys.DEAD_LETTER_JOB, args=(url, body.decode("utf-8", "surrogateescape")), connection=connection,
+        id=f"dl-{keys.url_key(url)}-{uuid.uuid4().hex[:16]}", origin=keys.DEAD_LETTER_QUEUE,
+        status=JobStatus.FAILED, timeout=REPLAY_JOB_TIMEOUT, failure_ttl=ttl, result_ttl=ttl,
+        description=f"{event_type or 'event'} {event_id or '?'} -> {url}",
+        meta={"url": url, "event_id": event_id, "event_type": event_type, "reason": reason, "at": now},
+    )
+    queue = Queue(keys.DEAD_LETTER_QUEUE, connection=connection)
+    pipe = connection.pipeline()
+    pipe.sadd(Queue.redis_queues_keys, queue.key)  # so rq-dashboard lists the queue
+    job.save(pipeline=pipe)
+    registry(connection).add(job, ttl=ttl, exc_string=reason, pipeline=pipe)
+    Result.create_failure(job, ttl, exc_string=reason, pipeline=pipe)
+    pipe.execute()
+    return job.id
+
+
+def list_all(connection: redis.Redis, url: str | None = None) -> list[DeadLetter]:
+    """Dead letters, oldest first; only `url`'s when given."""
+    ids = registry(connection).get_job_ids()
+    letters = [_from_job(job) for job in Job.fetch_many(ids, connection=connection) if job is not None]
+    return sorted((letter for letter in letters if url is None or letter.url == url),
+                  key=lambda letter: letter.dead_lettered_at)
+
+
+def requeue_event(connection: redis.Redis, settings: Settings, url: str, event_json: str) -> None:
+    """Put the event back at the end of `url`'s outbox and arm its drain (what a replay does)."""
+    if url not in settings.downstream_urls:
+        raise ReplayRefused(f"{url} is not in DOWNSTREAM_WEBHOOK_URLS any more")
+    if read_state(connection, url).disabled:
+        raise ReplayRefused(f"{url} is disabled; re-enable it first: plugwatch dead-letters enable {url}")
+    connection.xadd(keys.outbox_stream(url), {"event": event_json.encode("utf-8", "surrogateescape")})
+    kick(connection, settings, [url])
+
+
+def replay(connection: redis.Redis, settings: Settings, job_id: str) -> DeadLetter:
+    """Replay one dead letter in this process and remove it; raises KeyError or ReplayRefused."""
+    job = Job.fetch(job_id, connection=connection) if connection.exists(Job.key_for(job_id)) else None
+    if job is None or job.origin != keys.DEAD_LETTER_QUEUE:
+        raise KeyError(job_id)
+    letter = _from_job(job)
+    requeue_event(connection, settings, letter.url, letter.event_json)
+    registry(connection).remove(job, delete_job=True)
+    return letter
+
+
+def purge(connection: redis.Redis, url: str | None = None) -> int:
+    """Delete dead letters (all, or `url`'s); returns how many."""
+    letters = list_all(connection, url)
+    dead_letters = registry(connection)
+    for letter in letters:
+        dead_letters.remove(letter.job_id, delete_job=True)
+    return len(letters)
+
+
+def _from_job(job: Job) -> DeadLetter:
+    url, event_json = job.args
+    meta = job.meta or {}
+    latest = job.latest_result()
+    reason = latest.exc_string if latest is not None and latest.exc_string else meta.get("reason", "")
+    return DeadLetter(
+        job_id=job.id, url=url, event_json=event_json, event_id=meta.get("event_id", ""),
+        event_type=meta.get("event_type", ""), reason=(reason or "").strip(), dead_lettered_at=meta.get("at", ""),
+    )

@@ -1,0 +1,213 @@
+"""The ground truth: the events plugwatch must emit for an Enode event log fed in order.
+
+Written from DESIGN.md §1 (not from plugwatch's core), as a plain replay over the simulator's own payloads:
+
+* *At home* holds for vehicle V when V's `chargeState.pluggedInChargerId` is a known charger C, V's
+  `location.id` is L (not null) and C's `location.id` is L.  When it becomes true: `plugged_in_at_home`.
+  When it becomes false: `unplugged_from_home` with the previous ids and a reason: `unplugged` (V's charger
+  is no longer C, also when it is another charger: a direct move C1 -> C2 emits unplugged then
+  plugged_in_at_home for C2), `location_changed` (V's `location.id` changed while still on C),
+  `charger_location_changed`, `vehicle_deleted`, `charger_deleted`.
+* `control.failed` when a START/STOP reaches FAILED, or CANCELLED with FAILED_PRECONDITION or NOT_FOUND.
+  The vehicle is the target, or for a charger target the charger's `pluggedInVehicleId`, else the vehicle
+  whose `pluggedInChargerId` is that charger.  `chargerId` is the charger target, or for a vehicle target
+  the charger it is plugged into (null if none).  `consecutiveFailures` counts the vehicle's failures since
+  its last CONFIRMED START/STOP; `control.failure_streak` follows the failure that makes it 10.
+* `sequence` counts the events emitted per vehicle, from 1.
+
+`occurredAt` (ms) is the timestamp of the observation that caused the event: a vehicle's plug change ->
+`chargeState.lastUpdated`; its location change -> `location.lastUpdated` (when one update changes both,
+the simulator gives them the same value; this replay takes the later); a charger's location change ->
+the charger's `location.lastUpdated`; a deletion -> the event's `createdAt`; an action -> `updatedAt`.
+A null timestamp falls back to the event's `createdAt`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.clock import parse_iso
+
+PLUGGED = "vehicle.plugged_in_at_home"
+UNPLUGGED = "vehicle.unplugged_from_home"
+FAILED = "control.failed"
+STREAK = "control.failure_streak"
+STREAK_LENGTH = 10
+_COUNTED_CANCELLATIONS = frozenset({"FAILED_PRECONDITION", "NOT_FOUND"})
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One emitted event as the ground truth states it (the event id is plugwatch's to choose)."""
+
+    type: str
+    user_id: str
+    vehicle_id: str | None
+    charger_id: str | None
+    location_id: str | None
+    occurred_ms: int
+    sequence: int | None
+    reason: str | None = None  # data.reason for unplugged_from_home
+    state: str | None = None  # data.state, data.kind, data.consecutiveFailures for control.failed
+    kind: str | None = None
+    consecutive_failures: int | None = None
+
+
+def from_emitted(event: Mapping[str, Any]) -> Expected:
+    """An event plugwatch emitted, in the ground truth's terms (for comparison)."""
+    data = event.get("data") or {}
+    is_failure = event["type"] == FAILED
+    return Expected(
+        type=event["type"], user_id=event["userId"], vehicle_id=event.get("vehicleId"),
+        charger_id=event.get("chargerId"), location_id=event.get("locationId"),
+        occurred_ms=parse_iso(event["occurredAt"]), sequence=event.get("sequence"),
+        reason=data.get("reason") if event["type"] == UNPLUGGED else None,
+        state=data.get("state") if is_failure else None, kind=data.get("kind") if is_failure else None,
+        consecutive_failures=data.get("consecutiveFailures") if is_failure else None,
+    )
+
+
+@dataclass
+class _User:
+    user_id: str
+    out: list[Expected]
+    plug: dict[str, str | None] = field(default_factory=dict)  # vehicle -> pluggedInChargerId
+    vloc: dict[str, str | None] = field(default_factory=dict)  # vehicle -> location.id
+    cloc: dict[str, str | None] = field(default_factory=dict)  # charger -> location.id
+    cveh: dict[str, str | None] = field(default_factory=dict)  # charger -> pluggedInVehicleId
+    home: dict[str, tuple[str, str]] = field(default_factory=dict)  # vehicle -> (charger, location)
+    sequence: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def emit(self, type_: str, vehicle: str | None, charger: str | None, location: str | None, at: int,
+             **data: Any) -> None:
+        seq = None
+        if vehicle is not None:
+            seq = self.sequence[vehicle] = self.sequence.get(vehicle, 0) + 1
+        self.out.append(Expected(type_, self.user_id, vehicle, charger, location, at, seq, **data))
+
+    def leave_home(self, vehicle: str, at: int, reason: str) -> None:
+        charger, location = self.home.pop(vehicle)
+        self.emit(UNPLUGGED, vehicle, charger, location, at, reason=reason)
+
+    def maybe_arrive(self, vehicle: str, at: int) -> None:
+        charger, location = self.plug.get(vehicle), self.vloc.get(vehicle)
+        if vehicle in self.home or charger is None or location is None or charger not in self.cloc:
+            return
+        if self.cloc[charger] == location:
+            self.home[vehicle] = (charger, location)
+            self.emit(PLUGGED, vehicle, charger, location, at)
+
+
+class Replay:
+    """The ground truth, fed incrementally: `feed(event)` returns the events that one Enode event causes."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, _User] = {}
+        self._out: list[Expected] = []
+
+    def feed(self, event: Mapping[str, Any]) -> list[Expected]:
+        start = len(self._out)
+        user = event.get("user")
+        if not isinstance(user, Mapping):
+            return []  # heartbeat, test event
+        state = self._users.get(user["id"]) or self._users.setdefault(user["id"], _User(user["id"], self._out))
+        name = event["event"]
+        created = parse_iso(event["createdAt"])
+        if name in ("user:vehicle:discovered", "user:vehicle:updated"):
+            _vehicle(state, event["vehicle"], created)
+        elif name in ("user:charger:discovered", "user:charger:updated"):
+            _charger(state, event["charger"], created)
+        elif name == "user:vehicle:deleted":
+            _vehicle_deleted(state, event["vehicle"]["id"], created)
+        elif name == "user:charger:deleted":
+            _charger_deleted(state, event["charger"]["id"], created)
+        elif name == "user:vendor-action:updated":
+            _action(state, event["vendorAction"], created)
+        return self._out[start:]
+
+
+def expected_events(events: Iterable[Mapping[str, Any]]) -> list[Expected]:
+    """Replay an in-order Enode event log; return every event plugwatch must emit, in order."""
+    replay = Replay()
+    return [expected for event in events for expected in replay.feed(event)]
+
+
+def _at(obj: Mapping[str, Any] | None, fallback: int) -> int:
+    raw = (obj or {}).get("lastUpdated")
+    return parse_iso(raw) if raw else fallback
+
+
+def _vehicle(s: _User, v: Mapping[str, Any], created: int) -> None:
+    vid, charge, location = v["id"], v.get("chargeState") or {}, v.get("location") or {}
+    new_plug, new_loc = charge.get("pluggedInChargerId"), location.get("id")
+    plug_changed = new_plug != s.plug.get(vid)
+    loc_changed = new_loc != s.vloc.get(vid)
+    times = ([_at(charge, created)] if plug_changed else []) + ([_at(location, created)] if loc_changed else [])
+    s.plug[vid], s.vloc[vid] = new_plug, new_loc
+    if not times:
+        return
+    at = max(times)
+    if vid in s.home:
+        charger, home_location = s.home[vid]
+        if new_plug != charger:
+            s.leave_home(vid, at, "unplugged")
+        elif new_loc != home_location:
+            s.leave_home(vid, at, "location_changed")
+    s.maybe_arrive(vid, at)
+
+
+def _charger(s: _User, c: Mapping[str, Any], created: int) -> None:
+    cid, location = c["id"], c.get("location") or {}
+    s.cveh[cid] = (c.get("chargeState") or {}).get("pluggedInVehicleId")
+    new_loc = location.get("id")
+    if cid in s.cloc and s.cloc[cid] == new_loc:
+        return
+    s.cloc[cid] = new_loc
+    at = _at(location, created)
+    for vid, (charger, home_location) in list(s.home.items()):
+        if charger == cid and new_loc != home_location:
+            s.leave_home(vid, at, "charger_location_changed")
+    for vid, charger_id in list(s.plug.items()):
+        if charger_id == cid:
+            s.maybe_arrive(vid, at)
+
+
+def _vehicle_deleted(s: _User, vid: str, created: int) -> None:
+    if vid in s.home:
+        s.leave_home(vid, created, "vehicle_deleted")
+    s.plug.pop(vid, None)
+    s.vloc.pop(vid, None)
+
+
+def _charger_deleted(s: _User, cid: str, created: int) -> None:
+    for vid, (charger, _location) in list(s.home.items()):
+        if charger == cid:
+            s.leave_home(vid, created, "charger_deleted")
+    s.cloc.pop(cid, None)
+    s.cveh.pop(cid, None)
+
+
+def _action(s: _User, action: Mapping[str, Any], created: int) -> None:
+    if action.get("kind") not in ("START", "STOP") or action.get("targetType") not in ("vehicle", "charger"):
+        return
+    state, reason = action.get("state"), (action.get("failureReason") or {}).get("type")
+    target = action["targetId"]
+    at = parse_iso(action["updatedAt"]) if action.get("updatedAt") else created
+    if action["targetType"] == "vehicle":
+        vehicle, charger = target, s.plug.get(target)
+    else:
+        charger = target
+        vehicle = s.cveh.get(target) or next((v for v, c in s.plug.items() if c == target), None)
+    if state == "CONFIRMED" and vehicle is not None:
+        s.failures[vehicle] = 0
+    if not (state == "FAILED" or (state == "CANCELLED" and reason in _COUNTED_CANCELLATIONS)):
+        return
+    count = None
+    if vehicle is not None:
+        count = s.failures[vehicle] = s.failures.get(vehicle, 0) + 1
+    s.emit(FAILED, vehicle, charger, None, at, state=state, kind=action["kind"], consecutive_failures=count)
+    if count == STREAK_LENGTH:
+        s.emit(STREAK, vehicle, None, None, at)

@@ -1,0 +1,73 @@
+"""Vehicles and chargers fetched from the API go through exactly the path webhook events take.
+
+Each object is wrapped as the webhook event Enode would have sent for it (`user:vehicle:updated` /
+`user:charger:updated`, `createdAt` = the time of the fetch), decoded by the worker core's `decode_event`
+and applied by the store's `apply_batch` (state + emitted events + outboxes, one atomic commit).  So the
+core's rules decide everything: Enode's own timestamps order facts, a fact already known is a duplicate, an
+older one is stale, and only a real transition emits an event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import redis
+import structlog
+
+from plugwatch.enode_api.client import DEFAULT_API_VERSION
+from plugwatch.settings import Settings
+from worker import delivery
+from worker.core import DecodeError, Ignored, Observation, decode_event
+from worker.ingest.store import BatchResult, Store
+
+log = structlog.get_logger(__name__)
+
+Kind = Literal["vehicle", "charger"]
+ApplyBatch = Callable[[Sequence[Observation]], BatchResult]  # e.g. functools.partial(apply_observations, ...)
+
+
+def as_event(kind: Kind, obj: dict[str, Any], fetched_at: datetime) -> dict[str, Any]:
+    """The `user:<kind>:updated` webhook event carrying `obj` (a Vehicle or Charger from the API)."""
+    user_id = obj.get("userId")
+    return {
+        "event": f"user:{kind}:updated",
+        "createdAt": fetched_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "version": DEFAULT_API_VERSION,
+        "user": {"id": user_id} if isinstance(user_id, str) else None,
+        kind: obj,
+        "updatedFields": [],
+    }
+
+
+def deleted_event(kind: Kind, device_id: str, user_id: str, at: datetime) -> dict[str, Any]:
+    """The `user:<kind>:deleted` webhook event Enode sends when a device is removed."""
+    return {**as_event(kind, {"id": device_id, "userId": user_id}, at), "event": f"user:{kind}:deleted"}
+
+
+def observations(kind: Kind, objects: Iterable[dict[str, Any]], fetched_at: datetime) -> list[Observation]:
+    """Decode each object as its webhook event would be; an undecodable one is logged and skipped."""
+    return decode_all(as_event(kind, obj, fetched_at) for obj in objects)
+
+
+def decode_all(events: Iterable[dict[str, Any]]) -> list[Observation]:
+    decoded: list[Observation] = []
+    for event in events:
+        try:
+            observation = decode_event(event)
+        except DecodeError as error:
+            log.warning("enode.object_skipped", event=event.get("event"), reason=error.reason)
+            continue
+        if not isinstance(observation, Ignored):
+            decoded.append(observation)
+    return decoded
+
+
+def apply_observations(store: Store, connection: redis.Redis, settings: Settings,
+                       batch: Sequence[Observation]) -> BatchResult:
+    """Commit `batch` through the store and arm downstream delivery for what it emitted."""
+    result = store.apply_batch(batch)
+    if result.events and settings.downstream_urls:
+        delivery.kick(connection, settings, settings.downstream_urls)
+    return result

@@ -1,0 +1,219 @@
+"""The ingest drain: RQ job `worker.ingest.drain_ingest` turns ingest-stream entries into state and events.
+
+    drain_ingest(slot=0)          the RQ job (armed by the receiver; one job drains many deliveries)
+    drain(context, slot) -> Drained   the loop, for tests and benchmarks with their own context
+    pump(connection, settings, options)   re-arm a drain when entries wait and nothing is armed
+
+A drain first takes over, one at a time, the entries a killed drainer left pending (XAUTOCLAIM, idle longer
+than `claim_idle_ms`; an entry delivered more than `max_deliveries` times keeps killing or failing its
+drainer and is quarantined as poison). Then each pass refreshes its armed key and reads a batch of new
+entries in the same round trip (XREADGROUP). Every event of every delivery is decoded in array order; a
+malformed one goes to the quarantine with its `event_index` and the others go on. The whole batch is
+applied and committed by the store in ONE Lua call that also XACKs and XDELs the entries, so processed
+entries leave the stream together with the state they produced; an entry re-read after a crash meets that
+state and emits nothing new.
+
+Under a backlog (a full batch) a drain arms one helper drain in the next slot (`plugwatch:ingest:armed:<n>`,
+up to `max_drainers`), so idle worker processes join in. Once the stream is empty, the main drain (slot 0)
+waits up to `idle_wait_ms` for the next delivery (a blocking XREADGROUP) before it ends: while its armed key
+lives the receiver enqueues no job, so a steady trickle of deliveries is drained by one job, each delivery
+committed within milliseconds instead of after an RQ hop (which costs ~5-10 ms of latency and CPU per job).
+The loop stops when nothing came during that wait or after `budget_seconds`; it then clears its armed key,
+re-checks the stream and re-arms (a new RQ job) if entries arrived meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import structlog
+from rq import Queue
+from rq.timeouts import JobTimeoutException
+
+from plugwatch import ingest_protocol as ingest
+from plugwatch import keys
+from plugwatch.settings import Settings
+from worker import delivery
+from worker.bootstrap import DrainOptions, WorkerContext, current
+from worker.core import Observation
+from worker.ingest import stream
+from worker.ingest.entries import Entry, decode_delivery, text
+from worker.ingest.store import Ack
+
+log = structlog.get_logger(__name__)
+
+LOST_ARMING_AFTER_MS = 3_000  # a dequeued drain job starts within milliseconds
+
+
+@dataclass
+class Drained:
+    """What one drain job did."""
+
+    deliveries: int = 0
+    events: int = 0
+    emitted: int = 0
+    batches: int = 0
+    conflicts: int = 0  # commits retried because another drainer changed the same user first
+    rearmed: bool = False
+
+
+def drain_ingest(slot: int = 0) -> dict[str, int | bool]:
+    """The RQ job: drain the ingest stream with this process's context (`slot` > 0: a helper drain)."""
+    drained = drain(current(), slot)
+    return {"deliveries": drained.deliveries, "events": drained.events, "emitted": drained.emitted,
+            "rearmed": drained.rearmed}
+
+
+def drain(context: WorkerContext, slot: int = 0) -> Drained:
+    """Drain until the stream is empty or the budget is spent; under load arm the next helper slot."""
+    connection, options = context.connection, context.options
+    armed_key = keys.ingest_armed_key(slot)
+    stream.ensure_group(connection)
+    drained = Drained()
+    deadline = time.monotonic() + options.budget_seconds
+    claim_from: bytes | None = b"0-0"  # XAUTOCLAIM's scan position; None once the scan is complete
+    helped = slot + 1 >= options.max_drainers
+    progressed = False  # a job always processes one batch, however slow the machine: no job ends idle-handed
+    while not progressed or time.monotonic() < deadline:
+        if claim_from is not None:
+            entries, claim_from = stream.claim(context, armed_key, claim_from)  # at most one entry
+        else:
+            entries = stream.read(context, armed_key)
+            if not entries and slot == 0:
+                entries = _await_entries(context, deadline)
+            if not entries:
+                break
+            if not helped and len(entries) == options.batch_entries:
+                helped = stream.arm_helper(context, slot + 1)
+        if entries:
+            _process(context, entries, drained)
+            progressed = True
+    connection.delete(armed_key)
+    stream.forget_idle_consumers(context)
+    drained.rearmed = needs_drain(connection, options.claim_idle_ms) and ingest.arm(connection) is not None
+    log.info("ingest.drained", deliveries=drained.deliveries, events=drained.events, emitted=drained.emitted,
+             batches=drained.batches, conflicts=drained.conflicts, rearmed=drained.rearmed)
+    return drained
+
+
+def _await_entries(context: WorkerContext, deadline: float) -> list[Entry]:
+    """The stream is empty: block for new entries, at most `idle_wait_ms` and the rest of the budget.
+
+    The armed key was refreshed by the read just before and outlives the wait, which is also kept well
+    under the connection's socket timeout (if it has one), so a quiet stream is no Redis error.
+    """
+    connection, options = context.connection, context.options
+    socket_timeout = connection.connection_pool.connection_kwargs.get("socket_timeout")
+    wait_ms = min(options.idle_wait_ms, int(1000 * (deadline - time.monotonic())), options.armed_ttl_ms // 2,
+                  int(500 * socket_timeout) if socket_timeout else options.idle_wait_ms)
+    if wait_ms <= 0:
+        return []
+    reply: Any = connection.xreadgroup(keys.INGEST_GROUP, context.consumer, {keys.INGEST_STREAM: ">"},
+                                       count=options.batch_entries, block=wait_ms)
+    return list(reply[0][1]) if reply else []
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic GC during a batch: parsing deliveries allocates many short-lived, acyclic objects that
+    reference counting frees, and each collection would walk the whole heap (it halves the throughput)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _process(context: WorkerContext, entries: Sequence[Entry], drained: Drained) -> None:
+    """Decode, apply and commit one batch; if that fails unexpectedly, retry entry by entry."""
+    try:
+        with _gc_paused():
+            _apply(context, entries, drained)
+    except (redis.ConnectionError, redis.TimeoutError, JobTimeoutException):
+        raise  # the job fails and is retried; the entries stay pending and are claimed later
+    except Exception:
+        if len(entries) == 1:
+            log.exception("ingest.entry_failed", entry_id=text(entries[0][0]))
+            return  # left pending: claimed again later, quarantined as poison after max_deliveries
+        log.exception("ingest.batch_failed", entries=len(entries))
+        for entry in entries:
+            _process(context, [entry], drained)
+
+
+def _apply(context: WorkerContext, entries: Sequence[Entry], drained: Drained) -> None:
+    started = time.perf_counter()
+    counts: Counter[tuple[str, str]] = Counter()
+    observations: list[Observation] = []
+    for _, fields in entries:
+        observations.extend(decode_delivery(context.connection, fields, counts))
+    result = context.store.apply_batch(observations, Ack([entry_id for entry_id, _ in entries]))
+    counts.update((kind, str(outcome)) for kind, outcome in result.outcomes)
+    context.metrics.record_batch(counts, result, deliveries=len(entries), seconds=time.perf_counter() - started)
+    drained.deliveries += len(entries)
+    drained.events += sum(counts.values())
+    drained.batches += 1
+    drained.conflicts += result.conflicts
+    emitted = len(result.events)
+    looked_up = context.enode.after_batch(result)  # chargers vehicles are plugged into but never seen
+    if looked_up is not None:
+        context.metrics.record_emitted(looked_up.events)
+        emitted += len(looked_up.events)
+    drained.emitted += emitted
+    if emitted and context.settings.downstream_urls:
+        delivery.kick(context.connection, context.settings, context.settings.downstream_urls)
+
+
+def needs_drain(connection: redis.Redis, claim_idle_ms: int) -> bool:
+    """Unread entries, or entries pending longer than `claim_idle_ms` (a dead drainer's)?
+
+    Processed entries are deleted, so XLEN counts exactly the unread plus the pending ones.
+    """
+    pipe = connection.pipeline(transaction=False)
+    pipe.xlen(keys.INGEST_STREAM)
+    pipe.xpending(keys.INGEST_STREAM, keys.INGEST_GROUP)
+    pipe.xpending_range(keys.INGEST_STREAM, keys.INGEST_GROUP, min="-", max="+", count=1, idle=claim_idle_ms)
+    length, summary, stale = pipe.execute(raise_on_error=False)
+    if isinstance(length, Exception) or not length:
+        return False
+    if isinstance(summary, Exception):  # NOGROUP: nothing was ever read
+        return True
+    unread = int(length) > int(summary["pending"])
+    return unread or (bool(stale) and not isinstance(stale, Exception))
+
+
+def pump(connection: redis.Redis, settings: Settings, options: DrainOptions | None = None) -> bool:
+    """Arm a drain job if entries wait and none is armed (a lost arming, a killed drainer); True if armed."""
+    del settings  # part of the pump signature every area shares
+    options = options or DrainOptions()
+    if not needs_drain(connection, options.claim_idle_ms):
+        return False
+    ttl = int(connection.pttl(keys.INGEST_ARMED))  # -2: no key
+    if ttl != -2 and not (ttl > 0 and _lost_arming(connection, ttl, options)):
+        return False
+    connection.delete(keys.INGEST_ARMED)
+    armed = ingest.arm(connection) is not None
+    if armed:
+        log.info("ingest.pump_rearmed", lost_arming=ttl > 0)
+    return armed
+
+
+def _lost_arming(connection: redis.Redis, ttl_ms: int, options: DrainOptions) -> bool:
+    """Armed, but its job vanished: a worker took the job and died before the drain started.
+
+    A running drain keeps the armed key's TTL at `armed_ttl_ms`; a longer one was set by an arming (the
+    receiver's, `ingest.ARMED_TTL_MS`) that no drain has taken up. If that arming is more than a few seconds
+    old and no drain job is queued, nobody will take it up until it expires: don't wait for that.
+    """
+    armed_for = ingest.ARMED_TTL_MS - ttl_ms
+    if ttl_ms <= options.armed_ttl_ms or armed_for < LOST_ARMING_AFTER_MS:
+        return False
+    return Queue(keys.INGEST_QUEUE, connection=connection).count == 0

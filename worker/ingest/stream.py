@@ -1,0 +1,106 @@
+"""The ingest stream's consumer-group operations, one round trip each, for the drain in `worker.ingest`.
+
+    ensure_group        the `ingest` group on `plugwatch:ingest` (MKSTREAM, from id 0)
+    claim               take over one entry a dead drainer left pending; quarantine it as poison if needed
+    read                refresh the drain's armed key and read a batch of new entries
+    arm_helper          under a backlog, arm one more drain job (the next slot) for another worker
+    forget_idle_consumers   drop group members of processes long gone
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+import structlog
+from rq import Queue
+
+from plugwatch import ingest_protocol as ingest
+from plugwatch import keys, quarantine
+from worker.bootstrap import WorkerContext
+from worker.ingest.entries import Entry, text
+from worker.ingest.store import Ack
+
+log = structlog.get_logger(__name__)
+
+
+def ensure_group(connection: redis.Redis) -> None:
+    try:
+        connection.xgroup_create(keys.INGEST_STREAM, keys.INGEST_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+def forget_idle_consumers(context: WorkerContext) -> None:
+    """Every worker process that ever drained is a consumer of the group: forget those that hold nothing
+    and were idle for `consumer_idle_ms` (restarted or scaled-down processes), so the group stays small."""
+    connection = context.connection
+    for consumer in connection.xinfo_consumers(keys.INGEST_STREAM, keys.INGEST_GROUP):
+        name = text(consumer["name"]) if isinstance(consumer["name"], bytes) else str(consumer["name"])
+        idle = not consumer["pending"] and consumer["idle"] > context.options.consumer_idle_ms
+        if idle and name != context.consumer:
+            # Atomically re-check: a consumer that read entries since XINFO keeps them (and stays).
+            connection.eval(_DELETE_IF_EMPTY, 1, keys.INGEST_STREAM, keys.INGEST_GROUP, name)
+
+
+_DELETE_IF_EMPTY = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return -1
+"""
+
+
+def arm_helper(context: WorkerContext, slot: int) -> bool:
+    """A backlog: let one more worker process drain too (CAS commits make concurrent drains safe)."""
+    if context.connection.set(keys.ingest_armed_key(slot), "1", nx=True, px=ingest.ARMED_TTL_MS):
+        Queue(keys.INGEST_QUEUE, connection=context.connection).enqueue_call(
+            keys.DRAIN_INGEST_JOB, args=(slot,), timeout=ingest.DRAIN_JOB_TIMEOUT_SECONDS,
+            result_ttl=ingest.DRAIN_JOB_RESULT_TTL_SECONDS, failure_ttl=ingest.DRAIN_JOB_FAILURE_TTL_SECONDS,
+        )
+        log.info("ingest.helper_armed", slot=slot)
+    return True
+
+
+def claim(context: WorkerContext, armed_key: str, cursor: bytes) -> tuple[list[Entry], bytes | None]:
+    """Take over ONE entry a dead drainer left pending (one at a time, so that an entry which kills its
+    drainer is the only one whose delivery count grows); quarantine it if it was delivered too often."""
+    options = context.options
+    pipe = context.connection.pipeline(transaction=False)
+    pipe.set(armed_key, "1", px=options.armed_ttl_ms)
+    pipe.xautoclaim(keys.INGEST_STREAM, keys.INGEST_GROUP, context.consumer,
+                    min_idle_time=options.claim_idle_ms, start_id=cursor, count=1)
+    _, reply = pipe.execute()
+    following: bytes | None = None if reply[0] in (b"0-0", "0-0") else reply[0]
+    entries: list[Entry] = [entry for entry in reply[1] if entry[1]]
+    if not entries:
+        return [], following
+    entry_id = entries[0][0]
+    pending = context.connection.xpending_range(keys.INGEST_STREAM, keys.INGEST_GROUP, min=entry_id,
+                                                max=entry_id, count=1)
+    times = int(pending[0]["times_delivered"]) if pending else 1
+    log.info("ingest.claimed", entry_id=text(entry_id), times=times)
+    if times > options.max_deliveries:
+        quarantine_poison(context, entries[0], times)
+        return [], following
+    return entries, following
+
+
+def quarantine_poison(context: WorkerContext, entry: Entry, times: int) -> None:
+    entry_id, fields = entry
+    reason = f"poison: delivered {times} times without completing"
+    quarantine.add(context.connection, text(fields.get(b"d", b"")), fields.get(b"b", b""), reason, now=time.time(),
+                   once=True)  # a crash before the ack must not quarantine it twice
+    log.warning("ingest.poison_quarantined", entry_id=text(entry_id), times=times)
+    context.store.apply_batch([], Ack([entry_id]))
+    context.metrics.events.labels("other", "quarantined").inc()
+
+
+def read(context: WorkerContext, armed_key: str) -> list[Entry]:
+    pipe = context.connection.pipeline(transaction=False)
+    pipe.set(armed_key, "1", px=context.options.armed_ttl_ms)
+    pipe.xreadgroup(keys.INGEST_GROUP, context.consumer, {keys.INGEST_STREAM: ">"},
+                    count=context.options.batch_entries)
+    _, reply = pipe.execute()
+    return list(reply[0][1]) if reply else []
