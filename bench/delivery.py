@@ -47,8 +47,9 @@ def baseline(url: str, events: list[bytes], key: bytes) -> float:
 
 def drained(context: object, urls: tuple[str, ...], events: list[bytes]) -> float:
     from plugwatch import keys
+    from plugwatch.delivery_arming import backlog
     from tests.support.servers import wait_until
-    from worker.delivery import DeliveryContext, outbox
+    from worker.delivery import DeliveryContext
 
     assert isinstance(context, DeliveryContext)
     connection = context.connection
@@ -60,7 +61,7 @@ def drained(context: object, urls: tuple[str, ...], events: list[bytes]) -> floa
     started = time.perf_counter()
     for url in urls:
         context.threads.request(url)
-    wait_until(lambda: all(outbox.backlog(connection, url) == 0 for url in urls), timeout=600, interval=0.01)
+    wait_until(lambda: all(backlog(connection, url) == 0 for url in urls), timeout=600, interval=0.01)
     return len(events) * len(urls) / (time.perf_counter() - started)
 
 
@@ -75,12 +76,13 @@ def main() -> None:
     from prometheus_client import CollectorRegistry
 
     from plugwatch.logs import configure_logging
-    from plugwatch.settings import Settings
+    from plugwatch.settings import DeliverySettings, Settings
     from plugwatch.signing import decode_secret
     from tests.conftest import TEST_DOWNSTREAM_SECRET
     from tests.support.delivery import make_event
     from tests.support.servers import Process, RedisServer, base_env, free_port, wait_until
     from worker import delivery
+    from worker.metrics import DeliveryMetrics
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--events", type=int, default=2000)
@@ -99,9 +101,9 @@ def main() -> None:
         try:
             wait_until(lambda: _up(urls[0]), timeout=20)
             bare = baseline(urls[0], events, key)
-            settings = Settings(redis_url=server.url, downstream_urls=urls, downstream_key=key)
-            context = delivery.build(settings, connection=redis.Redis.from_url(server.url), environ={},
-                                     registry=CollectorRegistry())
+            settings = Settings(delivery=DeliverySettings(downstream_urls=urls, downstream_key=key))
+            context = delivery.build(settings, connection=redis.Redis.from_url(server.url),
+                                     metrics=DeliveryMetrics(CollectorRegistry()))
             one = drained(context, urls[:1], events)
             many = drained(context, urls, events)
             context.close()

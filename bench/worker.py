@@ -56,14 +56,14 @@ def in_process_drain(connection: redis.Redis, url: str, deliveries: list[Deliver
     """Drain with this process's code; `clock=time.process_time` counts only this process's CPU time."""
     events = fresh(connection, deliveries)
     # No idle wait: these runs time a backlog with no live sender, so waiting for the next delivery is idle time.
-    context = bootstrap(Settings(redis_url=url), {"PLUGWATCH_INGEST_MAX_DRAINERS": "1",
-                                                  "PLUGWATCH_INGEST_IDLE_WAIT_SECONDS": "0"},
-                        registry=CollectorRegistry(), connection=connection, consumer="bench")
+    settings = Settings.from_env({"REDIS_URL": url, "PLUGWATCH_INGEST_MAX_DRAINERS": "1",
+                                  "PLUGWATCH_INGEST_IDLE_WAIT_SECONDS": "0"}, require_enode_secret=False)
+    context = bootstrap(settings, registry=CollectorRegistry(), connection=connection, consumer="bench")
     started = clock()
     while connection.xlen(keys.INGEST_STREAM):
         ingest.drain(context)
     elapsed = clock() - started
-    context.delivery.close()
+    context.close()
     return events, elapsed
 
 

@@ -1,8 +1,11 @@
-"""The `plugwatch` command: one entry point for operators and developers.
+"""The `plugwatch` command's composition root: one click group made of each wing's commands.
 
-Each sub-command group lives in its own module under `plugwatch.cli` and is registered in `_COMMANDS`.
-Commands build `Settings.from_env(os.environ)` themselves, so they read the same environment as the
-processes they inspect.
+    ops        status, quarantine, dead-letters, enode (location-setup, webhook)
+    worker     enode reconcile (the worker's core and store, fed by the Enode API), mounted in `enode`
+    simulator  simulate, up
+
+Each invocation is handed the environment it was started in (`plugwatch.command`), so commands read the same
+settings as the processes they inspect, and nothing but this module looks at `os.environ`.
 """
 
 from __future__ import annotations
@@ -16,16 +19,26 @@ from ops.dead_letters_cli import dead_letters
 from ops.enode_cli import enode
 from ops.quarantine_cli import quarantine
 from ops.status_cli import status
+from plugwatch.command import Invocation
 from plugwatch.logs import configure_logging
+from plugwatch.settings import SettingsError, read
 from simulator.simulate_cli import simulate
 from simulator.up_cli import up
+from worker.enode.reconcile_cli import reconcile_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """plugwatch: Enode webhooks in, 'plugged in at home' events out."""
-    configure_logging(os.environ.get("PLUGWATCH_LOG_FORMAT", "auto"), stream=sys.stderr)
+    ctx.obj = Invocation(os.environ)
+    try:
+        log_format = read(os.environ, "PLUGWATCH_LOG_FORMAT")
+    except SettingsError as error:
+        raise click.UsageError(str(error)) from None
+    configure_logging(log_format, stream=sys.stderr)
 
 
+enode.add_command(reconcile_command)
 for _command in (status, quarantine, simulate, up, enode, dead_letters):
     main.add_command(_command)

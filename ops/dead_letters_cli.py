@@ -8,29 +8,16 @@ at the end of the URL's outbox; the worker then delivers it with the usual retri
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 
 import click
 import orjson
-import redis
 
+from plugwatch import command, delivery_arming, keys
 from plugwatch import dead_letters as deadletters
-from plugwatch import keys
 from plugwatch import url_state as state
-from plugwatch.settings import Settings
-from worker.delivery import kick, outbox
-
-
-def _settings() -> Settings:
-    return Settings.from_env(os.environ, require_enode_secret=False)
-
-
-def _connect(settings: Settings) -> redis.Redis:
-    timeout = max(settings.redis_timeout_seconds, 5.0)
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 @click.group("dead-letters")
@@ -43,7 +30,7 @@ def dead_letters() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the event body.")
 def list_letters(url: str | None, as_json: bool) -> None:
     """List dead letters, oldest first: job id, time, URL, event type and id, reason."""
-    letters = deadletters.list_all(_connect(_settings()), url)
+    letters = deadletters.list_all(command.connect(command.settings()), url)
     for letter in letters:
         if as_json:
             click.echo(orjson.dumps({**asdict(letter), "event": _json_or_text(letter.event_json)}).decode())
@@ -62,8 +49,8 @@ def replay(job_ids: tuple[str, ...], replay_all: bool, url: str | None) -> None:
     """Send dead letters again (same event id and body); each is removed once back in its URL's outbox."""
     if sum([bool(job_ids), replay_all, url is not None]) != 1:
         raise click.UsageError("give job ids, --all, or --url URL")
-    settings = _settings()
-    connection = _connect(settings)
+    settings = command.settings()
+    connection = command.connect(settings)
     ids = list(job_ids) or [letter.job_id for letter in deadletters.list_all(connection, url)]
     refused = 0
     for job_id in ids:
@@ -86,7 +73,7 @@ def replay(job_ids: tuple[str, ...], replay_all: bool, url: str | None) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def purge(url: str | None, yes: bool) -> None:
     """Delete dead letters for good."""
-    connection = _connect(_settings())
+    connection = command.connect(command.settings())
     if not yes:
         click.confirm(f"Delete {len(deadletters.list_all(connection, url))} dead letters?", abort=True)
     click.echo(f"{deadletters.purge(connection, url)} dead letters deleted")
@@ -95,16 +82,16 @@ def purge(url: str | None, yes: bool) -> None:
 @dead_letters.command("urls")
 def urls() -> None:
     """Downstream URLs with their state (ok, paused, disabled), backlog and dead letters."""
-    settings = _settings()
-    connection = _connect(settings)
+    settings = command.settings()
+    connection = command.connect(settings)
     known = {v.decode() if isinstance(v, bytes) else v for v in connection.hvals(keys.DOWNSTREAM_URLS)}
-    all_urls = list(settings.downstream_urls) + sorted(known - set(settings.downstream_urls))
+    all_urls = list(settings.delivery.downstream_urls) + sorted(known - set(settings.delivery.downstream_urls))
     letters = deadletters.list_all(connection)
     now = time.time()
     for current in state.read_states(connection, all_urls):
-        configured = "" if current.url in settings.downstream_urls else "\t(not configured)"
+        configured = "" if current.url in settings.delivery.downstream_urls else "\t(not configured)"
         dead = sum(1 for letter in letters if letter.url == current.url)
-        click.echo(f"{current.url}\t{_health(current, now)}\tbacklog={outbox.backlog(connection, current.url)}"
+        click.echo(f"{current.url}\t{_health(current, now)}\tbacklog={delivery_arming.backlog(connection, current.url)}"
                    f"\tdead_letters={dead}{configured}")
 
 
@@ -113,12 +100,12 @@ def urls() -> None:
 @click.option("--replay", "replay_too", is_flag=True, help="Also replay the URL's dead letters.")
 def enable(url: str, replay_too: bool) -> None:
     """Re-enable a URL disabled by a 410 Gone (and close its breaker)."""
-    settings = _settings()
-    if url not in settings.downstream_urls:
+    settings = command.settings()
+    if url not in settings.delivery.downstream_urls:
         raise click.ClickException(f"{url} is not in DOWNSTREAM_WEBHOOK_URLS")
-    connection = _connect(settings)
+    connection = command.connect(settings)
     was_disabled = state.enable(connection, url)
-    kick(connection, settings, [url])
+    delivery_arming.kick(connection, [url])
     click.echo(f"{url}\t{'enabled' if was_disabled else 'was not disabled; breaker closed'}")
     if replay_too:
         for letter in deadletters.list_all(connection, url):

@@ -1,4 +1,5 @@
-"""`plugwatch enode ...`: the Enode API tasks an operator runs by hand.
+"""`plugwatch enode ...`: the Enode API tasks an operator runs by hand (`enode reconcile`, which runs the
+worker's core and store, is the worker wing's: `worker.enode.reconcile_cli`, mounted here by `cli`).
 
 Needs ENODE_CLIENT_ID and ENODE_CLIENT_SECRET (and ENODE_API_URL / ENODE_TOKEN_URL for production); without
 them every command prints one line saying so and exits with status 2.  Enode API errors exit with status 1.
@@ -6,23 +7,14 @@ them every command prints one line saying so and exits with status 2.  Enode API
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
 import sys
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from typing import NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import orjson
-import redis
 
-from plugwatch import keys
-from plugwatch.enode_api.client import EnodeClient
-from plugwatch.enode_api.errors import EnodeError, EnodeNotConfigured
 from plugwatch.enode_api.locations import HomeLocation, ensure_home_location
+from plugwatch.enode_api.session import enode_api
 from plugwatch.enode_api.webhooks import (
     DEFAULT_EVENTS,
     create_webhook,
@@ -32,37 +24,7 @@ from plugwatch.enode_api.webhooks import (
     rotate_secret,
     test_webhook,
 )
-from plugwatch.settings import MIN_SECRET_LENGTH, Settings, SettingsError
-from worker.enode import prune
-from worker.enode.observe import apply_observations
-from worker.enode.reconcile import reconcile, record
-from worker.ingest.store import Store
-
-NOT_CONFIGURED_EXIT = 2
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings.from_env(os.environ, require_enode_secret=False)
-    except SettingsError as exc:
-        _fail(str(exc), NOT_CONFIGURED_EXIT)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"plugwatch enode: {message}", err=True)
-    raise click.exceptions.Exit(code)
-
-
-@contextlib.contextmanager
-def enode_api(settings: Settings | None = None) -> Iterator[EnodeClient]:
-    """An Enode client for one command; not configured -> exit 2, an API error -> exit 1 (one line each)."""
-    try:
-        with EnodeClient.from_settings(settings or load_settings()) as client:
-            yield client
-    except EnodeNotConfigured as exc:
-        _fail(str(exc), NOT_CONFIGURED_EXIT)
-    except EnodeError as exc:
-        _fail(str(exc), 1)
+from plugwatch.settings import MIN_SECRET_LENGTH
 
 
 def _echo_json(value: object) -> None:
@@ -172,48 +134,3 @@ def webhook_rotate_secret(webhook_id: str, secret: str | None) -> None:
     click.echo(f"webhook {webhook_id}: Enode now signs deliveries with the new secret")
     click.echo(f"next: plugwatch enode webhook test {webhook_id}; then remove the old secret from "
                "ENODE_WEBHOOK_SECRET")
-
-def _refuse_missing_urls(connection: redis.Redis, settings: Settings, force: bool) -> None:
-    """Events go to the outboxes of this shell's DOWNSTREAM_WEBHOOK_URLS only: a URL the workers deliver to
-    but this shell lacks would never get the reconciled events (a re-run emits nothing), so refuse."""
-    known = {url.decode() if isinstance(url, bytes) else url for url in connection.hvals(keys.DOWNSTREAM_URLS)}
-    missing = sorted(known - set(settings.downstream_urls))
-    if missing and not force:
-        _fail(f"the workers deliver to {', '.join(missing)}, which this shell's DOWNSTREAM_WEBHOOK_URLS lacks: "
-              "run reconcile with the worker's environment (or --force to skip those URLs for good)", 2)
-
-
-@enode.command("reconcile")
-@click.option("--user", "user_id", default=None, help="Only this Enode user (default: every user of the client).")
-@click.option("--page-size", type=click.IntRange(1, 500), default=None, help="Objects per API page.")
-@click.option("--prune-deleted", is_flag=True,
-              help="Also treat tracked devices Enode no longer lists as deleted (emits their unplugs).")
-@click.option("--force", is_flag=True, help="Prune even if more than half would be deleted; reconcile even if this "
-              "shell lacks a downstream URL the workers deliver to (those URLs never get the events).")
-def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted: bool, force: bool) -> None:
-    """Fetch every charger and vehicle and apply them like webhooks: emits exactly the missed transitions.
-
-    Run it after webhooks were down or disabled (the worker suggests it: log `enode.reconcile_suggested`,
-    gauge `plugwatch_reconcile_suggested`).  Safe to re-run: what plugwatch already knows emits nothing.
-    """
-    settings = load_settings()
-    with enode_api(settings) as client:
-        connection = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
-        try:
-            _refuse_missing_urls(connection, settings, force)
-            store = Store(connection, settings.downstream_urls)
-            apply = functools.partial(apply_observations, store, connection, settings)
-            started = datetime.now(UTC)
-            report = reconcile(client, apply, started, user_id=user_id, page_size=page_size)
-            if prune_deleted:
-                limit = 1.0 if force else prune.DEFAULT_MAX_FRACTION
-                report.emitted.update(prune.prune_deleted(connection, store, apply, report, started,
-                                                          user_id=user_id, max_fraction=limit))
-            record(connection, report, user_id)
-        except redis.RedisError as error:
-            _fail(f"Redis at REDIS_URL failed: {error} (safe to re-run)", 1)
-        except prune.PruneRefused as error:
-            _fail(f"not pruning: {error} (the reconcile itself was applied)", 1)
-        finally:
-            connection.close()
-    click.echo(report.summary())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
@@ -10,17 +9,11 @@ import time
 import click
 import redis
 
+from plugwatch import command
 from plugwatch import quarantine as store
-from plugwatch.settings import Settings
 
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _connect() -> redis.Redis:
-    settings = Settings.from_env(os.environ, require_enode_secret=False)
-    timeout = max(settings.redis_timeout_seconds, 5.0)
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 def _seconds(text: str) -> int:
@@ -52,7 +45,7 @@ def quarantine() -> None:
     ctx, param, value), help="Show entries after this entry id (paging).")
 def list_entries(limit: int, after: str) -> None:
     """List entries, oldest first: id, time, reason, delivery id, event index, body size."""
-    connection = _connect()
+    connection = command.connect(command.settings())
     rows = store.entries(connection, after=after, limit=limit)
     for entry in rows:
         index = "-" if entry.event_index is None else str(entry.event_index)
@@ -64,7 +57,7 @@ def list_entries(limit: int, after: str) -> None:
 @click.argument("entry_id", callback=_entry_id)
 def show(entry_id: str) -> None:
     """Print one entry's fields, then its raw body."""
-    entry = store.get(_connect(), entry_id)
+    entry = store.get(command.connect(command.settings()), entry_id)
     if entry is None:
         raise click.ClickException(f"no quarantine entry {entry_id}")
     click.echo(f"id: {entry.id}\ndelivery: {entry.delivery_id}\nreason: {entry.reason}\nat: {entry.at}")
@@ -82,7 +75,7 @@ def show(entry_id: str) -> None:
 @click.option("--force", is_flag=True, help="Replay even entries whose body still fails the ingest checks.")
 def replay(entry_ids: tuple[str, ...], replay_all: bool, force: bool) -> None:
     """Put entries back on the ingest stream (removing them from quarantine) and arm a drain job."""
-    connection = _connect()
+    connection = command.connect(command.settings())
     ids = _selected(connection, entry_ids, replay_all)
     failed = 0
     for entry_id in ids:
@@ -105,7 +98,7 @@ def purge(entry_ids: tuple[str, ...], purge_all: bool, older_than: str | None, y
         raise click.UsageError("give entry ids, --all or --older-than (exactly one)")
     if not yes:
         click.confirm("Delete these quarantine entries for good?", abort=True)
-    connection = _connect()
+    connection = command.connect(command.settings())
     if purge_all:
         removed = store.purge_all(connection)
     elif older_than is not None:

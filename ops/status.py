@@ -22,7 +22,7 @@ from rq.registry import FailedJobRegistry
 from rq.worker import Worker
 
 from plugwatch import keys
-from plugwatch.redis_collector import RedisCollector, StreamQueue, default_queues
+from plugwatch.redis_collector import RedisCollector, queues_with_outboxes
 from plugwatch.url_state import UrlState, read_states
 
 BACKLOG_ALERT_SECONDS = 60  # as deploy/prometheus/alerts.yml PlugwatchQueueBacklog
@@ -68,7 +68,7 @@ class Status:
     quarantine: int
     heartbeat: Heartbeat | None
     downstream: tuple[UrlStatus, ...]
-    reconcile_suggested: str | None = None  # why, while a suggestion stands (see plugwatch.enode.suggest)
+    reconcile_suggested: str | None = None  # why, while a suggestion stands (see worker.enode.suggest)
 
     @property
     def problems(self) -> list[str]:
@@ -130,13 +130,9 @@ def _known_urls(connection: redis.Redis, configured: Iterable[str]) -> list[str]
 
 def _collect(connection: redis.Redis, urls: Sequence[str], now: float) -> dict[tuple[str, str], float]:
     """The collector's samples as {(metric name, queue label or ""): value}; raises if Redis is down."""
-
-    def queues(conn: redis.Redis) -> list[Any]:
-        outboxes = [StreamQueue(f"outbox:{keys.url_key(url)}", keys.outbox_stream(url)) for url in urls]
-        return [*default_queues(conn), *outboxes]
-
     connection.ping()  # the collector swallows Redis errors (a scrape must not fail); the CLI must not
-    families: Iterable[Metric] = RedisCollector(connection, queues=queues, clock=lambda: now).collect()
+    collector = RedisCollector(connection, queues=queues_with_outboxes(urls), clock=lambda: now)
+    families: Iterable[Metric] = collector.collect()
     return {
         (sample.name, sample.labels.get("queue", "")): sample.value
         for family in families for sample in family.samples

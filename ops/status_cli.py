@@ -7,7 +7,6 @@ listed at the end of the text output and as `problems` in the JSON.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -16,7 +15,7 @@ import orjson
 import redis
 
 from ops.status import read_status, render_text
-from plugwatch.settings import Settings
+from plugwatch import command
 
 
 @click.command("status")
@@ -24,10 +23,10 @@ from plugwatch.settings import Settings
 @click.option("--check", is_flag=True, help="Exit 2 when something needs attention (for cron and CI).")
 def status(as_json: bool, check: bool) -> None:
     """Show queue depths, oldest job age, dead letters, quarantine, last heartbeat and downstream URLs."""
-    settings = Settings.from_env(os.environ, require_enode_secret=False)
-    connection = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    settings = command.settings()
+    connection = redis.Redis.from_url(settings.process.redis_url, socket_timeout=5, socket_connect_timeout=5)
     try:
-        snapshot = read_status(connection, settings.downstream_urls, time.time())
+        snapshot = read_status(connection, settings.delivery.downstream_urls, time.time())
     except (redis.RedisError, OSError) as error:
         click.echo(f"plugwatch status: cannot read Redis: {error}", err=True)
         sys.exit(1)

@@ -1,6 +1,6 @@
 """Dead letters: events a URL would not take, kept as failed RQ jobs on `plugwatch-dead-letters`.
 
-Each dead letter is a job `worker.delivery.jobs.deliver_dead_letter(url, event_json)` placed straight in
+Each dead letter is a job `worker.jobs.deliver_dead_letter(url, event_json)` placed straight in
 the queue's FailedJobRegistry with a failure TTL (default 7 days) and, as its exception text, why it was
 given up.  rq-dashboard lists them; its Requeue button re-runs the job in a worker, and so does
 `plugwatch dead-letters replay`, in-process: the event's exact JSON goes back to the end of the URL's
@@ -76,14 +76,15 @@ def list_all(connection: redis.Redis, url: str | None = None) -> list[DeadLetter
                   key=lambda letter: letter.dead_lettered_at)
 
 
-def requeue_event(connection: redis.Redis, settings: Settings, url: str, event_json: str) -> None:
-    """Put the event back at the end of `url`'s outbox and arm its drain (what a replay does)."""
-    if url not in settings.downstream_urls:
+def requeue_event(connection: redis.Redis, settings: Settings, url: str, event_json: str) -> list[str]:
+    """Put the event back at the end of `url`'s outbox and arm its drain (what a replay does); return the URLs
+    this armed (a worker starts them in its own drainer threads)."""
+    if url not in settings.delivery.downstream_urls:
         raise ReplayRefused(f"{url} is not in DOWNSTREAM_WEBHOOK_URLS any more")
     if read_state(connection, url).disabled:
         raise ReplayRefused(f"{url} is disabled; re-enable it first: plugwatch dead-letters enable {url}")
     connection.xadd(keys.outbox_stream(url), {"event": event_json.encode("utf-8", "surrogateescape")})
-    kick(connection, settings, [url])
+    return kick(connection, [url])
 
 
 def replay(connection: redis.Redis, settings: Settings, job_id: str) -> DeadLetter:

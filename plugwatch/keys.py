@@ -23,7 +23,7 @@ DEAD_LETTER_QUEUE = "plugwatch-dead-letters"  # failed replayable delivery jobs 
 ALL_QUEUES = (INGEST_QUEUE, DELIVERY_QUEUE, DEAD_LETTER_QUEUE)
 
 # Dotted paths of the RQ job functions (the receiver enqueues by path; it never imports worker/).
-DRAIN_INGEST_JOB = "worker.ingest.drain.drain_ingest"
+DRAIN_INGEST_JOB = "worker.jobs.drain_ingest"
 
 # --- ingest ----------------------------------------------------------------------------------------
 INGEST_STREAM = f"{PREFIX}:ingest"  # fields: d (delivery id), b (raw body bytes), t (received, unix ms)

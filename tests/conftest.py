@@ -9,7 +9,7 @@ import fakeredis
 import pytest
 import redis
 
-from plugwatch.settings import Settings
+from plugwatch.settings import ProcessSettings, ReceiverSettings, Settings
 from tests.support.servers import RedisServer
 
 TEST_SECRET = "test-secret-0123456789abcdef"
@@ -60,4 +60,5 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
-    return Settings(redis_url=redis_url, enode_webhook_secrets=(TEST_SECRET,))
+    return Settings(process=ProcessSettings(redis_url=redis_url),
+                    receiver=ReceiverSettings(enode_webhook_secrets=(TEST_SECRET,)))

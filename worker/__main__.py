@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import structlog
 from prometheus_client import start_http_server
@@ -21,14 +21,11 @@ from rq import SimpleWorker
 
 from plugwatch import keys
 from plugwatch.logs import configure_logging
-from plugwatch.settings import Settings, SettingsError, positive_float
-from worker import delivery
+from plugwatch.settings import Settings
 from worker.bootstrap import WorkerContext, bootstrap, install
 from worker.ingest import drain as ingest
 
 log = structlog.get_logger("worker")
-
-DEFAULT_METRICS_PORT = 9100
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,16 +35,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = Settings.from_env(os.environ, require_enode_secret=False)
-    configure_logging(settings.log_format)
-    context = bootstrap(settings, os.environ)
+    configure_logging(settings.process.log_format)
+    context = bootstrap(settings)
     install(context)
-    port = _metrics_port(os.environ)
+    port = settings.process.metrics_port
     if port:
         try:
             start_http_server(port)
         except OSError:  # e.g. a second worker on the same host: run on, without a metrics endpoint
             log.exception("worker.metrics_port_unavailable", port=port)
-    interval = positive_float(os.environ, "PLUGWATCH_PUMP_INTERVAL_SECONDS", 1.0)
+    interval = settings.process.pump_interval_seconds
 
     pump_once(context)
     stop = threading.Event()
@@ -61,26 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker.work(burst=args.burst, with_scheduler=True)
     finally:
         stop.set()
-        context.delivery.close()
-        context.enode.close()
+        context.close()
     log.info("worker.stopped", name=worker.name)
     return 0
-
-
-def _metrics_port(environ: Mapping[str, str]) -> int:
-    raw = environ.get("PLUGWATCH_METRICS_PORT", "").strip()
-    if not raw:
-        return DEFAULT_METRICS_PORT
-    if not raw.isdigit() or int(raw) > 65535:
-        raise SettingsError(f"PLUGWATCH_METRICS_PORT must be a port number or 0 (off), got {raw!r}")
-    return int(raw)
 
 
 def pump_once(context: WorkerContext) -> None:
     """Re-arm ingest and delivery drains that should be running; never raises (logged instead)."""
     try:
-        ingest.pump(context.connection, context.settings, context.options)
-        delivery.pump(context.connection, context.settings)
+        ingest.pump(context.connection, context.options)
+        context.delivery.pump()
         context.enode.pump()
     except Exception:
         log.exception("worker.pump_failed")

@@ -1,59 +1,30 @@
-"""The one place a worker process is wired: `bootstrap(settings, options) -> WorkerContext`.
+"""The one place a worker process is wired: `bootstrap(settings) -> WorkerContext`, and its one `current()`.
 
-RQ calls job functions by dotted path with only the job's arguments, so a job reaches the process's
-objects through `current()`, which returns the context `install()` was given at start-up (by
+RQ calls job functions (`worker.jobs`) by dotted path with only the job's arguments, so a job reaches the
+process's objects through `current()`, which returns the context `install()` was given at start-up (by
 `python -m worker`, or by a test that builds its own context with fakes). Building the context does no I/O:
-the Redis client connects on first use.
+the Redis client and the HTTP clients connect on first use.
+
+Nothing below this module imports it: the worker's packages (`ingest`, `delivery`, `enode`) take what they
+need as arguments, and `WorkerContext` provides it (see `worker.ingest.ports`).
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from plugwatch import keys
-from plugwatch.redis_collector import QueueSpec, RedisCollector, StreamQueue, default_queues
-from plugwatch.settings import Settings, positive_float, seconds_or_off  # Settings' own parsing rules
+from plugwatch.redis_collector import DeliveryStateCollector, RedisCollector, queues_with_outboxes
+from plugwatch.settings import IngestSettings, Settings
 from worker import delivery
 from worker.enode.hooks import EnodeHooks, build_hooks
 from worker.ingest.store import Store
-from worker.metrics import WorkerMetrics
-
-
-@dataclass(frozen=True)
-class DrainOptions:
-    """How an ingest drain job behaves (see `worker.ingest`); from PLUGWATCH_INGEST_* variables."""
-
-    batch_entries: int = 200  # ingest entries (deliveries) read and committed together
-    budget_seconds: float = 5.0  # a drain job stops after this long and re-arms a successor
-    idle_wait_ms: int = 500  # an emptied drain waits this long for the next delivery before it ends (0: no wait)
-    claim_idle_ms: int = 15_000  # entries pending this long belong to a dead drainer: claim them
-    max_deliveries: int = 5  # an entry claimed more often than this is quarantined as poison
-    armed_ttl_ms: int = 20_000  # a running drain keeps its armed key alive this long (crash recovery time)
-    max_drainers: int = 4  # concurrent drain jobs under a backlog (one per worker process at most)
-    consumer_idle_ms: int = 3_600_000  # forget consumer-group members idle this long with nothing pending
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> DrainOptions:
-        return cls(
-            batch_entries=int(positive_float(environ, "PLUGWATCH_INGEST_BATCH", cls.batch_entries)),
-            budget_seconds=positive_float(environ, "PLUGWATCH_INGEST_BUDGET_SECONDS", cls.budget_seconds),
-            idle_wait_ms=int(1000 * seconds_or_off(environ, "PLUGWATCH_INGEST_IDLE_WAIT_SECONDS",
-                                                    cls.idle_wait_ms / 1000)),
-            claim_idle_ms=int(1000 * positive_float(environ, "PLUGWATCH_INGEST_CLAIM_IDLE_SECONDS",
-                                             cls.claim_idle_ms / 1000)),
-            max_deliveries=int(positive_float(environ, "PLUGWATCH_INGEST_MAX_DELIVERIES", cls.max_deliveries)),
-            armed_ttl_ms=int(1000 * positive_float(environ, "PLUGWATCH_INGEST_ARMED_TTL_SECONDS",
-                                            cls.armed_ttl_ms / 1000)),
-            max_drainers=int(positive_float(environ, "PLUGWATCH_INGEST_MAX_DRAINERS", cls.max_drainers)),
-            consumer_idle_ms=int(1000 * positive_float(environ, "PLUGWATCH_INGEST_CONSUMER_IDLE_SECONDS",
-                                                        cls.consumer_idle_ms / 1000)),
-        )
+from worker.metrics import DeliveryMetrics, WorkerMetrics
 
 
 @dataclass(frozen=True)
@@ -64,47 +35,47 @@ class WorkerContext:
     metrics: WorkerMetrics
     delivery: delivery.DeliveryContext
     enode: EnodeHooks  # look-ups of unknown chargers after a batch, reconcile advice in the pump
-    options: DrainOptions = field(default_factory=DrainOptions)
     consumer: str = "worker"  # this process's consumer name in the ingest consumer group
 
+    @property
+    def options(self) -> IngestSettings:
+        """How this process's ingest drains behave."""
+        return self.settings.ingest
 
-def bootstrap(settings: Settings, environ: Mapping[str, str] | None = None, *,
-              registry: CollectorRegistry = REGISTRY, connection: redis.Redis | None = None,
+    def close(self) -> None:
+        """At shutdown: stop the drainer threads between attempts, close the HTTP clients."""
+        self.delivery.close()
+        self.enode.close()
+
+
+def bootstrap(settings: Settings, *, registry: CollectorRegistry = REGISTRY, connection: redis.Redis | None = None,
               consumer: str | None = None) -> WorkerContext:
-    """Build everything a worker process needs from `settings` and the PLUGWATCH_INGEST_* / _DELIVERY_*
-    tuning variables in `environ`; tests pass their own registry and connection (e.g. fakeredis)."""
-    environ = {} if environ is None else environ
+    """Build everything a worker process needs from `settings`; tests pass their own registry and connection
+    (e.g. fakeredis)."""
     if connection is None:
-        connection = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
-    registry.register(RedisCollector(connection, queues=_queues_with_outboxes(settings.downstream_urls)))
-    store = Store(connection, settings.downstream_urls)
+        connection = redis.Redis.from_url(settings.process.redis_url, health_check_interval=30)
+    urls = settings.delivery.downstream_urls
+    registry.register(RedisCollector(connection, queues=queues_with_outboxes(urls)))
+    registry.register(DeliveryStateCollector(connection, urls))
+    store = Store(connection, urls)
+    deliveries = delivery.build(settings, connection=connection, metrics=DeliveryMetrics(registry))
     return WorkerContext(
         settings=settings,
         connection=connection,
         store=store,
         metrics=WorkerMetrics.create(registry),
-        delivery=delivery.build(settings, connection=connection, environ=environ, registry=registry),
-        enode=build_hooks(settings, connection, store, registry),
-        options=DrainOptions.from_env(environ),
+        delivery=deliveries,
+        enode=build_hooks(settings, connection, store, registry, deliver=partial(deliveries.kick, urls)),
         consumer=consumer or f"{socket.gethostname()}-{os.getpid()}",
     )
-
-
-def _queues_with_outboxes(urls: Sequence[str]) -> Callable[[redis.Redis], Iterable[QueueSpec]]:
-    def queues(connection: redis.Redis) -> Iterable[QueueSpec]:
-        outboxes = [StreamQueue(f"outbox:{keys.url_key(url)}", keys.outbox_stream(url)) for url in urls]
-        return [*default_queues(connection), *outboxes]
-
-    return queues
 
 
 _installed: list[WorkerContext] = []
 
 
-def install(context: WorkerContext) -> None:
-    """Make `context` (and its delivery context) the one RQ jobs of this process use."""
-    _installed[:] = [context]
-    delivery.install(context.delivery)
+def install(context: WorkerContext | None) -> None:
+    """Make `context` the one RQ jobs of this process use (None uninstalls it)."""
+    _installed[:] = [] if context is None else [context]
 
 
 def current() -> WorkerContext:

@@ -1,6 +1,14 @@
-"""The worker's Prometheus metrics (names are a contract: Grafana and alerts are built on them).
+"""Every metric a worker process counts itself (names are a contract: Grafana and alerts are built on them).
 
-Built per process by `bootstrap`, into a registry it is given (tests pass a fresh `CollectorRegistry`).
+    WorkerMetrics     plugwatch_worker_events_total{kind,outcome}, plugwatch_emitted_events_total{type},
+                      plugwatch_worker_deliveries_total, plugwatch_worker_batch_seconds,
+                      plugwatch_worker_store_conflicts_total                        (the ingest drain)
+    DeliveryMetrics   plugwatch_downstream_attempts_total{outcome}: success, retry, dead_letter, disabled;
+                      plugwatch_downstream_latency_seconds: now - occurredAt when delivered   (the drainers)
+
+Built per process by `bootstrap`, into a registry it is given (tests pass a fresh `CollectorRegistry`), beside
+the gauges every process reads from Redis at scrape time (`plugwatch.redis_collector`: queues, quarantine,
+heartbeat, paused and disabled URLs, dead letters) and the reconcile advice (`worker.enode.suggest`).
 Labels are closed sets only: observation kind, outcome, emitted event type; never user or device ids.
 """
 
@@ -13,9 +21,11 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from worker.core import EmittedEvent
+from worker.delivery.policy import Outcome
 from worker.ingest.store import BatchResult
 
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 
 
 @dataclass(frozen=True)
@@ -61,4 +71,19 @@ class WorkerMetrics:
                                     "State commits refused because another worker changed a user first",
                                     registry=registry),
             registry=registry,
+        )
+
+
+class DeliveryMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.attempts = Counter(
+            "plugwatch_downstream_attempts", "Delivery attempts to downstream URLs, by outcome.",
+            ["outcome"], registry=registry,
+        )
+        for outcome in Outcome:
+            self.attempts.labels(outcome.value)
+        self.latency = Histogram(
+            "plugwatch_downstream_latency_seconds",
+            "Seconds from an event's occurredAt to its successful delivery.",
+            buckets=LATENCY_BUCKETS, registry=registry,
         )

@@ -66,10 +66,11 @@ class EnodeConfig:
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> EnodeConfig:
         """The client configuration from `settings`; raises `EnodeNotConfigured` without credentials."""
-        if not (settings.enode_api_configured and settings.enode_client_id and settings.enode_client_secret):
+        enode = settings.enode
+        if not (enode.api_configured and enode.client_id and enode.client_secret):
             raise EnodeNotConfigured()
-        return cls(client_id=settings.enode_client_id, client_secret=settings.enode_client_secret,
-                   api_url=settings.enode_api_url.rstrip("/"), token_url=settings.enode_token_url,
+        return cls(client_id=enode.client_id, client_secret=enode.client_secret,
+                   api_url=enode.api_url.rstrip("/"), token_url=enode.token_url,
                    **overrides)
 
 

@@ -17,17 +17,16 @@ from prometheus_client import CollectorRegistry
 from rq import Queue
 
 from plugwatch import dead_letters as deadletters
-from plugwatch import keys
+from plugwatch import delivery_arming, keys
 from plugwatch import url_state as state
 from plugwatch.settings import Settings
-from plugwatch.signing import decode_secret
 from tests.conftest import TEST_DOWNSTREAM_SECRET
 from tests.support.delivery import emit, make_event
 from tests.support.servers import wait_until
 from tests.support.sinks import Reply, Sink, SinkServer
 from tests.unit.test_signing import spec_verify
 from worker import delivery
-from worker.delivery import outbox
+from worker.bootstrap import bootstrap, install
 
 FAST = {
     "PLUGWATCH_DELIVERY_CONNECT_TIMEOUT_SECONDS": "0.5",
@@ -46,13 +45,13 @@ class Harness:
     registry: CollectorRegistry
 
     def send(self, events: list[bytes], urls: list[str] | None = None) -> None:
-        urls = urls or list(self.settings.downstream_urls)
-        emit(self.connection, self.settings, events, urls)
+        urls = urls or list(self.settings.delivery.downstream_urls)
+        emit(self.connection, events, urls)
         for url in urls:
             self.context.threads.request(url)
 
     def backlog(self, url: str) -> int:
-        return outbox.backlog(self.connection, url)
+        return delivery_arming.backlog(self.connection, url)
 
     def metric(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
@@ -69,14 +68,14 @@ def sinks() -> Iterator[list[tuple[Sink, SinkServer]]]:
 
 
 def start(redis_url: str, urls: tuple[str, ...], **env: str) -> Harness:
-    settings = Settings(redis_url=redis_url, downstream_urls=urls,
-                        downstream_key=decode_secret(TEST_DOWNSTREAM_SECRET),
-                        delivery_max_age_seconds=float(env.pop("max_age", 3600)))
+    settings = Settings.from_env({**FAST, "PLUGWATCH_DELIVERY_MAX_AGE_SECONDS": "3600", **env, "REDIS_URL": redis_url,
+                                  "DOWNSTREAM_WEBHOOK_URLS": ",".join(urls),
+                                  "DOWNSTREAM_WEBHOOK_SECRET": TEST_DOWNSTREAM_SECRET}, require_enode_secret=False)
     connection = redis.Redis.from_url(redis_url)
     registry = CollectorRegistry()
-    context = delivery.build(settings, connection=connection, environ={**FAST, **env}, registry=registry)
-    delivery.install(context)
-    return Harness(connection, settings, context, registry)
+    worker = bootstrap(settings, registry=registry, connection=connection)
+    install(worker)  # the drain_outbox jobs a kick enqueues find this process's drainer threads
+    return Harness(connection, settings, worker.delivery, registry)
 
 
 @pytest.fixture
@@ -84,7 +83,7 @@ def harness(redis_url: str, sinks: list[tuple[Sink, SinkServer]]) -> Iterator[Ha
     running = start(redis_url, tuple(server.url + "/hook" for _, server in sinks))
     yield running
     running.context.close()
-    delivery.install(None)
+    install(None)
     running.connection.close()
 
 
@@ -100,7 +99,7 @@ def test_events_arrive_in_order_signed_with_the_exact_bytes(harness: Harness, si
             assert spec_verify(TEST_DOWNSTREAM_SECRET, request.headers, request.body)
             assert abs(int(request.headers["webhook-timestamp"]) - time.time()) < 10
             assert request.headers["content-type"] == "application/json"
-    wait_until(lambda: all(harness.backlog(url) == 0 for url in harness.settings.downstream_urls))
+    wait_until(lambda: all(harness.backlog(url) == 0 for url in harness.settings.delivery.downstream_urls))
     wait_until(lambda: harness.metric("plugwatch_downstream_latency_seconds_count") == 10)
     assert harness.metric("plugwatch_downstream_attempts_total", outcome="success") == 10
 
@@ -108,7 +107,7 @@ def test_events_arrive_in_order_signed_with_the_exact_bytes(harness: Harness, si
 def test_500_twice_then_200_delivers_on_the_third_attempt_with_the_same_id(harness: Harness, sinks: list) -> None:
     (sink, _), _ = sinks
     sink.push(Reply(500), Reply(503))
-    harness.send([make_event(1)], [harness.settings.downstream_urls[0]])
+    harness.send([make_event(1)], [harness.settings.delivery.downstream_urls[0]])
     received = sink.wait_for(3, accepted=False)
     wait_until(lambda: len(sink.accepted()) == 1)
     assert [r.status for r in received] == [500, 503, 200]
@@ -116,14 +115,14 @@ def test_500_twice_then_200_delivers_on_the_third_attempt_with_the_same_id(harne
     assert len({r.body for r in received}) == 1
     assert all(spec_verify(TEST_DOWNSTREAM_SECRET, r.headers, r.body) for r in received)
     assert harness.metric("plugwatch_downstream_attempts_total", outcome="retry") == 2
-    wait_until(lambda: state.read_state(harness.connection, harness.settings.downstream_urls[0]).attempts == 0)
+    wait_until(lambda: state.read_state(harness.connection, harness.settings.delivery.downstream_urls[0]).attempts == 0)
 
 
 def test_a_retrying_url_keeps_order_and_loses_nothing(harness: Harness, sinks: list) -> None:
     (sink, _), _ = sinks
     sink.push(*[Reply(500)] * 3)
     events = [make_event(n) for n in range(4)]
-    harness.send(events, [harness.settings.downstream_urls[0]])
+    harness.send(events, [harness.settings.delivery.downstream_urls[0]])
     accepted = sink.wait_for(4, accepted=True)
     assert [r.body for r in accepted] == events
 
@@ -131,7 +130,7 @@ def test_a_retrying_url_keeps_order_and_loses_nothing(harness: Harness, sinks: l
 def test_429_with_retry_after_waits_that_long(harness: Harness, sinks: list) -> None:
     (sink, _), _ = sinks
     sink.push(Reply(429, headers={"retry-after": "1"}))
-    harness.send([make_event(1)], [harness.settings.downstream_urls[0]])
+    harness.send([make_event(1)], [harness.settings.delivery.downstream_urls[0]])
     first, second = sink.wait_for(2)
     assert second.at - first.at >= 0.95
     assert second.status == 200
@@ -139,7 +138,7 @@ def test_429_with_retry_after_waits_that_long(harness: Harness, sinks: list) -> 
 
 def test_400_goes_to_dead_letters_and_the_next_event_is_delivered(harness: Harness, sinks: list) -> None:
     (sink, _), _ = sinks
-    url = harness.settings.downstream_urls[0]
+    url = harness.settings.delivery.downstream_urls[0]
     sink.push(Reply(400, body=b"missing field"))
     events = [make_event(1), make_event(2)]
     harness.send(events, [url])
@@ -163,7 +162,7 @@ def test_410_disables_the_url_dead_letters_its_events_and_others_keep_receiving(
     harness: Harness, sinks: list
 ) -> None:
     (gone, _), (healthy, _) = sinks
-    gone_url = harness.settings.downstream_urls[0]
+    gone_url = harness.settings.delivery.downstream_urls[0]
     gone.set_default(Reply(410))
     harness.send([make_event(n) for n in range(3)])
     healthy.wait_for(3)
@@ -183,7 +182,7 @@ def test_410_disables_the_url_dead_letters_its_events_and_others_keep_receiving(
 
 def test_a_sink_that_is_down_gets_every_event_once_it_is_back(harness: Harness, sinks: list) -> None:
     (sink, server), _ = sinks
-    url = harness.settings.downstream_urls[0]
+    url = harness.settings.delivery.downstream_urls[0]
     server.down()
     events = [make_event(n) for n in range(5)]
     harness.send(events, [url])
@@ -198,7 +197,7 @@ def test_events_failing_past_the_max_age_are_dead_lettered(redis_url: str, sinks
     (sink, server), _ = sinks
     sink.set_default(Reply(503))
     url = server.url + "/hook"
-    running = start(redis_url, (url,), max_age="1")
+    running = start(redis_url, (url,), PLUGWATCH_DELIVERY_MAX_AGE_SECONDS="1")
     try:
         running.send([make_event(1), make_event(2)])
         wait_until(lambda: len(deadletters.list_all(running.connection)) == 2, timeout=10)
@@ -210,7 +209,7 @@ def test_events_failing_past_the_max_age_are_dead_lettered(redis_url: str, sinks
         assert running.backlog(url) == 0
     finally:
         running.context.close()
-        delivery.install(None)
+        install(None)
 
 
 def test_a_slow_sink_does_not_delay_a_healthy_one(harness: Harness, sinks: list) -> None:
@@ -230,7 +229,7 @@ def test_a_reply_slower_than_the_read_timeout_is_retried_at_least_once(harness: 
     """The documented duplicate: the sink got the event but answered after the 2 s read timeout."""
     (sink, _), _ = sinks
     sink.push(Reply(200, delay=3))
-    harness.send([make_event(1), make_event(2)], [harness.settings.downstream_urls[0]])
+    harness.send([make_event(1), make_event(2)], [harness.settings.delivery.downstream_urls[0]])
     received = sink.wait_for(3, timeout=15)
     assert [r.webhook_id for r in received] == ["evt_veh-1_1", "evt_veh-1_1", "evt_veh-1_2"]
     assert harness.metric("plugwatch_downstream_attempts_total", outcome="retry") == 1
@@ -243,7 +242,7 @@ def test_the_retry_window_starts_at_the_first_attempt_not_when_the_event_was_que
     (sink, server), _ = sinks
     sink.push(Reply(503), Reply(503))
     url = server.url + "/hook"
-    running = start(redis_url, (url,), max_age="3")
+    running = start(redis_url, (url,), PLUGWATCH_DELIVERY_MAX_AGE_SECONDS="3")
     try:
         old = int((time.time() - 60) * 1000)
         running.connection.xadd(keys.outbox_stream(url), {"event": make_event(1)}, id=f"{old}-0")
@@ -253,14 +252,14 @@ def test_the_retry_window_starts_at_the_first_attempt_not_when_the_event_was_que
         assert deadletters.list_all(running.connection) == []
     finally:
         running.context.close()
-        delivery.install(None)
+        install(None)
 
 
 def test_kick_in_a_worker_process_starts_the_drain_without_waiting_for_rq(harness: Harness, sinks: list) -> None:
     """The queued drain job runs later (after the ingest job that kicked) and finds nothing left to do."""
     (sink, _), _ = sinks
-    url = harness.settings.downstream_urls[0]
-    emit(harness.connection, harness.settings, [make_event(1), make_event(2)], [url])
+    url = harness.settings.delivery.downstream_urls[0]
+    emit(harness.connection, [make_event(1), make_event(2)], [url], kick=harness.context.kick)
     assert len(sink.wait_for(2, timeout=5)) == 2
     [job] = Queue(keys.DELIVERY_QUEUE, connection=harness.connection).get_jobs()
     wait_until(lambda: harness.context.threads.active() == [])
@@ -273,10 +272,10 @@ def test_pump_in_a_worker_process_starts_what_it_armed_without_waiting_for_rq(
         harness: Harness, sinks: list) -> None:
     """Its RQ job may wait behind a long ingest drain, and meanwhile every kick would find the URL armed."""
     (sink, _), _ = sinks
-    url = harness.settings.downstream_urls[0]
+    url = harness.settings.delivery.downstream_urls[0]
     harness.connection.xadd(keys.outbox_stream(url), {"event": make_event(1)})  # committed, never kicked
 
-    delivery.pump(harness.connection, harness.settings)
+    harness.context.pump()
 
     assert [r.webhook_id for r in sink.wait_for(1, timeout=5)] == ["evt_veh-1_1"]
     assert Queue(keys.DELIVERY_QUEUE, connection=harness.connection).count == 1  # the armed job, left unrun
@@ -298,13 +297,13 @@ def test_an_emptied_drainer_delivers_events_committed_during_its_idle_wait_witho
         assert running.backlog(url) == 0
     finally:
         running.context.close()
-        delivery.install(None)
+        install(None)
 
 
 def test_close_hands_over_a_url_still_waiting_on_a_slow_reply(harness: Harness, sinks: list) -> None:
     """At shutdown another worker can take the URL over at once instead of after the lease expires."""
     (slow, _), _ = sinks
-    url = harness.settings.downstream_urls[0]
+    url = harness.settings.delivery.downstream_urls[0]
     slow.set_default(Reply(200, delay=10))
     harness.send([make_event(1)], [url])
     slow.wait_for(1)

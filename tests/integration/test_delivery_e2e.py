@@ -21,16 +21,15 @@ from rq.registry import FailedJobRegistry
 
 from cli import main as cli
 from plugwatch import dead_letters as deadletters
-from plugwatch import keys
-from plugwatch.settings import Settings
+from plugwatch import delivery_arming, keys
+from plugwatch.settings import DeliverySettings, ProcessSettings, Settings
 from plugwatch.signing import decode_secret
 from tests.conftest import TEST_DOWNSTREAM_SECRET
 from tests.support.delivery import emit, make_event, start_worker
 from tests.support.servers import Process, base_env, wait_until
 from tests.support.sinks import Reply, Sink, SinkServer
 from tests.unit.test_signing import spec_verify
-from worker import delivery
-from worker.delivery import outbox
+from worker.bootstrap import bootstrap, install
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
@@ -59,7 +58,9 @@ def env(redis_url: str, urls: tuple[str, str]) -> dict[str, str]:
 
 @pytest.fixture
 def settings(redis_url: str, urls: tuple[str, str]) -> Settings:
-    return Settings(redis_url=redis_url, downstream_urls=urls, downstream_key=decode_secret(TEST_DOWNSTREAM_SECRET))
+    return Settings(process=ProcessSettings(redis_url=redis_url),
+                    delivery=DeliverySettings(downstream_urls=urls,
+                                              downstream_key=decode_secret(TEST_DOWNSTREAM_SECRET)))
 
 
 @pytest.fixture
@@ -90,12 +91,12 @@ def test_a_10s_sink_does_not_delay_a_healthy_sink_by_more_than_1s(
     slow, healthy, _, _ = sinks
     slow.set_default(Reply(200, delay=10))
     run(workers, env, tmp_path)
-    emit(real_redis, settings, [make_event(0)], urls)
+    emit(real_redis, [make_event(0)], urls)
     slow.wait_for(1, timeout=20)
     healthy.wait_for(1, timeout=20)
     for number in range(1, 6):  # while the slow sink sits on its request
         sent_at = time.time()
-        emit(real_redis, settings, [make_event(number)], urls)
+        emit(real_redis, [make_event(number)], urls)
         received = healthy.wait_for(number + 1, timeout=5)
         assert received[-1].at - sent_at < 1.0, f"healthy sink waited {received[-1].at - sent_at:.2f}s"
         time.sleep(0.3)
@@ -111,7 +112,7 @@ def test_sigkill_during_delivery_loses_nothing(
     fast = {"PLUGWATCH_DELIVERY_CONNECT_TIMEOUT_SECONDS": "0.5", "PLUGWATCH_DELIVERY_READ_TIMEOUT_SECONDS": "2"}
     first = run(workers, env, tmp_path, **fast)
     events = [make_event(n) for n in range(6)]
-    emit(real_redis, settings, events, [urls[0]])
+    emit(real_redis, events, [urls[0]])
     sink.wait_for(3, timeout=20)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
@@ -120,7 +121,7 @@ def test_sigkill_during_delivery_loses_nothing(
     run(workers, env, tmp_path, **fast)
     wait_until(lambda: {r.webhook_id for r in sink.requests} >= {f"evt_veh-1_{n}" for n in range(6)},
                timeout=30, message="not every event arrived after the restart")
-    wait_until(lambda: outbox.backlog(real_redis, urls[0]) == 0, timeout=10)
+    wait_until(lambda: delivery_arming.backlog(real_redis, urls[0]) == 0, timeout=10)
     ids = [r.webhook_id for r in sink.requests]
     duplicated = {event_id for event_id in ids if ids.count(event_id) > 1}
     assert duplicated <= in_flight  # at least once: only what was on the wire at the kill may come twice
@@ -139,10 +140,10 @@ def test_a_sink_down_for_a_while_receives_every_event_once_back(
     run(workers, env, tmp_path, PLUGWATCH_DELIVERY_INLINE_WAIT_SECONDS="0.1",
         PLUGWATCH_DELIVERY_BACKOFF_BASE_SECONDS="0.3", PLUGWATCH_DELIVERY_BACKOFF_MAX_SECONDS="1")
     events = [make_event(n) for n in range(10)]
-    emit(real_redis, settings, events[:5], urls)
+    emit(real_redis, events[:5], urls)
     other.wait_for(5, timeout=20)
     time.sleep(2)
-    emit(real_redis, settings, events[5:], urls)
+    emit(real_redis, events[5:], urls)
     other.wait_for(10, timeout=20)
     server.up()
     received = sink.wait_for(10, timeout=30)
@@ -158,7 +159,7 @@ def test_400_dead_letters_then_cli_replay_delivers_the_same_id_and_body(
     sink.set_default(Reply(400, body=b"unknown type"))
     run(workers, env, tmp_path)
     events = [make_event(1), make_event(2)]
-    emit(real_redis, settings, events, urls)
+    emit(real_redis, events, urls)
     other.wait_for(2, timeout=20)
     wait_until(lambda: len(deadletters.list_all(real_redis)) == 2, timeout=20)
     listing = cli_run(env, "dead-letters", "list", "--url", urls[0])
@@ -181,10 +182,10 @@ def test_410_disables_one_url_others_keep_receiving_and_enable_replays(
     gone, other, _, _ = sinks
     gone.set_default(Reply(410))
     process = run(workers, env, tmp_path)
-    emit(real_redis, settings, [make_event(n) for n in range(3)], urls)
+    emit(real_redis, [make_event(n) for n in range(3)], urls)
     other.wait_for(3, timeout=20)
     wait_until(lambda: len(deadletters.list_all(real_redis, urls[0])) == 3, timeout=20)
-    emit(real_redis, settings, [make_event(3)], urls)
+    emit(real_redis, [make_event(3)], urls)
     other.wait_for(4, timeout=20)
     assert len(gone.requests) == 1, gone.requests
     assert "disabled since" in cli_run(env, "dead-letters", "urls")
@@ -211,13 +212,13 @@ def test_a_dead_letter_requeued_through_rq_is_delivered(
     job_id = deadletters.add(real_redis, urls[0], event, reason="HTTP 400", ttl=600, event_id="evt_veh-1_7",
                              event_type="vehicle.plugged_in_at_home")
     FailedJobRegistry(keys.DEAD_LETTER_QUEUE, connection=real_redis).requeue(job_id)
-    context = delivery.build(settings, connection=real_redis, environ={}, registry=CollectorRegistry())
-    delivery.install(context)
+    context = bootstrap(settings, registry=CollectorRegistry(), connection=real_redis)
+    install(context)
     try:
         SimpleWorker([keys.DEAD_LETTER_QUEUE, keys.DELIVERY_QUEUE], connection=real_redis).work(burst=True)
         [received] = sink.wait_for(1, timeout=10)
         assert (received.webhook_id, received.body) == ("evt_veh-1_7", event)
     finally:
         context.close()
-        delivery.install(None)
+        install(None)
 

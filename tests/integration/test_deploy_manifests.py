@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from plugwatch import keys
-from plugwatch.settings import Settings
+from plugwatch.settings import ProcessSettings, ReceiverSettings, Settings
 from tests.conftest import TEST_SECRET
 from tests.support import manifests as m
 from tests.support.servers import free_port
@@ -26,8 +26,8 @@ def _receiver_routes(*paths: str) -> set[str]:
     """Which of `paths` the receiver app serves on GET (anything but 404; no Redis behind it, so /readyz is 503)."""
     from receiver.app import create_app
 
-    settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", enode_webhook_secrets=(TEST_SECRET,),
-                        redis_timeout_seconds=0.2)
+    process = ProcessSettings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_seconds=0.2)
+    settings = Settings(process=process, receiver=ReceiverSettings(enode_webhook_secrets=(TEST_SECRET,)))
     transport = httpx.ASGITransport(app=create_app(settings))
 
     async def statuses() -> dict[str, int]:

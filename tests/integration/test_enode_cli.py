@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner, Result
 
 from cli import main
-from plugwatch.settings import Settings
+from plugwatch.settings import ReceiverSettings, Settings
 from receiver.app import create_app
 from tests.conftest import TEST_SECRET
 from tests.support.enode_objects import charger
@@ -157,7 +158,7 @@ def test_webhook_show_lists_all_or_one(fake: FakeEnode, server: ThreadedUvicorn)
 
 def _receiver(settings: Settings, secrets: str, port: int | None = None) -> ThreadedUvicorn:
     """The real receiver, accepting `secrets` (comma-separated, as ENODE_WEBHOOK_SECRET)."""
-    app = create_app(Settings(redis_url=settings.redis_url, enode_webhook_secrets=tuple(secrets.split(","))))
+    app = create_app(replace(settings, receiver=ReceiverSettings(enode_webhook_secrets=tuple(secrets.split(",")))))
     return ThreadedUvicorn(app, port=port)
 
 

@@ -108,7 +108,7 @@ def test_a_401_after_a_fresh_token_is_an_auth_error(fake: FakeEnode, client: Eno
 
 
 def test_rejected_client_credentials_say_which_variables(server: ThreadedUvicorn) -> None:
-    config = EnodeConfig.from_settings(enode_settings(server.url, enode_client_secret="wrong-secret-000000"))
+    config = EnodeConfig.from_settings(enode_settings(server.url, client_secret="wrong-secret-000000"))
     with EnodeClient(config) as client, pytest.raises(EnodeAuthError, match="ENODE_CLIENT_SECRET"):
         client.get("/vehicles")
 

@@ -40,7 +40,8 @@ def plugged_in_batch() -> list[Observation]:
 def test_after_batch_looks_up_the_unknown_charger_and_the_at_home_event_reaches_the_stream(
         fake: FakeEnode, server: ThreadedUvicorn, real_redis: redis.Redis, redis_url: str) -> None:
     store = Store(real_redis)
-    hooks = build_hooks(enode_settings(server.url, redis_url=redis_url), real_redis, store, CollectorRegistry())
+    hooks = build_hooks(enode_settings(server.url, redis_url=redis_url), real_redis, store, CollectorRegistry(),
+                        deliver=lambda: None)
     result = hooks.after_batch(store.apply_batch(plugged_in_batch()))
     hooks.close()
     assert result is not None
@@ -50,7 +51,7 @@ def test_after_batch_looks_up_the_unknown_charger_and_the_at_home_event_reaches_
 
 
 def test_without_credentials_after_batch_does_nothing(real_redis: redis.Redis) -> None:
-    hooks = build_hooks(Settings(), real_redis, Store(real_redis), CollectorRegistry())
+    hooks = build_hooks(Settings(), real_redis, Store(real_redis), CollectorRegistry(), deliver=lambda: None)
     assert hooks.lookup is None
     assert hooks.after_batch(Store(real_redis).apply_batch(plugged_in_batch())) is None
 
@@ -60,7 +61,7 @@ def test_a_crashing_lookup_or_pump_is_logged_not_raised(server: ThreadedUvicorn)
     dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     settings = enode_settings(server.url)
     registry = CollectorRegistry()
-    hooks = build_hooks(settings, dead, Store(dead), registry)
+    hooks = build_hooks(settings, dead, Store(dead), registry, deliver=lambda: None)
     committed = Store(fakeredis.FakeRedis()).apply_batch(plugged_in_batch())  # a vehicle on an unknown charger
     assert hooks.after_batch(committed) is None
     hooks.pump()
@@ -70,7 +71,7 @@ def test_a_crashing_lookup_or_pump_is_logged_not_raised(server: ThreadedUvicorn)
 
 def test_pump_exports_the_reconcile_suggestion(real_redis: redis.Redis) -> None:
     registry = CollectorRegistry()
-    hooks = build_hooks(Settings(), real_redis, Store(real_redis), registry)
+    hooks = build_hooks(Settings(), real_redis, Store(real_redis), registry, deliver=lambda: None)
     real_redis.hset(keys.HEARTBEAT, mapping={"at": datetime.now(UTC).timestamp() - 7200, "pending_events": 0})
     hooks.pump()
     assert registry.get_sample_value("plugwatch_reconcile_suggested") == 1

@@ -40,7 +40,7 @@ def store(real_redis: redis.Redis) -> Store:
 def lookup(server: ThreadedUvicorn, real_redis: redis.Redis, store: Store,
            redis_url: str) -> Iterator[ChargerLookup]:
     settings = enode_settings(server.url, redis_url=redis_url)
-    built = ChargerLookup.from_settings(settings, real_redis, store)
+    built = ChargerLookup.from_settings(settings, real_redis, store, deliver=lambda: None)
     assert built is not None
     yield built
     built.close()
@@ -93,7 +93,7 @@ def test_a_failing_api_skips_the_lookup_without_raising(
 
 
 def test_without_credentials_there_is_no_lookup(real_redis: redis.Redis, store: Store) -> None:
-    assert ChargerLookup.from_settings(Settings(), real_redis, store) is None
+    assert ChargerLookup.from_settings(Settings(), real_redis, store, deliver=lambda: None) is None
 
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +13,7 @@ from click.testing import CliRunner
 
 from cli import main
 from plugwatch import keys
+from plugwatch.delivery_arming import kick
 from plugwatch.enode_api.client import EnodeClient
 from plugwatch.settings import Settings
 from tests.support.enode_objects import charger, vehicle
@@ -66,7 +66,7 @@ def outage(fake: FakeEnode, store: Store) -> None:
 
 
 def cli_env(fake: FakeEnode, server: ThreadedUvicorn, settings: Settings) -> dict[str, str | None]:
-    return {"REDIS_URL": settings.redis_url, "ENODE_CLIENT_ID": fake.client_id,
+    return {"REDIS_URL": settings.process.redis_url, "ENODE_CLIENT_ID": fake.client_id,
             "ENODE_CLIENT_SECRET": fake.client_secret, "ENODE_API_URL": server.url,
             "ENODE_TOKEN_URL": server.url + TOKEN_PATH, "DOWNSTREAM_WEBHOOK_URLS": None}
 
@@ -79,9 +79,8 @@ def test_reconcile_after_an_outage_emits_each_missed_transition_once_and_a_rerun
     assert [(e["type"], e["vehicleId"]) for e in emitted(real_redis)] == [
         ("vehicle.plugged_in_at_home", "v1"), ("vehicle.plugged_in_at_home", "v3")]
     fake.page_size = 2  # several pages of each
-    settings = dataclasses.replace(settings_, downstream_urls=(URL,))
-    apply = functools.partial(apply_observations, store, real_redis, settings)
-    with EnodeClient.from_settings(settings) as client:
+    apply = functools.partial(apply_observations, store, functools.partial(kick, real_redis, (URL,)))
+    with EnodeClient.from_settings(settings_) as client:
         first = reconcile(client, apply, datetime.now(UTC))
         second = reconcile(client, apply, datetime.now(UTC))
 
@@ -106,7 +105,7 @@ def test_reconcile_one_user_reads_only_that_users_devices(
     store = Store(real_redis)
     outage(fake, store)
     known = len(emitted(real_redis))
-    apply = functools.partial(apply_observations, store, real_redis, settings_)
+    apply = functools.partial(apply_observations, store, functools.partial(kick, real_redis, ()))
     with EnodeClient.from_settings(settings_) as client:
         report = reconcile(client, apply, datetime.now(UTC), user_id="u2")
     assert [(e["type"], e["vehicleId"]) for e in emitted(real_redis)[known:]] == [

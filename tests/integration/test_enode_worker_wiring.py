@@ -43,7 +43,7 @@ def test_drain_looks_up_an_unknown_charger_once_and_emits_at_home(
         fake: FakeEnode, server: ThreadedUvicorn, real_redis: redis.Redis, redis_url: str) -> None:
     fake.chargers["c1"] = charger("c1", "u1", location_id="L1", plugged_in_vehicle_id="v1", updated=UPDATED)
     registry = CollectorRegistry()
-    context = bootstrap(enode_settings(server.url, redis_url=redis_url), {}, registry=registry,
+    context = bootstrap(enode_settings(server.url, redis_url=redis_url), registry=registry,
                         connection=real_redis, consumer="test")
     try:
         deliver(real_redis, "d1", UPDATED)
@@ -56,8 +56,7 @@ def test_drain_looks_up_an_unknown_charger_once_and_emits_at_home(
         deliver(real_redis, "d2", "2025-03-14T18:10:00.000Z")
         ingest.drain(context)
         assert [c.path for c in fake.api_calls()] == ["/chargers/c1"]  # known now: no second call
-        context.enode.pump()  # type: ignore[attr-defined]
+        context.enode.pump()
         assert registry.get_sample_value("plugwatch_reconcile_suggested") == 0
     finally:
-        context.enode.close()  # type: ignore[attr-defined]
-        context.delivery.close()
+        context.close()

@@ -27,7 +27,7 @@ from rq.registry import StartedJobRegistry
 
 from plugwatch import dead_letters as deadletters
 from plugwatch import keys
-from plugwatch.settings import Settings
+from plugwatch.delivery_arming import backlog
 from simulator.deliveries import Delivery, Plan, plan_deliveries
 from simulator.sender import SendOptions, send_all
 from simulator.stories import build_scenario
@@ -36,7 +36,6 @@ from tests.support.delivery import emit, make_event
 from tests.support.platform import platform_env, start_process_type, wait_for_http
 from tests.support.servers import Process, free_port, start_receiver, wait_until
 from tests.support.sinks import Reply, Sink, SinkServer
-from worker.delivery.outbox import backlog
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 HEROKU_GRACE_SECONDS = 30
@@ -131,7 +130,7 @@ def test_sigterm_to_a_worker_mid_delivery_loses_no_event(redis_url: str, tmp_pat
         variables = {"REDIS_URL": redis_url, "DOWNSTREAM_WEBHOOK_URLS": hook,
                      "DOWNSTREAM_WEBHOOK_SECRET": TEST_DOWNSTREAM_SECRET}
         events = [make_event(number) for number in range(1, 9)]
-        emit(connection, Settings.from_env(variables, require_enode_secret=False), events, [hook])
+        emit(connection, events, [hook])
         env = platform_env(**variables, PLUGWATCH_METRICS_PORT="0")
         first = start_process_type("worker", env, tmp_path / "worker-1.log")
         try:

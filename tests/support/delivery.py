@@ -4,15 +4,14 @@ outboxes the way its commit does, and a real worker process (`python -m worker`)
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import redis
 
-from plugwatch import keys
-from plugwatch.settings import Settings
+from plugwatch import delivery_arming, keys
 from tests.support.servers import Process
 
 
@@ -26,17 +25,20 @@ def make_event(number: int, *, vehicle: str = "veh-1", kind: str = "vehicle.plug
     })
 
 
-def emit(connection: redis.Redis, settings: Settings, events: Iterable[bytes], urls: Iterable[str]) -> None:
-    """Append events to each URL's outbox (as the worker's commit does), then kick delivery."""
-    from worker.delivery import kick
-
+def emit(connection: redis.Redis, events: Iterable[bytes], urls: Iterable[str],
+         kick: Callable[[list[str]], object] | None = None) -> None:
+    """Append events to each URL's outbox (as the worker's commit does), then kick delivery (by default as a
+    process without drainer threads does; pass a worker's `DeliveryContext.kick` to start them too)."""
     urls = list(urls)
     pipe = connection.pipeline(transaction=True)
     for event in events:
         for url in urls:
             pipe.xadd(keys.outbox_stream(url), {"event": event})
     pipe.execute()
-    kick(connection, settings, urls)
+    if kick is None:
+        delivery_arming.kick(connection, urls)
+    else:
+        kick(urls)
 
 
 def start_worker(env: Mapping[str, str], log_path: Path) -> Process:

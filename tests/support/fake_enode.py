@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from plugwatch.settings import Settings
+from plugwatch.settings import EnodeSettings, ProcessSettings, Settings
 from tests.support.enode_objects import API_VERSION, iso
 from tests.support.servers import ThreadedUvicorn
 
@@ -269,8 +269,8 @@ def serve(fake: FakeEnode) -> ThreadedUvicorn:
     return ThreadedUvicorn(fake.app)
 
 
-def enode_settings(server_url: str, **overrides: Any) -> Settings:
+def enode_settings(server_url: str, *, redis_url: str = ProcessSettings.redis_url, **overrides: Any) -> Settings:
     """Settings whose Enode API and token URLs point at a served fake, with the fake's credentials."""
-    values: dict[str, Any] = {"enode_client_id": CLIENT_ID, "enode_client_secret": CLIENT_SECRET,
-                              "enode_api_url": server_url, "enode_token_url": server_url + TOKEN_PATH}
-    return Settings(**(values | overrides))
+    values: dict[str, Any] = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                              "api_url": server_url, "token_url": server_url + TOKEN_PATH}
+    return Settings(process=ProcessSettings(redis_url=redis_url), enode=EnodeSettings(**(values | overrides)))

@@ -13,7 +13,7 @@ import orjson
 
 from plugwatch import keys
 from plugwatch.enode_signature import sign
-from plugwatch.settings import Settings
+from plugwatch.settings import ReceiverSettings, Settings
 from receiver.app import create_app
 from tests.conftest import TEST_SECRET
 
@@ -37,7 +37,8 @@ def signed(body: bytes, delivery_id: str | None = "d1", secret: str = TEST_SECRE
 class InProcessReceiver:
     """A receiver app on a FakeServer; `server.connected = False` simulates Redis being down."""
 
-    settings: Settings = field(default_factory=lambda: Settings(enode_webhook_secrets=(TEST_SECRET,)))
+    settings: Settings = field(
+        default_factory=lambda: Settings(receiver=ReceiverSettings(enode_webhook_secrets=(TEST_SECRET,))))
     server: fakeredis.FakeServer = field(default_factory=fakeredis.FakeServer)
 
     def __post_init__(self) -> None:

@@ -1,4 +1,4 @@
-"""worker.delivery.arming and .lease, against fakeredis and a real redis-server."""
+"""plugwatch.delivery_arming and worker.delivery.lease, against fakeredis and a real redis-server."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from rq import Queue
 
 from plugwatch import keys
 from plugwatch import url_state as state
-from plugwatch.settings import Settings
-from worker.delivery import kick, pump
+from plugwatch.delivery_arming import kick, rearm
+from plugwatch.settings import DeliverySettings, Settings
 from worker.delivery.lease import Lease
 
 URL_A = "http://a.example/hook"
@@ -26,7 +26,7 @@ def connection(request: pytest.FixtureRequest) -> redis.Redis:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(downstream_urls=(URL_A, URL_B), downstream_key=b"k" * 32)
+    return Settings(delivery=DeliverySettings(downstream_urls=(URL_A, URL_B), downstream_key=b"k" * 32))
 
 
 def drain_jobs(connection: redis.Redis) -> list[tuple[str, ...]]:
@@ -39,30 +39,30 @@ def add_event(connection: redis.Redis, url: str) -> None:
 
 
 def test_kick_enqueues_one_drain_job_per_url(connection: redis.Redis, settings: Settings) -> None:
-    kick(connection, settings, [URL_A, URL_B, URL_A])
+    kick(connection, [URL_A, URL_B, URL_A])
     assert sorted(drain_jobs(connection)) == [(keys.DRAIN_OUTBOX_JOB, URL_A), (keys.DRAIN_OUTBOX_JOB, URL_B)]
 
 
 def test_kick_while_a_drain_is_queued_or_running_enqueues_nothing(
     connection: redis.Redis, settings: Settings
 ) -> None:
-    kick(connection, settings, [URL_A])
-    kick(connection, settings, [URL_A])
+    kick(connection, [URL_A])
+    kick(connection, [URL_A])
     Lease(connection, URL_B, ttl_ms=10_000).claim()  # a running drainer holds B
-    kick(connection, settings, [URL_B])
+    kick(connection, [URL_B])
     assert drain_jobs(connection) == [(keys.DRAIN_OUTBOX_JOB, URL_A)]
 
 
 def test_kick_skips_a_paused_url(connection: redis.Redis, settings: Settings) -> None:
     state.record_failure(connection, URL_A, head="1-0", attempts=1, error="HTTP 500", paused_until=time.time() + 60)
-    kick(connection, settings, [URL_A, URL_B])
+    kick(connection, [URL_A, URL_B])
     assert drain_jobs(connection) == [(keys.DRAIN_OUTBOX_JOB, URL_B)]
 
 
 def test_pump_rearms_a_url_with_backlog_and_no_drain(connection: redis.Redis, settings: Settings) -> None:
     add_event(connection, URL_A)
-    pump(connection, settings)
-    pump(connection, settings)
+    rearm(connection, settings.delivery.downstream_urls)
+    rearm(connection, settings.delivery.downstream_urls)
     assert drain_jobs(connection) == [(keys.DRAIN_OUTBOX_JOB, URL_A)]
     assert connection.hget(keys.DOWNSTREAM_URLS, keys.url_key(URL_B)) == URL_B.encode()
 
@@ -72,16 +72,16 @@ def test_pump_resumes_a_paused_url_only_once_its_pause_is_over(
 ) -> None:
     add_event(connection, URL_A)
     state.record_failure(connection, URL_A, head="1-0", attempts=1, error="HTTP 500", paused_until=time.time() + 60)
-    pump(connection, settings)
+    rearm(connection, settings.delivery.downstream_urls)
     assert drain_jobs(connection) == []
     state.record_failure(connection, URL_A, head="1-0", attempts=1, error="HTTP 500", paused_until=time.time() - 1)
-    pump(connection, settings)
+    rearm(connection, settings.delivery.downstream_urls)
     assert drain_jobs(connection) == [(keys.DRAIN_OUTBOX_JOB, URL_A)]
 
 
 def test_pump_ignores_urls_that_are_not_configured(connection: redis.Redis, settings: Settings) -> None:
     add_event(connection, "http://gone.example/hook")
-    pump(connection, settings)
+    rearm(connection, settings.delivery.downstream_urls)
     assert drain_jobs(connection) == []
 
 

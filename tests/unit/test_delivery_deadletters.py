@@ -1,4 +1,4 @@
-"""worker.delivery.deadletters: dead letters are replayable RQ failed jobs with a bounded TTL."""
+"""plugwatch.dead_letters: dead letters are replayable RQ failed jobs with a bounded TTL."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rq.job import Job
 from plugwatch import dead_letters as deadletters
 from plugwatch import keys
 from plugwatch import url_state as state
-from plugwatch.settings import Settings
+from plugwatch.settings import DeliverySettings, Settings
 
 URL = "http://a.example/hook"
 BODY = '{"id": "evt_1", "type": "vehicle.plugged_in_at_home", "data": {"ä": 1}}'.encode()
@@ -26,7 +26,7 @@ def connection(request: pytest.FixtureRequest) -> redis.Redis:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(downstream_urls=(URL,), downstream_key=b"k" * 32)
+    return Settings(delivery=DeliverySettings(downstream_urls=(URL,), downstream_key=b"k" * 32))
 
 
 def add(connection: redis.Redis, body: bytes = BODY, url: str = URL) -> str:

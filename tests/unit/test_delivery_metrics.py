@@ -1,4 +1,4 @@
-"""worker.delivery.metrics: the gauges are read from Redis at scrape time."""
+"""Delivery metrics (worker.metrics, plugwatch.redis_collector): the gauges are read from Redis at scrape time."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from prometheus_client import CollectorRegistry
 
 from plugwatch import dead_letters as deadletters
 from plugwatch import url_state as state
+from plugwatch.redis_collector import DeliveryStateCollector
 from tests.support.servers import free_port
-from worker.delivery.metrics import DeliveryMetrics, DeliveryStateCollector
+from worker.metrics import DeliveryMetrics
 
 URLS = ("http://a.example/hook", "http://b.example/hook", "http://c.example/hook")
 

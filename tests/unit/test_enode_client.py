@@ -10,18 +10,19 @@ import pytest
 
 from plugwatch.enode_api.client import EnodeClient, EnodeConfig, RetryPolicy, _retry_after, segment
 from plugwatch.enode_api.errors import EnodeNotConfigured, EnodeProtocolError
-from plugwatch.settings import Settings
+from plugwatch.settings import EnodeSettings, Settings
 
 
 @pytest.mark.parametrize(("client_id", "secret"), [(None, None), ("id", None), (None, "secret")])
 def test_config_without_both_credentials_is_not_configured(client_id: str | None, secret: str | None) -> None:
     with pytest.raises(EnodeNotConfigured, match="ENODE_CLIENT_ID and ENODE_CLIENT_SECRET"):
-        EnodeConfig.from_settings(Settings(enode_client_id=client_id, enode_client_secret=secret))
+        EnodeConfig.from_settings(Settings(enode=EnodeSettings(client_id=client_id, client_secret=secret)))
 
 
 def test_config_from_settings_uses_the_settings_urls_and_default_version() -> None:
-    config = EnodeConfig.from_settings(Settings(enode_client_id="id", enode_client_secret="hush-4711",
-                                                enode_api_url="https://api.example/", enode_token_url="https://t"))
+    config = EnodeConfig.from_settings(Settings(enode=EnodeSettings(client_id="id", client_secret="hush-4711",
+                                                                    api_url="https://api.example/",
+                                                                    token_url="https://t")))
     assert (config.api_url, config.token_url, config.api_version) == ("https://api.example", "https://t",
                                                                       "2024-10-01")
     assert "hush-4711" not in repr(config)

@@ -15,7 +15,7 @@ import redis.asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from plugwatch import keys
-from plugwatch.settings import Settings
+from plugwatch.settings import ProcessSettings, ReceiverSettings, Settings
 from receiver.app import create_app
 from tests.conftest import TEST_SECRET
 from tests.support.receiver_app import InProcessReceiver, signed, vehicle_batch
@@ -26,11 +26,12 @@ OLD_SECRET = "old-secret-0123456789abcdef"
 
 @pytest.fixture
 def receiver() -> InProcessReceiver:
-    return InProcessReceiver(Settings(enode_webhook_secrets=(TEST_SECRET, OLD_SECRET), max_body_bytes=64 * 1024))
+    return InProcessReceiver(Settings(receiver=ReceiverSettings(enode_webhook_secrets=(TEST_SECRET, OLD_SECRET),
+                                                                max_body_bytes=64 * 1024)))
 
 
 def test_enodes_documented_vector_is_accepted_by_the_app() -> None:
-    receiver = InProcessReceiver(Settings(enode_webhook_secrets=("example-secret",)))
+    receiver = InProcessReceiver(Settings(receiver=ReceiverSettings(enode_webhook_secrets=("example-secret",))))
     body = b'{"payload":"example"}'
     response = receiver.post(body, {"x-enode-signature": "sha1=e417e6fc2e7f8a78c93a35a7b344d36ce179fc8d"})
     assert response.status_code == 200
@@ -256,7 +257,8 @@ def test_every_caller_behind_a_silent_redis_gets_its_503_within_the_budget() -> 
         server = await asyncio.start_server(silent, "127.0.0.1", 0)
         url = f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0"
         connection = redis.asyncio.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        settings = Settings(redis_url=url, enode_webhook_secrets=(TEST_SECRET,), redis_timeout_seconds=0.5)
+        settings = Settings(process=ProcessSettings(redis_url=url, redis_timeout_seconds=0.5),
+                            receiver=ReceiverSettings(enode_webhook_secrets=(TEST_SECRET,)))
         app = create_app(settings, redis=connection, sync_redis=fakeredis.FakeRedis())
 
         async def one(client: httpx.AsyncClient, i: int) -> tuple[int, float]:

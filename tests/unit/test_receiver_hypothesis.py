@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from plugwatch.enode_signature import sign
-from plugwatch.settings import Settings
+from plugwatch.settings import ReceiverSettings, Settings
 from tests.conftest import TEST_SECRET
 from tests.support.receiver_app import InProcessReceiver
 
@@ -46,7 +46,8 @@ def _post_all(receiver: InProcessReceiver, batch: list[tuple[bytes, list[tuple[s
 @given(batch=st.lists(requests(), min_size=1, max_size=5))
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_no_request_gets_a_5xx(batch: list[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
-    receiver = InProcessReceiver(Settings(enode_webhook_secrets=(TEST_SECRET,), max_body_bytes=4096))
+    receiver = InProcessReceiver(Settings(receiver=ReceiverSettings(enode_webhook_secrets=(TEST_SECRET,),
+                                                                    max_body_bytes=4096)))
     for status in _post_all(receiver, batch):
         assert status in {200, 400, 401, 413}
 
@@ -54,7 +55,8 @@ def test_no_request_gets_a_5xx(batch: list[tuple[bytes, list[tuple[str, bytes]]]
 @given(batch=st.lists(requests(), min_size=1, max_size=5))
 @settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_with_redis_down_the_only_5xx_is_503(batch: list[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
-    receiver = InProcessReceiver(Settings(enode_webhook_secrets=(TEST_SECRET,), max_body_bytes=4096))
+    receiver = InProcessReceiver(Settings(receiver=ReceiverSettings(enode_webhook_secrets=(TEST_SECRET,),
+                                                                    max_body_bytes=4096)))
     receiver.server.connected = False
     for status in _post_all(receiver, batch):
         assert status in {400, 401, 413, 503}

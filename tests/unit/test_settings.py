@@ -14,14 +14,14 @@ def env(**values: str) -> dict[str, str]:
 
 def test_defaults_follow_the_design_table() -> None:
     settings = Settings.from_env(env())
-    assert settings.redis_url == "redis://localhost:6379/0"
-    assert settings.port == 8000
-    assert settings.downstream_urls == ()
-    assert settings.downstream_key is None
-    assert settings.enode_api_url == SANDBOX_API_URL
-    assert settings.max_body_bytes == 1024 * 1024
-    assert settings.dedupe_ttl_seconds >= 48 * 3600, "longer than Enode's retry window"
-    assert not settings.enode_api_configured
+    assert settings.process.redis_url == "redis://localhost:6379/0"
+    assert settings.receiver.port == 8000
+    assert settings.delivery.downstream_urls == ()
+    assert settings.delivery.downstream_key is None
+    assert settings.enode.api_url == SANDBOX_API_URL
+    assert settings.receiver.max_body_bytes == 1024 * 1024
+    assert settings.receiver.dedupe_ttl_seconds >= 48 * 3600, "longer than Enode's retry window"
+    assert not settings.enode.api_configured
 
 
 def test_missing_enode_secret_is_refused_by_name() -> None:
@@ -43,11 +43,11 @@ def test_placeholder_or_short_enode_secret_is_refused(value: str) -> None:
 
 def test_several_comma_separated_secrets_are_kept_in_order_for_rotation() -> None:
     settings = Settings.from_env({"ENODE_WEBHOOK_SECRET": f" {TEST_SECRET} , old-secret-0123456789abcdef ,"})
-    assert settings.enode_webhook_secrets == (TEST_SECRET, "old-secret-0123456789abcdef")
+    assert settings.receiver.enode_webhook_secrets == (TEST_SECRET, "old-secret-0123456789abcdef")
 
 
 def test_processes_that_never_verify_may_run_without_an_enode_secret() -> None:
-    assert Settings.from_env({}, require_enode_secret=False).enode_webhook_secrets == ()
+    assert Settings.from_env({}, require_enode_secret=False).receiver.enode_webhook_secrets == ()
 
 
 def test_a_present_secret_is_still_checked_when_not_required() -> None:
@@ -70,8 +70,9 @@ def test_receiver_tuning_variables_are_read() -> None:
     settings = Settings.from_env(env(PORT="9000", PLUGWATCH_MAX_BODY_BYTES="2048",
                                      PLUGWATCH_REDIS_TIMEOUT_SECONDS="0.5", PLUGWATCH_DEDUPE_TTL_SECONDS="3600",
                                      REDIS_URL="redis://example:6380/1", PLUGWATCH_LOG_FORMAT="json"))
-    assert (settings.port, settings.max_body_bytes, settings.redis_timeout_seconds) == (9000, 2048, 0.5)
-    assert (settings.dedupe_ttl_seconds, settings.redis_url, settings.log_format) == (
+    assert (settings.receiver.port, settings.receiver.max_body_bytes,
+            settings.process.redis_timeout_seconds) == (9000, 2048, 0.5)
+    assert (settings.receiver.dedupe_ttl_seconds, settings.process.redis_url, settings.process.log_format) == (
         3600, "redis://example:6380/1", "json")
 
 
@@ -95,18 +96,18 @@ def test_malformed_downstream_secret_is_refused(value: str) -> None:
 def test_downstream_secret_is_decoded_and_hidden_from_repr() -> None:
     settings = Settings.from_env(env(DOWNSTREAM_WEBHOOK_URLS="https://a.example/hook, http://b.example/x",
                                      DOWNSTREAM_WEBHOOK_SECRET=TEST_DOWNSTREAM_SECRET))
-    assert settings.downstream_urls == ("https://a.example/hook", "http://b.example/x")
-    assert settings.downstream_key is not None
-    assert len(settings.downstream_key) == 24
+    assert settings.delivery.downstream_urls == ("https://a.example/hook", "http://b.example/x")
+    assert settings.delivery.downstream_key is not None
+    assert len(settings.delivery.downstream_key) == 24
     assert "downstream_key" not in repr(settings)
 
 
 def test_enode_api_counts_as_configured_only_with_both_credentials() -> None:
-    assert not Settings.from_env(env(ENODE_CLIENT_ID="id")).enode_api_configured
-    assert Settings.from_env(env(ENODE_CLIENT_ID="id", ENODE_CLIENT_SECRET="s")).enode_api_configured
+    assert not Settings.from_env(env(ENODE_CLIENT_ID="id")).enode.api_configured
+    assert Settings.from_env(env(ENODE_CLIENT_ID="id", ENODE_CLIENT_SECRET="s")).enode.api_configured
 
 
 def test_settings_are_frozen() -> None:
     settings = Settings.from_env(env())
     with pytest.raises(AttributeError):
-        settings.port = 1  # type: ignore[misc]
+        settings.receiver.port = 1  # type: ignore[misc]

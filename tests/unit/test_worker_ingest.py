@@ -20,7 +20,7 @@ from rq import Queue
 
 from plugwatch import ingest_protocol as ingest_arming
 from plugwatch import keys, quarantine
-from plugwatch.settings import Settings
+from plugwatch.settings import DeliverySettings, ProcessSettings, Settings
 from tests.support.eventlog import START, Delivery, charger_event, feed, vehicle_event
 from worker.bootstrap import WorkerContext, bootstrap
 from worker.core import Observation
@@ -44,10 +44,10 @@ class Contexts:
         self.built: list[WorkerContext] = []
 
     def __call__(self, urls: tuple[str, ...] = (), **environ: str) -> WorkerContext:
-        settings = Settings(redis_url="redis://unused", downstream_urls=urls,
-                            downstream_key=b"k" * 32 if urls else None)
-        context = bootstrap(settings, environ, registry=CollectorRegistry(), connection=self.connection,
-                            consumer="c1")
+        settings = replace(Settings.from_env(environ, require_enode_secret=False),  # PLUGWATCH_INGEST_* tuning
+                           process=ProcessSettings(redis_url="redis://unused"),
+                           delivery=DeliverySettings(downstream_urls=urls, downstream_key=b"k" * 32 if urls else None))
+        context = bootstrap(settings, registry=CollectorRegistry(), connection=self.connection, consumer="c1")
         self.built.append(context)
         return context
 
@@ -57,7 +57,7 @@ def make_context(connection: redis.Redis) -> Iterator[Contexts]:
     contexts = Contexts(connection)
     yield contexts
     for context in contexts.built:
-        context.delivery.close()
+        context.close()
 
 
 @pytest.fixture
@@ -218,7 +218,7 @@ def real_context(real_redis: redis.Redis) -> Iterator[WorkerContext]:
     contexts = Contexts(real_redis)
     yield contexts(PLUGWATCH_INGEST_IDLE_WAIT_SECONDS="1", **FAST)
     for context in contexts.built:
-        context.delivery.close()
+        context.close()
 
 
 @pytest.mark.parametrize(("slot", "deliveries"), [(0, 2), (1, 1)])
@@ -264,14 +264,14 @@ def test_a_backlog_arms_a_helper_drain_for_another_worker(
 
 def test_pump_arms_a_drain_only_when_entries_wait_and_none_is_armed(
         context: WorkerContext, connection: redis.Redis) -> None:
-    settings = context.settings
-    assert not ingest.pump(connection, settings)  # nothing waits
+    options = context.options
+    assert not ingest.pump(connection, options)  # nothing waits
     feed(connection, [delivery("d1", plug_in_at_home())])
     connection.set(keys.INGEST_ARMED, "1")
-    assert not ingest.pump(connection, settings)  # one is armed
+    assert not ingest.pump(connection, options)  # one is armed
     connection.delete(keys.INGEST_ARMED)
 
-    assert ingest.pump(connection, settings)
+    assert ingest.pump(connection, options)
     assert Queue(keys.INGEST_QUEUE, connection=connection).count == 1
 
 
@@ -281,9 +281,9 @@ def test_pump_rearms_for_entries_pending_longer_than_the_claim_idle_time(
     connection.xgroup_create(keys.INGEST_STREAM, keys.INGEST_GROUP, id="0", mkstream=True)
     connection.xreadgroup(keys.INGEST_GROUP, "dead-worker", {keys.INGEST_STREAM: ">"})
 
-    assert not ingest.pump(connection, context.settings, replace(context.options, claim_idle_ms=60_000))
+    assert not ingest.pump(connection, replace(context.options, claim_idle_ms=60_000))
     time.sleep(0.01)
-    assert ingest.pump(connection, context.settings, replace(context.options, claim_idle_ms=5))
+    assert ingest.pump(connection, replace(context.options, claim_idle_ms=5))
 
 
 def test_pump_rearms_when_the_armed_job_vanished_before_its_drain_started(
@@ -291,13 +291,13 @@ def test_pump_rearms_when_the_armed_job_vanished_before_its_drain_started(
     """A worker took the receiver's job and was killed at once: don't wait a minute for the key to expire."""
     feed(connection, [delivery("d1", plug_in_at_home())])
     connection.set(keys.INGEST_ARMED, "1", px=ingest_arming.ARMED_TTL_MS - 1_000)  # armed a second ago
-    assert not ingest.pump(connection, context.settings)  # its job may be starting right now
+    assert not ingest.pump(connection, context.options)  # its job may be starting right now
     connection.set(keys.INGEST_ARMED, "1", px=ingest_arming.ARMED_TTL_MS - 10_000)  # ten seconds ago
     Queue(keys.INGEST_QUEUE, connection=connection).enqueue_call(keys.DRAIN_INGEST_JOB)
-    assert not ingest.pump(connection, context.settings)  # its job is still queued
+    assert not ingest.pump(connection, context.options)  # its job is still queued
     Queue(keys.INGEST_QUEUE, connection=connection).empty()
 
-    assert ingest.pump(connection, context.settings)
+    assert ingest.pump(connection, context.options)
     assert Queue(keys.INGEST_QUEUE, connection=connection).count == 1
 
 
@@ -305,7 +305,7 @@ def test_pump_leaves_a_running_drain_alone(context: WorkerContext, connection: r
     feed(connection, [delivery("d1", plug_in_at_home())])
     connection.set(keys.INGEST_ARMED, "1", px=context.options.armed_ttl_ms)  # refreshed by the drain
 
-    assert not ingest.pump(connection, context.settings)
+    assert not ingest.pump(connection, context.options)
 
 
 def test_idle_consumers_without_pending_entries_are_forgotten(

@@ -1,21 +1,21 @@
-"""Downstream delivery: every emitted event reaches every downstream URL, signed, retried, dead-lettered.
+"""Outbound: every emitted event reaches every downstream URL, signed, retried, dead-lettered.
 
 Public surface for the rest of the worker:
 
-- `kick(connection, settings, urls)` — call after committing events to the URLs' outbox streams.
-- `pump(connection, settings)` — call every ~1 s from the worker's pump thread.
-- `build(settings, connection=...) -> DeliveryContext`, `install(context)`, `context.close()` — the
-  per-process wiring the worker bootstrap does (see `worker.delivery.context`).
+- `build(settings, connection=..., metrics=...) -> DeliveryContext`: the per-process wiring the worker
+  bootstrap does (see `worker.delivery.context`);
+- `context.kick(urls)` after committing events to the URLs' outbox streams, `context.pump()` every ~1 s,
+  `context.close()` at shutdown.
 
-How it fits together: `kick`/`pump` arm one RQ job `drain_outbox(url)` per URL (`arming`); the job hands
-the URL to a drainer thread of its process (`threads`), which holds the URL's lease (`lease`) and delivers
-the outbox in order (`drainer`, `sender`, `policy`), pausing the URL on retryable failures (`state`) and
-turning permanent failures into dead letters (`deadletters`).
+How it fits together: `kick`/`pump` arm one RQ job `drain_outbox(url)` per URL (`plugwatch.delivery_arming`,
+which the operator tools use too); the job (`worker.jobs`) hands the URL to a drainer thread of its process
+(`threads`), which holds the URL's lease (`lease`) and delivers the outbox in order (`drainer`, `outbox`,
+`sender`, `policy`), pausing the URL on retryable failures (`plugwatch.url_state`) and turning permanent
+failures into dead letters (`plugwatch.dead_letters`).
 """
 
 from __future__ import annotations
 
-from plugwatch.delivery_arming import kick, pump
-from worker.delivery.context import DeliveryContext, build, current, install
+from worker.delivery.context import DeliveryContext, build
 
-__all__ = ["DeliveryContext", "build", "current", "install", "kick", "pump"]
+__all__ = ["DeliveryContext", "build"]

@@ -1,51 +1,61 @@
 """The per-process delivery context: one httpx.Client, the drainer threads, metrics, configuration.
 
-Wiring, done once by the worker's `bootstrap(settings)`:
+Wiring, done once by the worker's `bootstrap(settings)` (tests build their own the same way):
 
-    context = worker.delivery.build(settings, connection=redis_connection)   # no I/O
-    worker.delivery.install(context)      # the RQ jobs in this process find it with current()
-    ...run the RQ worker...
-    context.close()                       # at shutdown: stop drainers between attempts, close the client
+    context = worker.delivery.build(settings, connection=redis_connection, metrics=...)   # no I/O
+    context.kick(urls)      # after committing events: arm the URLs' drains, and start them here at once
+    context.pump()          # every ~1 s: re-arm what should run (crash recovery, pauses that are over)
+    context.close()         # at shutdown: stop drainers between attempts, close the client
 
-Tests build their own context the same way (with a fresh prometheus CollectorRegistry).
+The RQ jobs of `worker.jobs` reach it through the worker's one context (`worker.bootstrap.current()`).
 """
 
 from __future__ import annotations
 
-import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
 import httpx
 import redis
-import structlog
-from prometheus_client import REGISTRY, CollectorRegistry
 
-from plugwatch import delivery_local as local
-from plugwatch.settings import Settings
-from worker.delivery.config import DeliveryConfig
-from worker.delivery.drainer import Tools, drain
-from worker.delivery.metrics import DeliveryMetrics, DeliveryStateCollector
+from plugwatch import delivery_arming
+from plugwatch.settings import DeliverySettings, Settings
+from worker.delivery.drainer import AttemptMetrics, Tools, drain
 from worker.delivery.threads import DrainerThreads
 
 CLOSE_TIMEOUT_SECONDS = 5.0
-
-log = structlog.get_logger(__name__)
 
 
 @dataclass
 class DeliveryContext:
     settings: Settings
-    config: DeliveryConfig
     connection: redis.Redis
     client: httpx.Client
-    metrics: DeliveryMetrics
+    metrics: AttemptMetrics
     threads: DrainerThreads
 
     tools: Tools
+
+    @property
+    def config(self) -> DeliverySettings:
+        return self.settings.delivery
+
+    def kick(self, urls: Iterable[str]) -> None:
+        """Arm a drain for each URL that is not paused (call after committing events to their outboxes)."""
+        self.start_here(delivery_arming.kick(self.connection, urls))
+
+    def pump(self) -> None:
+        """Re-arm every configured URL whose outbox waits with no drain queued or running and no pause."""
+        self.start_here(delivery_arming.rearm(self.connection, self.config.downstream_urls))
+
+    def start_here(self, urls: Iterable[str]) -> None:
+        """Start drains this process armed in its own drainer threads now: their RQ jobs may wait behind a
+        long ingest drain, and the queued job then finds the work done (or the lease held) and returns."""
+        for url in urls:
+            self.threads.request(url)
 
     def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
         """Stop the drainers after their current attempt, waiting up to `timeout` s.  A drainer still
@@ -61,43 +71,19 @@ class DeliveryContext:
 def build(
     settings: Settings,
     *,
-    connection: redis.Redis | None = None,
-    environ: Mapping[str, str] | None = None,
-    registry: CollectorRegistry | None = None,
+    connection: redis.Redis,
+    metrics: AttemptMetrics,
     clock: Callable[[], float] = time.time,
     jitter: Callable[[], float] = random.random,
 ) -> DeliveryContext:
-    """Build the context; `environ` (default `os.environ`) supplies the PLUGWATCH_DELIVERY_* tuning."""
-    config = DeliveryConfig.from_settings(settings, os.environ if environ is None else environ)
-    if connection is None:
-        connection = redis.Redis.from_url(settings.redis_url, socket_timeout=max(5.0, settings.redis_timeout_seconds))
+    """The context for `settings.delivery`; no I/O (the HTTP client connects on first use)."""
+    config = settings.delivery
     client = httpx.Client(
         timeout=httpx.Timeout(connect=config.connect_timeout, read=config.read_timeout,
                               write=config.read_timeout, pool=config.connect_timeout),
         follow_redirects=False,
     )
-    registry = REGISTRY if registry is None else registry
-    metrics = DeliveryMetrics(registry)
-    registry.register(DeliveryStateCollector(connection, settings.downstream_urls))
-    tools = Tools(connection=connection, client=client, key=settings.downstream_key or b"", config=config,
+    tools = Tools(connection=connection, client=client, key=config.downstream_key or b"", config=config,
                   metrics=metrics, clock=clock, jitter=jitter)
     threads = DrainerThreads(partial(drain, tools))
-    return DeliveryContext(settings, config, connection, client, metrics, threads, tools)
-
-
-_installed: list[DeliveryContext] = []
-
-
-def install(context: DeliveryContext | None) -> None:
-    """Make `context` the one this process's delivery jobs use (None uninstalls it)."""
-    _installed[:] = [] if context is None else [context]
-    local.set_starter(None if context is None else context.threads.request)
-
-
-def current() -> DeliveryContext:
-    """The installed context; if the process never installed one, build it from the environment (logged)."""
-    if not _installed:
-        log.warning("delivery.context_built_from_environment",
-                    hint="the worker bootstrap should call worker.delivery.build(...) and install(...)")
-        install(build(Settings.from_env(os.environ, require_enode_secret=False)))
-    return _installed[0]
+    return DeliveryContext(settings, connection, client, metrics, threads, tools)

@@ -23,18 +23,20 @@ import enum
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 import redis
 import structlog
+from prometheus_client import Counter, Histogram
 
 from plugwatch import dead_letters as deadletters
 from plugwatch import url_state as state
+from plugwatch.delivery_arming import backlog
+from plugwatch.settings import DeliverySettings
 from worker.delivery import outbox
-from worker.delivery.config import DeliveryConfig
 from worker.delivery.event_info import EventInfo, parse_event
-from worker.delivery.lease import Lease
-from worker.delivery.metrics import DeliveryMetrics
+from worker.delivery.lease import Lease, attempt_seconds, lease_ms
 from worker.delivery.policy import AttemptResult, Outcome, retry_delay
 from worker.delivery.sender import post_event
 
@@ -53,6 +55,16 @@ class Ending(enum.Enum):
     LOST = "lost"
 
 
+class AttemptMetrics(Protocol):
+    """What a drain records (`worker.metrics.DeliveryMetrics`, built once per worker process)."""
+
+    @property
+    def attempts(self) -> Counter: ...  # labels: outcome
+
+    @property
+    def latency(self) -> Histogram: ...
+
+
 @dataclass(frozen=True)
 class Tools:
     """What a drain needs, built once per worker process (see `context.build`)."""
@@ -60,8 +72,8 @@ class Tools:
     connection: redis.Redis
     client: httpx.Client
     key: bytes
-    config: DeliveryConfig
-    metrics: DeliveryMetrics
+    config: DeliverySettings
+    metrics: AttemptMetrics
     clock: Callable[[], float]
     jitter: Callable[[], float]
     leases: dict[str, Lease] = field(default_factory=dict)  # held right now, by URL (for shutdown)
@@ -75,7 +87,7 @@ class Tools:
 def drain(tools: Tools, url: str, stop: threading.Event) -> None:
     """Deliver `url`'s outbox while this drainer holds the URL's lease."""
     # Before every attempt the lease must outlive it, so no second drainer can start mid-attempt.
-    lease = Lease(tools.connection, url, tools.config.lease_ms, int(1000 * tools.config.attempt_seconds))
+    lease = Lease(tools.connection, url, lease_ms(tools.config), int(1000 * attempt_seconds(tools.config)))
     if not lease.claim():
         return  # another live drainer has it; it re-checks the outbox before letting go
     tools.leases[url] = lease
@@ -92,7 +104,7 @@ def drain(tools: Tools, url: str, stop: threading.Event) -> None:
 
 def _has_work(tools: Tools, url: str) -> bool:
     current = state.read_state(tools.connection, url)
-    return outbox.backlog(tools.connection, url) > 0 and not current.paused(tools.clock())
+    return backlog(tools.connection, url) > 0 and not current.paused(tools.clock())
 
 
 def _drain_leased(tools: Tools, url: str, lease: Lease, stop: threading.Event) -> Ending:
@@ -126,8 +138,8 @@ def _wait_for_more(tools: Tools, url: str) -> bool:
     delivered as it is committed rather than through a kick, an RQ job and a new drainer each time.  The
     wait stays well inside the lease and the connection's socket timeout."""
     socket_timeout = tools.connection.connection_pool.connection_kwargs.get("socket_timeout")
-    wait_ms = min(int(1000 * tools.config.idle_wait), tools.config.lease_ms // 4,
-                  int(500 * socket_timeout) if socket_timeout else tools.config.lease_ms)
+    wait_ms = min(int(1000 * tools.config.idle_wait), lease_ms(tools.config) // 4,
+                  int(500 * socket_timeout) if socket_timeout else lease_ms(tools.config))
     return wait_ms > 0 and outbox.wait_for_new(tools.connection, url, tools.config.batch_size, wait_ms)
 
 

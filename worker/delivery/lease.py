@@ -3,7 +3,7 @@
 The lease key (`keys.downstream_lease_key(url)`) holds "queued" while a drain job waits in RQ (set by
 `arming.arm`), then the running drainer's random token.  A drainer claims a missing or "queued" lease,
 refreshes it before every attempt and deletes it only if it still holds it.  If a drainer dies (SIGKILL),
-its lease expires after `DeliveryConfig.lease_ms` and the worker's pump arms the URL again; the entries
+its lease expires after `lease_ms(config)` and the worker's pump arms the URL again; the entries
 the dead drainer had read are still pending in the consumer group and are delivered first.
 """
 
@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import redis
 
 from plugwatch import keys
+from plugwatch.settings import DeliverySettings
+from worker.delivery.sender import BODY_READ_SECONDS
 
 _CLAIM = """
 local held = redis.call('GET', KEYS[1])
@@ -75,3 +77,16 @@ class Lease:
         if reply:
             self._renewed_at = time.monotonic()
         return bool(reply)
+
+
+def attempt_seconds(config: DeliverySettings) -> float:
+    """The longest one attempt can take: pool wait + connect, write + response, and the body read."""
+    return 2 * (config.connect_timeout + config.read_timeout) + BODY_READ_SECONDS
+
+
+def lease_ms(config: DeliverySettings) -> int:
+    """How long a drainer's lease lives between refreshes: longer than any attempt or inline wait.
+
+    It is also how long a URL waits after its drainer was SIGKILLed before the pump re-arms it.
+    """
+    return int(1000 * (max(attempt_seconds(config), config.inline_wait_max) + 2.0))

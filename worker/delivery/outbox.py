@@ -73,10 +73,6 @@ def expired(connection: redis.Redis, url: str, enqueued_before: float, count: in
     return [_entry(entry_id, fields) for entry_id, fields in reply or []]
 
 
-def backlog(connection: redis.Redis, url: str) -> int:
-    return int(connection.xlen(keys.outbox_stream(url)))
-
-
 def _entry(entry_id: bytes | str, fields: dict[bytes, bytes] | None) -> OutboxEntry:
     text_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return OutboxEntry(text_id, (fields or {}).get(b"event"))

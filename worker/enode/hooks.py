@@ -1,7 +1,7 @@
 """What the worker process calls into the Enode area: one object, built once in `bootstrap`.
 
-    hooks = build_hooks(settings, connection, store, registry)    # in worker.bootstrap
-    hooks.after_batch(result)                                      # in worker.ingest, after a batch commit
+    hooks = build_hooks(settings, connection, store, registry, deliver=...)   # in worker.bootstrap
+    hooks.after_batch(result)                                      # in worker.ingest.drain, after a batch commit
     hooks.pump()                                                   # in the pump thread, every tick
 
 `after_batch` looks up chargers vehicles report but plugwatch has never seen (`lookup`; off without API
@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from plugwatch.settings import Settings
 from worker.enode.lookup import ChargerLookup
+from worker.enode.observe import Deliver
 from worker.enode.suggest import ReconcileAdvisor, Thresholds
 from worker.ingest.store import BatchResult, Store
 
@@ -58,8 +59,9 @@ class EnodeHooks:
             self.lookup.close()
 
 
-def build_hooks(settings: Settings, connection: redis.Redis, store: Store, registry: CollectorRegistry,
-                thresholds: Thresholds | None = None) -> EnodeHooks:
-    """No I/O: the look-up's HTTP client connects on first use."""
-    return EnodeHooks(lookup=ChargerLookup.from_settings(settings, connection, store),
+def build_hooks(settings: Settings, connection: redis.Redis, store: Store, registry: CollectorRegistry, *,
+                deliver: Deliver, thresholds: Thresholds | None = None) -> EnodeHooks:
+    """No I/O: the look-up's HTTP client connects on first use. `deliver` arms delivery of what a look-up
+    emitted."""
+    return EnodeHooks(lookup=ChargerLookup.from_settings(settings, connection, store, deliver),
                       advisor=ReconcileAdvisor(connection, registry, thresholds or Thresholds()))

@@ -27,7 +27,7 @@ from plugwatch.enode_api.assets import get_charger
 from plugwatch.enode_api.client import EnodeClient, EnodeConfig, RetryPolicy
 from plugwatch.enode_api.errors import EnodeError, EnodeTransientError
 from plugwatch.settings import Settings
-from worker.enode.observe import ApplyBatch, apply_observations, observations
+from worker.enode.observe import ApplyBatch, Deliver, apply_observations, observations
 from worker.ingest.store import BatchResult, Store
 
 log = structlog.get_logger(__name__)
@@ -50,12 +50,13 @@ class ChargerLookup:
         self._max_fetches = max_fetches
 
     @classmethod
-    def from_settings(cls, settings: Settings, connection: redis.Redis, store: Store) -> ChargerLookup | None:
+    def from_settings(cls, settings: Settings, connection: redis.Redis, store: Store,
+                      deliver: Deliver) -> ChargerLookup | None:
         """The worker's look-up, or None when the Enode API is not configured (look-ups are then off)."""
-        if not settings.enode_api_configured:
+        if not settings.enode.api_configured:
             return None
         config = EnodeConfig.from_settings(settings, retry=LOOKUP_RETRY, timeout_seconds=LOOKUP_TIMEOUT_SECONDS)
-        return cls(EnodeClient(config), connection, functools.partial(apply_observations, store, connection, settings))
+        return cls(EnodeClient(config), connection, functools.partial(apply_observations, store, deliver))
 
     def after_batch(self, committed: BatchResult, now: datetime) -> BatchResult | None:
         """Look up and apply the chargers the batch's users' vehicles are plugged into but plugwatch has

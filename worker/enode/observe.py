@@ -13,12 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import redis
 import structlog
 
 from plugwatch.enode_api.client import DEFAULT_API_VERSION
-from plugwatch.settings import Settings
-from worker import delivery
 from worker.core import DecodeError, Ignored, Observation, decode_event
 from worker.ingest.store import BatchResult, Store
 
@@ -26,6 +23,7 @@ log = structlog.get_logger(__name__)
 
 Kind = Literal["vehicle", "charger"]
 ApplyBatch = Callable[[Sequence[Observation]], BatchResult]  # e.g. functools.partial(apply_observations, ...)
+Deliver = Callable[[], object]  # arms delivery of committed events (a worker's DeliveryContext.kick, for its URLs)
 
 
 def as_event(kind: Kind, obj: dict[str, Any], fetched_at: datetime) -> dict[str, Any]:
@@ -64,10 +62,9 @@ def decode_all(events: Iterable[dict[str, Any]]) -> list[Observation]:
     return decoded
 
 
-def apply_observations(store: Store, connection: redis.Redis, settings: Settings,
-                       batch: Sequence[Observation]) -> BatchResult:
+def apply_observations(store: Store, deliver: Deliver, batch: Sequence[Observation]) -> BatchResult:
     """Commit `batch` through the store and arm downstream delivery for what it emitted."""
     result = store.apply_batch(batch)
-    if result.events and settings.downstream_urls:
-        delivery.kick(connection, settings, settings.downstream_urls)
+    if result.events:
+        deliver()
     return result

@@ -1,8 +1,7 @@
-"""The ingest drain: RQ job `worker.ingest.drain_ingest` turns ingest-stream entries into state and events.
+"""The ingest drain: what RQ job `worker.jobs.drain_ingest` runs to turn ingest-stream entries into state and events.
 
-    drain_ingest(slot=0)          the RQ job (armed by the receiver; one job drains many deliveries)
-    drain(context, slot) -> Drained   the loop, for tests and benchmarks with their own context
-    pump(connection, settings, options)   re-arm a drain when entries wait and nothing is armed
+    drain(context, slot) -> Drained   the loop (the job runs it with the process's context; tests with theirs)
+    pump(connection, options)         re-arm a drain when entries wait and nothing is armed
 
 A drain first takes over, one at a time, the entries a killed drainer left pending (XAUTOCLAIM, idle longer
 than `claim_idle_ms`; an entry delivered more than `max_deliveries` times keeps killing or failing its
@@ -39,12 +38,11 @@ from rq.timeouts import JobTimeoutException
 
 from plugwatch import ingest_protocol as ingest
 from plugwatch import keys
-from plugwatch.settings import Settings
-from worker import delivery
-from worker.bootstrap import DrainOptions, WorkerContext, current
+from plugwatch.settings import IngestSettings
 from worker.core import Observation
 from worker.ingest import stream
 from worker.ingest.entries import Entry, decode_delivery, text
+from worker.ingest.ports import IngestContext
 from worker.ingest.store import Ack
 
 log = structlog.get_logger(__name__)
@@ -64,14 +62,7 @@ class Drained:
     rearmed: bool = False
 
 
-def drain_ingest(slot: int = 0) -> dict[str, int | bool]:
-    """The RQ job: drain the ingest stream with this process's context (`slot` > 0: a helper drain)."""
-    drained = drain(current(), slot)
-    return {"deliveries": drained.deliveries, "events": drained.events, "emitted": drained.emitted,
-            "rearmed": drained.rearmed}
-
-
-def drain(context: WorkerContext, slot: int = 0) -> Drained:
+def drain(context: IngestContext, slot: int = 0) -> Drained:
     """Drain until the stream is empty or the budget is spent; under load arm the next helper slot."""
     connection, options = context.connection, context.options
     armed_key = keys.ingest_armed_key(slot)
@@ -103,7 +94,7 @@ def drain(context: WorkerContext, slot: int = 0) -> Drained:
     return drained
 
 
-def _await_entries(context: WorkerContext, deadline: float) -> list[Entry]:
+def _await_entries(context: IngestContext, deadline: float) -> list[Entry]:
     """The stream is empty: block for new entries, at most `idle_wait_ms` and the rest of the budget.
 
     The armed key was refreshed by the read just before and outlives the wait, which is also kept well
@@ -133,7 +124,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _process(context: WorkerContext, entries: Sequence[Entry], drained: Drained) -> None:
+def _process(context: IngestContext, entries: Sequence[Entry], drained: Drained) -> None:
     """Decode, apply and commit one batch; if that fails unexpectedly, retry entry by entry."""
     try:
         with _gc_paused():
@@ -149,7 +140,7 @@ def _process(context: WorkerContext, entries: Sequence[Entry], drained: Drained)
             _process(context, [entry], drained)
 
 
-def _apply(context: WorkerContext, entries: Sequence[Entry], drained: Drained) -> None:
+def _apply(context: IngestContext, entries: Sequence[Entry], drained: Drained) -> None:
     started = time.perf_counter()
     counts: Counter[tuple[str, str]] = Counter()
     observations: list[Observation] = []
@@ -168,8 +159,8 @@ def _apply(context: WorkerContext, entries: Sequence[Entry], drained: Drained) -
         context.metrics.record_emitted(looked_up.events)
         emitted += len(looked_up.events)
     drained.emitted += emitted
-    if emitted and context.settings.downstream_urls:
-        delivery.kick(context.connection, context.settings, context.settings.downstream_urls)
+    if emitted and context.settings.delivery.downstream_urls:
+        context.delivery.kick(context.settings.delivery.downstream_urls)
 
 
 def needs_drain(connection: redis.Redis, claim_idle_ms: int) -> bool:
@@ -190,10 +181,8 @@ def needs_drain(connection: redis.Redis, claim_idle_ms: int) -> bool:
     return unread or (bool(stale) and not isinstance(stale, Exception))
 
 
-def pump(connection: redis.Redis, settings: Settings, options: DrainOptions | None = None) -> bool:
+def pump(connection: redis.Redis, options: IngestSettings) -> bool:
     """Arm a drain job if entries wait and none is armed (a lost arming, a killed drainer); True if armed."""
-    del settings  # part of the pump signature every area shares
-    options = options or DrainOptions()
     if not needs_drain(connection, options.claim_idle_ms):
         return False
     ttl = int(connection.pttl(keys.INGEST_ARMED))  # -2: no key
@@ -206,7 +195,7 @@ def pump(connection: redis.Redis, settings: Settings, options: DrainOptions | No
     return armed
 
 
-def _lost_arming(connection: redis.Redis, ttl_ms: int, options: DrainOptions) -> bool:
+def _lost_arming(connection: redis.Redis, ttl_ms: int, options: IngestSettings) -> bool:
     """Armed, but its job vanished: a worker took the job and died before the drain started.
 
     A running drain keeps the armed key's TTL at `armed_ttl_ms`; a longer one was set by an arming (the

@@ -17,8 +17,8 @@ from rq import Queue
 
 from plugwatch import ingest_protocol as ingest
 from plugwatch import keys, quarantine
-from worker.bootstrap import WorkerContext
 from worker.ingest.entries import Entry, text
+from worker.ingest.ports import IngestContext
 from worker.ingest.store import Ack
 
 log = structlog.get_logger(__name__)
@@ -32,7 +32,7 @@ def ensure_group(connection: redis.Redis) -> None:
             raise
 
 
-def forget_idle_consumers(context: WorkerContext) -> None:
+def forget_idle_consumers(context: IngestContext) -> None:
     """Every worker process that ever drained is a consumer of the group: forget those that hold nothing
     and were idle for `consumer_idle_ms` (restarted or scaled-down processes), so the group stays small."""
     connection = context.connection
@@ -52,7 +52,7 @@ return -1
 """
 
 
-def arm_helper(context: WorkerContext, slot: int) -> bool:
+def arm_helper(context: IngestContext, slot: int) -> bool:
     """A backlog: let one more worker process drain too (CAS commits make concurrent drains safe)."""
     if context.connection.set(keys.ingest_armed_key(slot), "1", nx=True, px=ingest.ARMED_TTL_MS):
         Queue(keys.INGEST_QUEUE, connection=context.connection).enqueue_call(
@@ -63,7 +63,7 @@ def arm_helper(context: WorkerContext, slot: int) -> bool:
     return True
 
 
-def claim(context: WorkerContext, armed_key: str, cursor: bytes) -> tuple[list[Entry], bytes | None]:
+def claim(context: IngestContext, armed_key: str, cursor: bytes) -> tuple[list[Entry], bytes | None]:
     """Take over ONE entry a dead drainer left pending (one at a time, so that an entry which kills its
     drainer is the only one whose delivery count grows); quarantine it if it was delivered too often."""
     options = context.options
@@ -87,7 +87,7 @@ def claim(context: WorkerContext, armed_key: str, cursor: bytes) -> tuple[list[E
     return entries, following
 
 
-def quarantine_poison(context: WorkerContext, entry: Entry, times: int) -> None:
+def quarantine_poison(context: IngestContext, entry: Entry, times: int) -> None:
     entry_id, fields = entry
     reason = f"poison: delivered {times} times without completing"
     quarantine.add(context.connection, text(fields.get(b"d", b"")), fields.get(b"b", b""), reason, now=time.time(),
@@ -97,7 +97,7 @@ def quarantine_poison(context: WorkerContext, entry: Entry, times: int) -> None:
     context.metrics.events.labels("other", "quarantined").inc()
 
 
-def read(context: WorkerContext, armed_key: str) -> list[Entry]:
+def read(context: IngestContext, armed_key: str) -> list[Entry]:
     pipe = context.connection.pipeline(transaction=False)
     pipe.set(armed_key, "1", px=context.options.armed_ttl_ms)
     pipe.xreadgroup(keys.INGEST_GROUP, context.consumer, {keys.INGEST_STREAM: ">"},

@@ -1,0 +1,45 @@
+"""What every `plugwatch` command shares, whichever wing it comes from: its environment and its settings.
+
+The command's composition root (`cli`) starts each invocation with the environment it was run in, as the
+click context's object; commands never read the environment themselves:
+
+    environment() -> Mapping[str, str]     what this invocation was started with (`plugwatch up` hands it on)
+    settings() -> Settings                 `Settings.from_env` of it (commands never need the Enode secret)
+    connect(settings) -> redis.Redis       a client for a command: the Redis budget, at least 5 s
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import click
+import redis
+
+from plugwatch.settings import Settings
+
+MIN_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """The click context object of one `plugwatch` invocation (set by `cli.main`)."""
+
+    environ: Mapping[str, str]
+
+
+def environment() -> Mapping[str, str]:
+    invocation = click.get_current_context().find_object(Invocation)
+    if invocation is None:
+        raise RuntimeError("run plugwatch commands through the `plugwatch` group (cli.main)")
+    return invocation.environ
+
+
+def settings() -> Settings:
+    """This invocation's settings; raises `SettingsError` naming a bad variable."""
+    return Settings.from_env(environment(), require_enode_secret=False)
+
+
+def connect(settings: Settings) -> redis.Redis:
+    timeout = max(settings.process.redis_timeout_seconds, MIN_TIMEOUT_SECONDS)
+    return redis.Redis.from_url(settings.process.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)

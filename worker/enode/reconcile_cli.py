@@ -1,0 +1,70 @@
+"""`plugwatch enode reconcile`: the worker's core and store, fed by the Enode API instead of webhooks.
+
+Part of the worker wing (it commits state and events exactly as a worker does); the `plugwatch` command's
+composition root (`cli`) mounts it in the operator's `enode` group. Needs the Enode API credentials and the
+workers' environment (their DOWNSTREAM_WEBHOOK_URLS); see README, *Runbook*.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime
+
+import click
+import redis
+
+from plugwatch import delivery_arming, keys
+from plugwatch.enode_api.session import enode_api, fail, load_settings
+from plugwatch.settings import Settings
+from worker.enode import prune
+from worker.enode.observe import apply_observations
+from worker.enode.reconcile import reconcile, record
+from worker.ingest.store import Store
+
+
+def _refuse_missing_urls(connection: redis.Redis, settings: Settings, force: bool) -> None:
+    """Events go to the outboxes of this shell's DOWNSTREAM_WEBHOOK_URLS only: a URL the workers deliver to
+    but this shell lacks would never get the reconciled events (a re-run emits nothing), so refuse."""
+    known = {url.decode() if isinstance(url, bytes) else url for url in connection.hvals(keys.DOWNSTREAM_URLS)}
+    missing = sorted(known - set(settings.delivery.downstream_urls))
+    if missing and not force:
+        fail(f"the workers deliver to {', '.join(missing)}, which this shell's DOWNSTREAM_WEBHOOK_URLS lacks: "
+              "run reconcile with the worker's environment (or --force to skip those URLs for good)", 2)
+
+
+@click.command("reconcile")
+@click.option("--user", "user_id", default=None, help="Only this Enode user (default: every user of the client).")
+@click.option("--page-size", type=click.IntRange(1, 500), default=None, help="Objects per API page.")
+@click.option("--prune-deleted", is_flag=True,
+              help="Also treat tracked devices Enode no longer lists as deleted (emits their unplugs).")
+@click.option("--force", is_flag=True, help="Prune even if more than half would be deleted; reconcile even if this "
+              "shell lacks a downstream URL the workers deliver to (those URLs never get the events).")
+def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted: bool, force: bool) -> None:
+    """Fetch every charger and vehicle and apply them like webhooks: emits exactly the missed transitions.
+
+    Run it after webhooks were down or disabled (the worker suggests it: log `enode.reconcile_suggested`,
+    gauge `plugwatch_reconcile_suggested`).  Safe to re-run: what plugwatch already knows emits nothing.
+    """
+    settings = load_settings()
+    with enode_api(settings) as client:
+        connection = redis.Redis.from_url(settings.process.redis_url, socket_timeout=10)
+        try:
+            _refuse_missing_urls(connection, settings, force)
+            urls = settings.delivery.downstream_urls
+            store = Store(connection, urls)
+            deliver = functools.partial(delivery_arming.kick, connection, urls)
+            apply = functools.partial(apply_observations, store, deliver)
+            started = datetime.now(UTC)
+            report = reconcile(client, apply, started, user_id=user_id, page_size=page_size)
+            if prune_deleted:
+                limit = 1.0 if force else prune.DEFAULT_MAX_FRACTION
+                report.emitted.update(prune.prune_deleted(connection, store, apply, report, started,
+                                                          user_id=user_id, max_fraction=limit))
+            record(connection, report, user_id)
+        except redis.RedisError as error:
+            fail(f"Redis at REDIS_URL failed: {error} (safe to re-run)", 1)
+        except prune.PruneRefused as error:
+            fail(f"not pruning: {error} (the reconcile itself was applied)", 1)
+        finally:
+            connection.close()
+    click.echo(report.summary())
