@@ -1,40 +1,33 @@
-"""Getting a delivery into Redis: classify it, then dedupe + store it in ONE Lua call, then arm a drain job.
+"""The ingest protocol: how the receiver puts a delivery into Redis for the worker. Classify it, then dedupe +
+store it in ONE Lua call, which also arms a drain job (`plugwatch.ingest_arming`).
 
     classify(body) -> Batch                pure: how many events, enqueue? quarantine why? heartbeat?
     script_call(delivery, ...) -> keys, args   for the INGEST_LUA script (register it once per client)
     IngestResult(reply)                    what the script did
-    arm(connection) / enqueue_drain(...)   one RQ job `worker.ingest.drain_ingest` per drain cycle
 
 The script sets the dedupe mark and appends the delivery to the ingest stream (or the quarantine stream,
 or only the heartbeat hash) atomically, so a crash or a Redis error can never leave a delivery marked as
-seen but not stored. It then tries `SET plugwatch:ingest:armed 1 NX PX 60000`; only the caller that wins
-that SET enqueues the RQ drain job (RQ costs a few ms per job; one job drains many deliveries). A lost
-arming (crash between the script and the RQ enqueue) is repaired by the worker's pump.
+seen but not stored. It then tries `SET plugwatch:ingest:armed 1 NX PX <ARMED_TTL_MS>`; only the caller that
+wins that SET enqueues the RQ drain job (`ingest_arming.enqueue_after_arming`). The worker reads what the
+script wrote: an ingest-stream entry is `d` (delivery id), `b` (raw body), `t` (received at, unix ms).
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import orjson
-import redis
-from rq import Queue, Retry
 
 from plugwatch import keys
+from plugwatch.ingest_arming import ARMED_TTL_MS
 
 KNOWN_VERSIONS = frozenset({"2024-10-01"})
 HEARTBEAT_EVENT = "system:heartbeat"
 TEST_EVENT = "enode:webhook:test"
-ARMED_TTL_MS = 60_000
-DRAIN_JOB_TIMEOUT_SECONDS = 60
-DRAIN_JOB_RESULT_TTL_SECONDS = 60
-DRAIN_JOB_FAILURE_TTL_SECONDS = 7 * 24 * 3600
 
 
 class QuarantineReason(enum.StrEnum):
@@ -183,42 +176,3 @@ def script_call(
 
 def result_of(reply: bytes | str) -> IngestResult:
     return IngestResult(reply.decode() if isinstance(reply, bytes) else reply)
-
-
-def enqueue_drain(connection: redis.Redis) -> str:
-    """Enqueue one drain job on the ingest queue (call after winning the armed key); return its job id."""
-    job = Queue(keys.INGEST_QUEUE, connection=connection).enqueue_call(
-        keys.DRAIN_INGEST_JOB,
-        job_id=f"drain-ingest-{uuid.uuid4().hex}",
-        timeout=DRAIN_JOB_TIMEOUT_SECONDS,
-        result_ttl=DRAIN_JOB_RESULT_TTL_SECONDS,
-        failure_ttl=DRAIN_JOB_FAILURE_TTL_SECONDS,
-        retry=Retry(max=3, interval=[1, 5, 15]),
-    )
-    return str(job.id)
-
-
-def enqueue_after_arming(connection: redis.Redis) -> str:
-    """Enqueue the drain job for an armed key we own; on failure release the key so the pump re-arms."""
-    try:
-        return enqueue_drain(connection)
-    except redis.RedisError:
-        with contextlib.suppress(redis.RedisError):  # else the key expires within ARMED_TTL_MS
-            connection.delete(keys.INGEST_ARMED)
-        raise
-
-
-def arm(connection: redis.Redis) -> str | None:
-    """Arm and enqueue a drain job unless one is armed already; return the new job id, if any."""
-    if not connection.set(keys.INGEST_ARMED, "1", nx=True, px=ARMED_TTL_MS):
-        return None
-    return enqueue_after_arming(connection)
-
-
-def requeue(pipe: redis.client.Pipeline, delivery_id: str, body: bytes, *, now: float) -> None:
-    """Queue on `pipe` an append of the delivery to the ingest stream, bypassing dedupe (operator replays).
-
-    The caller executes the pipeline (a MULTI, with whatever must happen atomically alongside) and then
-    calls `arm`.
-    """
-    pipe.xadd(keys.INGEST_STREAM, {"d": delivery_id, "b": body, "t": int(now * 1000)})

@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 import redis
 
+from plugwatch import ingest_arming, keys
 from plugwatch import ingest_protocol as ingest
-from plugwatch import keys
 
 
 @dataclass(frozen=True)
@@ -111,10 +111,10 @@ def replay(connection: redis.Redis, entry_id: str, *, now: float, force: bool = 
     if not force and ingest.classify(body).quarantine is not None:
         return ReplayOutcome.STILL_INVALID
     pipe = connection.pipeline(transaction=True)
-    ingest.requeue(pipe, entry.delivery_id, body, now=now)
+    ingest_arming.requeue(pipe, entry.delivery_id, body, now=now)
     pipe.xdel(keys.QUARANTINE_STREAM, entry.id)
     pipe.execute()
-    ingest.arm(connection)
+    ingest_arming.arm(connection)
     return ReplayOutcome.REPLAYED
 
 

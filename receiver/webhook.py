@@ -23,6 +23,7 @@ import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
+from plugwatch import ingest_arming
 from plugwatch import ingest_protocol as ingest
 from plugwatch.enode_signature import SignatureFailure, check_header, verify
 from plugwatch.settings import Settings
@@ -153,7 +154,7 @@ class WebhookEndpoint:
     def _enqueue_drain(self) -> None:
         """Runs after the response, in the threadpool (RQ is synchronous)."""
         try:
-            job_id = ingest.enqueue_after_arming(self._sync_connection)
+            job_id = ingest_arming.enqueue_after_arming(self._sync_connection)
         except (redis.RedisError, OSError) as error:
             log.warning("drain.enqueue_failed", error=repr(error))
         else:

@@ -13,7 +13,7 @@ import pytest
 import redis
 from rq import Worker
 
-from plugwatch import ingest_protocol as ingest
+from plugwatch import ingest_arming
 from tests.support.eventlog import Delivery, feed, generate, reference
 from tests.support.servers import Process, wait_until
 from tests.support.workers import PATIENT, drained, emitted_ids, kill_hard, start_worker, stored_states
@@ -42,7 +42,7 @@ def feed_slowly(connection: redis.Redis, deliveries: list[Delivery], seconds: fl
     groups = [deliveries[start:start + 10] for start in range(0, len(deliveries), 10)]
     for group in groups:
         feed(connection, group)
-        ingest.arm(connection)
+        ingest_arming.arm(connection)
         time.sleep(seconds / len(groups))
 
 

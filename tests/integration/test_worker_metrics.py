@@ -10,7 +10,7 @@ import orjson
 import pytest
 import redis
 
-from plugwatch import ingest_protocol as ingest
+from plugwatch import ingest_arming
 from tests.support.eventlog import START, Delivery, charger_event, feed, vehicle_event
 from tests.support.servers import free_port, wait_until
 from tests.support.workers import drained, start_worker
@@ -25,7 +25,7 @@ def test_worker_metrics_count_events_emissions_and_queues(redis_url: str, real_r
               vehicle_event("usr-1", "veh-1", at, charger="chg-1", location="home"),
               {"event": "user:vehicle:updated", "createdAt": "2025-03-14T18:00:00Z", "version": "2024-10-01"}]
     feed(real_redis, [Delivery("d1", orjson.dumps(events))])
-    ingest.arm(real_redis)
+    ingest_arming.arm(real_redis)
     port = free_port()
     worker = start_worker(redis_url, tmp_path / "worker.log", PLUGWATCH_METRICS_PORT=str(port))
     try:

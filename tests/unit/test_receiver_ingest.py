@@ -1,4 +1,4 @@
-"""plugwatch.ingest: classification of authentic bodies, the one-call ingest script, drain arming.
+"""plugwatch.ingest_protocol: classification of authentic bodies, the one-call ingest script.
 
 The script runs against fakeredis and against a real redis-server (same assertions).
 """
@@ -13,8 +13,6 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rq import Queue
-from rq.job import Job
 
 from plugwatch import ingest_protocol as ingest
 from plugwatch import keys
@@ -146,40 +144,6 @@ def test_a_batch_with_a_heartbeat_and_updates_does_both(connection: redis.Redis)
     assert run(connection, "m1", body_of(VEHICLE, HEARTBEAT)) is IngestResult.ARMED
     assert connection.xlen(keys.INGEST_STREAM) == 1
     assert connection.hget(keys.HEARTBEAT, "pending_events") == b"4"
-
-
-def test_enqueue_drain_creates_a_bounded_rq_job_by_dotted_path(real_redis: redis.Redis) -> None:
-    job_id = ingest.enqueue_drain(real_redis)
-    assert Queue(keys.INGEST_QUEUE, connection=real_redis).job_ids == [job_id]
-    job = Job.fetch(job_id, connection=real_redis)
-    assert job.func_name == keys.DRAIN_INGEST_JOB
-    assert (job.timeout, job.result_ttl, job.failure_ttl) == (60, 60, 7 * 24 * 3600)
-    assert job.retries_left == 3
-
-
-def test_arm_enqueues_once_until_the_armed_key_goes(real_redis: redis.Redis) -> None:
-    first = ingest.arm(real_redis)
-    assert first is not None
-    assert ingest.arm(real_redis) is None
-    real_redis.delete(keys.INGEST_ARMED)
-    assert ingest.arm(real_redis) not in (None, first)
-    assert Queue(keys.INGEST_QUEUE, connection=real_redis).count == 2
-
-
-class _FailingQueuePush(redis.Redis):
-    """A client whose pipelines fail (RQ enqueues in a pipeline) but whose plain commands work."""
-
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
-        raise redis.ConnectionError("redis went away")
-
-
-def test_a_failed_enqueue_releases_the_armed_key_for_the_pump(redis_url: str) -> None:
-    client = _FailingQueuePush.from_url(redis_url)
-    client.set(keys.INGEST_ARMED, "1")
-    with pytest.raises(redis.ConnectionError):
-        ingest.enqueue_after_arming(client)
-    assert not client.exists(keys.INGEST_ARMED)
-    client.close()
 
 
 def test_iso_time_is_utc_with_milliseconds() -> None:

@@ -9,8 +9,7 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from rq import Queue
 
-from plugwatch import ingest_protocol as ingest
-from plugwatch import keys, quarantine
+from plugwatch import ingest_arming, keys, quarantine
 from plugwatch.redis_collector import RedisCollector, RQQueue, StreamQueue, default_queues
 from tests.support.servers import free_port
 
@@ -44,8 +43,8 @@ def test_stream_depth_and_age_of_the_oldest_entry(real_redis: redis.Redis) -> No
 
 
 def test_rq_queue_depth_and_age_of_the_oldest_job(real_redis: redis.Redis) -> None:
-    ingest.enqueue_drain(real_redis)
-    ingest.enqueue_drain(real_redis)
+    ingest_arming.enqueue_drain(real_redis)
+    ingest_arming.enqueue_drain(real_redis)
     job_id = Queue(keys.INGEST_QUEUE, connection=real_redis).job_ids[0]
     enqueued_at = Queue(keys.INGEST_QUEUE, connection=real_redis).fetch_job(job_id).enqueued_at.timestamp()
     samples = scrape(real_redis, clock=lambda: enqueued_at + 42)

@@ -18,8 +18,7 @@ import redis
 from prometheus_client import CollectorRegistry
 from rq import Queue
 
-from plugwatch import ingest_protocol as ingest_arming
-from plugwatch import keys, quarantine
+from plugwatch import ingest_arming, keys, quarantine
 from plugwatch.settings import DeliverySettings, ProcessSettings, Settings
 from tests.support.eventlog import START, Delivery, charger_event, feed, vehicle_event
 from worker.bootstrap import WorkerContext, bootstrap

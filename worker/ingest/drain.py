@@ -33,11 +33,9 @@ from typing import Any
 
 import redis
 import structlog
-from rq import Queue
 from rq.timeouts import JobTimeoutException
 
-from plugwatch import ingest_protocol as ingest
-from plugwatch import keys
+from plugwatch import ingest_arming, keys
 from plugwatch.settings import IngestSettings
 from worker.core import Observation
 from worker.ingest import stream
@@ -46,9 +44,6 @@ from worker.ingest.ports import IngestContext
 from worker.ingest.store import Ack
 
 log = structlog.get_logger(__name__)
-
-LOST_ARMING_AFTER_MS = 3_000  # a dequeued drain job starts within milliseconds
-
 
 @dataclass
 class Drained:
@@ -88,7 +83,7 @@ def drain(context: IngestContext, slot: int = 0) -> Drained:
             progressed = True
     connection.delete(armed_key)
     stream.forget_idle_consumers(context)
-    drained.rearmed = needs_drain(connection, options.claim_idle_ms) and ingest.arm(connection) is not None
+    drained.rearmed = needs_drain(connection, options.claim_idle_ms) and ingest_arming.arm(connection) is not None
     log.info("ingest.drained", deliveries=drained.deliveries, events=drained.events, emitted=drained.emitted,
              batches=drained.batches, conflicts=drained.conflicts, rearmed=drained.rearmed)
     return drained
@@ -186,23 +181,11 @@ def pump(connection: redis.Redis, options: IngestSettings) -> bool:
     if not needs_drain(connection, options.claim_idle_ms):
         return False
     ttl = int(connection.pttl(keys.INGEST_ARMED))  # -2: no key
-    if ttl != -2 and not (ttl > 0 and _lost_arming(connection, ttl, options)):
+    if ttl != -2 and not (ttl > 0 and ingest_arming.arming_lost(connection, ttl, options.armed_ttl_ms)):
         return False
     connection.delete(keys.INGEST_ARMED)
-    armed = ingest.arm(connection) is not None
+    armed = ingest_arming.arm(connection) is not None
     if armed:
         log.info("ingest.pump_rearmed", lost_arming=ttl > 0)
     return armed
 
-
-def _lost_arming(connection: redis.Redis, ttl_ms: int, options: IngestSettings) -> bool:
-    """Armed, but its job vanished: a worker took the job and died before the drain started.
-
-    A running drain keeps the armed key's TTL at `armed_ttl_ms`; a longer one was set by an arming (the
-    receiver's, `ingest.ARMED_TTL_MS`) that no drain has taken up. If that arming is more than a few seconds
-    old and no drain job is queued, nobody will take it up until it expires: don't wait for that.
-    """
-    armed_for = ingest.ARMED_TTL_MS - ttl_ms
-    if ttl_ms <= options.armed_ttl_ms or armed_for < LOST_ARMING_AFTER_MS:
-        return False
-    return Queue(keys.INGEST_QUEUE, connection=connection).count == 0

@@ -13,10 +13,8 @@ import time
 
 import redis
 import structlog
-from rq import Queue
 
-from plugwatch import ingest_protocol as ingest
-from plugwatch import keys, quarantine
+from plugwatch import ingest_arming, keys, quarantine
 from worker.ingest.entries import Entry, text
 from worker.ingest.ports import IngestContext
 from worker.ingest.store import Ack
@@ -54,11 +52,7 @@ return -1
 
 def arm_helper(context: IngestContext, slot: int) -> bool:
     """A backlog: let one more worker process drain too (CAS commits make concurrent drains safe)."""
-    if context.connection.set(keys.ingest_armed_key(slot), "1", nx=True, px=ingest.ARMED_TTL_MS):
-        Queue(keys.INGEST_QUEUE, connection=context.connection).enqueue_call(
-            keys.DRAIN_INGEST_JOB, args=(slot,), timeout=ingest.DRAIN_JOB_TIMEOUT_SECONDS,
-            result_ttl=ingest.DRAIN_JOB_RESULT_TTL_SECONDS, failure_ttl=ingest.DRAIN_JOB_FAILURE_TTL_SECONDS,
-        )
+    if ingest_arming.arm(context.connection, slot) is not None:
         log.info("ingest.helper_armed", slot=slot)
     return True
 
