@@ -1,4 +1,5 @@
-"""Enode webhook signatures: `x-enode-signature: sha1=<hex HMAC-SHA1 of the raw body>`.
+"""Enode webhook signatures: `x-enode-signature: sha1=<hex HMAC-SHA1 of the raw body>`; the one implementation,
+used by the receiver (`verify`) and the simulated Enode (`sign`).
 
 The header is checked strictly, before and apart from the HMAC: exactly `sha1=` followed by 40
 lowercase hexadecimal characters (what Enode sends). Anything else — absent, empty, another prefix,

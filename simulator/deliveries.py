@@ -5,8 +5,6 @@ Pure: the same events, options and seed always give the same deliveries, byte fo
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import random
 import uuid
 from collections.abc import Sequence
@@ -14,6 +12,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from plugwatch.enode_signature import sign
 from simulator import payloads
 from simulator.clock import parse_iso
 from simulator.payloads import Event
@@ -48,11 +47,6 @@ class Plan:
     def __post_init__(self) -> None:
         if not 1 <= self.min_batch <= self.max_batch <= MAX_EVENTS_PER_DELIVERY:
             raise ValueError("need 1 <= min_batch <= max_batch <= 100")
-
-
-def sign(body: bytes, secret: str) -> str:
-    """Enode's `x-enode-signature`: `sha1=` + hex HMAC-SHA1 of the raw body."""
-    return "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
 
 
 def plan_deliveries(events: Sequence[Event], plan: Plan) -> list[Delivery]:

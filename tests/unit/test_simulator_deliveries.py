@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from simulator.deliveries import Plan, plan_deliveries, sign
+from plugwatch.enode_signature import sign
+from simulator.deliveries import Plan, plan_deliveries
 from simulator.sender import SendOptions, send_all
 from simulator.stories import build_scenario
 from tests.support.servers import ThreadedUvicorn

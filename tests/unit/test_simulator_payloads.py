@@ -10,8 +10,8 @@ from typing import Any
 import jsonschema
 import pytest
 
+from plugwatch.enode_signature import sign
 from simulator.clock import iso, parse_iso
-from simulator.deliveries import sign
 from simulator.stories import build_scenario
 
 SPEC = Path("/work/shared/enode-openapi-2024-10-01.json")
