@@ -155,3 +155,50 @@ def _closed_path(graph: Mapping[str, Iterable[str]], group: set[str]) -> list[st
             if target in group and target not in path:
                 paths.append([*path, target])
     return sorted(group)  # pragma: no cover - a strongly connected group always has a closed path
+
+
+# --- other rules read from the code: the environment, process-wide state, module names --------------------
+
+def environment_uses(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, how) for every touch of the process environment: `os.environ` anywhere except as a whole
+    argument of a call (handing it on, as composition roots do), `os.getenv`/`putenv`/`unsetenv`, and
+    `from os import environ/getenv`."""
+    handed_on = {id(arg) for node in ast.walk(tree) if isinstance(node, ast.Call)
+                 for arg in [*node.args, *(keyword.value for keyword in node.keywords)]}
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os":
+            if node.attr in {"getenv", "putenv", "unsetenv", "environb"}:
+                found.append((node.lineno, f"os.{node.attr}"))
+            elif node.attr == "environ":
+                found.append((node.lineno, "os.environ handed on" if id(node) in handed_on else "os.environ read"))
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            found += [(node.lineno, f"from os import {alias.name}") for alias in node.names
+                      if alias.name in {"environ", "environb", "getenv", "putenv", "unsetenv"}]
+    return found
+
+
+def process_state(tree: ast.Module) -> set[str]:
+    """Module-level names that functions of the module write to: `global` statements, item or slice
+    assignment, or a mutating method call (`append`, `update`, ...) on a module-level name."""
+    module_names = {target.id for node in tree.body if isinstance(node, ast.Assign | ast.AnnAssign)
+                    for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                    if isinstance(target, ast.Name)}
+    mutators = {"append", "extend", "insert", "pop", "remove", "clear", "update", "add", "discard",
+                "setdefault", "popitem", "appendleft"}
+    written: set[str] = set()
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Global):
+                written.update(node.names)
+            targets = node.targets if isinstance(node, ast.Assign) else (
+                [node.target] if isinstance(node, ast.AugAssign | ast.AnnAssign) else [])
+            for target in targets:
+                if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
+                    written.add(target.value.id)
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.attr in mutators):
+                written.add(node.func.value.id)
+    return written & module_names
