@@ -1,7 +1,7 @@
 """Through the real drain job: a vehicle webhook naming an unknown charger -> look-up -> at-home event.
 
-Needs the worker wiring of `plugwatch.enode.hooks` (a `WorkerContext.enode` field, built by `bootstrap`,
-called by `worker.ingest` after each batch and by the pump); skipped until that wiring exists.
+Needs the worker wiring of `worker.enode.hooks` (a `WorkerContext.enode` field, built by `bootstrap`,
+called by `worker.ingest.drain` after each batch and by the pump); skipped until that wiring exists.
 """
 
 from __future__ import annotations

@@ -37,8 +37,8 @@ CONTRACT_METRICS = frozenset({
 })
 # Exported beyond the contract and used by the dashboard/alerts (documented where they are defined).
 EXTRA_METRICS = frozenset({
-    "plugwatch_redis_up",  # plugwatch/redis_metrics.py
-    "plugwatch_reconcile_suggested",  # plugwatch/enode/suggest.py
+    "plugwatch_redis_up",  # plugwatch/redis_collector.py
+    "plugwatch_reconcile_suggested",  # worker/enode/suggest.py
 })
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 _METRIC = re.compile(r"\bplugwatch_[a-z0-9_]+\b")

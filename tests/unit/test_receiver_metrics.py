@@ -1,4 +1,4 @@
-"""plugwatch.redis_metrics: queue depth and age, quarantine size, Enode heartbeat, read at scrape."""
+"""plugwatch.redis_collector: queue depth and age, quarantine size, Enode heartbeat, read at scrape."""
 
 from __future__ import annotations
 

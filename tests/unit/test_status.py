@@ -27,7 +27,7 @@ def _queue(status, label):
 
 
 def _add_dead_letter(connection: redis.Redis) -> None:
-    job = Job.create("worker.delivery.jobs.deliver_dead_letter", args=(URL_A, "{}"), connection=connection,
+    job = Job.create(keys.DEAD_LETTER_JOB, args=(URL_A, "{}"), connection=connection,
                      origin=keys.DEAD_LETTER_QUEUE)
     job.save()
     FailedJobRegistry(keys.DEAD_LETTER_QUEUE, connection=connection).add(job, ttl=3600, exc_string="boom")

@@ -67,7 +67,7 @@ class AttemptMetrics(Protocol):
 
 @dataclass(frozen=True)
 class Tools:
-    """What a drain needs, built once per worker process (see `context.build`)."""
+    """What a drain needs, built once per worker process (see `worker.delivery.context.build`)."""
 
     connection: redis.Redis
     client: httpx.Client

@@ -1,4 +1,4 @@
-"""The ingest stream's consumer-group operations, one round trip each, for the drain in `worker.ingest`.
+"""The ingest stream's consumer-group operations, one round trip each, for the drain in `worker.ingest.drain`.
 
     ensure_group        the `ingest` group on `plugwatch:ingest` (MKSTREAM, from id 0)
     claim               take over one entry a dead drainer left pending; quarantine it as poison if needed
