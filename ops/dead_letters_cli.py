@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 import click
 import orjson
 
-from plugwatch import command, delivery_arming, keys
+from plugwatch import command, delivery_arming, keys, url_state
 from plugwatch import dead_letters as deadletters
-from plugwatch import url_state as state
 
 
 @click.group("dead-letters")
@@ -88,7 +87,7 @@ def urls() -> None:
     all_urls = list(settings.delivery.downstream_urls) + sorted(known - set(settings.delivery.downstream_urls))
     letters = deadletters.list_all(connection)
     now = time.time()
-    for current in state.read_states(connection, all_urls):
+    for current in url_state.read_states(connection, all_urls):
         configured = "" if current.url in settings.delivery.downstream_urls else "\t(not configured)"
         dead = sum(1 for letter in letters if letter.url == current.url)
         click.echo(f"{current.url}\t{_health(current, now)}\tbacklog={delivery_arming.backlog(connection, current.url)}"
@@ -104,7 +103,7 @@ def enable(url: str, replay_too: bool) -> None:
     if url not in settings.delivery.downstream_urls:
         raise click.ClickException(f"{url} is not in DOWNSTREAM_WEBHOOK_URLS")
     connection = command.connect(settings)
-    was_disabled = state.enable(connection, url)
+    was_disabled = url_state.enable(connection, url)
     delivery_arming.kick(connection, [url])
     click.echo(f"{url}\t{'enabled' if was_disabled else 'was not disabled; breaker closed'}")
     if replay_too:
@@ -120,7 +119,7 @@ def _json_or_text(text: str) -> object:
         return text
 
 
-def _health(current: state.UrlState, now: float) -> str:
+def _health(current: url_state.UrlState, now: float) -> str:
     if current.disabled:
         return f"disabled since {_iso(current.disabled_at)}: {current.disabled_reason}"
     if current.paused(now):

@@ -23,7 +23,7 @@ from plugwatch import keys
 from plugwatch.logs import configure_logging
 from plugwatch.settings import Settings
 from worker.bootstrap import WorkerContext, bootstrap, install
-from worker.ingest import drain as ingest
+from worker.ingest import drain
 
 log = structlog.get_logger("worker")
 
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def pump_once(context: WorkerContext) -> None:
     """Re-arm ingest and delivery drains that should be running; never raises (logged instead)."""
     try:
-        ingest.pump(context.connection, context.options)
+        drain.pump(context.connection, context.options)
         context.delivery.pump()
         context.enode.pump()
     except Exception:

@@ -30,8 +30,7 @@ import redis
 import structlog
 from prometheus_client import Counter, Histogram
 
-from plugwatch import dead_letters as deadletters
-from plugwatch import url_state as state
+from plugwatch import dead_letters, url_state
 from plugwatch.delivery_arming import backlog
 from plugwatch.settings import DeliverySettings
 from worker.delivery import outbox
@@ -103,7 +102,7 @@ def drain(tools: Tools, url: str, stop: threading.Event) -> None:
 
 
 def _has_work(tools: Tools, url: str) -> bool:
-    current = state.read_state(tools.connection, url)
+    current = url_state.read_state(tools.connection, url)
     return backlog(tools.connection, url) > 0 and not current.paused(tools.clock())
 
 
@@ -112,7 +111,7 @@ def _drain_leased(tools: Tools, url: str, lease: Lease, stop: threading.Event) -
         if not lease.refresh(force=True):
             log.warning("delivery.lease_lost")
             return Ending.LOST
-        current = state.read_state(tools.connection, url)
+        current = url_state.read_state(tools.connection, url)
         if current.disabled:
             _dead_letter_backlog(tools, url, f"URL disabled: {current.disabled_reason}")
             return Ending.EMPTY
@@ -143,7 +142,7 @@ def _wait_for_more(tools: Tools, url: str) -> bool:
     return wait_ms > 0 and outbox.wait_for_new(tools.connection, url, tools.config.batch_size, wait_ms)
 
 
-def _deliver(tools: Tools, url: str, current: state.UrlState, entry: outbox.OutboxEntry) -> Step:
+def _deliver(tools: Tools, url: str, current: url_state.UrlState, entry: outbox.OutboxEntry) -> Step:
     if entry.body is None:
         outbox.finish(tools.connection, url, entry.entry_id)
         return Step.NEXT
@@ -159,7 +158,7 @@ def _deliver(tools: Tools, url: str, current: state.UrlState, entry: outbox.Outb
     if result.outcome is Outcome.DEAD_LETTER:
         _dead_letter(tools, url, entry, event, f"{result.detail}: rejected by the URL, not retried")
         if current.head:
-            state.forget_head(tools.connection, url)
+            url_state.forget_head(tools.connection, url)
         return Step.REREAD if current.head else Step.NEXT
     if result.outcome is Outcome.DISABLED:
         _disable(tools, url, entry, event, result)
@@ -168,20 +167,20 @@ def _deliver(tools: Tools, url: str, current: state.UrlState, entry: outbox.Outb
 
 
 def _delivered(
-    tools: Tools, url: str, current: state.UrlState, entry: outbox.OutboxEntry, event: EventInfo
+    tools: Tools, url: str, current: url_state.UrlState, entry: outbox.OutboxEntry, event: EventInfo
 ) -> Step:
     outbox.finish(tools.connection, url, entry.entry_id)
     if event.occurred_at is not None:
         tools.metrics.latency.observe(max(0.0, tools.clock() - event.occurred_at))
     log.debug("delivery.delivered", event_id=event.id)
     if current.head or current.paused_until:
-        state.record_success(tools.connection, url)  # the breaker closes
+        url_state.record_success(tools.connection, url)  # the breaker closes
         return Step.REREAD
     return Step.NEXT
 
 
 def _retry_later(
-    tools: Tools, url: str, current: state.UrlState, entry: outbox.OutboxEntry, event: EventInfo,
+    tools: Tools, url: str, current: url_state.UrlState, entry: outbox.OutboxEntry, event: EventInfo,
     result: AttemptResult, now: float,
 ) -> Step:
     retrying = current.head == entry.entry_id
@@ -191,12 +190,12 @@ def _retry_later(
         reason = f"gave up after {attempts} attempts over {now - first_failed_at:.0f} s: {result.detail}"
         _dead_letter(tools, url, entry, event, reason)
         _dead_letter_expired(tools, url, now, result.detail)
-        state.forget_head(tools.connection, url)
+        url_state.forget_head(tools.connection, url)
         return Step.REREAD
     config = tools.config
     delay = retry_delay(attempts, result.retry_after, base=config.backoff_base, cap=config.backoff_max,
                         retry_after_max=config.retry_after_max, jitter=tools.jitter())
-    state.record_failure(tools.connection, url, head=entry.entry_id, attempts=attempts, error=result.detail,
+    url_state.record_failure(tools.connection, url, head=entry.entry_id, attempts=attempts, error=result.detail,
                          paused_until=now + delay, first_failed_at=first_failed_at)
     log.warning("delivery.retry_scheduled", event_id=event.id, attempts=attempts, delay=round(delay, 3),
                 error=result.detail)
@@ -207,7 +206,7 @@ def _disable(
     tools: Tools, url: str, entry: outbox.OutboxEntry, event: EventInfo, result: AttemptResult
 ) -> None:
     reason = f"{result.detail} (410 Gone) on event {event.id}"
-    state.disable(tools.connection, url, reason=reason, now=tools.clock())
+    url_state.disable(tools.connection, url, reason=reason, now=tools.clock())
     log.error("delivery.url_disabled", url=url, event_id=event.id, error=result.detail,
               hint="events for this URL now go to the dead letters; re-enable with plugwatch dead-letters enable")
     _dead_letter(tools, url, entry, event, f"URL disabled: {reason}")
@@ -232,7 +231,7 @@ def _dead_letter(
 ) -> None:
     if entry.body is not None:
         info = event or parse_event(entry.body)
-        job_id = deadletters.add(
+        job_id = dead_letters.add(
             tools.connection, url, entry.body, reason=reason, ttl=tools.config.dead_letter_ttl,
             event_id=info.id if info else "", event_type=info.type if info else "",
         )
