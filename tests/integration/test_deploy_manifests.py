@@ -42,7 +42,7 @@ def _receiver_routes(*paths: str) -> set[str]:
 def _job_timeouts() -> dict[str, int]:
     """The RQ job timeouts the code enqueues with (a worker's grace period must exceed the longest)."""
     found = {}
-    for module, name in [("plugwatch.ingest_protocol", "DRAIN_JOB_TIMEOUT_SECONDS"),
+    for module, name in [("plugwatch.ingest_arming", "DRAIN_JOB_TIMEOUT_SECONDS"),
                          ("plugwatch.delivery_arming", "DRAIN_JOB_TIMEOUT"),
                          ("plugwatch.dead_letters", "REPLAY_JOB_TIMEOUT")]:
         found[f"{module}.{name}"] = getattr(importlib.import_module(module), name)
