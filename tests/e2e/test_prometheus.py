@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from plugwatch.simulator.deliveries import Plan, plan_deliveries
+from plugwatch.simulator.deliveries import Delivery, Plan, plan_deliveries
 from plugwatch.simulator.stories import build_scenario
 from tests.conftest import TEST_DOWNSTREAM_SECRET, TEST_SECRET
 from tests.e2e.harness import send
@@ -62,7 +62,7 @@ def fires(prometheus: PrometheusServer, alert: str, within: float = ALERT_DEADLI
                lambda: f"{alert} not firing: {prometheus.alerts()}")
 
 
-def _traffic(users: int, seed: int) -> list:  # type: ignore[type-arg]
+def _traffic(users: int, seed: int) -> list[Delivery]:
     scenario = build_scenario(users, seed=seed)
     return plan_deliveries(scenario.events, Plan(max_batch=10, heartbeat_every=5, test_event=True, seed=seed))
 
