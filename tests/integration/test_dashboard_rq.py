@@ -19,9 +19,10 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from plugwatch import dead_letters as deadletters
 from plugwatch import keys
 from tests.conftest import TEST_DOWNSTREAM_SECRET
+from tests.support.dashboard import running_dashboard
 from tests.support.delivery import make_event
-from tests.support.platform import platform_env, start_process_type, wait_for_http, wait_for_worker
-from tests.support.servers import Process, free_port, wait_until
+from tests.support.platform import platform_env, start_process_type, wait_for_worker
+from tests.support.servers import Process, wait_until
 from tests.support.sinks import Sink, SinkServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
@@ -31,15 +32,8 @@ TEST_QUEUE = "plugwatch-test"
 
 @pytest.fixture
 def dashboard(redis_url: str, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    proc = start_process_type("dashboard", platform_env(REDIS_URL=redis_url, PORT=str(port)),
-                              tmp_path / "dashboard.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(proc, url + "/")
+    with running_dashboard(redis_url, tmp_path / "dashboard.log") as url:
         yield url
-    finally:
-        proc.stop()
 
 
 def _dead_letter(connection: redis.Redis, url: str, number: int = 1) -> str:

@@ -234,6 +234,7 @@ def _dead_letter(
         job_id = dead_letters.add(
             tools.connection, url, entry.body, reason=reason, ttl=tools.config.dead_letter_ttl,
             event_id=info.id if info else "", event_type=info.type if info else "",
+            now=tools.clock(), enqueued_at=entry.enqueued_at,
         )
         log.warning("delivery.dead_lettered", event_id=info.id if info else None, job_id=job_id, reason=reason)
     outbox.finish(tools.connection, url, entry.entry_id)
