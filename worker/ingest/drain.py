@@ -45,6 +45,7 @@ from worker.ingest.store import Ack
 
 log = structlog.get_logger(__name__)
 
+
 @dataclass
 class Drained:
     """What one drain job did."""
