@@ -24,6 +24,7 @@ from plugwatch.logs import configure_logging
 from plugwatch.settings import Settings
 from worker.bootstrap import WorkerContext, bootstrap, install
 from worker.ingest import drain
+from worker.jobs import WorkerJob
 
 log = structlog.get_logger("worker")
 
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pumping.start()
     # The dead-letter queue too: a dead letter requeued from rq-dashboard is replayed by any worker.
     queues = [keys.INGEST_QUEUE, keys.DELIVERY_QUEUE, keys.DEAD_LETTER_QUEUE]
-    worker = SimpleWorker(queues, connection=context.connection, name=args.name)
+    worker = SimpleWorker(queues, connection=context.connection, name=args.name, job_class=WorkerJob)
     log.info("worker.started", name=worker.name, burst=args.burst, metrics_port=port)
     try:
         worker.work(burst=args.burst, with_scheduler=True)

@@ -7,13 +7,38 @@
 - `deliver_dead_letter(url, event_json)` on `plugwatch-dead-letters`: a dead letter; re-running it (RQ
   requeue, rq-dashboard's Requeue button) puts the same event bytes back into the URL's outbox.  It fails
   again (and stays a dead letter) while the URL is disabled or no longer configured.
+
+`WorkerJob`, the job class `python -m worker` runs jobs with, also runs jobs enqueued under the dotted paths
+these functions had before they moved here (`MOVED`): drain jobs queued across an upgrade, and dead letters
+kept for 7 days, which rq-dashboard's Requeue re-runs.
 """
 
 from __future__ import annotations
 
-from plugwatch import dead_letters
+from collections.abc import Callable
+from typing import Any
+
+from rq.job import Job
+from rq.utils import import_attribute
+
+from plugwatch import dead_letters, keys
 from worker.bootstrap import current
 from worker.ingest import drain
+
+MOVED = {
+    "worker.ingest.drain_ingest": keys.DRAIN_INGEST_JOB,
+    "worker.delivery.jobs.drain_outbox": keys.DRAIN_OUTBOX_JOB,
+    "worker.delivery.jobs.deliver_dead_letter": keys.DEAD_LETTER_JOB,
+}
+
+
+class WorkerJob(Job):
+    """RQ's job, resolving a dotted path of `MOVED` to where its function lives now."""
+
+    @property
+    def func(self) -> Callable[..., Any]:
+        moved = MOVED.get(self.func_name or "")
+        return import_attribute(moved) if moved else super().func
 
 
 def drain_ingest(slot: int = 0) -> dict[str, int | bool]:
