@@ -1,0 +1,73 @@
+"""A delivery body's top-level JSON array, split into the raw bytes of its elements without recursion.
+
+    elements(body) -> list[bytes] | None     each element's bytes, exactly as sent; None: not an array
+    depth(raw) -> int                        how deeply `raw` nests arrays and objects
+
+JSON parsers recurse: msgspec raises RecursionError near Python's recursion limit (~1000 levels, fewer
+when called deep in a stack), orjson refuses more than 1024 levels and cannot serialize more than 254.
+An authentic Enode body may still nest deeper than that. Splitting it by scanning tokens (strings and
+brackets; one regex match per string, per run of brackets, per comma) lets each element be parsed on its
+own: the elements that parse go on, one that does not is quarantined alone. Elements are not validated
+here; the parser that reads each one does that.
+"""
+
+from __future__ import annotations
+
+import re
+
+# A JSON string (escapes skipped whole), a run of openers, a run of closers, a comma.
+_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]+|[\]}]+|,', re.DOTALL)
+_WHITESPACE = b" \t\r\n"
+_OPENERS = frozenset(b"[{")
+_CLOSERS = frozenset(b"]}")
+
+
+def elements(body: bytes) -> list[bytes] | None:
+    """The raw bytes of each element of the top-level array `body`; None if it is not one (or never ends).
+
+    Whitespace around an element is dropped; an empty element (`[1,,2]`, `[1,]`) makes the body not an array.
+    """
+    stripped = body.strip(_WHITESPACE)
+    if not stripped.startswith(b"["):
+        return None
+    found: list[bytes] = []
+    level, start = 0, 1  # level: nesting inside the top-level array
+    for match in _TOKENS.finditer(stripped, 1):
+        token = match.group()
+        first = token[0]
+        if first == 0x2C:  # ","
+            if level == 0:
+                found.append(stripped[start:match.start()])
+                start = match.end()
+        elif first in _OPENERS:
+            level += len(token)
+        elif first in _CLOSERS:
+            if len(token) <= level:
+                level -= len(token)
+                continue
+            end = match.start() + level  # this run closes the top-level array
+            if len(token) != level + 1 or match.end() != len(stripped):
+                return None
+            found.append(stripped[start:end])
+            return _cleaned(found)
+    return None
+
+
+def _cleaned(found: list[bytes]) -> list[bytes] | None:
+    items = [item.strip(_WHITESPACE) for item in found]
+    if items == [b""]:
+        return []  # "[]"
+    return None if not all(items) else items
+
+
+def depth(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects in `raw` (0 for a scalar), counted without recursion."""
+    level = deepest = 0
+    for match in _TOKENS.finditer(raw):
+        token = match.group()
+        if token[0] in _OPENERS:
+            level += len(token)
+            deepest = max(deepest, level)
+        elif token[0] in _CLOSERS:
+            level -= len(token)
+    return deepest
