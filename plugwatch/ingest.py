@@ -1,6 +1,7 @@
 """Getting a delivery into Redis: classify it, then dedupe + store it in ONE Lua call, then arm a drain job.
 
     classify(body) -> Batch                pure: how many events, enqueue? quarantine why? heartbeat?
+                                           (classify_quickly, else classify_slowly)
     script_call(delivery, ...) -> keys, args   for the INGEST_LUA script (register it once per client)
     IngestResult(reply)                    what the script did
     arm(connection) / enqueue_drain(...)   one RQ job `worker.ingest.drain_ingest` per drain cycle
@@ -91,18 +92,24 @@ def classify(body: bytes) -> Batch:
     Only a body that is not a JSON array of at least one element is quarantined whole. Of its events the
     receiver judges only the system events (which the worker ignores): an odd one is quarantined alone,
     by its index. Every other event, odd or not, goes to the worker, which quarantines what it cannot
-    decode event by event. The common case is one msgspec decode that skips everything but the envelope;
-    a body it refuses (an element that is no object, deep nesting, invalid JSON) is split without
-    recursion and its elements are read one by one.
+    decode event by event.
     """
+    batch = classify_quickly(body)
+    return classify_slowly(body) if batch is None else batch
+
+
+def classify_quickly(body: bytes) -> Batch | None:
+    """The common case: one msgspec decode that skips everything but the envelopes (~1 us per event).
+    None for a body it refuses (an element that is no object, deep nesting, invalid JSON)."""
     try:
-        envelopes = _ENVELOPES.decode(body)
+        return _batch(_ENVELOPES.decode(body))
     except (msgspec.DecodeError, RecursionError):
-        return _classify_slowly(body)
-    return _batch(envelopes)
+        return None
 
 
-def _classify_slowly(body: bytes) -> Batch:
+def classify_slowly(body: bytes) -> Batch:
+    """`classify` for any body: split into its elements (at any depth), each read on its own. Up to a few
+    hundred ms for a pathological 1 MB body: the receiver runs it off its event loop."""
     raw_events = jsonarray.elements(body)
     if raw_events is None:
         return Batch(events=0, quarantine=_not_an_array_reason(body))
@@ -189,9 +196,9 @@ if ARGV[6] ~= '' then
   redis.call('XADD', KEYS[3], '*', 'd', ARGV[1], 'b', ARGV[2], 'reason', ARGV[6], 'at', ARGV[7])
   return 'quarantined'
 end
-for i = 13, #ARGV, 2 do
-  redis.call('XADD', KEYS[3], '*', 'd', ARGV[1], 'b', ARGV[2], 'reason', ARGV[i + 1], 'at', ARGV[7],
-             'event_index', ARGV[i])
+for i = 13, #ARGV, 4 do
+  redis.call('XADD', KEYS[3], '*', 'd', ARGV[1], 'b', ARGV[i + 2], 'reason', ARGV[i + 1], 'at', ARGV[7],
+             'event_index', ARGV[i], 'alone', ARGV[i + 3])
 end
 if ARGV[8] ~= '' then
   redis.call('HSET', KEYS[4], 'at', ARGV[11], 'pending_events', ARGV[8], 'created_at', ARGV[9])
@@ -222,8 +229,9 @@ def script_call(
         batch.quarantine or "", iso_time(now) if quarantining else "",
         pending, created_at, ARMED_TTL_MS, f"{now:.3f}", body_digest(body),
     ]
-    for index, reason in batch.quarantined_events:
-        args += [index, reason]
+    odd = batch.quarantined_events  # each entry keeps its event alone (see plugwatch.quarantine)
+    for (index, reason), (event, alone) in zip(odd, jsonarray.alone(body, [i for i, _ in odd]), strict=True):
+        args += [index, reason, event, int(alone)]
     return script_keys, args
 
 

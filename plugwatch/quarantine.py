@@ -1,10 +1,12 @@
 """The quarantine: authentic input plugwatch could not use, kept for an operator to inspect and replay.
 
 It is the Redis stream `plugwatch:quarantine`; each entry has the fields `d` (delivery id), `b` (the raw
-delivery body), `reason`, `at` (ISO time), when only one event of a delivery was unusable the `event_index`
-of that event in `b`, and `replay_of` (the id of the entry whose replay was quarantined again). The receiver
-writes whole deliveries and odd system events (from its ingest Lua script); the worker calls
-`add(..., event_index=i, source=<ingest entry id>)` for single events and poison deliveries.
+delivery body), `reason`, `at` (ISO time), `replay_of` (the id of the entry whose replay was quarantined
+again), and when only one event of a delivery was unusable its `event_index` in the delivery: then `b`
+holds that event alone, byte for byte, as a one-element array (`alone` = 1), so that a delivery of a hundred
+odd events costs its own size, not a hundred copies of itself (entries written before `alone` existed hold
+the whole body). The receiver writes whole deliveries and odd system events (from its ingest Lua script);
+the worker calls `add(..., event_index=i, source=<ingest entry id>)` for single events and poison deliveries.
 
 Nothing leaves the quarantine except by `purge` or by being processed. Replaying an entry appends it to the
 ingest stream again (the whole body, or just the one event as a one-element array, byte for byte) with a
@@ -39,19 +41,18 @@ class Entry:
     at: str
     event_index: int | None = None
     replay_of: str | None = None  # the entry whose replay was quarantined again as this one
+    alone: bool = False  # `body` is the event at `event_index` alone, as `[event]`
 
     def replay_body(self) -> bytes:
         """What a replay ingests: the whole body, or only the event at `event_index` as `[event]` (its bytes
         as sent: no re-serialization, whatever its depth)."""
-        if self.event_index is None:
+        if self.event_index is None or self.alone:
             return self.body
-        events = jsonarray.elements(self.body)
-        if events is None:
-            stripped = self.body.strip()
-            return b"[" + stripped + b"]" if stripped.startswith(b"{") else self.body
-        if 0 <= self.event_index < len(events):
-            return b"[" + events[self.event_index] + b"]"
-        return self.body
+        [(event, found)] = jsonarray.alone(self.body, [self.event_index])
+        if found:
+            return event
+        stripped = self.body.strip()
+        return b"[" + stripped + b"]" if stripped.startswith(b"{") else self.body
 
 
 class ReplayOutcome(enum.StrEnum):
@@ -62,15 +63,19 @@ class ReplayOutcome(enum.StrEnum):
 
 def add(
     connection: redis.Redis, delivery_id: str, body: bytes, reason: str, *, now: float,
-    event_index: int | None = None, source: str | None = None, replay_of: str | None = None,
+    event_index: int | None = None, alone: bool = False, source: str | None = None, replay_of: str | None = None,
 ) -> str | None:
     """Quarantine a delivery (or, with `event_index`, one event of it); return the entry id.
 
-    `source` (the worker, which may decode an ingest-stream entry again after a crash or a failed batch) is
-    the id of the ingest-stream entry this comes from: the entry is added only once per source entry and
-    `event_index` (None when it was added already). A replay is a new ingest entry, hence a new source.
+    For one event, `body` is the whole delivery, from which the event is cut, or (`alone`) already the event
+    alone as `[event]`. `source` (the worker, which may decode an ingest-stream entry again after a crash or
+    a failed batch) is the id of the ingest-stream entry this comes from: the entry is added only once per
+    source entry and `event_index` (None when it was added already). A replay is a new ingest entry, hence
+    a new source.
     """
-    fields = _fields(delivery_id, body, reason, now=now, event_index=event_index, replay_of=replay_of)
+    if event_index is not None and not alone:
+        [(body, alone)] = jsonarray.alone(body, [event_index])
+    fields = _fields(delivery_id, body, reason, now=now, event_index=event_index, alone=alone, replay_of=replay_of)
     if source is None:
         return _text(connection.xadd(keys.QUARANTINE_STREAM, fields))  # type: ignore[arg-type]
     digest = hashlib.sha256(f"{source}|{delivery_id}|{event_index}|".encode() + body).hexdigest()[:24]
@@ -80,12 +85,14 @@ def add(
     return _text(added) if added else None
 
 
-def _fields(delivery_id: str, body: bytes, reason: str, *, now: float, event_index: int | None,
+def _fields(delivery_id: str, body: bytes, reason: str, *, now: float, event_index: int | None, alone: bool,
             replay_of: str | None) -> dict[str, str | bytes | int]:
     fields: dict[str, str | bytes | int] = {"d": delivery_id, "b": body, "reason": reason,
                                             "at": ingest.iso_time(now)}
     if event_index is not None:
         fields["event_index"] = event_index
+    if alone:
+        fields["alone"] = 1
     if replay_of:
         fields["replay_of"] = replay_of
     return fields
@@ -131,9 +138,10 @@ def replay(connection: redis.Redis, entry_id: str, *, now: float, force: bool = 
         return ReplayOutcome.STILL_INVALID
     pipe = connection.pipeline(transaction=True)
     ingest.requeue(pipe, entry.delivery_id, body, now=now, replay_of=entry.id)
-    for index, reason in () if force else batch.quarantined_events:
+    odd = () if force else batch.quarantined_events
+    for (index, reason), (event, alone) in zip(odd, jsonarray.alone(body, [i for i, _ in odd]), strict=True):
         pipe.xadd(keys.QUARANTINE_STREAM, _fields(  # type: ignore[arg-type]
-            entry.delivery_id, body, reason, now=now, event_index=index, replay_of=entry.id))
+            entry.delivery_id, event, reason, now=now, event_index=index, alone=alone, replay_of=entry.id))
     pipe.xdel(keys.QUARANTINE_STREAM, entry.id)
     pipe.execute()
     ingest.arm(connection)
@@ -192,4 +200,5 @@ def _entry(row: Any) -> Entry:
         at=fields.get(b"at", b"").decode(errors="replace"),
         event_index=int(index) if index is not None and index.isdigit() else None,
         replay_of=_text(fields[b"replay_of"]) if b"replay_of" in fields else None,
+        alone=fields.get(b"alone") == b"1",
     )

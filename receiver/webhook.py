@@ -136,7 +136,9 @@ class WebhookEndpoint:
         return await self._store(delivery_id_of(header_id, body), body)
 
     async def _store(self, delivery_id: str, body: bytes) -> Handled:
-        batch = ingest.classify(body)
+        batch = ingest.classify_quickly(body)
+        if batch is None:  # an odd body: read element by element, without holding up other deliveries
+            batch = await run_in_threadpool(ingest.classify_slowly, body)
         script_keys, args = ingest.script_call(delivery_id, body, batch, now=time.time(),
                                                dedupe_ttl_seconds=self._dedupe_ttl)
         started = time.perf_counter()

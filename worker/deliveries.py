@@ -34,25 +34,44 @@ class _Unparseable:
     reason: str
 
 
+@dataclass
+class _Delivery:
+    """An ingest-stream entry being decoded; its body is split into raw elements at most once."""
+
+    entry: Entry
+    raw_events: list[bytes] | None = None
+
+    @property
+    def body(self) -> bytes:
+        return self.entry[1].get(b"b", b"")
+
+    def event_alone(self, index: int) -> bytes | None:
+        """The event at `index` as `[event]`, byte for byte (what its quarantine entry keeps)."""
+        if self.raw_events is None:
+            self.raw_events = jsonarray.elements(self.body) or []
+        return b"[" + self.raw_events[index] + b"]" if index < len(self.raw_events) else None
+
+
 def decode_delivery(connection: redis.Redis, entry: Entry, counts: Counter[tuple[str, str]]) -> list[Observation]:
     """The observations of one delivery, in array order; malformed events go to the quarantine."""
-    body = entry[1].get(b"b", b"")
-    events = decode_body(body)
+    delivery = _Delivery(entry)
+    events = decode_body(delivery.body)
     if events is None:
-        events = _one_by_one(body)
+        delivery.raw_events = jsonarray.elements(delivery.body)
+        events = None if delivery.raw_events is None else [_element(raw) for raw in delivery.raw_events]
     if events is None:
-        _quarantine(connection, entry, "delivery body is not a JSON array", None, counts)
+        _quarantine(connection, delivery, "delivery body is not a JSON array", None, counts)
         return []
     observations: list[Observation] = []
     for index, raw in enumerate(events):
         try:
             decoded = _decode(raw)
         except DecodeError as error:
-            _quarantine(connection, entry, error.reason, index, counts, _kind_of(raw))
+            _quarantine(connection, delivery, error.reason, index, counts, _kind_of(raw))
             continue
         except Exception as error:  # a core bug must cost one event, never its whole delivery
             log.exception("ingest.decode_crashed", event_index=index)
-            _quarantine(connection, entry, f"decoder crashed: {error!r}", index, counts, _kind_of(raw))
+            _quarantine(connection, delivery, f"decoder crashed: {error!r}", index, counts, _kind_of(raw))
             continue
         if isinstance(decoded, Ignored):
             counts[(decoded.kind, "ignored")] += 1
@@ -68,34 +87,32 @@ def _decode(raw: object) -> Observation | Ignored:
     return decode_event(raw)
 
 
-def _one_by_one(body: bytes) -> list[object] | None:
-    """The elements of an array the parsers refused as a whole, each decoded on its own; None: no array."""
-    elements = jsonarray.elements(body)
-    return None if elements is None else [_element(raw) for raw in elements]
-
-
 def _element(raw: bytes) -> object:
+    """An element of an array the parsers refused as a whole (too deep, or not JSON), decoded on its own."""
     decoded = decode_body(b"[" + raw + b"]")
     if decoded is not None and len(decoded) == 1:
         return decoded[0]
     return _Unparseable(f"event cannot be parsed as JSON (nesting depth {jsonarray.depth(raw)})")
 
 
-def _quarantine(connection: redis.Redis, entry: Entry, reason: str, event_index: int | None,
+def _quarantine(connection: redis.Redis, delivery: _Delivery, reason: str, event_index: int | None,
                 counts: Counter[tuple[str, str]], kind: str = "other") -> None:
-    quarantine_entry(connection, entry, reason, event_index)
-    log.warning("ingest.event_quarantined", delivery_id=text(entry[1].get(b"d", b"")), event_index=event_index,
-                reason=reason)
+    event = None if event_index is None else delivery.event_alone(event_index)
+    quarantine_entry(connection, delivery.entry, reason, event_index, event)
+    log.warning("ingest.event_quarantined", delivery_id=text(delivery.entry[1].get(b"d", b"")),
+                event_index=event_index, reason=reason)
     counts[(kind, "quarantined")] += 1
 
 
-def quarantine_entry(connection: redis.Redis, entry: Entry, reason: str, event_index: int | None = None) -> None:
-    """Quarantine an ingest-stream entry (or one event of it) once, however often it is decoded again (a crash,
-    a failed batch), naming the quarantine entry it was replayed from, if it was."""
+def quarantine_entry(connection: redis.Redis, entry: Entry, reason: str, event_index: int | None = None,
+                     event: bytes | None = None) -> None:
+    """Quarantine an ingest-stream entry (or one event of it: `event`, as `[event]`, if the caller cut it out)
+    once, however often it is decoded again (a crash, a failed batch), naming the quarantine entry it was
+    replayed from, if it was."""
     entry_id, fields = entry
     replay_of = fields.get(b"q")
-    quarantine.add(connection, text(fields.get(b"d", b"")), fields.get(b"b", b""), reason, now=time.time(),
-                   event_index=event_index, source=text(entry_id),
+    quarantine.add(connection, text(fields.get(b"d", b"")), fields.get(b"b", b"") if event is None else event,
+                   reason, now=time.time(), event_index=event_index, alone=event is not None, source=text(entry_id),
                    replay_of=None if replay_of is None else text(replay_of))
 
 

@@ -71,7 +71,8 @@ def show(entry_id: str) -> None:
         raise click.ClickException(f"no quarantine entry {entry_id}")
     click.echo(f"id: {entry.id}\ndelivery: {entry.delivery_id}\nreason: {entry.reason}\nat: {entry.at}")
     if entry.event_index is not None:
-        click.echo(f"event_index: {entry.event_index}")
+        kept = " (the body below is that event alone)" if entry.alone else ""
+        click.echo(f"event_index: {entry.event_index}{kept}")
     if entry.replay_of is not None:
         click.echo(f"replay_of: {entry.replay_of}")
     click.echo("")

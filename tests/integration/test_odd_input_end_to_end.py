@@ -109,7 +109,8 @@ def test_odd_events_are_quarantined_alone_and_their_neighbours_processed(
 
     entries = {entry.delivery_id: entry for entry in quarantine.entries(real_redis)}
     assert {name: (entry.event_index, entry.body) for name, entry in entries.items()} == {
-        name: (2, deliveries[name]) for name in ("bad-heartbeat", "broken", "deep-5000", "deep-100000")}
+        "bad-heartbeat": (2, array(heartbeat(b"-1"))), "broken": (2, array(BROKEN)),
+        **{f"deep-{levels}": (2, array(deep(levels))) for levels in (5000, 100_000)}}
     assert entries["bad-heartbeat"].reason == "invalid_heartbeat"
     assert entries["broken"].reason == "vehicle.id is missing or not a string"
     assert entries["deep-5000"].reason == "event cannot be parsed as JSON (nesting depth 5001)"

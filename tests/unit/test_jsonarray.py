@@ -21,17 +21,19 @@ json_values = st.recursive(
 
 @given(st.lists(json_values, max_size=6), st.sampled_from([None, 0, 2]), st.booleans())
 def test_each_element_is_exactly_its_own_json(events: list[Any], indent: int | None, ascii_only: bool) -> None:
-    """However the array is laid out, each element's bytes parse to that element."""
+    """However the array is laid out, each element's bytes parse to that element; msgspec and the scan agree."""
     body = json.dumps(events, indent=indent, ensure_ascii=ascii_only).encode()
     found = jsonarray.elements(body)
     assert found is not None
     assert [json.loads(raw) for raw in found] == events
+    assert jsonarray.scan(body) == found
 
 
 @given(json_values)
 def test_a_value_that_is_no_array_is_none(value: Any) -> None:
     if not isinstance(value, list):
         assert jsonarray.elements(json.dumps(value).encode()) is None
+        assert jsonarray.scan(json.dumps(value).encode()) is None
 
 
 @pytest.mark.parametrize(

@@ -22,11 +22,29 @@ def connection(request: pytest.FixtureRequest) -> redis.Redis:
 
 def test_added_entries_are_listed_oldest_first_with_their_fields(connection: redis.Redis) -> None:
     first = quarantine.add(connection, "d1", b"<html>", "invalid_json", now=NOW)
-    second = quarantine.add(connection, "d2", b"[1]", "event rejected", now=NOW + 1, event_index=0)
+    second = quarantine.add(connection, "d2", b"[1, 2]", "event rejected", now=NOW + 1, event_index=1)
     assert [e.id for e in quarantine.entries(connection)] == [first, second]
-    assert quarantine.get(connection, second) == Entry(second, "d2", b"[1]", "event rejected",
-                                                       "2023-11-14T22:13:21.000Z", 0)
+    assert quarantine.get(connection, second) == Entry(second, "d2", b"[2]", "event rejected",
+                                                       "2023-11-14T22:13:21.000Z", 1, alone=True)
+    assert quarantine.get(connection, first) == Entry(first, "d1", b"<html>", "invalid_json",
+                                                      "2023-11-14T22:13:20.000Z")
     assert quarantine.count(connection) == 2
+
+
+def test_an_event_entry_keeps_the_event_alone_byte_for_byte(connection: redis.Redis) -> None:
+    """A delivery of a hundred odd events costs its own size in the quarantine, not a hundred copies."""
+    body = b'[{"a": 1E3}, {"b" :\t"\\u00e9"}]'
+    entry_id = quarantine.add(connection, "d1", body, "event rejected", now=NOW, event_index=1)
+    entry = quarantine.get(connection, entry_id)
+    assert entry is not None
+    assert (entry.body, entry.event_index, entry.alone, entry.replay_body()) == (
+        b'[{"b" :\t"\\u00e9"}]', 1, True, b'[{"b" :\t"\\u00e9"}]')
+
+
+def test_an_old_event_entry_holding_the_whole_body_replays_its_event(connection: redis.Redis) -> None:
+    connection.xadd(keys.QUARANTINE_STREAM, {"d": "d1", "b": b"[1, 2]", "reason": "r", "at": "t", "event_index": 1})
+    [entry] = quarantine.entries(connection)
+    assert (entry.body, entry.alone, entry.replay_body()) == (b"[1, 2]", False, b"[2]")
 
 
 def test_listing_pages_after_an_entry_id(connection: redis.Redis) -> None:
@@ -114,7 +132,7 @@ def test_a_replayed_delivery_requarantines_its_odd_system_events_at_once(real_re
     assert quarantine.replay(real_redis, entry_id, now=NOW + 1) is ReplayOutcome.REPLAYED
     [again] = quarantine.entries(real_redis)
     assert (again.delivery_id, again.body, again.reason, again.event_index, again.replay_of) == (
-        "d1", body, "invalid_heartbeat", 1, entry_id)
+        "d1", orjson.dumps([BAD_HEARTBEAT]), "invalid_heartbeat", 1, entry_id)
     [(_, fields)] = real_redis.xrange(keys.INGEST_STREAM)
     assert fields[b"b"] == body
 
@@ -160,4 +178,4 @@ def test_an_ingest_entry_is_quarantined_once_however_often_it_is_decoded(
     assert replayed is not None
     assert quarantine.count(connection) == 3
     assert quarantine.get(connection, replayed) == Entry(replayed, "d1", b"[1]", "event rejected",
-                                                         "2023-11-14T22:13:22.000Z", 0, replay_of=first)
+                                                         "2023-11-14T22:13:22.000Z", 0, replay_of=first, alone=True)

@@ -197,7 +197,7 @@ def test_a_bad_heartbeat_beside_a_plug_in_is_quarantined_alone(receiver: InProce
     assert receiver.ingest_count() == 1
     [(_, fields)] = receiver.redis.xrange(keys.QUARANTINE_STREAM)
     assert (fields[b"d"], fields[b"b"], fields[b"reason"], fields[b"event_index"]) == (
-        b"hb-bad", body, b"invalid_heartbeat", b"1")
+        b"hb-bad", b"[" + HEARTBEAT + b',"pendingEvents":' + pending + b"}]", b"invalid_heartbeat", b"1")
     assert not receiver.redis.exists(keys.HEARTBEAT)
     assert _sample(receiver, "plugwatch_receiver_quarantined_events_total", reason="invalid_heartbeat") == 1
 

@@ -198,8 +198,7 @@ def test_an_event_nested_deeper_than_the_parsers_go_is_quarantined_alone_not_poi
     drained = nested(300)
 
     [entry] = quarantine.entries(connection)
-    assert (entry.delivery_id, entry.event_index, entry.body) == ("d1", 1, body)
-    assert entry.replay_body() == b"[" + deep + b"]"
+    assert (entry.delivery_id, entry.event_index, entry.body) == ("d1", 1, b"[" + deep + b"]")
     if levels >= 5000:
         assert entry.reason == f"event cannot be parsed as JSON (nesting depth {levels + 1})"
     assert [event["type"] for event in emitted(connection)] == ["vehicle.plugged_in_at_home"]
