@@ -100,10 +100,10 @@ def classify(body: bytes) -> Batch:
 
 def classify_quickly(body: bytes) -> Batch | None:
     """The common case: one msgspec decode that skips everything but the envelopes (~1 us per event).
-    None for a body it refuses (an element that is no object, deep nesting, invalid JSON)."""
+    None for a body it refuses (an element that is no object, deep nesting, invalid JSON or UTF-8)."""
     try:
         return _batch(_ENVELOPES.decode(body))
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):  # msgspec raises the last for bad UTF-8
         return None
 
 
@@ -127,7 +127,7 @@ def _not_an_array_reason(body: bytes) -> QuarantineReason:
 def _envelope(raw: bytes) -> _Envelope:
     try:
         return _ENVELOPE.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         return _NOT_AN_ENVELOPE
 
 

@@ -2,15 +2,14 @@
 
     elements(body) -> list[bytes] | None     each element's bytes, exactly as sent; None: not an array
     alone(body, indices) -> [(bytes, bool)]  per index `([element], True)`: one element as a one-element array
-    depth(raw) -> int                        how deeply `raw` nests arrays and objects
 
 JSON parsers recurse: msgspec raises RecursionError near Python's recursion limit (~1000 levels, fewer
 when called deep in a stack), orjson refuses more than 1024 levels and cannot serialize more than 254.
 An authentic Enode body may still nest deeper than that. Splitting it into its elements lets each be
 parsed on its own: the elements that parse go on, one that does not is quarantined alone. msgspec splits
-(`list[Raw]`, in C) what it can; a body it cannot (too deep, or not valid JSON) is scanned token by token
-without recursion (one regex match per string, per run of brackets, per comma: ~3 us each). Elements the
-scan finds are not validated; the parser that reads each one does that.
+(`list[Raw]`, in C, skipping values without checking number ranges or UTF-8, which each element's parser
+does later); a body too deep for it is scanned token by token without recursion (one regex match per
+string, per run of brackets, per comma: ~3 us each). A body whose structure is not JSON is no array.
 """
 
 from __future__ import annotations
@@ -37,9 +36,9 @@ def elements(body: bytes) -> list[bytes] | None:
     """
     try:
         return [bytes(raw) for raw in _RAW_ELEMENTS.decode(body)]
-    except msgspec.ValidationError:
-        return None  # JSON, but not an array
-    except (msgspec.DecodeError, RecursionError):
+    except msgspec.DecodeError:  # not JSON, or JSON but not an array (ValidationError)
+        return None
+    except RecursionError:
         return scan(body)
 
 
@@ -52,7 +51,8 @@ def alone(body: bytes, indices: Iterable[int]) -> list[tuple[bytes, bool]]:
 
 
 def scan(body: bytes) -> list[bytes] | None:
-    """`elements`, found by scanning tokens without recursion (and without validating the elements)."""
+    """`elements` of a body nested too deep for msgspec, found by scanning tokens without recursion (and
+    without validating the elements: their parsers do that)."""
     stripped = body.strip(_WHITESPACE)
     if not stripped.startswith(b"["):
         return None
@@ -84,16 +84,3 @@ def _cleaned(found: list[bytes]) -> list[bytes] | None:
     if items == [b""]:
         return []  # "[]"
     return None if not all(items) else items
-
-
-def depth(raw: bytes) -> int:
-    """The deepest nesting of arrays and objects in `raw` (0 for a scalar), counted without recursion."""
-    level = deepest = 0
-    for match in _TOKENS.finditer(raw):
-        token = match.group()
-        if token[0] in _OPENERS:
-            level += len(token)
-            deepest = max(deepest, level)
-        elif token[0] in _CLOSERS:
-            level -= len(token)
-    return deepest

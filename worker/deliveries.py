@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+import orjson
 import redis
 import structlog
 
@@ -88,11 +89,16 @@ def _decode(raw: object) -> Observation | Ignored:
 
 
 def _element(raw: bytes) -> object:
-    """An element of an array the parsers refused as a whole (too deep, or not JSON), decoded on its own."""
+    """An element of an array the parsers refused as a whole (nested too deep, a number out of range, invalid
+    UTF-8 in one event), decoded on its own."""
     decoded = decode_body(b"[" + raw + b"]")
     if decoded is not None and len(decoded) == 1:
         return decoded[0]
-    return _Unparseable(f"event cannot be parsed as JSON (nesting depth {jsonarray.depth(raw)})")
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        return _Unparseable(f"event cannot be parsed as JSON: {error}")
+    return _Unparseable("event cannot be parsed as JSON")
 
 
 def _quarantine(connection: redis.Redis, delivery: _Delivery, reason: str, event_index: int | None,

@@ -40,20 +40,29 @@ def test_a_value_that_is_no_array_is_none(value: Any) -> None:
     ("body", "expected"),
     [(b"[]", []), (b" \n[ ]\t", []), (b'[1, "a,]b\\"", {"c":[1,2]} ]', [b"1", b'"a,]b\\""', b'{"c":[1,2]}']),
      (b"[1,]", None), (b"[,]", None), (b"[1]]", None), (b"[1] x", None), (b"[1", None), (b"", None),
-     (b"{}", None),
-     (b'["]', [b'"']), (b"[1 2]", [b"1 2"])],  # elements are not validated: their parser does that
+     (b"{}", None), (b'["]', None), (b"[1 2]", None), (b'["\xff", 1e400]', [b'"\xff"', b"1e400"])],
 )
 def test_elements(body: bytes, expected: list[bytes] | None) -> None:
+    """A body whose structure is no JSON array is None; values are not checked (their parsers do that)."""
     assert jsonarray.elements(body) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [(b"[]", []), (b"[1,]", None), (b"[1]]", None), (b"[1] x", None), (b"[1", None), (b"{}", None),
+     (b'["]', [b'"']), (b"[1 2]", [b"1 2"])],  # the scan does not validate elements: their parser does that
+)
+def test_scan(body: bytes, expected: list[bytes] | None) -> None:
+    assert jsonarray.scan(body) == expected
 
 
 @pytest.mark.parametrize("levels", [1000, 5000, 500_000])
 def test_deep_elements_are_split_beside_their_neighbours(levels: int) -> None:
     deep = b"[" * levels + b"]" * levels
-    assert jsonarray.elements(b'[{"a":1},' + deep + b",2]") == [b'{"a":1}', deep, b"2"]
-    assert jsonarray.depth(deep) == levels
+    assert jsonarray.elements(b'[{"a":"]]"},' + deep + b",2]") == [b'{"a":"]]"}', deep, b"2"]
 
 
-def test_depth_counts_arrays_and_objects_not_brackets_in_strings() -> None:
-    assert jsonarray.depth(b'{"a":[{"b":"[[[["}]}') == 3
-    assert jsonarray.depth(b"7") == 0
+def test_alone_cuts_events_out_byte_for_byte_or_keeps_the_body() -> None:
+    body = b'[ {"a" : 1E3} ,\n"x" ]'
+    assert jsonarray.alone(body, [1, 0, 2]) == [(b'["x"]', True), (b'[{"a" : 1E3}]', True), (body, False)]
+    assert jsonarray.alone(b"not json", [0]) == [(b"not json", False)]

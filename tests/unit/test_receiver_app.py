@@ -225,6 +225,14 @@ def test_any_depth_within_the_body_limit_is_stored_never_a_5xx(levels: int) -> N
     assert (response.status_code, response.json()) == (200, {"outcome": "quarantined"})
 
 
+def test_invalid_utf8_in_an_envelope_field_is_stored_never_a_5xx(receiver: InProcessReceiver) -> None:
+    """msgspec raises UnicodeDecodeError (not its DecodeError) for it: the worker quarantines that event alone."""
+    body = BODY[:-1] + b',{"event":"user:vehicle:updated","version":"2024-10-01","createdAt":"\xff"}]'
+    response = receiver.post(body, signed(body, "utf8"))
+    assert (response.status_code, response.json()) == (200, {"outcome": "accepted"})
+    assert receiver.ingest_count() == 1
+
+
 def test_a_heartbeat_records_pending_events_and_time(receiver: InProcessReceiver) -> None:
     body = orjson.dumps([{"event": "system:heartbeat", "version": "2024-10-01", "pendingEvents": 7,
                           "createdAt": "2025-03-14T18:30:00.000Z"}])

@@ -131,6 +131,24 @@ def test_classify_never_raises(body: bytes) -> None:
     assert isinstance(ingest.classify(body), Batch)
 
 
+@given(field=st.sampled_from(["event", "version", "createdAt", "pendingEvents", "other"]),
+       raw=st.binary(max_size=8).filter(lambda b: b'"' not in b and b"\\" not in b), quoted=st.booleans())
+def test_any_bytes_in_an_envelope_field_never_raise(field: str, raw: bytes, quoted: bool) -> None:
+    """Invalid UTF-8 in a string (msgspec raises UnicodeDecodeError, not DecodeError) or garbage in a value:
+    the receiver answers, and the delivery's other events are not held up."""
+    value = b'"' + raw + b'"' if quoted else raw
+    odd = b'{"event":"user:vehicle:updated","version":"2024-10-01","' + field.encode() + b'":' + value + b"}"
+    batch = ingest.classify(b"[" + orjson.dumps(VEHICLE) + b"," + odd + b"]")
+    assert batch.quarantine in (None, QuarantineReason.INVALID_JSON)
+    if batch.quarantine is None:
+        assert batch.enqueue
+
+
+def test_invalid_utf8_in_one_event_does_not_hold_up_the_others() -> None:
+    odd = b'{"event":"user:vehicle:updated","version":"2024-10-01","createdAt":"\xff"}'
+    assert ingest.classify(b"[" + orjson.dumps(VEHICLE) + b"," + odd + b"]") == Batch(events=2, enqueue=True)
+
+
 @given(batch=st.lists(events | json_values, min_size=1, max_size=4), levels=st.integers(1, 3000),
        at=st.integers(0, 4))
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)

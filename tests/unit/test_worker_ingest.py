@@ -200,9 +200,27 @@ def test_an_event_nested_deeper_than_the_parsers_go_is_quarantined_alone_not_poi
     [entry] = quarantine.entries(connection)
     assert (entry.delivery_id, entry.event_index, entry.body) == ("d1", 1, b"[" + deep + b"]")
     if levels >= 5000:
-        assert entry.reason == f"event cannot be parsed as JSON (nesting depth {levels + 1})"
+        assert entry.reason.startswith("event cannot be parsed as JSON: depth limit exceeded")
     assert [event["type"] for event in emitted(connection)] == ["vehicle.plugged_in_at_home"]
     assert (drained.deliveries, connection.xlen(keys.INGEST_STREAM)) == (1, 0)
+
+
+@pytest.mark.parametrize(("odd", "reason"), [
+    (b'{"event":"user:vehicle:updated","version":"2024-10-01","createdAt":1e400}', "number is infinity"),
+    (b'{"event":"user:vehicle:updated","version":"2024-10-01","createdAt":"\xff"}', "str is not valid UTF-8"),
+])
+def test_an_event_no_parser_reads_is_quarantined_alone_byte_for_byte(
+        context: WorkerContext, connection: redis.Redis, odd: bytes, reason: str) -> None:
+    """A number out of range or invalid UTF-8 in one event: the body is not valid as a whole, its array is."""
+    charger, vehicle = (orjson.dumps(event) for event in plug_in_at_home())
+    feed(connection, [Delivery("d1", b"[" + charger + b",\n " + odd + b" ," + vehicle + b"]")])
+
+    ingest.drain(context)
+
+    [entry] = quarantine.entries(connection)
+    assert (entry.event_index, entry.body) == (1, b"[" + odd + b"]")
+    assert entry.reason.startswith("event cannot be parsed as JSON: " + reason)
+    assert [event["type"] for event in emitted(connection)] == ["vehicle.plugged_in_at_home"]
 
 
 def test_a_replayed_entry_that_is_quarantined_again_stays_listed(

@@ -52,7 +52,7 @@ def decode_body(body: bytes) -> list[Any] | None:
     or not one these parsers can read (invalid JSON, nesting deeper than they go)."""
     try:
         return [msgspec.to_builtins(event) for event in _decoder.decode(body)]
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):  # msgspec recurses: ~1000 levels
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):  # recursion: ~1000 levels; bad UTF-8
         pass
     try:
         events = orjson.loads(body)
