@@ -2,7 +2,7 @@
 
     Content-Length > limit ─▶ 413      signature header absent/malformed ─▶ 401 (body never read)
     body > limit while reading ─▶ 413   HMAC mismatch for every secret ─▶ 401
-    classify ─▶ ONE Lua call (dedupe + ingest/quarantine/heartbeat + arm) ─▶ 200
+    classify (an odd body: in the threadpool) ─▶ ONE Lua call (dedupe + ingest/quarantine/heartbeat + arm) ─▶ 200
                 (script calls of concurrent deliveries share one pipelined round trip: receiver.batching)
     Redis error or no answer within the budget ─▶ 503 (nothing marked as seen: Enode's retry is accepted)
 
