@@ -112,8 +112,9 @@ class RedisCollector(Collector):
         at, pending_events = replies[-1]
         if at is not None:
             heartbeat_age.add_metric([], max(0.0, now - float(at)))
-        if pending_events is not None:
-            pending.add_metric([], int(pending_events))
+        pending_value = number_or_none(pending_events)
+        if pending_value is not None:
+            pending.add_metric([], pending_value)
 
     def _oldest_ages(self, specs: Sequence[QueueSpec], heads: Sequence[Any], now: float) -> list[float]:
         """Age of each queue's oldest entry: from the stream id, or the RQ job's enqueued_at."""
@@ -133,6 +134,17 @@ class RedisCollector(Collector):
                 if enqueued_at:
                     ages[i] = max(0.0, now - utcparse(enqueued_at.decode()).timestamp())
         return ages
+
+
+def number_or_none(value: bytes | str | None) -> float | None:
+    """A number the receiver stored as text (the heartbeat's `pendingEvents`: `7`, `0.5`, `1E3`); None if absent
+    or unreadable."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
 
 
 def _families() -> list[GaugeMetricFamily]:

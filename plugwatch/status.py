@@ -55,7 +55,7 @@ class UrlStatus:
 class Heartbeat:
     at: float
     age_seconds: float
-    pending_events: int | None
+    pending_events: float | None  # Enode types it `number`: 0.5 is as valid as 3
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def read_status(connection: redis.Redis, urls: Iterable[str], now: float) -> Sta
     age = samples.get(("plugwatch_enode_heartbeat_age_seconds", ""))
     pending = samples.get(("plugwatch_enode_pending_events", ""))
     heartbeat = None if age is None else Heartbeat(
-        at=now - age, age_seconds=age, pending_events=None if pending is None else int(pending)
+        at=now - age, age_seconds=age, pending_events=None if pending is None else _as_written(pending)
     )
     return Status(
         at=now,
@@ -113,6 +113,11 @@ def read_status(connection: redis.Redis, urls: Iterable[str], now: float) -> Sta
         downstream=tuple(_url_status(state, now) for state in read_states(connection, all_urls)),
         reconcile_suggested=_reconcile_suggested(connection),
     )
+
+
+def _as_written(value: float) -> float:
+    """7 for 7.0 (as Enode usually writes it), 0.5 for 0.5: in the text and the JSON of `status`."""
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
 def _reconcile_suggested(connection: redis.Redis) -> str | None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from plugwatch.ingest import QuarantineReason
 from plugwatch.redis_metrics import RedisCollector
 from receiver.signature import SignatureFailure
 
@@ -34,6 +35,7 @@ class ReceiverMetrics:
     requests: Counter
     signature_failures: Counter
     enqueue_seconds: Histogram
+    quarantined_events: Counter  # system events the receiver quarantined alone, by reason
 
     @classmethod
     def create(cls, connection: redis.Redis) -> ReceiverMetrics:
@@ -45,9 +47,14 @@ class ReceiverMetrics:
                            ["reason"], registry=registry)
         enqueue = Histogram("plugwatch_receiver_enqueue_seconds", "Time of the ingest Redis call",
                             buckets=_ENQUEUE_BUCKETS, registry=registry)
+        quarantined = Counter("plugwatch_receiver_quarantined_events",
+                              "System events quarantined alone (their delivery went on), by reason", ["reason"],
+                              registry=registry)
+        for event_reason in (QuarantineReason.UNKNOWN_VERSION, QuarantineReason.INVALID_HEARTBEAT):
+            quarantined.labels(event_reason.value)
         for outcome in Outcome:
             requests.labels(outcome.value)
         for reason in SignatureFailure:
             failures.labels(reason.value)
         registry.register(RedisCollector(connection))
-        return cls(registry, requests, failures, enqueue)
+        return cls(registry, requests, failures, enqueue, quarantined)

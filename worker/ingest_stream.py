@@ -9,15 +9,13 @@
 
 from __future__ import annotations
 
-import time
-
 import redis
 import structlog
 from rq import Queue
 
-from plugwatch import ingest, keys, quarantine
+from plugwatch import ingest, keys
 from worker.bootstrap import WorkerContext
-from worker.deliveries import Entry, text
+from worker.deliveries import Entry, quarantine_entry, text
 from worker.store import Ack
 
 log = structlog.get_logger(__name__)
@@ -87,10 +85,9 @@ def claim(context: WorkerContext, armed_key: str, cursor: bytes) -> tuple[list[E
 
 
 def quarantine_poison(context: WorkerContext, entry: Entry, times: int) -> None:
-    entry_id, fields = entry
+    entry_id = entry[0]
     reason = f"poison: delivered {times} times without completing"
-    quarantine.add(context.connection, text(fields.get(b"d", b"")), fields.get(b"b", b""), reason, now=time.time(),
-                   once=True)  # a crash before the ack must not quarantine it twice
+    quarantine_entry(context.connection, entry, reason)  # a crash before the ack must not quarantine it twice
     log.warning("ingest.poison_quarantined", entry_id=text(entry_id), times=times)
     context.store.apply_batch([], Ack([entry_id]))
     context.metrics.events.labels("other", "quarantined").inc()

@@ -98,6 +98,15 @@ def test_heartbeat_age_and_pending_events(fake_redis: redis.Redis) -> None:
     assert "pendingEvents 7" in render_text(status)
 
 
+@pytest.mark.parametrize(("stored", "shown"), [("0.5", "0.5"), ("1E3", "1000"), ("2.25e-1", "0.225")])
+def test_a_non_integer_pending_events_is_shown_as_a_number(fake_redis: redis.Redis, stored: str, shown: str) -> None:
+    """Enode types pendingEvents as a JSON number; the receiver stores it as written."""
+    fake_redis.hset(keys.HEARTBEAT, mapping={"at": NOW - 1, "pending_events": stored, "created_at": "x"})
+    status = read_status(fake_redis, [], NOW)
+    assert f"pendingEvents {shown}" in render_text(status)
+    assert json.loads(json.dumps(status.as_dict()))["heartbeat"]["pending_events"] == float(stored)
+
+
 def test_paused_and_disabled_urls_are_named_with_their_reason(fake_redis: redis.Redis) -> None:
     record_failure(fake_redis, URL_A, head="1-0", attempts=3, error="HTTP 503", paused_until=NOW + 60)
     disable(fake_redis, URL_B, reason="HTTP 410 Gone", now=NOW - 5)
