@@ -1,8 +1,10 @@
 """One ingest-stream entry (an Enode delivery) -> the observations of its events, in array order.
 
 An entry holds the fields the receiver wrote: `d` (delivery id), `b` (raw body), `t` (received at, ms).
-A body that is not a JSON array is quarantined whole; an event the core cannot decode is quarantined alone
-(with its `event_index`) and the delivery's other events go on. Events of devices plugwatch does not track
+`t` is the receipt time the core is given with every event (an entry without a usable one, which no
+receiver writes, is taken as received now). A body that is not a JSON array is quarantined whole; an
+event the core cannot decode is quarantined alone (with its `event_index`) and the delivery's other events
+go on. Events of devices plugwatch does not track
 are counted as ignored. `counts` collects `(kind, outcome)` for the worker's events metric.
 """
 
@@ -15,24 +17,25 @@ import redis
 import structlog
 
 from plugwatch import quarantine
-from worker.core import DecodeError, Ignored, Observation, decode_body, decode_event
+from worker.core import CoreConfig, DecodeError, Ignored, Observation, decode_body, decode_event
 
 log = structlog.get_logger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes]]  # (entry id, fields), as XREADGROUP returns it without decoding
 
 
-def decode_delivery(connection: redis.Redis, fields: dict[bytes, bytes],
-                    counts: Counter[tuple[str, str]]) -> list[Observation]:
+def decode_delivery(connection: redis.Redis, fields: dict[bytes, bytes], counts: Counter[tuple[str, str]],
+                    config: CoreConfig) -> list[Observation]:
     """The observations of one delivery, in array order; malformed events go to the quarantine."""
     events = decode_body(fields.get(b"b", b""))
     if events is None:
         _quarantine(connection, fields, "delivery body is not a JSON array", None, counts)
         return []
+    received_at = received_at_ms(fields)
     observations: list[Observation] = []
     for index, raw in enumerate(events):
         try:
-            decoded = decode_event(raw)
+            decoded = decode_event(raw, received_at, config)
         except DecodeError as error:
             _quarantine(connection, fields, error.reason, index, counts, _kind_of(raw))
             continue
@@ -45,6 +48,14 @@ def decode_delivery(connection: redis.Redis, fields: dict[bytes, bytes],
         else:
             observations.append(decoded)
     return observations
+
+
+def received_at_ms(fields: dict[bytes, bytes]) -> int:
+    """The entry's receipt time `t` (ms), else now."""
+    try:
+        return int(fields[b"t"])
+    except (KeyError, ValueError):
+        return int(time.time() * 1000)
 
 
 def _quarantine(connection: redis.Redis, fields: dict[bytes, bytes], reason: str, event_index: int | None,
