@@ -99,4 +99,4 @@ def test_the_action_memory_is_measured_in_the_entries_receipt_times(
 
     assert [event["data"]["actionId"] for event in emitted(connection)] == ["a1", "a2"]
     state = decode_state(connection.get(keys.user_state_key(USER)))  # type: ignore[arg-type]
-    assert state.actions == {action_key("a2"): (RECEIVED_MS + 3_662_000) // 1000}, "a1 (last received at +60 s) fell out of the hour"
+    assert state.actions == {action_key("a2"): (RECEIVED_MS + 3_662_000) // 1000}, "a1 (last at +60 s) is forgotten"
