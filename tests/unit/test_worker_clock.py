@@ -6,6 +6,7 @@ Every test runs against fakeredis and against the suite's private redis-server.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from worker import ingest
 from worker.bootstrap import WorkerContext, bootstrap
 from worker.core import decode_state
 from worker.core.memory import action_key
+from worker.deliveries import received_at_ms
 
 USER, VEHICLE, CHARGER, HOME = "usr-1", "veh-1", "chg-1", "loc-home"
 RECEIVED_MS = int((START + timedelta(hours=1)).timestamp() * 1000)
@@ -100,3 +102,10 @@ def test_the_action_memory_is_measured_in_the_entries_receipt_times(
     assert [event["data"]["actionId"] for event in emitted(connection)] == ["a1", "a2"]
     state = decode_state(connection.get(keys.user_state_key(USER)))  # type: ignore[arg-type]
     assert state.actions == {action_key("a2"): (RECEIVED_MS + 3_662_000) // 1000}, "a1 (last at +60 s) is forgotten"
+
+
+def test_an_entry_without_a_usable_receipt_time_is_taken_as_received_now() -> None:
+    before = int(time.time() * 1000)
+    assert received_at_ms({b"t": b"1741939200000"}) == 1_741_939_200_000
+    for fields in ({}, {b"t": b"soon"}):
+        assert before <= received_at_ms(fields) <= int(time.time() * 1000)
