@@ -111,6 +111,8 @@ class Settings:
     dedupe_ttl_seconds: int = 72 * 3600
     redis_timeout_seconds: float = 1.0
     delivery_max_age_seconds: float = 24 * 3600.0
+    action_memory_seconds: int = 72 * 3600  # terminal actions are recognised as repeats this long (receipt time)
+    max_clock_skew_seconds: int = 300  # Enode timestamps further ahead of their receipt are clamped to it
     log_format: str = "auto"  # "json", "console" or "auto" (console on a TTY)
 
     @classmethod
@@ -146,6 +148,12 @@ class Settings:
             ),
             delivery_max_age_seconds=positive_float(
                 environ, "PLUGWATCH_DELIVERY_MAX_AGE_SECONDS", cls.delivery_max_age_seconds
+            ),
+            action_memory_seconds=positive_int(
+                environ, "PLUGWATCH_ACTION_MEMORY_SECONDS", cls.action_memory_seconds
+            ),
+            max_clock_skew_seconds=positive_int(
+                environ, "PLUGWATCH_MAX_CLOCK_SKEW_SECONDS", cls.max_clock_skew_seconds
             ),
             log_format=log_format,
         )

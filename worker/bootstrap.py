@@ -77,7 +77,7 @@ def bootstrap(settings: Settings, environ: Mapping[str, str] | None = None, *,
     if connection is None:
         connection = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
     registry.register(RedisCollector(connection, queues=_queues_with_outboxes(settings.downstream_urls)))
-    store = Store(connection, settings.downstream_urls)
+    store = Store.from_settings(connection, settings)
     return WorkerContext(
         settings=settings,
         connection=connection,

@@ -1,6 +1,7 @@
 """One ingest-stream entry (an Enode delivery) -> the observations of its events, in array order.
 
-An entry holds the fields the receiver wrote: `d` (delivery id), `b` (raw body), `t` (received at, ms), and
+An entry holds the fields the receiver wrote: `d` (delivery id), `b` (raw body), `t` (received at, ms: the receipt
+time the core is given with every event; an entry without a usable one is taken as received now), and
 `q` on a replay (the quarantine entry it came from). A body that is not a JSON array is quarantined whole.
 A body the parsers refuse as a whole (an element nested deeper than they go, invalid JSON inside one
 element) is split without recursion and its elements are decoded one by one. An event that cannot be
@@ -21,7 +22,7 @@ import redis
 import structlog
 
 from plugwatch import ingest, jsonarray, quarantine
-from worker.core import DecodeError, Ignored, Observation, decode_body, decode_event
+from worker.core import CoreConfig, DecodeError, Ignored, Observation, decode_body, decode_event
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +54,8 @@ class _Delivery:
         return b"[" + self.raw_events[index] + b"]" if index < len(self.raw_events) else None
 
 
-def decode_delivery(connection: redis.Redis, entry: Entry, counts: Counter[tuple[str, str]]) -> list[Observation]:
+def decode_delivery(connection: redis.Redis, entry: Entry, counts: Counter[tuple[str, str]],
+                    config: CoreConfig) -> list[Observation]:
     """The observations of one delivery, in array order; malformed events go to the quarantine."""
     delivery = _Delivery(entry)
     events = decode_body(delivery.body)
@@ -63,10 +65,11 @@ def decode_delivery(connection: redis.Redis, entry: Entry, counts: Counter[tuple
     if events is None:
         _quarantine(connection, delivery, "delivery body is not a JSON array", None, counts)
         return []
+    received_at = received_at_ms(entry[1])
     observations: list[Observation] = []
     for index, raw in enumerate(events):
         try:
-            decoded = _decode(raw)
+            decoded = _decode(raw, received_at, config)
         except DecodeError as error:
             _quarantine(connection, delivery, error.reason, index, counts, _kind_of(raw))
             continue
@@ -81,11 +84,11 @@ def decode_delivery(connection: redis.Redis, entry: Entry, counts: Counter[tuple
     return observations
 
 
-def _decode(raw: object) -> Observation | Ignored:
+def _decode(raw: object, received_at: int, config: CoreConfig) -> Observation | Ignored:
     problem = raw.reason if isinstance(raw, _Unparseable) else ingest.envelope_problem(raw)
     if problem is not None:
         raise DecodeError(problem)
-    return decode_event(raw)
+    return decode_event(raw, received_at, config)
 
 
 def _element(raw: bytes) -> object:
@@ -99,6 +102,14 @@ def _element(raw: bytes) -> object:
     except orjson.JSONDecodeError as error:
         return _Unparseable(f"event cannot be parsed as JSON: {error}")
     return _Unparseable("event cannot be parsed as JSON")
+
+
+def received_at_ms(fields: dict[bytes, bytes]) -> int:
+    """The entry's receipt time `t` (ms), else now."""
+    try:
+        return int(fields[b"t"])
+    except (KeyError, ValueError):
+        return int(time.time() * 1000)
 
 
 def _quarantine(connection: redis.Redis, delivery: _Delivery, reason: str, event_index: int | None,

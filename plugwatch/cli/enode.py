@@ -201,10 +201,10 @@ def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted:
         connection = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
         try:
             _refuse_missing_urls(connection, settings, force)
-            store = Store(connection, settings.downstream_urls)
+            store = Store.from_settings(connection, settings)
             apply = functools.partial(apply_observations, store, connection, settings)
             started = datetime.now(UTC)
-            report = reconcile(client, apply, started, user_id=user_id, page_size=page_size)
+            report = reconcile(client, apply, started, user_id=user_id, page_size=page_size, config=store.config)
             if prune_deleted:
                 limit = 1.0 if force else prune.DEFAULT_MAX_FRACTION
                 report.emitted.update(prune.prune_deleted(connection, store, apply, report, started,

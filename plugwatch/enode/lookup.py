@@ -28,6 +28,7 @@ from plugwatch.enode.client import EnodeClient, EnodeConfig, RetryPolicy
 from plugwatch.enode.errors import EnodeError, EnodeTransientError
 from plugwatch.enode.observe import ApplyBatch, apply_observations, observations
 from plugwatch.settings import Settings
+from worker.core import DEFAULT_CONFIG, CoreConfig
 from worker.store import BatchResult, Store
 
 log = structlog.get_logger(__name__)
@@ -42,12 +43,14 @@ class ChargerLookup:
     """Fetches unknown chargers at most once per `ttl_seconds` each (across all worker processes)."""
 
     def __init__(self, client: EnodeClient, connection: redis.Redis, apply_batch: ApplyBatch,
-                 ttl_seconds: int = DEFAULT_TTL_SECONDS, max_fetches: int = DEFAULT_MAX_FETCHES) -> None:
+                 ttl_seconds: int = DEFAULT_TTL_SECONDS, max_fetches: int = DEFAULT_MAX_FETCHES,
+                 config: CoreConfig = DEFAULT_CONFIG) -> None:
         self._client = client
         self._connection = connection
         self._apply = apply_batch
         self._ttl = ttl_seconds
         self._max_fetches = max_fetches
+        self._config = config
 
     @classmethod
     def from_settings(cls, settings: Settings, connection: redis.Redis, store: Store) -> ChargerLookup | None:
@@ -55,7 +58,8 @@ class ChargerLookup:
         if not settings.enode_api_configured:
             return None
         config = EnodeConfig.from_settings(settings, retry=LOOKUP_RETRY, timeout_seconds=LOOKUP_TIMEOUT_SECONDS)
-        return cls(EnodeClient(config), connection, functools.partial(apply_observations, store, connection, settings))
+        return cls(EnodeClient(config), connection, functools.partial(apply_observations, store, connection, settings),
+                   config=store.config)
 
     def after_batch(self, committed: BatchResult, now: datetime) -> BatchResult | None:
         """Look up and apply the chargers the batch's users' vehicles are plugged into but plugwatch has
@@ -77,7 +81,7 @@ class ChargerLookup:
                     break  # Enode is slow or down: do not hold up the drain with more calls now
         if not fetched:
             return None
-        result = self._apply(observations("charger", fetched, now))
+        result = self._apply(observations("charger", fetched, now, self._config))
         log.info("enode.chargers_looked_up", chargers=len(fetched), emitted=len(result.events))
         return result
 

@@ -75,7 +75,7 @@ def prune_deleted(connection: redis.Redis, store: Store, apply_batch: ApplyBatch
                            "check ENODE_API_URL and the credentials' environment, then use --force")
     emitted: Counter[str] = Counter()
     if deletions:
-        result = apply_batch(decode_all(deletions))
+        result = apply_batch(decode_all(deletions, started, store.config))
         emitted.update(event.type.value for event in result.events)
     log.info("enode.pruned", user_id=user_id, deleted=len(deletions), tracked=tracked,
              emitted=sum(emitted.values()))

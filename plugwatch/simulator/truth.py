@@ -211,3 +211,18 @@ def _action(s: _User, action: Mapping[str, Any], created: int) -> None:
     s.emit(FAILED, vehicle, charger, None, at, state=state, kind=action["kind"], consecutive_failures=count)
     if count == STREAK_LENGTH:
         s.emit(STREAK, vehicle, None, None, at)
+
+
+def failing_actions(events: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
+    """(user id, action id) of every START/STOP action of the log that ended as a failure: each must yield
+    exactly one `control.failed`, whatever the order the log arrives in."""
+    out = set()
+    for event in events:
+        action = event.get("vendorAction") if event.get("event") == "user:vendor-action:updated" else None
+        if not isinstance(action, Mapping) or action.get("kind") not in ("START", "STOP") \
+                or action.get("targetType") not in ("vehicle", "charger"):
+            continue
+        reason = (action.get("failureReason") or {}).get("type")
+        if action.get("state") == "FAILED" or (action.get("state") == "CANCELLED" and reason in _COUNTED_CANCELLATIONS):
+            out.add((event["user"]["id"], action["id"]))
+    return out

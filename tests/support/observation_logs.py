@@ -6,6 +6,10 @@ moving between the user's 1-3 locations, chargers given a location late or never
 and STOP actions reaching every state with every failure type (bursts of failures included, so that
 streaks of ten happen), and redeliveries of earlier observations. Every device field's Enode timestamp
 strictly increases each time the field changes; an unchanged field is re-reported with its old timestamp.
+
+Every observation carries its receipt time (`received_at`): up to `MAX_DELAY_MS` after its Enode time, and
+a redelivery is received again later (the same observation with a new receipt time). A log spans a few
+hours at most, well inside the default action memory; tests that want actions forgotten pass a shorter one.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from worker.core import (
     ActionState,
@@ -27,6 +32,7 @@ from worker.core import (
 
 Kind = Literal["vehicle", "charger"]
 T0 = 1_741_975_325_000  # 2025-03-14T18:02:05Z
+MAX_DELAY_MS = 120_000  # Enode's time -> plugwatch's receipt
 FAILURE_TYPES = ("NO_RESPONSE", "FAILED_PRECONDITION", "UNNECESSARY", "CONFLICT", "REQUESTED_CANCELLATION",
                  "NOT_FOUND")
 STEPS = ("plug", "plug", "plug", "plug", "move", "move", "move", "charger_location", "charger_location",
@@ -59,6 +65,10 @@ class _Log:
         self.clock += self.draw(st.integers(1, most))
         return self.clock
 
+    def received(self) -> int:
+        """When plugwatch receives what is logged now."""
+        return self.clock + self.draw(st.integers(0, MAX_DELAY_MS))
+
 
 def _user(draw: st.DrawFn, n: int) -> _User:
     uid = f"usr-{n}"
@@ -86,12 +96,12 @@ def _alive(devices: dict[str, _Device]) -> list[str]:
 
 def _vehicle_seen(log: _Log, user: _User, vid: str) -> None:
     v = user.vehicles[vid]
-    log.entries.append(VehicleObserved(user.user_id, vid, log.clock, v.plug, v.location))
+    log.entries.append(VehicleObserved(user.user_id, vid, log.clock, v.plug, v.location, log.received()))
 
 
 def _charger_seen(log: _Log, user: _User, cid: str) -> None:
     c = user.chargers[cid]
-    log.entries.append(ChargerObserved(user.user_id, cid, log.clock, c.plug, c.location))
+    log.entries.append(ChargerObserved(user.user_id, cid, log.clock, c.plug, c.location, log.received()))
 
 
 def _plug(log: _Log, user: _User) -> None:
@@ -148,7 +158,7 @@ def _report(log: _Log, user: _User) -> None:
     log.tick()
     if log.draw(st.integers(0, 3)) == 0:
         cls = VehicleObserved if kind == "v" else ChargerObserved
-        log.entries.append(cls(user.user_id, device_id, log.clock, None, None))
+        log.entries.append(cls(user.user_id, device_id, log.clock, None, None, log.received()))
     elif kind == "v":
         _vehicle_seen(log, user, device_id)
     else:
@@ -161,7 +171,7 @@ def _delete(log: _Log, user: _User) -> None:
     if devices:
         kind, device_id = log.draw(st.sampled_from(devices))
         (user.vehicles if kind == "vehicle" else user.chargers)[device_id].alive = False
-        log.entries.append(DeviceDeleted(user.user_id, kind, device_id, log.tick()))
+        log.entries.append(DeviceDeleted(user.user_id, kind, device_id, log.tick(), log.received()))
 
 
 def _targets(user: _User) -> list[tuple[Kind, str]]:
@@ -188,7 +198,8 @@ def _one_action(log: _Log, user: _User, target: tuple[Kind, str], state: ActionS
 
     def update(at: int, state: ActionState, failure: str | None) -> ActionUpdated:
         detail = None if failure is None else f"{failure.lower()} detail"
-        return ActionUpdated(user.user_id, action_id, target_type, target_id, kind, state, failure, detail, at)
+        return ActionUpdated(user.user_id, action_id, target_type, target_id, kind, state, failure, detail, at,
+                             log.received())
 
     if log.draw(st.booleans()):
         log.entries.append(update(log.tick(), ActionState.PENDING, None))
@@ -203,7 +214,7 @@ def _action(log: _Log, user: _User) -> None:
 def _failure_burst(log: _Log, user: _User) -> None:
     """Many actions on one target, nearly all failing, so that streaks of ten (and their ends) happen."""
     target = log.draw(st.sampled_from(_targets(user)))
-    for _ in range(log.draw(st.integers(3, 12))):
+    for _ in range(log.draw(st.integers(3, 16))):
         state, failure = log.draw(st.sampled_from([(ActionState.FAILED, None), (ActionState.FAILED, "NO_RESPONSE"),
                                                    (ActionState.CANCELLED, "FAILED_PRECONDITION")] * 3
                                                   + [(ActionState.CONFIRMED, None)]))
@@ -211,6 +222,6 @@ def _failure_burst(log: _Log, user: _User) -> None:
 
 
 def _redeliver(log: _Log, user: _User) -> None:
-    """Enode delivers at least once: an earlier observation arrives again."""
+    """Enode delivers at least once: an earlier observation arrives again, received anew."""
     if log.entries:
-        log.entries.append(log.draw(st.sampled_from(log.entries)))
+        log.entries.append(replace(log.draw(st.sampled_from(log.entries)), received_at=log.received()))

@@ -6,7 +6,10 @@ what the core documents (docstrings, comments) rather than what its code does:
 - `plugged_in_at_home` occurred at the newest of the three facts it rests on; `unplugged_from_home` at the
   time of the fact that ended it, or the deletion's time;
 - a deleted vehicle or charger is forgotten and later observations about it are ignored;
-- a terminal action (CONFIRMED, FAILED, CANCELLED) is acted on once: a redelivery changes nothing;
+- a terminal action (CONFIRMED, FAILED, CANCELLED) is acted on once: a repeat changes nothing while the
+  action is remembered, i.e. while the newest receipt second of its terminal updates is at most
+  `memory_seconds` before the newest receipt second of any terminal update of its user (receipt times are
+  kept to the second); a forgotten action is acted on again;
 - an action on a deleted vehicle still yields `control.failed` naming it, with `sequence` and
   `consecutiveFailures` null (the vehicle is no longer tracked); one naming an unseen vehicle starts tracking it;
 - `control.failed` carries the vehicle's home `locationId` while it is at home (DESIGN.md lists no location
@@ -105,12 +108,24 @@ class _User:
     vehicles: dict[str, _Vehicle] = field(default_factory=dict)
     chargers: dict[str, _Charger] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
-    finished_actions: set[str] = field(default_factory=set)
+    finished_actions: dict[str, int] = field(default_factory=dict)  # action id -> newest receipt second
+    newest_receipt: int = 0  # of any terminal action update
+
+
+_TERMINAL = (ActionState.CONFIRMED, ActionState.FAILED, ActionState.CANCELLED)
 
 
 class ReferenceModel:
-    def __init__(self) -> None:
+    def __init__(self, memory_seconds: int = 72 * 3600) -> None:
         self._users: dict[str, _User] = {}
+        self._memory_seconds = memory_seconds
+
+    def is_repeat(self, obs: ActionUpdated) -> bool:
+        """Whether `obs`, fed next, is a terminal update of an action still remembered (so it is ignored)."""
+        user = self._users.get(obs.user_id)
+        if user is None or obs.state not in _TERMINAL or obs.action_id not in user.finished_actions:
+            return False
+        return user.finished_actions[obs.action_id] >= user.newest_receipt - self._memory_seconds
 
     def feed(self, obs: Observation) -> list[Expected]:
         user = self._users.setdefault(obs.user_id, _User())
@@ -188,11 +203,14 @@ class ReferenceModel:
     # --- control failures -----------------------------------------------------------------------------
 
     def _action(self, user: _User, obs: ActionUpdated, out: list[Expected]) -> None:
-        if obs.state not in (ActionState.CONFIRMED, ActionState.FAILED, ActionState.CANCELLED):
+        if obs.state not in _TERMINAL:
             return
-        if obs.action_id in user.finished_actions:
+        repeat = self.is_repeat(obs)
+        second = obs.received_at // 1000
+        user.finished_actions[obs.action_id] = max(second, user.finished_actions.get(obs.action_id, second))
+        user.newest_receipt = max(user.newest_receipt, second)
+        if repeat:
             return
-        user.finished_actions.add(obs.action_id)
         vid, charger_id = self._concerned(user, obs)
         tracked = vid is not None and vid not in user.deleted  # a deleted vehicle is named, not counted
         vehicle = user.vehicles.setdefault(vid, _Vehicle()) if tracked and vid is not None else None

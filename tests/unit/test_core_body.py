@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 from tests.support.eventlog import generate
 from worker.core import DecodeError, decode_body, decode_event
 
+RECEIVED_AT = 1_741_975_200_000  # 2025-03-14T18:00:00Z
+
 
 def outcome(raw: Any) -> object:
     try:
-        return decode_event(raw)
+        return decode_event(raw, RECEIVED_AT)
     except DecodeError as error:
         return ("DecodeError", error.reason)
 

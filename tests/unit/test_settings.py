@@ -110,3 +110,18 @@ def test_settings_are_frozen() -> None:
     settings = Settings.from_env(env())
     with pytest.raises(AttributeError):
         settings.port = 1  # type: ignore[misc]
+
+
+def test_action_memory_and_clock_skew_default_to_72_hours_and_5_minutes() -> None:
+    settings = Settings.from_env(env())
+    assert (settings.action_memory_seconds, settings.max_clock_skew_seconds) == (259_200, 300)
+    assert settings.action_memory_seconds > 26 * 3600, "longer than Enode retries a delivery"
+    custom = Settings.from_env(env(PLUGWATCH_ACTION_MEMORY_SECONDS="86400", PLUGWATCH_MAX_CLOCK_SKEW_SECONDS="30"))
+    assert (custom.action_memory_seconds, custom.max_clock_skew_seconds) == (86_400, 30)
+
+
+@pytest.mark.parametrize("key", ["PLUGWATCH_ACTION_MEMORY_SECONDS", "PLUGWATCH_MAX_CLOCK_SKEW_SECONDS"])
+@pytest.mark.parametrize("value", ["0", "-5", "1.5", "soon"])
+def test_bad_action_memory_or_clock_skew_is_refused_by_name(key: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=key):
+        Settings.from_env(env(**{key: value}))

@@ -14,7 +14,15 @@ import pytest
 import redis
 
 from plugwatch import keys
-from tests.support.eventlog import START, action_event, charger_event, generate, reference, vehicle_event
+from tests.support.eventlog import (
+    START,
+    action_event,
+    charger_event,
+    generate,
+    received_at,
+    reference,
+    vehicle_event,
+)
 from tests.support.workers import stored_states
 from worker.core import Observation, Outcome, decode_event, decode_state
 from worker.store import Ack, Store
@@ -29,7 +37,7 @@ def connection(request: pytest.FixtureRequest) -> redis.Redis:
 
 
 def observe(*events: dict[str, Any]) -> list[Observation]:
-    decoded = [decode_event(event) for event in events]
+    decoded = [decode_event(event, received_at(event)) for event in events]
     return [item for item in decoded if not hasattr(item, "reason")]  # type: ignore[misc]
 
 

@@ -5,6 +5,9 @@ is L, and C's `location.id` is L. Each device field keeps its newest fact by Eno
 observation changes nothing and emits nothing. After every change the at-home fact of each affected vehicle
 is re-derived and compared with the one last emitted (`Vehicle.home`), which makes plugged-in and
 unplugged events alternate per vehicle.
+
+A terminal action update is acted on once: its action is remembered by receipt time (`worker.core.memory`),
+and a repeat inside that memory is a duplicate; one not remembered is applied, whatever arrived before it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from typing import Any, TypeVar
 import msgspec
 from msgspec.structs import replace
 
+from worker.core.config import DEFAULT_CONFIG, CoreConfig
 from worker.core.events import EmittedEvent, EventType, UnplugReason, event_id
+from worker.core.memory import action_key, remember
 from worker.core.observations import (
     ActionState,
     ActionUpdated,
@@ -26,7 +31,6 @@ from worker.core.observations import (
     VehicleObserved,
 )
 from worker.core.state import (
-    MAX_RECENT_ACTIONS,
     MAX_TOMBSTONES,
     STREAK_THRESHOLD,
     Charger,
@@ -53,14 +57,14 @@ class Applied(msgspec.Struct, frozen=True):
     outcome: Outcome
 
 
-def apply(state: UserState, obs: Observation) -> Applied:
+def apply(state: UserState, obs: Observation, config: CoreConfig = DEFAULT_CONFIG) -> Applied:
     if isinstance(obs, VehicleObserved):
         return _vehicle_observed(state, obs)
     if isinstance(obs, ChargerObserved):
         return _charger_observed(state, obs)
     if isinstance(obs, DeviceDeleted):
         return _device_deleted(state, obs)
-    return _action_updated(state, obs)
+    return _action_updated(state, obs, config)
 
 
 # --- devices ------------------------------------------------------------------------------------------
@@ -191,18 +195,18 @@ def _emit(
 # --- actions ------------------------------------------------------------------------------------------
 
 
-def _action_updated(state: UserState, obs: ActionUpdated) -> Applied:
+def _action_updated(state: UserState, obs: ActionUpdated, config: CoreConfig) -> Applied:
     failed = obs.state is ActionState.FAILED or (
         obs.state is ActionState.CANCELLED and obs.failure_type in _FAILURE_REASONS_THAT_COUNT
     )
     confirmed = obs.state is ActionState.CONFIRMED
     if obs.state not in (ActionState.CONFIRMED, ActionState.FAILED, ActionState.CANCELLED):
         return Applied(state, (), Outcome.IGNORED)  # PENDING or a state Enode added later
-    if any(action_id == obs.action_id for _, action_id in state.recent_actions):
+    key = action_key(obs.action_id)
+    seen = key in state.actions
+    state = _remember_action(state, key, obs, config)  # a repeat may refresh its receipt time
+    if seen:
         return Applied(state, (), Outcome.DUPLICATE)
-    if obs.at <= state.actions_floor:
-        return Applied(state, (), Outcome.STALE)
-    state = _remember_action(state, obs)
     vid, charger_id = _action_vehicle(state, obs)
     vehicles = dict(state.vehicles)
     vehicle = vehicles.get(vid) if vid is not None else None
@@ -220,11 +224,9 @@ def _action_updated(state: UserState, obs: ActionUpdated) -> Applied:
     return Applied(replace(state, vehicles=vehicles), tuple(events), Outcome.APPLIED)
 
 
-def _remember_action(state: UserState, obs: ActionUpdated) -> UserState:
-    recent = sorted((*state.recent_actions, (obs.at, obs.action_id)))
-    forgotten, kept = recent[:-MAX_RECENT_ACTIONS], recent[-MAX_RECENT_ACTIONS:]
-    floor = max([state.actions_floor, *(at for at, _ in forgotten)])
-    return replace(state, recent_actions=tuple(kept), actions_floor=floor)
+def _remember_action(state: UserState, key: int, obs: ActionUpdated, config: CoreConfig) -> UserState:
+    actions = remember(state.actions, key, obs.received_at // 1000, config.action_memory_seconds)
+    return state if actions is state.actions else replace(state, actions=actions)
 
 
 def _action_vehicle(state: UserState, obs: ActionUpdated) -> tuple[str | None, str | None]:

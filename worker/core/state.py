@@ -1,16 +1,17 @@
 """What plugwatch remembers per Enode user: the newest facts per device, and what it has emitted.
 
 One `UserState` per user is the unit of atomic update (pairing only links devices of the same user).
-It is small (a vehicle with its charger encodes to ~150 bytes) and is encoded with msgpack.
+It is small (a vehicle with its charger encodes to ~150 bytes, plus ~14 bytes per remembered action) and
+is encoded with msgpack.
 """
 
 from __future__ import annotations
 
 import msgspec
 
+from worker.core.memory import action_key
 from worker.core.observations import Fact
 
-MAX_RECENT_ACTIONS = 12  # terminal actions remembered per user, to ignore redelivered action updates
 MAX_TOMBSTONES = 8  # deleted device ids remembered per user, to ignore late updates about them
 STREAK_THRESHOLD = 10  # Enode clears a pairing's unlocked capabilities after ten failed commands
 
@@ -41,10 +42,8 @@ class Charger(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
 class UserState(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
     vehicles: dict[str, Vehicle] = msgspec.field(default_factory=dict)
     chargers: dict[str, Charger] = msgspec.field(default_factory=dict)
-    # The newest terminal actions seen, as (updatedAt, id) oldest first; any action update at or before
-    # `actions_floor` (the newest one forgotten) is older than everything remembered, so it is stale.
-    recent_actions: tuple[tuple[int, str], ...] = ()
-    actions_floor: int = 0
+    # The terminal actions handled: action key -> receipt second (`worker.core.memory`).
+    actions: dict[int, int] = msgspec.field(default_factory=dict)
     tombstones: dict[str, int] = msgspec.field(default_factory=dict)  # deleted device id -> deleted at
 
     def is_empty(self) -> bool:
@@ -77,8 +76,24 @@ class UserState(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True
         )
 
 
+class _CountedActionsState(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    """The layout stored before the action memory went by time: the 12 newest actions as (updatedAt, id)."""
+
+    vehicles: dict[str, Vehicle] = msgspec.field(default_factory=dict)
+    chargers: dict[str, Charger] = msgspec.field(default_factory=dict)
+    recent_actions: tuple[tuple[int, str], ...] = ()
+    actions_floor: int = 0
+    tombstones: dict[str, int] = msgspec.field(default_factory=dict)
+
+    def upgraded(self) -> UserState:
+        """Each remembered action stays remembered, its updatedAt standing in for the receipt time."""
+        actions = {action_key(action_id): at // 1000 for at, action_id in self.recent_actions}
+        return UserState(self.vehicles, self.chargers, actions, self.tombstones)
+
+
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(UserState)
+_counted_decoder = msgspec.msgpack.Decoder(_CountedActionsState)
 
 
 def encode_state(state: UserState) -> bytes:
@@ -86,4 +101,9 @@ def encode_state(state: UserState) -> bytes:
 
 
 def decode_state(raw: bytes | None) -> UserState:
-    return UserState() if raw is None else _decoder.decode(raw)
+    if raw is None:
+        return UserState()
+    try:
+        return _decoder.decode(raw)
+    except msgspec.ValidationError:  # stored by a plugwatch before the action memory went by time
+        return _counted_decoder.decode(raw).upgraded()
