@@ -11,7 +11,6 @@ import msgspec
 from worker.core.observations import Fact
 
 MAX_RECENT_ACTIONS = 12  # terminal actions remembered per user, to ignore redelivered action updates
-MAX_TOMBSTONES = 8  # deleted device ids remembered per user, to ignore late updates about them
 STREAK_THRESHOLD = 10  # Enode clears a pairing's unlocked capabilities after ten failed commands
 
 
@@ -45,7 +44,8 @@ class UserState(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True
     # `actions_floor` (the newest one forgotten) is older than everything remembered, so it is stale.
     recent_actions: tuple[tuple[int, str], ...] = ()
     actions_floor: int = 0
-    tombstones: dict[str, int] = msgspec.field(default_factory=dict)  # deleted device id -> deleted at
+    # deleted device id -> Enode time of its deletion (facts up to it are dropped: worker.core.tombstones)
+    tombstones: dict[str, int] = msgspec.field(default_factory=dict)
 
     def is_empty(self) -> bool:
         """Nothing worth keeping: no live vehicle or charger (the store then deletes the key)."""
@@ -73,7 +73,7 @@ class UserState(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True
             v.plug.value
             for v in self.vehicles.values()
             if v.plug is not None and v.plug.value is not None and v.plug.value not in self.chargers
-            and v.plug.value not in self.tombstones
+            and v.plug.at > self.tombstones.get(v.plug.value, -1)  # not said before that charger's deletion
         )
 
 
