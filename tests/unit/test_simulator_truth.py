@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from functools import cache
 
 from plugwatch.simulator.clock import BASE_MS, iso, parse_iso
-from plugwatch.simulator.devices import Place
+from plugwatch.simulator.devices import Charger, Place, Vehicle
 from plugwatch.simulator.stories import build_scenario
 from plugwatch.simulator.truth import FAILED, PLUGGED, STREAK, UNPLUGGED, Expected, expected_events, from_emitted
 from plugwatch.simulator.world import UserWorld
@@ -130,14 +130,21 @@ def test_scenario_has_every_situation_the_issue_lists() -> None:
     assert {e["event"] for e in events} >= {"user:vehicle:deleted", "user:charger:deleted"}
 
 
-def test_a_second_car_taking_the_charger_is_known_from_the_chargers_report() -> None:
-    """The charger names car 2 before either car reports: car 1 leaves home and car 2 (GPS, at home) arrives."""
+def _taken_over(second_has_gps: bool) -> tuple[UserWorld, Charger, Vehicle, Vehicle]:
+    """Car 1 plugged in at home, then car 2 (parked at home if it has GPS) takes its charger."""
     world, home = _world()
     charger = world.add_charger(home)
-    first, second = world.add_vehicle(has_gps=False), world.add_vehicle(has_gps=True)
-    world.drive_to(second, home)
+    first, second = world.add_vehicle(has_gps=False), world.add_vehicle(has_gps=second_has_gps)
+    if second_has_gps:
+        world.drive_to(second, home)
     world.plug(first, charger)
     world.take_over(charger, second)
+    return world, charger, first, second
+
+
+def test_a_second_car_taking_the_charger_is_known_from_the_chargers_report() -> None:
+    """The charger names car 2 before either car reports: car 1 leaves home and car 2 (GPS, at home) arrives."""
+    world, charger, first, second = _taken_over(second_has_gps=True)
     events = expected_events(world.events)
     assert [(e.type, e.vehicle_id, e.charger_id, e.reason) for e in events] == [
         (PLUGGED, first.id, charger.id, None), (UNPLUGGED, first.id, charger.id, "unplugged"),
@@ -150,11 +157,7 @@ def test_a_second_car_taking_the_charger_is_known_from_the_chargers_report() -> 
 
 def test_a_second_car_without_gps_is_at_home_from_its_own_report() -> None:
     """Without GPS its `location.id` comes with its own report: the charger's report only ends car 1's."""
-    world, home = _world()
-    charger = world.add_charger(home)
-    first, second = world.add_vehicle(has_gps=False), world.add_vehicle(has_gps=False)
-    world.plug(first, charger)
-    world.take_over(charger, second)
+    world, _, first, second = _taken_over(second_has_gps=False)
     events = expected_events(world.events)
     assert [(e.type, e.vehicle_id) for e in events] == [(PLUGGED, first.id), (UNPLUGGED, first.id),
                                                         (PLUGGED, second.id)]
