@@ -142,6 +142,22 @@ def switch_session(w: UserWorld, home: Place) -> None:
     _leave(w, v)
 
 
+def taken_over(w: UserWorld, home: Place) -> None:
+    """A second car takes the first one's place on the home charger; the charger reports it first."""
+    first = _plugged_at_home(w, home)
+    others = [v for v in w.vehicles.values() if v is not first]
+    second = w.rng.choice(others) if others else w.add_vehicle(has_gps=w.rng.random() < 0.5)
+    if second.plugged:
+        _leave(w, second)
+    if second.has_gps:
+        w.drive_to(second, home)  # at home already: the charger's report alone makes it "at home"
+    w.take_over(w.chargers[first.charger_id or ""], second)
+    if first.has_gps:
+        w.drive_to(first, w.new_place(with_location=False))
+    if w.rng.random() < 0.6:
+        _leave(w, second)
+
+
 def charger_moved(w: UserWorld, home: Place) -> None:
     """The home charger is assigned to another Location while in use, then (usually) moved back."""
     v = _plugged_at_home(w, home)
@@ -214,6 +230,6 @@ def _random_action(w: UserWorld, v: Vehicle, outcome: Outcome) -> None:
 _EPISODES: list[tuple[Callable[[UserWorld, Place], None], float]] = [
     (home_session, 5), (public_session, 2), (unlocated_charger_session, 1), (switch_session, 1),
     (charger_moved, 1), (gps_drift, 1), (vehicle_replaced, 1), (charger_replaced, 1), (actions, 2),
-    (failure_streak, 0.6),
+    (failure_streak, 0.6), (taken_over, 1),
 ]
 

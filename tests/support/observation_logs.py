@@ -2,7 +2,8 @@
 
 A log is what `decode_event` would make of a stream of webhooks: vehicles plugging into and out of their
 user's chargers (each side reported by its own event, the charger's mirror sometimes missing), vehicles
-moving between the user's 1-3 locations, chargers given a location late or never, devices deleted, START
+moving between the user's 1-3 locations, chargers given a location late or never, chargers reporting on
+their own which vehicle (or none) is plugged in, devices deleted and linked again under their id, START
 and STOP actions reaching every state with every failure type (bursts of failures included, so that
 streaks of ten happen), and redeliveries of earlier observations. Every device field's Enode timestamp
 strictly increases each time the field changes; an unchanged field is re-reported with its old timestamp.
@@ -36,7 +37,8 @@ MAX_DELAY_MS = 120_000  # Enode's time -> plugwatch's receipt
 FAILURE_TYPES = ("NO_RESPONSE", "FAILED_PRECONDITION", "UNNECESSARY", "CONFLICT", "REQUESTED_CANCELLATION",
                  "NOT_FOUND")
 STEPS = ("plug", "plug", "plug", "plug", "move", "move", "move", "charger_location", "charger_location",
-         "charger_location", "report", "delete", "action", "action", "failure_burst", "redeliver", "redeliver")
+         "charger_location", "report", "delete", "action", "action", "failure_burst", "redeliver", "redeliver",
+         "charger_plug", "charger_plug", "charger_plug", "relink")
 
 
 @dataclass
@@ -86,7 +88,7 @@ def observation_logs(draw: st.DrawFn, max_steps: int = 40) -> list[Observation]:
         step = draw(st.sampled_from(STEPS))
         {"plug": _plug, "move": _move, "charger_location": _charger_location, "report": _report,
          "delete": _delete, "action": _action, "failure_burst": _failure_burst,
-         "redeliver": _redeliver}[step](log, user)
+         "redeliver": _redeliver, "charger_plug": _charger_plug, "relink": _relink}[step](log, user)
     return log.entries
 
 
@@ -127,6 +129,43 @@ def _plug(log: _Log, user: _User) -> None:
         if cid is not None and user.chargers[cid].alive and log.draw(st.booleans()):
             user.chargers[cid].plug = Fact(log.tick(5_000), plugged)
             _charger_seen(log, user, cid)
+
+
+def _charger_plug(log: _Log, user: _User) -> None:
+    """Only the charger reports who is plugged in (the vehicles' own reports are late, lost, or disagree).
+
+    It names one of its user's vehicles (a deleted one, or one plugged in elsewhere, included) or nobody;
+    the vehicle may follow with its own report of the same plug, at the same moment, later or never.
+    """
+    chargers = _alive(user.chargers)
+    if not chargers:
+        return
+    used = [v.plug.value for v in user.vehicles.values() if v.plug is not None and v.plug.value in chargers]
+    cid = log.draw(st.sampled_from(sorted([*chargers, *used, *used])))  # often one a vehicle is plugged into
+    here = user.chargers[cid].location
+    place = here.value if here is not None else None
+    near = [v for v, d in sorted(user.vehicles.items()) if place and d.location and d.location.value == place]
+    vid = log.draw(st.sampled_from([None, *sorted(user.vehicles), *near, *near]))  # often one parked there
+    at = log.tick()
+    user.chargers[cid].plug = Fact(at, vid)
+    _charger_seen(log, user, cid)
+    if vid is not None and user.vehicles[vid].alive and log.draw(st.integers(0, 2)) == 0:
+        user.vehicles[vid].plug = Fact(log.tick() if log.draw(st.booleans()) else at, cid)
+        _vehicle_seen(log, user, vid)
+
+
+def _relink(log: _Log, user: _User) -> None:
+    """A deleted device is linked again under the same id (as after invalidated credentials): new facts."""
+    gone: list[tuple[Kind, str]] = [("vehicle", d) for d, v in sorted(user.vehicles.items()) if not v.alive]
+    gone += [("charger", d) for d, c in sorted(user.chargers.items()) if not c.alive]
+    if not gone:
+        return
+    kind, device_id = log.draw(st.sampled_from(gone))
+    device = (user.vehicles if kind == "vehicle" else user.chargers)[device_id]
+    at = log.tick()
+    device.alive, device.plug = True, Fact(at, None)
+    device.location = Fact(at, log.draw(st.sampled_from([None, *user.locations])))
+    (_vehicle_seen if kind == "vehicle" else _charger_seen)(log, user, device_id)
 
 
 def _move(log: _Log, user: _User) -> None:

@@ -152,6 +152,40 @@ def test_at_home_events_alternate_per_vehicle_in_any_order(data: st.DataObject, 
                 assert (e.charger_id, e.location_id) == (previous.charger_id, previous.location_id)
 
 
+@PROPERTY
+@given(st.data(), LOGS)
+def test_no_charger_ever_has_two_vehicles_at_home(data: st.DataObject, log: list[Observation]) -> None:
+    """In any arrival order, after every emitted event, a charger has at most one vehicle at home on it."""
+    order = data.draw(st.sampled_from(["in order", "shuffled"]), label="order")
+    states: States = {}
+    home: dict[str, tuple[str, str | None]] = {}  # vehicle -> (user, charger)
+    for obs in log if order == "in order" else data.draw(st.permutations(log), label="shuffled"):
+        applied = apply(states.get(obs.user_id, UserState()), obs)
+        states[obs.user_id] = applied.state
+        for e in applied.events:
+            if e.type is EventType.PLUGGED_IN_AT_HOME and e.vehicle_id is not None:
+                home[e.vehicle_id] = (e.user_id, e.charger_id)
+                takers = [vid for vid, at in home.items() if at == (e.user_id, e.charger_id)]
+                assert takers == [e.vehicle_id], (e.charger_id, takers)
+            elif e.type is EventType.UNPLUGGED_FROM_HOME and e.vehicle_id is not None:
+                assert home.pop(e.vehicle_id) == (e.user_id, e.charger_id)
+        _label(obs, applied.events)
+        held = [(obs.user_id, v.home.charger_id) for v in applied.state.vehicles.values() if v.home is not None]
+        assert len(held) == len(set(held)), held
+
+
+def _label(obs: Observation, events: tuple[EmittedEvent, ...]) -> None:
+    """Hypothesis statistics: how often a charger's own report moved a vehicle, and a charger changed hands."""
+    left = {e.charger_id for e in events if e.type is EventType.UNPLUGGED_FROM_HOME}
+    arrived = {e.charger_id for e in events if e.type is EventType.PLUGGED_IN_AT_HOME}
+    if obs.kind == "charger" and any(e.data.get("reason") == "unplugged" for e in events):
+        event("a charger's report ended an at-home")
+    if obs.kind == "charger" and arrived:
+        event("a charger's report began an at-home")
+    if left & arrived:
+        event("a charger passed from one vehicle to another in one observation")
+
+
 def _sorted(events: Iterable[Expected]) -> list[Expected]:
     """One observation's events; across vehicles their order is not specified, within one `sequence` is."""
     return sorted(events, key=lambda e: (e.vehicle_id or "", e.sequence or 0, e.type, e.charger_id or ""))

@@ -149,7 +149,7 @@ def test_location_changing_while_plugged_is_location_changed() -> None:
 
 def test_charger_moved_to_another_location_is_charger_location_changed() -> None:
     state, _ = run(charger(HOME, 0), vehicle(C, HOME, 10))
-    _, events = run(charger(WORK, 30), state=state)
+    _, events = run(charger(WORK, 30, plugged=V), state=state)
     assert kinds(events) == [("vehicle.unplugged_from_home", "charger_location_changed")]
     assert events[0].to_dict()["occurredAt"] == ts(30)
 
@@ -168,11 +168,13 @@ def test_charger_deleted_ends_at_home() -> None:
     assert C not in state.chargers
 
 
-def test_updates_about_a_deleted_vehicle_are_stale() -> None:
+def test_updates_from_before_a_vehicles_deletion_are_stale() -> None:
+    """An update Enode sent before the deletion and retried after it changes nothing."""
     state, _ = run(charger(HOME, 0), vehicle(C, HOME, 10), deleted("vehicle", V, 40))
-    result = apply(state, decode(vehicle(C, HOME, 50)))
+    result = apply(state, decode(vehicle(C, HOME, 30)))
     assert result.outcome is Outcome.STALE
     assert result.events == ()
+    assert result.state == state
 
 
 def test_older_observation_changes_nothing_and_emits_nothing() -> None:

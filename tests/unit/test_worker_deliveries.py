@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from plugwatch import quarantine
 from tests.support.eventlog import generate
+from worker.core import DEFAULT_CONFIG
 from worker.deliveries import decode_delivery
 
 EVENTS = [orjson.dumps(event) for event in generate(5, users=5, events_per_user=8)]
@@ -27,7 +28,7 @@ ODD = st.one_of(
 
 def decode(body: bytes) -> tuple[list[object], list[quarantine.Entry]]:
     connection = fakeredis.FakeRedis()
-    observations = decode_delivery(connection, (b"1-0", {b"d": b"d1", b"b": body}), Counter())
+    observations = decode_delivery(connection, (b"1-0", {b"d": b"d1", b"b": body, b"t": b"1741932679512"}), Counter(), DEFAULT_CONFIG)
     return list(observations), quarantine.entries(connection)
 
 

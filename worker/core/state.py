@@ -12,7 +12,6 @@ import msgspec
 from worker.core.memory import action_key
 from worker.core.observations import Fact
 
-MAX_TOMBSTONES = 8  # deleted device ids remembered per user, to ignore late updates about them
 STREAK_THRESHOLD = 10  # Enode clears a pairing's unlocked capabilities after ten failed commands
 
 
@@ -44,7 +43,8 @@ class UserState(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True
     chargers: dict[str, Charger] = msgspec.field(default_factory=dict)
     # The terminal actions handled: action key -> receipt second (`worker.core.memory`).
     actions: dict[int, int] = msgspec.field(default_factory=dict)
-    tombstones: dict[str, int] = msgspec.field(default_factory=dict)  # deleted device id -> deleted at
+    # deleted device id -> Enode time of its deletion (facts up to it are dropped: worker.core.tombstones)
+    tombstones: dict[str, int] = msgspec.field(default_factory=dict)
 
     def is_empty(self) -> bool:
         """Nothing worth keeping: no live vehicle or charger (the store then deletes the key)."""
@@ -72,7 +72,7 @@ class UserState(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True
             v.plug.value
             for v in self.vehicles.values()
             if v.plug is not None and v.plug.value is not None and v.plug.value not in self.chargers
-            and v.plug.value not in self.tombstones
+            and v.plug.at > self.tombstones.get(v.plug.value, -1)  # not said before that charger's deletion
         )
 
 
