@@ -13,6 +13,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from plugwatch.urls import webhook_url_problem
+
 SANDBOX_API_URL = "https://enode-api.sandbox.enode.io"
 SANDBOX_TOKEN_URL = "https://oauth.sandbox.enode.io/oauth2/token"  # noqa: S105 (a URL)
 
@@ -121,8 +123,8 @@ class Settings:
         """
         urls = _split_csv(environ.get("DOWNSTREAM_WEBHOOK_URLS", ""))
         for url in urls:
-            if not url.startswith(("http://", "https://")):
-                raise SettingsError(f"DOWNSTREAM_WEBHOOK_URLS has a non-HTTP URL: {url!r}")
+            if problem := webhook_url_problem(url):
+                raise SettingsError(f"DOWNSTREAM_WEBHOOK_URLS has an unusable URL {url!r}: {problem}")
         secrets: tuple[str, ...] = ()
         if require_enode_secret or environ.get("ENODE_WEBHOOK_SECRET", "").strip():
             secrets = _enode_secrets(environ)

@@ -28,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from plugwatch.logs import configure_logging
 from plugwatch.settings import Settings
+from plugwatch.startup import exit_on_bad_settings
 from receiver.metrics import ReceiverMetrics
 from receiver.webhook import WebhookEndpoint
 
@@ -119,7 +120,8 @@ class WebhookFastPath:
 
 
 def app_from_env() -> WebhookFastPath:
-    """uvicorn's factory: settings from the environment (fails fast), logging configured once."""
-    settings = Settings.from_env(os.environ)
+    """uvicorn's factory: settings from the environment (unusable: one line, exit 2), logging configured once."""
+    with exit_on_bad_settings("receiver"):
+        settings = Settings.from_env(os.environ)
     configure_logging(settings.log_format)
     return create_app(settings)

@@ -19,6 +19,7 @@ from rq import Queue
 from plugwatch import keys
 from plugwatch.settings import Settings
 from plugwatch.signing import decode_secret
+from plugwatch.status import read_status
 from tests.conftest import TEST_DOWNSTREAM_SECRET
 from tests.support.delivery import emit, make_event
 from tests.support.servers import wait_until
@@ -177,6 +178,38 @@ def test_410_disables_the_url_dead_letters_its_events_and_others_keep_receiving(
     assert harness.backlog(gone_url) == 0
     assert harness.metric("plugwatch_downstream_disabled_urls") == 1
     assert harness.metric("plugwatch_dead_letters") == 4
+
+
+def test_a_malformed_url_that_got_past_settings_is_disabled_and_dead_lettered_not_a_crash_loop(
+    redis_url: str, sinks: list
+) -> None:
+    """`http://h:abc/hook` raised httpx.InvalidURL out of the drainer on every attempt, ~4 times a second,
+    never dead-lettered, shown "ok".  Settings refuses it now; built directly, it still must not loop."""
+    (healthy, server), _ = sinks
+    bad = "http://h:abc/hook"
+    running = start(redis_url, (bad, server.url + "/hook"))
+    try:
+        running.send([make_event(n) for n in range(3)])
+        healthy.wait_for(3)
+        wait_until(lambda: len(deadletters.list_all(running.connection, bad)) == 3)
+        wait_until(lambda: running.context.threads.active() == [])
+        current = state.read_state(running.connection, bad)
+        assert current.disabled
+        assert "InvalidURL: Invalid port: 'abc' (unusable URL)" in current.disabled_reason
+        assert running.metric("plugwatch_downstream_attempts_total", outcome="disabled") == 1
+        assert running.backlog(bad) == 0
+        [letter, *_] = deadletters.list_all(running.connection, bad)
+        assert "InvalidURL" in letter.reason
+        for _ in range(3):  # the pump finds nothing to re-arm: no drain, no attempt, no crash
+            delivery.pump(running.connection, running.settings)
+        assert running.context.threads.active() == []
+        assert running.metric("plugwatch_downstream_attempts_total", outcome="disabled") == 1
+        assert running.metric("plugwatch_downstream_disabled_urls") == 1
+        snapshot = read_status(running.connection, running.settings.downstream_urls, time.time())
+        assert [url.health.value for url in snapshot.downstream] == ["disabled", "ok"]
+    finally:
+        running.context.close()
+        delivery.install(None)
 
 
 def test_a_sink_that_is_down_gets_every_event_once_it_is_back(harness: Harness, sinks: list) -> None:

@@ -86,6 +86,33 @@ def test_downstream_urls_must_be_http() -> None:
                               DOWNSTREAM_WEBHOOK_SECRET=TEST_DOWNSTREAM_SECRET))
 
 
+@pytest.mark.parametrize(("url", "problem"), [
+    ("http://h:abc/hook", "Invalid port: 'abc'"),
+    ("http:///hook", "no host"),
+    ("http://h:99999/hook", "port 99999 is outside 1-65535"),
+    ("http://a..b/hook", "is not a domain name"),
+    ("http://exa mple.com/hook", "is not a domain name"),
+    ("http://[::1/hook", "Invalid port"),
+    ("http://" + "a" * 64 + ".example/hook", "over-long label"),
+])
+def test_a_malformed_downstream_url_is_refused_in_one_line_naming_the_variable(url: str, problem: str) -> None:
+    """Each of these passed the old scheme check and then crashed (or could never reach) its drainer."""
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env(env(DOWNSTREAM_WEBHOOK_URLS=f"https://ok.example/hook,{url}",
+                              DOWNSTREAM_WEBHOOK_SECRET=TEST_DOWNSTREAM_SECRET))
+    message = str(refused.value)
+    assert message.startswith(f"DOWNSTREAM_WEBHOOK_URLS has an unusable URL {url!r}: ")
+    assert problem in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("url", ["https://[::1]:8443/hook", "http://127.0.0.1:9/hook", "http://my_sink:80/h?x=1",
+                                 "https://exämple.example/hook", "http://user:pw@h.example/hook"])
+def test_unusual_but_sendable_downstream_urls_are_accepted(url: str) -> None:
+    settings = Settings.from_env(env(DOWNSTREAM_WEBHOOK_URLS=url, DOWNSTREAM_WEBHOOK_SECRET=TEST_DOWNSTREAM_SECRET))
+    assert settings.downstream_urls == (url,)
+
+
 @pytest.mark.parametrize("value", ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_not base64!", "whsec_c2hvcnQ="])
 def test_malformed_downstream_secret_is_refused(value: str) -> None:
     with pytest.raises(SettingsError, match="DOWNSTREAM_WEBHOOK_SECRET"):

@@ -5,7 +5,8 @@
                               paused?    short: wait it out here; long: release, the pump resumes it
                               read a batch ─▶ per event: POST ─▶ success: ack+del
                                                              ─▶ 4xx (not 408/429/410): dead letter, next
-                                                             ─▶ 410: disable URL, dead-letter its events
+                                                             ─▶ 410 or an unusable URL (InvalidURL):
+                                                                disable URL, dead-letter its events
                                                              ─▶ retryable: open the breaker (pause); once
                                                                 the event has failed for max age, dead-letter
                                                                 it and every event that waited that long
@@ -192,7 +193,8 @@ def _retry_later(
 def _disable(
     tools: Tools, url: str, entry: outbox.OutboxEntry, event: EventInfo, result: AttemptResult
 ) -> None:
-    reason = f"{result.detail} (410 Gone) on event {event.id}"
+    why = "410 Gone" if result.status == 410 else "unusable URL"
+    reason = f"{result.detail} ({why}) on event {event.id}"
     state.disable(tools.connection, url, reason=reason, now=tools.clock())
     log.error("delivery.url_disabled", url=url, event_id=event.id, error=result.detail,
               hint="events for this URL now go to the dead letters; re-enable with plugwatch dead-letters enable")

@@ -5,6 +5,13 @@
     408, 429, 5xx, transport error       -> RETRY        pause the URL (breaker), retry the same event later
     anything else (other 4xx, 1xx, 3xx)  -> DEAD_LETTER  permanent: dead-letter at once, next event
 
+and when no response can arrive (see `sender`):
+
+    InvalidURL, UnsupportedProtocol      -> DISABLED     the URL itself is unusable (Settings refuses such
+                                                         URLs; this catches any that get past it)
+    LocalProtocolError                   -> DEAD_LETTER  this request cannot be written
+    timeout, network or any other error  -> RETRY
+
 Redirects are not followed: a webhook URL that redirects is misconfigured, and following it would send
 signed events to a place nobody configured.
 """
