@@ -39,6 +39,7 @@ CONTRACT_METRICS = frozenset({
 EXTRA_METRICS = frozenset({
     "plugwatch_redis_up",  # plugwatch/redis_metrics.py
     "plugwatch_reconcile_suggested",  # plugwatch/enode/suggest.py
+    "plugwatch_downstream_slow_urls",  # worker/delivery/metrics.py
 })
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 _METRIC = re.compile(r"\bplugwatch_[a-z0-9_]+\b")

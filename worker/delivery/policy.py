@@ -39,6 +39,8 @@ class AttemptResult:
     detail: str  # "HTTP 503", "ConnectError: ...": says why, for logs and dead letters
     status: int | None = None  # None when no response arrived
     retry_after: float | None = None  # seconds the sink asked us to wait
+    timed_out: bool = False  # sent, but no answer within the read timeout (the sink may still handle it)
+    elapsed: float = 0.0  # seconds until the answer's status line (or until the attempt failed)
 
 
 def classify_status(status: int) -> Outcome:

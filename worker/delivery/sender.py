@@ -27,15 +27,21 @@ log = structlog.get_logger(__name__)
 
 
 def post_event(
-    client: httpx.Client, url: str, *, key: bytes, event_id: str, body: bytes, now: float
+    client: httpx.Client, url: str, *, key: bytes, event_id: str, body: bytes, now: float,
+    read_timeout: float | None = None,
 ) -> AttemptResult:
+    """POST `body`; `read_timeout` (seconds) replaces the client's read timeout for this attempt."""
     headers = {
         **signature_headers(key, event_id, int(now), body),
         "content-type": "application/json",
         "user-agent": USER_AGENT,
     }
+    timeout = client.timeout if read_timeout is None else httpx.Timeout(
+        connect=client.timeout.connect, read=read_timeout, write=client.timeout.write, pool=client.timeout.pool)
+    started = time.monotonic()
     try:
-        with client.stream("POST", url, content=body, headers=headers) as response:
+        with client.stream("POST", url, content=body, headers=headers, timeout=timeout) as response:
+            elapsed = time.monotonic() - started
             outcome = classify_status(response.status_code)
             detail = f"HTTP {response.status_code}"
             if outcome is Outcome.SUCCESS:
@@ -43,13 +49,16 @@ def post_event(
             else:
                 detail += _snippet(response)
             retry_after = parse_retry_after(response.headers.get("retry-after"), now)
-            return AttemptResult(outcome, detail, response.status_code, retry_after)
+            return AttemptResult(outcome, detail, response.status_code, retry_after, elapsed=elapsed)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as error:  # the URL itself: no attempt can work
         return AttemptResult(Outcome.DISABLED, _described(error))
     except httpx.LocalProtocolError as error:  # this request could not be written: never retried as is
         return AttemptResult(Outcome.DEAD_LETTER, _described(error))
+    except httpx.ReadTimeout:
+        return AttemptResult(Outcome.RETRY, f"ReadTimeout: no answer within {timeout.read:g} s", timed_out=True,
+                             elapsed=time.monotonic() - started)
     except httpx.HTTPError as error:
-        return AttemptResult(Outcome.RETRY, _described(error))
+        return AttemptResult(Outcome.RETRY, _described(error), elapsed=time.monotonic() - started)
     except Exception as error:  # e.g. UnicodeError from the resolver: retried with backoff, never a crash loop
         log.warning("delivery.send_crashed", exc_info=True)
         return AttemptResult(Outcome.RETRY, _described(error))
