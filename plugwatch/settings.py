@@ -114,6 +114,10 @@ class Settings:
     redis_timeout_seconds: float = 1.0
     delivery_max_age_seconds: float = 24 * 3600.0
     log_format: str = "auto"  # "json", "console" or "auto" (console on a TTY)
+    # Slow clients (enforced by `python -m receiver`, see receiver/connections.py)
+    receiver_header_timeout_seconds: float = 10.0
+    receiver_body_timeout_seconds: float = 30.0
+    receiver_max_connections: int = 2048
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, require_enode_secret: bool = True) -> Settings:
@@ -150,6 +154,12 @@ class Settings:
                 environ, "PLUGWATCH_DELIVERY_MAX_AGE_SECONDS", cls.delivery_max_age_seconds
             ),
             log_format=log_format,
+            receiver_header_timeout_seconds=positive_float(
+                environ, "PLUGWATCH_RECEIVER_HEADER_TIMEOUT_SECONDS", cls.receiver_header_timeout_seconds),
+            receiver_body_timeout_seconds=positive_float(
+                environ, "PLUGWATCH_RECEIVER_BODY_TIMEOUT_SECONDS", cls.receiver_body_timeout_seconds),
+            receiver_max_connections=positive_int(
+                environ, "PLUGWATCH_RECEIVER_MAX_CONNECTIONS", cls.receiver_max_connections),
         )
 
     @property

@@ -15,6 +15,7 @@ pytestmark = [pytest.mark.slow]
 PROCESSES = {
     "python -m worker": [sys.executable, "-m", "worker"],
     "receiver": [sys.executable, "-m", "uvicorn", "receiver.app:app_from_env", "--factory", "--port", "0"],
+    "python -m receiver": [sys.executable, "-m", "receiver", "--port", "0"],
     "plugwatch": [str(ROOT / ".venv" / "bin" / "plugwatch"), "status"],
 }
 

@@ -59,7 +59,8 @@ def test_a_present_secret_is_still_checked_when_not_required() -> None:
     ("key", "value"),
     [("PORT", "eighty"), ("PORT", "-1"), ("PORT", "80.5"), ("PLUGWATCH_MAX_BODY_BYTES", "0"),
      ("PLUGWATCH_REDIS_TIMEOUT_SECONDS", "soon"), ("PLUGWATCH_DEDUPE_TTL_SECONDS", "-5"),
-     ("PLUGWATCH_LOG_FORMAT", "xml")],
+     ("PLUGWATCH_LOG_FORMAT", "xml"), ("PLUGWATCH_RECEIVER_HEADER_TIMEOUT_SECONDS", "0"),
+     ("PLUGWATCH_RECEIVER_BODY_TIMEOUT_SECONDS", "never"), ("PLUGWATCH_RECEIVER_MAX_CONNECTIONS", "1.5")],
 )
 def test_unusable_numbers_and_choices_are_refused_by_name(key: str, value: str) -> None:
     with pytest.raises(SettingsError, match=key):
@@ -73,6 +74,17 @@ def test_receiver_tuning_variables_are_read() -> None:
     assert (settings.port, settings.max_body_bytes, settings.redis_timeout_seconds) == (9000, 2048, 0.5)
     assert (settings.dedupe_ttl_seconds, settings.redis_url, settings.log_format) == (
         3600, "redis://example:6380/1", "json")
+
+
+def test_slow_client_limits_default_to_10_s_headers_30_s_body_2048_connections_and_are_read() -> None:
+    defaults = Settings.from_env(env())
+    assert (defaults.receiver_header_timeout_seconds, defaults.receiver_body_timeout_seconds,
+            defaults.receiver_max_connections) == (10.0, 30.0, 2048)
+    tuned = Settings.from_env(env(PLUGWATCH_RECEIVER_HEADER_TIMEOUT_SECONDS="2.5",
+                                  PLUGWATCH_RECEIVER_BODY_TIMEOUT_SECONDS="4",
+                                  PLUGWATCH_RECEIVER_MAX_CONNECTIONS="100"))
+    assert (tuned.receiver_header_timeout_seconds, tuned.receiver_body_timeout_seconds,
+            tuned.receiver_max_connections) == (2.5, 4.0, 100)
 
 
 def test_downstream_urls_require_a_signing_secret() -> None:
