@@ -13,6 +13,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from plugwatch.urls import webhook_url_problem
+
 SANDBOX_API_URL = "https://enode-api.sandbox.enode.io"
 SANDBOX_TOKEN_URL = "https://oauth.sandbox.enode.io/oauth2/token"  # noqa: S105 (a URL)
 
@@ -114,6 +116,10 @@ class Settings:
     action_memory_seconds: int = 72 * 3600  # terminal actions are recognised as repeats this long (receipt time)
     max_clock_skew_seconds: int = 300  # Enode timestamps further ahead of their receipt are clamped to it
     log_format: str = "auto"  # "json", "console" or "auto" (console on a TTY)
+    # Slow clients (enforced by `python -m receiver`, see receiver/connections.py)
+    receiver_header_timeout_seconds: float = 10.0
+    receiver_body_timeout_seconds: float = 30.0
+    receiver_max_connections: int = 2048
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, require_enode_secret: bool = True) -> Settings:
@@ -123,8 +129,8 @@ class Settings:
         """
         urls = _split_csv(environ.get("DOWNSTREAM_WEBHOOK_URLS", ""))
         for url in urls:
-            if not url.startswith(("http://", "https://")):
-                raise SettingsError(f"DOWNSTREAM_WEBHOOK_URLS has a non-HTTP URL: {url!r}")
+            if problem := webhook_url_problem(url):
+                raise SettingsError(f"DOWNSTREAM_WEBHOOK_URLS has an unusable URL {url!r}: {problem}")
         secrets: tuple[str, ...] = ()
         if require_enode_secret or environ.get("ENODE_WEBHOOK_SECRET", "").strip():
             secrets = _enode_secrets(environ)
@@ -156,6 +162,12 @@ class Settings:
                 environ, "PLUGWATCH_MAX_CLOCK_SKEW_SECONDS", cls.max_clock_skew_seconds
             ),
             log_format=log_format,
+            receiver_header_timeout_seconds=positive_float(
+                environ, "PLUGWATCH_RECEIVER_HEADER_TIMEOUT_SECONDS", cls.receiver_header_timeout_seconds),
+            receiver_body_timeout_seconds=positive_float(
+                environ, "PLUGWATCH_RECEIVER_BODY_TIMEOUT_SECONDS", cls.receiver_body_timeout_seconds),
+            receiver_max_connections=positive_int(
+                environ, "PLUGWATCH_RECEIVER_MAX_CONNECTIONS", cls.receiver_max_connections),
         )
 
     @property

@@ -27,6 +27,7 @@ from plugwatch import ingest
 from plugwatch.settings import Settings
 from receiver.batching import ScriptBatcher
 from receiver.body import BadBody, BodyTooLarge, read_limited
+from receiver.connections import CUT_SCOPE_KEY
 from receiver.metrics import Outcome, ReceiverMetrics
 from receiver.signature import SignatureFailure, check_header, verify
 
@@ -107,8 +108,9 @@ class WebhookEndpoint:
         started = time.perf_counter()
         handled = await self._handle(_Headers.of(scope), receive)
         self._requests[handled.outcome].inc()
-        log.info("delivery.handled", delivery_id=handled.delivery_id, events=handled.events,
-                 outcome=handled.outcome.value, ms=round((time.perf_counter() - started) * 1000, 2))
+        if CUT_SCOPE_KEY not in scope:  # a body too slow to arrive: the cut is logged, rate-limited
+            log.info("delivery.handled", delivery_id=handled.delivery_id, events=handled.events,
+                     outcome=handled.outcome.value, ms=round((time.perf_counter() - started) * 1000, 2))
         body = _BODIES[handled.outcome]
         await send({"type": "http.response.start", "status": _STATUS.get(handled.outcome, 200),
                     "headers": [(b"content-type", b"application/json"),

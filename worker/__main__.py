@@ -22,6 +22,7 @@ from rq import SimpleWorker
 from plugwatch import keys
 from plugwatch.logs import configure_logging
 from plugwatch.settings import Settings, SettingsError, positive_float
+from plugwatch.startup import exit_on_bad_settings
 from worker import delivery, ingest
 from worker.bootstrap import WorkerContext, bootstrap, install
 
@@ -36,17 +37,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="the RQ worker name (default: RQ's)")
     args = parser.parse_args(argv)
 
-    settings = Settings.from_env(os.environ, require_enode_secret=False)
+    with exit_on_bad_settings("python -m worker"):
+        settings = Settings.from_env(os.environ, require_enode_secret=False)
+        context = bootstrap(settings, os.environ)
+        port = _metrics_port(os.environ)
+        interval = positive_float(os.environ, "PLUGWATCH_PUMP_INTERVAL_SECONDS", 1.0)
     configure_logging(settings.log_format)
-    context = bootstrap(settings, os.environ)
     install(context)
-    port = _metrics_port(os.environ)
     if port:
         try:
             start_http_server(port)
         except OSError:  # e.g. a second worker on the same host: run on, without a metrics endpoint
             log.exception("worker.metrics_port_unavailable", port=port)
-    interval = positive_float(os.environ, "PLUGWATCH_PUMP_INTERVAL_SECONDS", 1.0)
 
     pump_once(context)
     stop = threading.Event()

@@ -10,10 +10,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import Any
 
 import click
 
 from plugwatch.logs import configure_logging
+from plugwatch.startup import exit_on_bad_settings
 
 # module name under plugwatch.cli -> attribute holding the click command or group
 _COMMANDS: dict[str, str] = {
@@ -26,7 +28,13 @@ _COMMANDS: dict[str, str] = {
 }
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        with exit_on_bad_settings("plugwatch"):  # unusable configuration: one line, exit 2, no traceback
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """plugwatch: Enode webhooks in, 'plugged in at home' events out."""
     configure_logging(os.environ.get("PLUGWATCH_LOG_FORMAT", "auto"), stream=sys.stderr)

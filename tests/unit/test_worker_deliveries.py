@@ -28,7 +28,8 @@ ODD = st.one_of(
 
 def decode(body: bytes) -> tuple[list[object], list[quarantine.Entry]]:
     connection = fakeredis.FakeRedis()
-    observations = decode_delivery(connection, (b"1-0", {b"d": b"d1", b"b": body, b"t": b"1741932679512"}), Counter(), DEFAULT_CONFIG)
+    entry = (b"1-0", {b"d": b"d1", b"b": body, b"t": b"1741932679512"})
+    observations = decode_delivery(connection, entry, Counter(), DEFAULT_CONFIG)
     return list(observations), quarantine.entries(connection)
 
 

@@ -9,8 +9,9 @@ Public surface for the rest of the worker:
 
 How it fits together: `kick`/`pump` arm one RQ job `drain_outbox(url)` per URL (`arming`); the job hands
 the URL to a drainer thread of its process (`threads`), which holds the URL's lease (`lease`) and delivers
-the outbox in order (`drainer`, `sender`, `policy`), pausing the URL on retryable failures (`state`) and
-turning permanent failures into dead letters (`deadletters`).
+the outbox in order (`drainer`, `sender`, `policy`), pausing the URL on retryable failures (`state`), raising
+a slow URL's read timeout instead of resending to it again and again (`slowness`), and turning permanent
+failures into dead letters (`deadletters`).
 """
 
 from __future__ import annotations

@@ -63,6 +63,13 @@ class Lease:
             return True
         return self._renewed(self.connection.eval(_REFRESH, 1, self.key, self.token, self.ttl_ms))
 
+    def fit(self, ttl_ms: int, must_outlive_ms: int) -> bool:
+        """Size the lease for the URL's attempts now (longer while its read timeout is raised); a lease
+        that grows is extended at once.  False when it was lost."""
+        grows = ttl_ms > self.ttl_ms
+        self.ttl_ms, self.must_outlive_ms = ttl_ms, must_outlive_ms
+        return self.refresh(force=True) if grows else True
+
     def release(self) -> None:
         self._renewed_at = float("-inf")
         self.connection.eval(_RELEASE, 1, self.key, self.token)

@@ -5,6 +5,7 @@ URLs, dead letters) are read from Redis at scrape time, so every worker process 
     plugwatch_downstream_latency_seconds            now - occurredAt when an event was delivered
     plugwatch_downstream_paused_urls                URLs whose breaker is open (paused or retrying its head)
     plugwatch_downstream_disabled_urls              URLs disabled by a 410 (until re-enabled)
+    plugwatch_downstream_slow_urls                  URLs whose read timeout is raised (they answer slowly)
     plugwatch_dead_letters                          dead letters kept (RQ failed jobs, dead-letter queue)
 """
 
@@ -63,6 +64,9 @@ class DeliveryStateCollector(Collector):
                                 value=sum(1 for s in states if s.failing(now)))
         yield GaugeMetricFamily("plugwatch_downstream_disabled_urls", "Downstream URLs disabled (410 Gone).",
                                 value=sum(1 for s in states if s.disabled))
+        yield GaugeMetricFamily("plugwatch_downstream_slow_urls",
+                                "Downstream URLs answering slower than the base read timeout (timeout raised).",
+                                value=sum(1 for s in states if s.slow and not s.disabled))
         yield GaugeMetricFamily("plugwatch_dead_letters", "Dead letters kept in the dead-letter queue.",
                                 value=dead)
 
