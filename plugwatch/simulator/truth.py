@@ -2,9 +2,10 @@
 
 Written from DESIGN.md §1 (not from plugwatch's core), as a plain replay over the simulator's own payloads:
 
-* V is plugged into C by the newest plug report of either side: V's `chargeState.pluggedInChargerId` and
-  C's `chargeState.pluggedInVehicleId` are the same pairing seen from both ends (`_User.pairs`), so a
-  charger naming car 2 takes it from car 1, and a charger naming nobody unplugs whoever was on it.
+* V's `chargeState.pluggedInChargerId` and C's `chargeState.pluggedInVehicleId` are the same pairing seen
+  from both ends: a report is news about the device it names too.  V is plugged into C when the newest
+  report about V names C and the newest about C names V (`_User.pairs`), so a charger naming car 2 takes
+  it from car 1, and a charger naming nobody unplugs whoever was on it.
 * *At home* holds for vehicle V when V is plugged into a known charger C, V's `location.id` is L (not null)
   and C's `location.id` is L.  When it becomes true: `plugged_in_at_home`.  When it becomes false:
   `unplugged_from_home` with the previous ids and a reason: `unplugged` (V is no longer plugged into C,
@@ -83,6 +84,9 @@ class _User:
     cloc: dict[str, str | None] = field(default_factory=dict)  # charger -> location.id
     cveh: dict[str, str | None] = field(default_factory=dict)  # charger -> pluggedInVehicleId
     cveh_at: dict[str, int] = field(default_factory=dict)  # charger -> its chargeState.lastUpdated
+    # the newest plug report about each device from either side, as (time, the other device or "")
+    about_vehicle: dict[str, tuple[int, str]] = field(default_factory=dict)
+    about_charger: dict[str, tuple[int, str]] = field(default_factory=dict)
     home: dict[str, tuple[str, str]] = field(default_factory=dict)  # vehicle -> (charger, location)
     sequence: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
@@ -98,28 +102,18 @@ class _User:
         charger, location = self.home.pop(vehicle)
         self.emit(UNPLUGGED, vehicle, charger, location, at, reason=reason)
 
-    def pairs(self) -> dict[str, str]:
-        """Vehicle -> charger it is plugged into, from both sides' newest plug reports.
+    def report(self, side: str, device: str, at: int, named: str | None) -> None:
+        """A plug report is news about the device and, if it names one, about that device too."""
+        mine, theirs = ((self.about_vehicle, self.about_charger) if side == "vehicle"
+                        else (self.about_charger, self.about_vehicle))
+        mine[device] = max(mine.get(device, (at, "")), (at, named or ""))
+        if named:
+            theirs[named] = max(theirs.get(named, (at, "")), (at, device))
 
-        The newest report (ties: a vehicle's first, then by id) settles its device and the device it names;
-        a report naming a device that a newer report already settled settles only its own: plugged into
-        nothing. A report about a device already settled says nothing more.
-        """
-        reports = [(at, 0, vehicle, self.plug[vehicle]) for vehicle, at in self.plug_at.items()]
-        reports += [(at, 1, charger, self.cveh[charger]) for charger, at in self.cveh_at.items()]
-        reports.sort(key=lambda report: (-report[0], report[1], report[2]))
-        settled: set[tuple[int, str]] = set()
-        pairs: dict[str, str] = {}
-        for _, side, device, named in reports:
-            if (side, device) in settled:
-                continue
-            settled.add((side, device))
-            if named is None or (1 - side, named) in settled:
-                continue
-            settled.add((1 - side, named))
-            vehicle, charger = (device, named) if side == 0 else (named, device)
-            pairs[vehicle] = charger
-        return pairs
+    def pairs(self) -> dict[str, str]:
+        """Vehicle -> charger: paired when the newest report about each names the other."""
+        return {vehicle: charger for vehicle, (_, charger) in self.about_vehicle.items()
+                if charger and self.about_charger.get(charger, (0, ""))[1] == vehicle}
 
     def resettle(self, at: int) -> None:
         """Every vehicle again after a report changed at `at`: first who left home, then who arrived."""
@@ -184,6 +178,7 @@ def _vehicle(s: _User, v: Mapping[str, Any], created: int) -> None:
     loc_changed = new_loc != s.vloc.get(vid)
     times = ([plug_at] if plug_changed else []) + ([_at(location, created)] if loc_changed else [])
     s.plug[vid], s.plug_at[vid], s.vloc[vid] = new_plug, plug_at, new_loc
+    s.report("vehicle", vid, plug_at, new_plug)
     if times:
         s.resettle(max(times))
 
@@ -195,6 +190,7 @@ def _charger(s: _User, c: Mapping[str, Any], created: int) -> None:
     loc_changed = cid not in s.cloc or new_loc != s.cloc[cid]
     times = ([plug_at] if plug_changed else []) + ([_at(location, created)] if loc_changed else [])
     s.cveh[cid], s.cveh_at[cid], s.cloc[cid] = new_vehicle, plug_at, new_loc
+    s.report("charger", cid, plug_at, new_vehicle)
     if times:
         s.resettle(max(times))
 
@@ -202,7 +198,7 @@ def _charger(s: _User, c: Mapping[str, Any], created: int) -> None:
 def _vehicle_deleted(s: _User, vid: str, created: int) -> None:
     if vid in s.home:
         s.leave_home(vid, created, "vehicle_deleted")
-    for known in (s.plug, s.plug_at, s.vloc):
+    for known in (s.plug, s.plug_at, s.vloc, s.about_vehicle):
         known.pop(vid, None)
     s.resettle(created)  # a charger it held may go to another vehicle's report
 
@@ -211,7 +207,7 @@ def _charger_deleted(s: _User, cid: str, created: int) -> None:
     for vid, (charger, _location) in list(s.home.items()):
         if charger == cid:
             s.leave_home(vid, created, "charger_deleted")
-    for known in (s.cloc, s.cveh, s.cveh_at):
+    for known in (s.cloc, s.cveh, s.cveh_at, s.about_charger):
         known.pop(cid, None)
     s.resettle(created)
 

@@ -4,8 +4,9 @@ Written from the spec, not from `worker/core/rules.py`; where the spec leaves a 
 what the core documents (docstrings, comments) rather than what its code does:
 - each device field keeps its newest fact, ordered by `(Enode timestamp, value)` (null sorts as "");
 - the vehicle's `pluggedInChargerId` and the charger's `pluggedInVehicleId` are two reports of one pairing:
-  the newest report of either side decides (`_pairing`), so a charger holds one vehicle at most;
-- `plugged_in_at_home` occurred at the newest of the facts it rests on (both plug reports, both locations);
+  each device's plug is the newest report about it from either side (`_User.plug`, kept as the whole
+  history), and a vehicle and a charger are paired when each one's names the other;
+- `plugged_in_at_home` occurred at the newest of the facts it rests on (both devices' plugs and locations);
   `unplugged_from_home` at the time of the report that ended it, or the deletion's time; within one
   observation every unplug comes before any plug-in;
 - a deletion drops what the device reported up to it (a device with nothing newer is forgotten); later
@@ -16,7 +17,7 @@ what the core documents (docstrings, comments) rather than what its code does:
   kept to the second); a forgotten action is acted on again;
 - an action on a deleted vehicle still yields `control.failed` naming it, with `sequence` and
   `consecutiveFailures` null (the vehicle is no longer tracked); one targeting an unseen vehicle starts
-  tracking it (an action on a charger paired with a vehicle never observed only names it);
+  tracking it (a vehicle a charger's report names is known from that report);
 - `control.failed` carries the vehicle's home `locationId` while it is at home (DESIGN.md lists no location
   for it: reported to the lead as a deviation).
 
@@ -86,7 +87,6 @@ def _value(fact: Fact | None) -> str | None:
 
 @dataclass
 class _Vehicle:
-    plug: Fact | None = None
     location: Fact | None = None
     home: tuple[str, str] | None = None  # (charger, location) last announced as at home
     sequence: int = 0
@@ -96,23 +96,16 @@ class _Vehicle:
 
 @dataclass
 class _Charger:
-    plug: Fact | None = None
     location: Fact | None = None
-
-
-def _learn(device: _Vehicle | _Charger, plug: Fact | None, location: Fact | None) -> None:
-    """Each field keeps its newest fact."""
-    if _newer(plug, device.plug):
-        device.plug = plug
-    if _newer(location, device.location):
-        device.location = location
 
 
 @dataclass
 class _User:
     vehicles: dict[str, _Vehicle] = field(default_factory=dict)
     chargers: dict[str, _Charger] = field(default_factory=dict)
+    reports: list[tuple[str, str, Fact]] = field(default_factory=list)  # every plug report: side, device, fact
     deleted: dict[str, int] = field(default_factory=dict)  # device id -> time of its newest deletion
+    numbered: dict[str, int] = field(default_factory=dict)  # a deleted vehicle -> its last sequence
     finished_actions: dict[str, int] = field(default_factory=dict)  # action id -> newest receipt second
     newest_receipt: int = 0  # of any terminal action update
 
@@ -121,34 +114,32 @@ class _User:
         deleted_at = self.deleted.get(device_id)
         return fact if fact is None or deleted_at is None or fact.at > deleted_at else None
 
+    def known_vehicle(self, vid: str) -> _Vehicle:
+        """The vehicle, tracked from now on if it was not (a vehicle linked again numbers its events on)."""
+        if vid not in self.vehicles:
+            self.vehicles[vid] = _Vehicle(sequence=self.numbered.pop(vid, 0))
+        return self.vehicles[vid]
+
+    def plug(self, side: str, device_id: str) -> Fact | None:
+        """The newest plug report about a device: its own, or one of the other side naming it (as the same
+        pairing seen from there), leaving out those from before its deletion."""
+        about = [fact for s, reporter, fact in self.reports if (s, reporter) == (side, device_id)]
+        about += [Fact(fact.at, reporter) for s, reporter, fact in self.reports
+                  if s != side and fact.value == device_id]
+        counted = [fact for fact in about if self.after_deletion(device_id, fact) is not None]
+        return max(counted, key=lambda fact: (fact.at, fact.value or ""), default=None)
+
+    def charger_of(self, vid: str) -> str | None:
+        """Paired: the vehicle's newest plug report names the charger, and the charger's names the vehicle."""
+        charger_id = _value(self.plug("vehicle", vid))
+        return charger_id if charger_id is not None and _value(self.plug("charger", charger_id)) == vid else None
+
+    def vehicle_of(self, cid: str) -> str | None:
+        vid = _value(self.plug("charger", cid))
+        return vid if vid is not None and self.charger_of(vid) == cid else None
+
 
 _TERMINAL = (ActionState.CONFIRMED, ActionState.FAILED, ActionState.CANCELLED)
-
-
-def _pairing(user: _User) -> dict[tuple[str, str], tuple[str | None, int]]:
-    """Who is plugged into whom, from each device's newest plug report, vehicles' and chargers' alike.
-
-    The newest report settles its device and the one it names; a report whose device is already settled is
-    skipped; one naming a device already settled (by a newer report) settles its own device as plugged into
-    nothing, as of that newer report. Ties: vehicles' reports first, then by id. Keys: ("vehicle", id) and
-    ("charger", id); values: (partner, the time of the report that settled it).
-    """
-    claims = [(fact.at, "vehicle", vid, fact.value) for vid, v in user.vehicles.items() if (fact := v.plug)]
-    claims += [(fact.at, "charger", cid, fact.value) for cid, c in user.chargers.items() if (fact := c.plug)]
-    claims.sort(key=lambda claim: (-claim[0], claim[1] != "vehicle", claim[2]))
-    settled: dict[tuple[str, str], tuple[str | None, int]] = {}
-    for at, side, device, names in claims:
-        me = (side, device)
-        if me in settled:
-            continue
-        them = ("charger" if side == "vehicle" else "vehicle", names or "")
-        if names is None:
-            settled[me] = (None, at)
-        elif them in settled:
-            settled[me] = (None, settled[them][1])
-        else:
-            settled[me], settled[them] = (names, at), (device, at)
-    return settled
 
 
 class ReferenceModel:
@@ -167,9 +158,9 @@ class ReferenceModel:
         user = self._users.setdefault(obs.user_id, _User())
         out: list[Expected] = []
         if isinstance(obs, VehicleObserved):
-            self._observed(user, obs, obs.vehicle_id, user.vehicles, out)
+            self._observed(user, obs, "vehicle", obs.vehicle_id, out)
         elif isinstance(obs, ChargerObserved):
-            self._observed(user, obs, obs.charger_id, user.chargers, out)
+            self._observed(user, obs, "charger", obs.charger_id, out)
         elif isinstance(obs, DeviceDeleted):
             self._deleted(user, obs, out)
         else:
@@ -178,14 +169,19 @@ class ReferenceModel:
 
     # --- at home --------------------------------------------------------------------------------------
 
-    def _observed(self, user: _User, obs: VehicleObserved | ChargerObserved, device_id: str,
-                  devices: dict[str, Any], out: list[Expected]) -> None:
+    def _observed(self, user: _User, obs: VehicleObserved | ChargerObserved, side: str, device_id: str,
+                  out: list[Expected]) -> None:
+        devices: dict[str, Any] = user.vehicles if side == "vehicle" else user.chargers
+        if obs.plug is not None:
+            user.reports.append((side, device_id, obs.plug))
+            named = obs.plug.value
+            if side == "charger" and named is not None and user.after_deletion(named, obs.plug) is not None:
+                user.known_vehicle(named)  # a vehicle of this user, known from its charger's report
         plug, location = user.after_deletion(device_id, obs.plug), user.after_deletion(device_id, obs.location)
-        if device_id in user.deleted and plug is None and location is None:
-            return  # only what it reported before its deletion
-        if device_id not in devices:
-            devices[device_id] = _Vehicle() if isinstance(obs, VehicleObserved) else _Charger()
-        _learn(devices[device_id], plug, location)
+        if device_id not in user.deleted or plug is not None or location is not None:
+            device = user.known_vehicle(device_id) if side == "vehicle" else devices.setdefault(device_id, _Charger())
+            if _newer(location, device.location):
+                device.location = location
         self._settle(user, obs.user_id, out, None)
 
     def _deleted(self, user: _User, obs: DeviceDeleted, out: list[Expected]) -> None:
@@ -195,16 +191,15 @@ class ReferenceModel:
         devices: dict[str, Any] = user.vehicles if obs.device == "vehicle" else user.chargers
         device = devices.get(obs.device_id)
         if device is not None:
-            device.plug = user.after_deletion(obs.device_id, device.plug)
             device.location = user.after_deletion(obs.device_id, device.location)
         self._settle(user, obs.user_id, out, obs)
-        if device is not None and device.plug is None and device.location is None:
+        if device is not None and device.location is None and user.plug(obs.device, obs.device_id) is None:
             del devices[obs.device_id]
+            if isinstance(device, _Vehicle):
+                user.numbered[obs.device_id] = device.sequence
 
-    def _at_home(self, user: _User, vid: str, pairs: dict[tuple[str, str], tuple[str | None, int]]
-                 ) -> tuple[str, str] | None:
-        charger_id, _ = pairs.get(("vehicle", vid), (None, 0))
-        location_id = _value(user.vehicles[vid].location)
+    def _at_home(self, user: _User, vid: str) -> tuple[str, str] | None:
+        charger_id, location_id = user.charger_of(vid), _value(user.vehicles[vid].location)
         charger = user.chargers.get(charger_id or "")
         if charger_id is None or location_id is None or charger is None:
             return None
@@ -212,31 +207,29 @@ class ReferenceModel:
 
     def _settle(self, user: _User, user_id: str, out: list[Expected], deleted: DeviceDeleted | None) -> None:
         """Every vehicle again: first whoever is no longer at home, then whoever now is."""
-        pairs = _pairing(user)
-        now = {vid: self._at_home(user, vid, pairs) for vid in user.vehicles}
+        now = {vid: self._at_home(user, vid) for vid in user.vehicles}
         for vid, vehicle in sorted(user.vehicles.items()):
             if vehicle.home is not None and now[vid] != vehicle.home:
-                reason, at = self._why_not_home(user, vid, vehicle.home, pairs, deleted)
+                reason, at = self._why_not_home(user, vid, vehicle.home, deleted)
                 self._emit(out, user_id, vid, vehicle, UNPLUGGED, vehicle.home, at, (("reason", reason),))
                 vehicle.home = None
         for vid, vehicle in sorted(user.vehicles.items()):
             home = now[vid]
             if home is not None and home != vehicle.home:
-                charger = user.chargers[home[0]]
-                facts = (vehicle.plug, vehicle.location, charger.plug, charger.location)
+                facts = (user.plug("vehicle", vid), vehicle.location, user.plug("charger", home[0]),
+                         user.chargers[home[0]].location)
                 at = max(fact.at for fact in facts if fact is not None)
                 self._emit(out, user_id, vid, vehicle, PLUGGED_IN, home, at, ())
                 vehicle.home = home
 
-    def _why_not_home(self, user: _User, vid: str, home: tuple[str, str],
-                      pairs: dict[tuple[str, str], tuple[str | None, int]], deleted: DeviceDeleted | None
+    def _why_not_home(self, user: _User, vid: str, home: tuple[str, str], deleted: DeviceDeleted | None
                       ) -> tuple[str, int]:
         charger_id, location_id = home
         if deleted is not None and (deleted.device, deleted.device_id) in (("vehicle", vid), ("charger", charger_id)):
             return f"{deleted.device}_deleted", deleted.at
-        vehicle_side, charger_side = pairs.get(("vehicle", vid)), pairs.get(("charger", charger_id))
-        if vehicle_side is None or vehicle_side[0] != charger_id:  # a newer report of either side says otherwise
-            return "unplugged", max(side[1] for side in (vehicle_side, charger_side) if side is not None)
+        if user.charger_of(vid) != charger_id:  # a newer report of either side names someone else, or nobody
+            sides = (user.plug("vehicle", vid), user.plug("charger", charger_id))
+            return "unplugged", max(side.at for side in sides if side is not None)
         location = user.vehicles[vid].location
         if location is not None and location.value != location_id:
             return "location_changed", location.at
@@ -283,10 +276,9 @@ class ReferenceModel:
 
     def _concerned(self, user: _User, obs: ActionUpdated) -> tuple[str | None, str | None]:
         """The vehicle an action is about, and the charger when known: the target and whom it is paired with."""
-        pairs = _pairing(user)
         if obs.target_type == "vehicle":
-            return obs.target_id, pairs.get(("vehicle", obs.target_id), (None, 0))[0]
-        return pairs.get(("charger", obs.target_id), (None, 0))[0], obs.target_id
+            return obs.target_id, user.charger_of(obs.target_id)
+        return user.vehicle_of(obs.target_id), obs.target_id
 
     def _emit(self, out: list[Expected], user_id: str, vid: str, vehicle: _Vehicle, kind: str,
               ids: tuple[str | None, str | None], at: int, data: tuple[tuple[str, Any], ...]) -> None:

@@ -138,8 +138,9 @@ def test_reapplying_any_part_of_a_log_emits_nothing(data: st.DataObject, log: li
 @PROPERTY
 @given(st.data(), LOGS)
 def test_at_home_events_alternate_per_vehicle_in_any_order(data: st.DataObject, log: list[Observation]) -> None:
-    """Invariant 5, whatever the arrival order; and `sequence` counts every event of a vehicle from 1."""
+    """Invariant 5, whatever the arrival order; `sequence` counts every event of a vehicle from 1; ids are unique."""
     _, emitted = run(data.draw(st.permutations(log), label="shuffled"))
+    assert len({e.id for e in emitted}) == len(emitted), "an event id was emitted twice"
     for vid, events in _by_vehicle(emitted).items():
         numbered = [e.sequence for e in events if e.sequence is not None]
         assert numbered == list(range(1, len(numbered) + 1)), vid

@@ -7,6 +7,7 @@ from typing import Any
 from worker.core import (
     Applied,
     EmittedEvent,
+    Fact,
     Outcome,
     UserState,
     apply,
@@ -158,7 +159,8 @@ def test_vehicle_deleted_at_home() -> None:
     state, _ = run(charger(HOME, 0), vehicle(C, HOME, 10))
     state, events = run(deleted("vehicle", V, 40), state=state)
     assert kinds(events) == [("vehicle.unplugged_from_home", "vehicle_deleted")]
-    assert V not in state.vehicles
+    assert state.retired(V), "forgotten but for its sequence"
+    assert V not in state.facts()["vehicles"]  # type: ignore[operator]
 
 
 def test_charger_deleted_ends_at_home() -> None:
@@ -169,20 +171,29 @@ def test_charger_deleted_ends_at_home() -> None:
 
 
 def test_updates_from_before_a_vehicles_deletion_are_stale() -> None:
-    """An update Enode sent before the deletion and retried after it changes nothing."""
+    """An update Enode sent before the deletion and retried after it changes nothing about the vehicle."""
     state, _ = run(charger(HOME, 0), vehicle(C, HOME, 10), deleted("vehicle", V, 40))
+    result = apply(state, decode(vehicle(None, WORK, 30)))
+    assert (result.outcome, result.events, result.state) == (Outcome.STALE, (), state)
     result = apply(state, decode(vehicle(C, HOME, 30)))
-    assert result.outcome is Outcome.STALE
     assert result.events == ()
-    assert result.state == state
+    assert result.state.retired(V), "what it says about the charger is kept on the charger only"
 
 
 def test_older_observation_changes_nothing_and_emits_nothing() -> None:
     state, _ = run(charger(HOME, 0), vehicle(C, HOME, 10), vehicle(None, HOME, 20))
-    result = apply(state, decode(vehicle(C, HOME, 15)))
+    result = apply(state, decode(vehicle(None, WORK, 15)))
     assert result.outcome is Outcome.STALE
     assert result.events == ()
     assert result.state == state
+
+
+def test_an_at_home_that_comes_back_from_the_same_facts_has_new_ids() -> None:
+    """Late reports of the charger moving away and back end and restore at-home with the same `occurredAt`."""
+    _, events = run(charger(HOME, 0), vehicle(C, HOME, 10), charger(WORK, 3), charger(HOME, 6))
+    assert kinds(events) == [PLUGGED, ("vehicle.unplugged_from_home", "charger_location_changed"), PLUGGED]
+    assert events[0].occurred_at_ms == events[2].occurred_at_ms
+    assert len({e.id for e in events}) == 3
 
 
 def test_redelivered_observation_is_a_duplicate() -> None:
@@ -305,10 +316,10 @@ def test_action_redelivered_after_many_newer_actions_emits_nothing() -> None:
     assert len(encode_state(result.state)) < 1024
 
 
-def test_charger_action_for_a_vehicle_never_observed_does_not_start_tracking_it() -> None:
-    """Otherwise the final state would depend on whether the charger update came before the action."""
+def test_a_vehicle_only_its_charger_names_is_known_from_that_report() -> None:
+    """Enode names only a vehicle of the same user: the charger's report makes it known, not at home yet."""
     state, events = run(charger(HOME, 0, plugged="veh-unseen"), action("a1", "FAILED", 20, target=C,
                                                                          target_type="charger"))
-    assert events[0].vehicle_id == "veh-unseen"
-    assert events[0].sequence is None
-    assert "veh-unseen" not in state.vehicles
+    assert [(e.type.value, e.vehicle_id, e.sequence) for e in events] == [("control.failed", "veh-unseen", 1)]
+    assert state.vehicles["veh-unseen"].plug == Fact(T0, C)
+    assert state.vehicles["veh-unseen"].home is None

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import itertools
 
-from tests.unit.test_core_rules import HOME, PLUGGED, C, V, decode, deleted, kinds, run, vehicle
+from tests.unit.test_core_rules import HOME, PLUGGED, C, V, action, decode, deleted, kinds, run, vehicle
 from tests.unit.test_core_rules import charger as charger_payload
 from worker.core import Outcome, UserState, apply
 from worker.core.tombstones import MAX_TOMBSTONES, TOMBSTONE_MEMORY_MS
 
 
 def test_a_vehicle_linked_again_under_its_id_is_followed_again() -> None:
-    """Updates newer than the deletion are authentic: the vehicle is plugged in at home again."""
+    """Updates newer than the deletion are authentic: the vehicle is plugged in at home again, numbered on."""
     state, events = run(charger_payload(HOME, 0), vehicle(C, HOME, 10), deleted("vehicle", V, 40),
                         vehicle(C, HOME, 50), charger_payload(HOME, 51, plugged=V))
     assert kinds(events) == [PLUGGED, ("vehicle.unplugged_from_home", "vehicle_deleted"), PLUGGED]
+    assert [e.sequence for e in events] == [1, 2, 3]
     assert events[-1].to_dict()["occurredAt"] == vehicle(C, HOME, 50)["vehicle"]["chargeState"]["lastUpdated"]
     assert state.vehicles[V].home is not None
 
@@ -65,6 +66,20 @@ def test_a_report_without_facts_about_a_deleted_device_is_stale() -> None:
     del bare["vehicle"]["chargeState"], bare["vehicle"]["location"]
     result = apply(state, decode(bare))
     assert (result.outcome, result.state) == (Outcome.STALE, state)
+
+
+def test_an_action_on_a_deleted_vehicle_names_it_without_counting_it() -> None:
+    state, _ = run(charger_payload(HOME, 0), vehicle(C, HOME, 10), deleted("vehicle", V, 40))
+    _, events = run(action("a1", "FAILED", 45), state=state)
+    assert [(e.vehicle_id, e.sequence, e.data["consecutiveFailures"]) for e in events] == [(V, None, None)]
+
+
+def test_a_user_left_with_deleted_devices_only_is_empty() -> None:
+    """The store then keeps its memory for a while only (the retired vehicle's sequence, the tombstones)."""
+    state, _ = run(charger_payload(HOME, 0), vehicle(C, HOME, 10), deleted("vehicle", V, 40),
+                   deleted("charger", C, 41))
+    assert state.retired(V)
+    assert state.is_empty()
 
 
 def test_tombstones_are_kept_for_the_memory_window_of_enode_time() -> None:

@@ -114,7 +114,8 @@ def test_deleting_every_device_leaves_only_an_expiring_tombstone(connection: red
 
     assert [event.data["reason"] for event in result.events] == ["vehicle_deleted"]
     state = decode_state(connection.get(keys.user_state_key(USER)))
-    assert (state.vehicles, state.chargers, set(state.tombstones)) == ({}, {}, {VEHICLE, CHARGER})
+    assert (state.facts()["vehicles"], state.chargers, set(state.tombstones)) == ({}, {}, {VEHICLE, CHARGER})
+    assert state.retired(VEHICLE), "the deleted vehicle keeps only its sequence"
     assert 0 < connection.pttl(keys.user_state_key(USER)) <= 60_000
 
 
@@ -126,7 +127,9 @@ def test_a_late_update_about_a_deleted_vehicle_does_not_bring_it_back(connection
     late = store.apply_batch(plug_in_at_home(minute=10))  # older than the deletion, delivered after it
 
     assert late.events == ()
-    assert decode_state(connection.get(keys.user_state_key(USER))).vehicles == {}
+    state = decode_state(connection.get(keys.user_state_key(USER)))
+    assert state.facts()["vehicles"] == {}
+    assert state.retired(VEHICLE)
 
 
 def test_a_failed_action_on_an_unknown_charger_is_emitted_once_and_remembered(connection: redis.Redis) -> None:

@@ -1,62 +1,44 @@
-"""Who is plugged into whom: one matching per user, from both sides' newest plug reports. Pure.
+"""Who is plugged into whom, from both sides' plug reports. Pure.
 
 Enode reports each pairing twice: the vehicle's `chargeState.pluggedInChargerId` and the charger's
-`chargeState.pluggedInVehicleId`, "the mirror image" (each device keeps its newest report as `plug`). The
-newest report from either side decides. Reports are taken newest first (by Enode time; at the same
-millisecond a vehicle's before a charger's, then by id):
+`chargeState.pluggedInVehicleId`, "the mirror image", each at its own `chargeState.lastUpdated`. A report
+"X is plugged into Y at t" is a fact about both devices, so it is kept on both: each device's `plug` is the
+newest report about it from either side (X's own, or one naming X), ordered like every fact by
+`(at, value)`. "X is plugged into nothing at t" is a fact about X only.
 
-- a report about a device already decided by a newer report is skipped;
-- "X is plugged into nothing" decides X: unpaired;
-- "X is plugged into Y" when Y was decided by a newer report (paired with another device, or unpaired)
-  decides X: unpaired, for the newer report says Y is not plugged into X;
-- else X and Y are paired.
-
-So a charger holds at most one vehicle and a vehicle is plugged into at most one charger, and the result
-depends only on the set of reports, never on the order they arrived in. A `Link` also holds the Enode time
-of the report that decided the device: when a previous pairing of it ended, or when this one is known from.
+A vehicle and a charger are paired when each one's newest report names the other. So a charger holds at
+most one vehicle and a vehicle is plugged into at most one charger; a newer report from either side that
+names someone else, or nothing, ends the pairing, and an older report can never bring it back (the newer
+one stays on the device it is about). The result depends only on the set of reports, in any arrival order.
 """
 
 from __future__ import annotations
 
-import msgspec
-
+from worker.core.observations import Fact
 from worker.core.state import UserState
 
-Link = tuple[str | None, int]  # (partner: None when plugged into nothing, Enode time of the deciding report)
+
+def mirror(plug: Fact | None, reporter: str) -> tuple[str, Fact] | None:
+    """The device a plug report names and the same report as a fact about it, if it names one."""
+    if plug is None or plug.value is None:
+        return None
+    return plug.value, Fact(plug.at, reporter)
 
 
-class Pairing(msgspec.Struct, frozen=True):
-    vehicles: dict[str, Link]  # a vehicle id (also one only a charger names) -> its link
-    chargers: dict[str, Link]  # a charger id (also one only a vehicle names) -> its link
-
-    def charger_of(self, vehicle_id: str) -> str | None:
-        link = self.vehicles.get(vehicle_id)
-        return None if link is None else link[0]
-
-    def vehicle_of(self, charger_id: str) -> str | None:
-        link = self.chargers.get(charger_id)
-        return None if link is None else link[0]
+def charger_of(state: UserState, vehicle_id: str) -> str | None:
+    """The charger the vehicle is plugged into: the one its newest report names, if that one names it back."""
+    vehicle = state.vehicles.get(vehicle_id)
+    if vehicle is None or vehicle.plug is None or vehicle.plug.value is None:
+        return None
+    charger = state.chargers.get(vehicle.plug.value)
+    if charger is None or charger.plug is None or charger.plug.value != vehicle_id:
+        return None
+    return vehicle.plug.value
 
 
-def pairing(state: UserState) -> Pairing:
-    # (-at, side, id, named) ascending = newest first; at the same millisecond vehicles (side 0) first, by id
-    reports: list[tuple[int, int, str, str | None]] = []
-    for vid, vehicle in state.vehicles.items():
-        if (plug := vehicle.plug) is not None:
-            reports.append((-plug.at, 0, vid, plug.value))
-    for cid, charger in state.chargers.items():
-        if (plug := charger.plug) is not None:
-            reports.append((-plug.at, 1, cid, plug.value))
-    reports.sort()
-    sides: tuple[dict[str, Link], dict[str, Link]] = ({}, {})
-    for minus_at, side, device, named in reports:
-        mine, theirs = sides[side], sides[1 - side]
-        if device in mine:
-            continue  # decided by a newer report naming it
-        if named is None:
-            mine[device] = (None, -minus_at)
-        elif named in theirs:
-            mine[device] = (None, theirs[named][1])  # what it names was decided otherwise, by a newer report
-        else:
-            mine[device], theirs[named] = (named, -minus_at), (device, -minus_at)
-    return Pairing(*sides)
+def vehicle_of(state: UserState, charger_id: str) -> str | None:
+    """The vehicle plugged into the charger (see `charger_of`)."""
+    charger = state.chargers.get(charger_id)
+    if charger is None or charger.plug is None or charger.plug.value is None:
+        return None
+    return charger.plug.value if charger_of(state, charger.plug.value) == charger_id else None

@@ -1,9 +1,9 @@
 """The rules: `apply(state, observation) -> Applied(state, events, outcome)`. Pure: no I/O, no clock.
 
 Each device field keeps its newest fact by Enode's timestamp, so an older observation changes nothing and
-emits nothing. After every new fact the at-home fact of every vehicle of the user is re-derived
-(`worker.core.homes`, from the pairing both sides report: `worker.core.pairing`) and compared with the one
-last emitted. A deletion drops the device's facts up to its time (`worker.core.tombstones`).
+emits nothing; a plug report is also a fact about the device it names (`worker.core.pairing`). After every
+new fact the at-home fact of every vehicle of the user is re-derived (`worker.core.homes`) and compared
+with the one last emitted. A deletion drops the device's facts up to its time (`worker.core.tombstones`).
 
 A terminal action update is acted on once: its action is remembered by receipt time (`worker.core.memory`),
 and a repeat inside that memory is a duplicate; one not remembered is applied, whatever arrived before it.
@@ -30,7 +30,7 @@ from worker.core.observations import (
     Observation,
     VehicleObserved,
 )
-from worker.core.pairing import pairing
+from worker.core.pairing import charger_of, mirror, vehicle_of
 from worker.core.state import (
     STREAK_THRESHOLD,
     Charger,
@@ -83,37 +83,49 @@ def _merge_facts(device: DeviceT, plug: Fact | None, location: Fact | None) -> t
 def _merged(
     state: UserState, device_id: str, known: dict[str, DeviceT], blank: DeviceT, plug: Fact | None,
     location: Fact | None,
-) -> dict[str, DeviceT] | Outcome:
-    """The user's vehicles or chargers with the observation's newest facts, or why nothing changed."""
+) -> tuple[dict[str, DeviceT], Outcome]:
+    """`known` with the newest facts about `device_id` (those newer than its deletion); APPLIED if changed."""
     if device_id in state.tombstones:
         plug, location = live(state, device_id, plug), live(state, device_id, location)
         if plug is None and location is None:
-            return Outcome.STALE  # nothing reported after the device's deletion
+            return known, Outcome.STALE  # nothing reported after the device's deletion
     device, outcome = _merge_facts(known.get(device_id, blank), plug, location)
-    if outcome is not Outcome.APPLIED and device_id in known:
-        return outcome
-    return {**known, device_id: device}
+    if outcome is Outcome.APPLIED or device_id not in known:
+        return {**known, device_id: device}, Outcome.APPLIED
+    return known, outcome
+
+
+def _mirrored(
+    state: UserState, known: dict[str, DeviceT], blank: DeviceT, plug: Fact | None, reporter: str
+) -> tuple[dict[str, DeviceT], Outcome]:
+    """The plug report as a fact about the device it names: the other side of the same pairing."""
+    named = mirror(plug, reporter)
+    if named is None:
+        return known, Outcome.DUPLICATE
+    return _merged(state, named[0], known, blank, named[1], None)
 
 
 def _vehicle_observed(state: UserState, obs: VehicleObserved) -> Applied:
-    vehicles = _merged(state, obs.vehicle_id, state.vehicles, Vehicle(), obs.plug, obs.location)
-    if isinstance(vehicles, Outcome):
-        return Applied(state, (), vehicles)
-    return _settled(replace(state, vehicles=vehicles), obs, vehicles[obs.vehicle_id])
+    vehicles, outcome = _merged(state, obs.vehicle_id, state.vehicles, Vehicle(), obs.plug, obs.location)
+    chargers, mirrored = _mirrored(state, state.chargers, Charger(), obs.plug, obs.vehicle_id)
+    if Outcome.APPLIED not in (outcome, mirrored):
+        return Applied(state, (), outcome)
+    return _settled(replace(state, vehicles=vehicles, chargers=chargers), obs)
 
 
 def _charger_observed(state: UserState, obs: ChargerObserved) -> Applied:
-    chargers = _merged(state, obs.charger_id, state.chargers, Charger(), obs.plug, obs.location)
-    if isinstance(chargers, Outcome):
-        return Applied(state, (), chargers)
-    return _settled(replace(state, chargers=chargers), obs, chargers[obs.charger_id])
+    chargers, outcome = _merged(state, obs.charger_id, state.chargers, Charger(), obs.plug, obs.location)
+    vehicles, mirrored = _mirrored(state, state.vehicles, Vehicle(), obs.plug, obs.charger_id)
+    if Outcome.APPLIED not in (outcome, mirrored):
+        return Applied(state, (), outcome)
+    return _settled(replace(state, vehicles=vehicles, chargers=chargers), obs)
 
 
-def _settled(state: UserState, obs: VehicleObserved | ChargerObserved, device: Vehicle | Charger) -> Applied:
+def _settled(state: UserState, obs: VehicleObserved | ChargerObserved) -> Applied:
     """A new fact: every vehicle's at-home is re-derived, and tombstones too old for it are forgotten."""
     state, events = settle(state, obs.user_id, obs.at)
-    if state.tombstones:
-        state = prune(state, max((fact.at for fact in (device.plug, device.location) if fact is not None), default=0))
+    if state.tombstones:  # none of the observation's facts is newer than the newest the state now holds
+        state = prune(state, max((fact.at for fact in (obs.plug, obs.location) if fact is not None), default=0))
     return Applied(state, events, Outcome.APPLIED)
 
 
@@ -131,7 +143,10 @@ def _device_deleted(state: UserState, obs: DeviceDeleted) -> Applied:
     devices = getattr(state, field)
     device = devices.get(obs.device_id)
     if device is not None and device.plug is None and device.location is None:
-        state = replace(state, **{field: {k: v for k, v in devices.items() if k != obs.device_id}})
+        kept = {k: v for k, v in devices.items() if k != obs.device_id}
+        if obs.device == "vehicle" and device.sequence:  # its numbering goes on if it is linked again
+            kept[obs.device_id] = Vehicle(sequence=device.sequence)
+        state = replace(state, **{field: kept})
     return Applied(prune(state, obs.at), events, Outcome.APPLIED)
 
 
@@ -152,7 +167,7 @@ def _action_updated(state: UserState, obs: ActionUpdated, config: CoreConfig) ->
         return Applied(state, (), Outcome.DUPLICATE)
     vid, charger_id = _action_vehicle(state, obs)
     vehicles = dict(state.vehicles)
-    vehicle = vehicles.get(vid) if vid is not None else None
+    vehicle = vehicles.get(vid) if vid is not None and not state.retired(vid) else None
     if vehicle is None and obs.target_type == "vehicle" and vid not in state.tombstones:
         vehicle = Vehicle()  # the action targets a vehicle plugwatch has not seen yet: track it from now on
     events: list[EmittedEvent] = []
@@ -174,10 +189,9 @@ def _remember_action(state: UserState, key: int, obs: ActionUpdated, config: Cor
 
 def _action_vehicle(state: UserState, obs: ActionUpdated) -> tuple[str | None, str | None]:
     """The vehicle an action concerns and the charger, when known: the target and its pairing partner."""
-    links = pairing(state)
     if obs.target_type == "vehicle":
-        return obs.target_id, links.charger_of(obs.target_id)
-    return links.vehicle_of(obs.target_id), obs.target_id
+        return obs.target_id, charger_of(state, obs.target_id)
+    return vehicle_of(state, obs.target_id), obs.target_id
 
 
 def _emit_failure(

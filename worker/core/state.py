@@ -48,7 +48,13 @@ class UserState(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True
 
     def is_empty(self) -> bool:
         """Nothing worth keeping: no live vehicle or charger (the store then deletes the key)."""
-        return not self.vehicles and not self.chargers
+        return not self.chargers and all(self.retired(vid) for vid in self.vehicles)
+
+    def retired(self, vehicle_id: str) -> bool:
+        """A deleted vehicle kept only for its `sequence`, which goes on if the id is linked again."""
+        vehicle = self.vehicles.get(vehicle_id)
+        return (vehicle is not None and vehicle_id in self.tombstones and vehicle.plug is None
+                and vehicle.location is None)
 
     def facts(self) -> dict[str, object]:
         """The order-independent part of the state: newest facts per device and who is at home.
@@ -67,13 +73,19 @@ class UserState(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True
         }
 
     def unknown_chargers(self) -> frozenset[str]:
-        """Chargers a vehicle says it is plugged into that this user's state has never seen."""
-        return frozenset(
-            v.plug.value
-            for v in self.vehicles.values()
-            if v.plug is not None and v.plug.value is not None and v.plug.value not in self.chargers
-            and v.plug.at > self.tombstones.get(v.plug.value, -1)  # not said before that charger's deletion
-        )
+        """Chargers a vehicle says it is plugged into whose Location this user's state has never learnt.
+
+        (A charger is also known, without a Location, from a vehicle's report naming it.) A charger named
+        only before its deletion is left out.
+        """
+        out = set()
+        for v in self.vehicles.values():
+            if v.plug is None or v.plug.value is None or v.plug.at <= self.tombstones.get(v.plug.value, -1):
+                continue
+            charger = self.chargers.get(v.plug.value)
+            if charger is None or charger.location is None:
+                out.add(v.plug.value)
+        return frozenset(out)
 
 
 class _CountedActionsState(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):

@@ -10,6 +10,8 @@ A tombstone matters only while an update from before the deletion can still arri
 delivery for about a day: each is kept for `TOMBSTONE_MEMORY_MS` of the user's Enode time (measured from
 the newest timestamp the user's state holds), and at most `MAX_TOMBSTONES` per user, the newest. Forgetting
 one can only let an update older than the deletion back in (a device that reappears), never drop a newer one.
+A deleted vehicle that had events keeps its `sequence` (`UserState.retired`) as long as its tombstone, so a
+vehicle linked again under its id numbers its events on, as DESIGN's `sequence` promises.
 """
 
 from __future__ import annotations
@@ -53,4 +55,6 @@ def prune(state: UserState, newest: int) -> UserState:
         return state
     kept = sorted(((at, device_id) for device_id, at in state.tombstones.items() if at >= horizon),
                   reverse=True)[:MAX_TOMBSTONES]
-    return replace(state, tombstones={device_id: at for at, device_id in reversed(kept)})
+    tombstones = {device_id: at for at, device_id in reversed(kept)}
+    vehicles = {vid: v for vid, v in state.vehicles.items() if vid in tombstones or not state.retired(vid)}
+    return replace(state, tombstones=tombstones, vehicles=vehicles)
