@@ -79,9 +79,10 @@ def _time(container: Mapping[str, Any], key: str, where: str) -> int | None:
 
 
 def _created_at(raw: Mapping[str, Any]) -> int:
-    at = _time(raw, "createdAt", "")
+    value = raw.get("createdAt")
+    at = None if value is None else parse_ms(value)
     if at is None:
-        raise DecodeError("createdAt is missing")
+        raise DecodeError("createdAt is missing or not an ISO-8601 time between the years 1 and 9999")
     return at
 
 

@@ -31,9 +31,10 @@ def parse_ms(value: object) -> int | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)  # Enode sends UTC; a naive value is read as UTC
     try:
-        ms = (parsed - _EPOCH) // _MS  # aware subtraction applies the offset without building a datetime
+        since = parsed - _EPOCH  # aware subtraction applies the offset without building a datetime
     except (OverflowError, ValueError):  # an offset Python cannot apply
         return None
+    ms = since.days * 86_400_000 + since.seconds * 1000 + since.microseconds // 1000
     return ms if MIN_MS <= ms <= MAX_MS else None
 
 
