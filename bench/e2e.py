@@ -36,6 +36,7 @@ import psutil
 import redis
 
 from plugwatch import keys
+from simulator.clock import parse_iso
 from simulator.deliveries import Plan, plan_deliveries
 from simulator.sender import SendOptions, send_all
 from simulator.stories import build_scenario
@@ -142,7 +143,7 @@ def _user_states(users: int) -> list[tuple[bytes, int]]:
 
     states: dict[str, UserState] = {}
     for event in build_scenario(users, seed=33).events:
-        observation = decode_event(event)
+        observation = decode_event(event, parse_iso(event["createdAt"]) + 1000)  # received a second later
         if not isinstance(observation, Ignored):
             states[observation.user_id] = apply(states.get(observation.user_id, UserState()), observation).state
     return [(encode_state(s), len(s.vehicles)) for s in states.values() if s.vehicles]

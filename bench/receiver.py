@@ -3,7 +3,7 @@
     .venv/bin/python bench/receiver.py [--requests 20000] [--concurrency 32] [--rounds 2]
 
 Starts a private redis-server and two real uvicorn processes (one worker process each): a bare Starlette
-endpoint that answers 200, and the receiver (`receiver.app:app_from_env`, as in the Procfile). Each is
+endpoint that answers 200, and the receiver (`python -m receiver`, as in the Procfile). Each is
 loaded by a raw asyncio HTTP/1.1 keep-alive client (`concurrency` connections, each sending requests back
 to back) with ~3 KB signed Enode batches, every one with its own delivery id. Prints requests/s, p50
 and p99 for both and the ratio. Goal (issue 2): receiver >= 25% of the bare throughput, p99 < 25 ms.
@@ -49,12 +49,12 @@ def main() -> None:
         targets: dict[str, int] = {}
         servers: dict[str, Process] = {}
         env = base_env(REDIS_URL=redis_server.url, ENODE_WEBHOOK_SECRET=secret)
-        for name, app in (("bare", "bench.receiver:bare_app"), ("receiver", "receiver.app:app_from_env")):
+        for name in ("bare", "receiver"):
             port = free_port()
-            args = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-                    "--no-access-log", "--log-level", "warning"]
+            args = [sys.executable, "-m", "uvicorn", "bench.receiver:bare_app", "--host", "127.0.0.1", "--port",
+                    str(port), "--no-access-log", "--log-level", "warning"]
             if name == "receiver":
-                args.append("--factory")
+                args = [sys.executable, "-m", "receiver", "--host", "127.0.0.1", "--port", str(port)]
             proc = Process(args, {**env, "PORT": str(port)}, workdir / f"{name}.log").start()
             processes.append(proc)
             servers[name] = proc

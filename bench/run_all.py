@@ -8,6 +8,7 @@ Runs, one after the other (each starts and stops its own redis-server and proces
   bench/delivery.py  downstream delivery events/s beside a bare signed-POST loop
   bench/e2e.py       end-to-end latency at 500 events/s for 60 s, RSS, Redis memory per vehicle, growth;
                      then the latency run again with two workers, and with a 0.5 s ingest drain budget
+  bench/state_memory.py  Redis memory of a vehicle with its charger by remembered actions (0, 12, 20, 40)
 Each one's full output is kept in RESULTS.md; the headline figures are put beside their goals.
 `--quick` shortens every run (a smoke test of this script, not figures to publish).
 """
@@ -78,7 +79,15 @@ PATTERNS = {
 }
 
 
-def goal_rows(receiver: str, worker: str, e2e: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+def state_memory_row(output: str) -> tuple[str, str, str, str]:
+    """bench/state_memory.py's figure at 20 remembered actions, beside the same state without actions."""
+    rows = dict(re.findall(r"^\s+(\d+)\s+\d+ B\s+(\d+) B", output, re.MULTILINE))
+    return ("Redis memory per vehicle with its charger, 20 remembered actions",
+            f"{rows.get('20', 'n/a')} B (MEMORY USAGE)", f"no actions: {rows.get('0', 'n/a')} B", "≤ 1 KB")
+
+
+def goal_rows(receiver: str, worker: str, e2e: dict[str, Any],
+              state_memory: str = "") -> list[tuple[str, str, str, str]]:
     """(figure, measured, ceiling measured in the same run, goal)."""
     best = _best(receiver)
     r = {k: _find(PATTERNS[k], best if k.endswith("rps") else receiver) for k in
@@ -108,6 +117,7 @@ def goal_rows(receiver: str, worker: str, e2e: dict[str, Any]) -> list[tuple[str
                  f"{last.get('used_memory_per_vehicle', 0):.0f} B (used_memory)",
                  f"one 1-byte key per user: {mem.get('floor_one_byte_key', 0) * mem.get('users_per_vehicle', 0):.0f} B"
                  " per vehicle", "≤ 1 KB"))
+    rows.append(state_memory_row(state_memory))
     rss = lat.get("rss_mb", {})
     rows.append(("receiver / worker resident memory under that load",
                  f"{rss.get('receiver', 0):.0f} MB / {rss.get('worker', 0):.0f} MB (max RSS)", "—",
@@ -148,7 +158,7 @@ def write(machine_info: dict[str, str], outputs: dict[str, tuple[str, float]], e
     lines += ["", "## Figures against the goals", "", "| figure | measured | ceiling / baseline (same run) | goal |",
               "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in
-              goal_rows(outputs["receiver"][0], outputs["worker"][0], e2e)]
+              goal_rows(outputs["receiver"][0], outputs["worker"][0], e2e, outputs["state_memory"][0])]
     growth = e2e.get("memory", {}).get("growth", {})
     if growth:
         lines += ["", "## Cost growth from 1,000 to 100,000 tracked vehicles", "",
@@ -179,6 +189,7 @@ def main() -> None:
         "worker": ["-m", "bench.worker",
                    *(["--events", "3000", "--single", "500", "--rq-jobs", "50"] if quick else [])],
         "delivery": ["-m", "bench.delivery", *(["--events", "300", "--urls", "2"] if quick else [])],
+        "state_memory": ["-m", "bench.state_memory", *(["--users", "200"] if quick else [])],
         "e2e": ["-m", "bench.e2e", "--json", str(e2e_json),
                 *(["--rate", "200", "--seconds", "5", "--vehicles", "10000"] if quick else [])],
     }

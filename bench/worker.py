@@ -104,12 +104,13 @@ def core_only(deliveries: list[Delivery], clock: Callable[[], float] = time.perf
     """The floor under any shell: parse, decode and apply the same deliveries with the pure core, no Redis."""
     states: dict[str, UserState] = {}
     count = 0
+    received_at = int(time.time() * 1000)
     gc.disable()
     started = clock()
     for delivery in deliveries:
         for raw in orjson.loads(delivery.body):
             count += 1
-            observation = decode_event(raw)
+            observation = decode_event(raw, received_at)
             if not isinstance(observation, Ignored):
                 state = states.get(observation.user_id)
                 states[observation.user_id] = apply(EMPTY if state is None else state, observation).state

@@ -5,13 +5,15 @@
     simulator  simulate, up
 
 Each invocation is handed the environment it was started in (`plugwatch.command`), so commands read the same
-settings as the processes they inspect, and nothing but this module looks at `os.environ`.
+settings as the processes they inspect, and nothing but this module looks at `os.environ`. An unusable setting
+is one line on stderr naming the variable, and exit status 2 (`plugwatch.startup`), in every command.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -21,22 +23,25 @@ from ops.quarantine_cli import quarantine
 from ops.status_cli import status
 from plugwatch.command import Invocation
 from plugwatch.logs import configure_logging
-from plugwatch.settings import SettingsError, read
+from plugwatch.settings import read
+from plugwatch.startup import exit_on_bad_settings
 from simulator.simulate_cli import simulate
 from simulator.up_cli import up
 from worker.enode.reconcile_cli import reconcile_command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        with exit_on_bad_settings("plugwatch"):  # unusable configuration: one line, exit 2, no traceback
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """plugwatch: Enode webhooks in, 'plugged in at home' events out."""
     ctx.obj = Invocation(os.environ)
-    try:
-        log_format = read(os.environ, "PLUGWATCH_LOG_FORMAT")
-    except SettingsError as error:
-        raise click.UsageError(str(error)) from None
-    configure_logging(log_format, stream=sys.stderr)
+    configure_logging(read(os.environ, "PLUGWATCH_LOG_FORMAT"), stream=sys.stderr)
 
 
 enode.add_command(reconcile_command)

@@ -80,7 +80,7 @@ def purge(url: str | None, yes: bool) -> None:
 
 @dead_letters.command("urls")
 def urls() -> None:
-    """Downstream URLs with their state (ok, paused, disabled), backlog and dead letters."""
+    """Downstream URLs with their state (ok, slow, paused, disabled), backlog and dead letters."""
     settings = command.settings()
     connection = command.connect(settings)
     known = {v.decode() if isinstance(v, bytes) else v for v in connection.hvals(keys.DOWNSTREAM_URLS)}
@@ -122,8 +122,12 @@ def _json_or_text(text: str) -> object:
 def _health(current: url_state.UrlState, now: float) -> str:
     if current.disabled:
         return f"disabled since {_iso(current.disabled_at)}: {current.disabled_reason}"
+    slow = f" (slow: read timeout raised to {current.read_timeout:g} s)" if current.slow else ""
     if current.paused(now):
-        return f"paused until {_iso(current.paused_until)} after {current.attempts} attempts: {current.last_error}"
+        return (f"paused until {_iso(current.paused_until)} after {current.attempts} attempts: "
+                f"{current.last_error}{slow}")
+    if current.slow:
+        return f"slow: read timeout raised to {current.read_timeout:g} s, last slow answer {_iso(current.slow_at)}"
     return "ok"
 
 

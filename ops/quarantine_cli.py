@@ -44,12 +44,14 @@ def quarantine() -> None:
 @click.option("--after", default="-", callback=lambda ctx, param, value: value if value == "-" else _entry_id(
     ctx, param, value), help="Show entries after this entry id (paging).")
 def list_entries(limit: int, after: str) -> None:
-    """List entries, oldest first: id, time, reason, delivery id, event index, body size."""
+    """List entries, oldest first: id, time, reason, delivery id, event index, body size[, replay of ID]."""
     connection = command.connect(command.settings())
     rows = store.entries(connection, after=after, limit=limit)
     for entry in rows:
         index = "-" if entry.event_index is None else str(entry.event_index)
-        click.echo(f"{entry.id}\t{entry.at}\t{entry.reason}\t{entry.delivery_id}\t{index}\t{len(entry.body)}B")
+        replayed = "" if entry.replay_of is None else f"\treplay of {entry.replay_of}"
+        click.echo(f"{entry.id}\t{entry.at}\t{entry.reason}\t{entry.delivery_id}\t{index}\t{len(entry.body)}B"
+                   f"{replayed}")
     click.echo(f"{len(rows)} shown, {store.count(connection)} in quarantine", err=True)
 
 
@@ -62,7 +64,10 @@ def show(entry_id: str) -> None:
         raise click.ClickException(f"no quarantine entry {entry_id}")
     click.echo(f"id: {entry.id}\ndelivery: {entry.delivery_id}\nreason: {entry.reason}\nat: {entry.at}")
     if entry.event_index is not None:
-        click.echo(f"event_index: {entry.event_index}")
+        kept = " (the body below is that event alone)" if entry.alone else ""
+        click.echo(f"event_index: {entry.event_index}{kept}")
+    if entry.replay_of is not None:
+        click.echo(f"replay_of: {entry.replay_of}")
     click.echo("")
     sys.stdout.flush()
     sys.stdout.buffer.write(entry.body + b"\n")
@@ -72,9 +77,13 @@ def show(entry_id: str) -> None:
 @click.argument("entry_ids", nargs=-1, callback=lambda ctx, param, values: tuple(
     _entry_id(ctx, param, value) for value in values))
 @click.option("--all", "replay_all", is_flag=True, help="Replay every entry.")
-@click.option("--force", is_flag=True, help="Replay even entries whose body still fails the ingest checks.")
+@click.option("--force", is_flag=True, help="Replay even entries in which nothing would be processed.")
 def replay(entry_ids: tuple[str, ...], replay_all: bool, force: bool) -> None:
-    """Put entries back on the ingest stream (removing them from quarantine) and arm a drain job."""
+    """Put entries back on the ingest stream and arm a drain job.
+
+    An entry leaves the quarantine; what the worker quarantines again comes back as a new entry that
+    names it (`replay of`). Without --force, an entry in which nothing would be processed stays.
+    """
     connection = command.connect(command.settings())
     ids = _selected(connection, entry_ids, replay_all)
     failed = 0

@@ -32,6 +32,7 @@ class UrlHealth(enum.StrEnum):
     OK = "ok"
     PAUSED = "paused"
     DISABLED = "disabled"
+    SLOW = "slow"  # delivering, but answers slower than the base read timeout (not a problem by itself)
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,14 @@ class UrlStatus:
     health: UrlHealth
     paused_until: float | None
     reason: str
+    read_timeout_seconds: float | None = None  # raised read timeout while the URL is slow
 
 
 @dataclass(frozen=True)
 class Heartbeat:
     at: float
     age_seconds: float
-    pending_events: int | None
+    pending_events: float | None  # Enode types it `number`: 0.5 is as valid as 3
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,8 @@ class Status:
             found.append("no worker is registered")
         found += [f"{queue.queue}: oldest entry waits {queue.oldest_age_seconds:.0f}s"
                   for queue in self.queues if queue.oldest_age_seconds > BACKLOG_ALERT_SECONDS]
-        found += [f"{url.health.value}: {url.url}" for url in self.downstream if url.health is not UrlHealth.OK]
+        found += [f"{url.health.value}: {url.url}" for url in self.downstream
+                  if url.health in {UrlHealth.PAUSED, UrlHealth.DISABLED}]
         if self.reconcile_suggested is not None:
             found.append(f"reconcile suggested ({self.reconcile_suggested}): plugwatch enode reconcile")
         return found
@@ -100,7 +103,7 @@ def read_status(connection: redis.Redis, urls: Iterable[str], now: float) -> Sta
     age = samples.get(("plugwatch_enode_heartbeat_age_seconds", ""))
     pending = samples.get(("plugwatch_enode_pending_events", ""))
     heartbeat = None if age is None else Heartbeat(
-        at=now - age, age_seconds=age, pending_events=None if pending is None else int(pending)
+        at=now - age, age_seconds=age, pending_events=None if pending is None else _as_written(pending)
     )
     return Status(
         at=now,
@@ -113,6 +116,11 @@ def read_status(connection: redis.Redis, urls: Iterable[str], now: float) -> Sta
         downstream=tuple(_url_status(state, now) for state in read_states(connection, all_urls)),
         reconcile_suggested=_reconcile_suggested(connection),
     )
+
+
+def _as_written(value: float) -> float:
+    """7 for 7.0 (as Enode usually writes it), 0.5 for 0.5: in the text and the JSON of `status`."""
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
 def _reconcile_suggested(connection: redis.Redis) -> str | None:
@@ -161,10 +169,13 @@ def _url_status(state: UrlState, now: float) -> UrlStatus:
         health, reason = UrlHealth.DISABLED, state.disabled_reason
     elif state.paused(now):
         health, reason = UrlHealth.PAUSED, state.last_error
+    elif state.slow:
+        health, reason = UrlHealth.SLOW, f"answers slowly (last slow answer {_age(now - state.slow_at)} ago)"
     else:
         health, reason = UrlHealth.OK, ""
     return UrlStatus(url=state.url, url_key=keys.url_key(state.url), health=health,
-                     paused_until=state.paused_until if health is UrlHealth.PAUSED else None, reason=reason)
+                     paused_until=state.paused_until if health is UrlHealth.PAUSED else None, reason=reason,
+                     read_timeout_seconds=state.read_timeout if state.slow and not state.disabled else None)
 
 
 def _iso(unix: float) -> str:
@@ -203,6 +214,8 @@ def render_text(status: Status) -> str:
             detail = f" until {_iso(url.paused_until)}"
         if url.reason:
             detail += f": {url.reason}"
+        if url.read_timeout_seconds is not None:
+            detail += f" (read timeout raised to {url.read_timeout_seconds:g} s)"
         lines.append(f"  {url.health.value.upper():<8} {url.url} [{url.url_key}]{detail}")
     if status.problems:
         lines += ["", "needs attention (runbook: deploy/README.md):", *(f"  - {p}" for p in status.problems)]

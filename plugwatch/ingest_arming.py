@@ -75,10 +75,11 @@ def arming_lost(connection: redis.Redis, ttl_ms: int, running_ttl_ms: int) -> bo
     return Queue(keys.INGEST_QUEUE, connection=connection).count == 0
 
 
-def requeue(pipe: redis.client.Pipeline, delivery_id: str, body: bytes, *, now: float) -> None:
-    """Queue on `pipe` an append of the delivery to the ingest stream, bypassing dedupe (operator replays).
+def requeue(pipe: redis.client.Pipeline, delivery_id: str, body: bytes, *, now: float, replay_of: str) -> None:
+    """Queue on `pipe` an append of the delivery to the ingest stream, bypassing dedupe (operator replays);
+    `replay_of` is the quarantine entry it comes from (field `q`: the worker names it if it quarantines again).
 
     The caller executes the pipeline (a MULTI, with whatever must happen atomically alongside) and then
     calls `arm`.
     """
-    pipe.xadd(keys.INGEST_STREAM, {"d": delivery_id, "b": body, "t": int(now * 1000)})
+    pipe.xadd(keys.INGEST_STREAM, {"d": delivery_id, "b": body, "t": int(now * 1000), "q": replay_of})

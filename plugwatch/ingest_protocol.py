@@ -2,19 +2,26 @@
 store it in ONE Lua call, which also arms a drain job (`plugwatch.ingest_arming`).
 
     classify(body) -> Batch                pure: how many events, enqueue? quarantine why? heartbeat?
+                                           (classify_quickly, else classify_slowly)
     script_call(delivery, ...) -> keys, args   for the INGEST_LUA script (register it once per client)
     IngestResult(reply)                    what the script did
 
 The script sets the dedupe mark and appends the delivery to the ingest stream (or the quarantine stream,
-or only the heartbeat hash) atomically, so a crash or a Redis error can never leave a delivery marked as
-seen but not stored. It then tries `SET plugwatch:ingest:armed 1 NX PX <ARMED_TTL_MS>`; only the caller that
+or only the heartbeat hash; odd system events get their own quarantine entries beside it) atomically, so a
+crash or a Redis error can never leave a delivery marked as seen but not stored. The mark holds the body's
+digest: the same id with the same body is a duplicate, the same id with another body is new input (Enode
+does not promise an id is never reused) and is stored; a mark of `1` (written before marks held digests)
+still counts as seen. It then tries `SET plugwatch:ingest:armed 1 NX PX <ARMED_TTL_MS>`; only the caller that
 wins that SET enqueues the RQ drain job (`ingest_arming.enqueue_after_arming`). The worker reads what the
-script wrote: an ingest-stream entry is `d` (delivery id), `b` (raw body), `t` (received at, unix ms).
+script wrote: an ingest-stream entry is `d` (delivery id), `b` (raw body), `t` (received at, unix ms), and `q`
+(the quarantine entry) on replays.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +29,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from plugwatch import keys
+from plugwatch import jsonarray, keys
 from plugwatch.ingest_arming import ARMED_TTL_MS
 
 KNOWN_VERSIONS = frozenset({"2024-10-01"})
@@ -31,18 +38,18 @@ TEST_EVENT = "enode:webhook:test"
 
 
 class QuarantineReason(enum.StrEnum):
+    """Why the receiver quarantined a whole delivery (the first three) or one system event of it."""
+
     INVALID_JSON = "invalid_json"
     NOT_AN_ARRAY = "not_an_array"
     EMPTY_BATCH = "empty_batch"
-    NOT_AN_OBJECT = "not_an_object"
-    MISSING_EVENT = "missing_event"
-    UNKNOWN_VERSION = "unknown_version"
-    INVALID_HEARTBEAT = "invalid_heartbeat"
+    UNKNOWN_VERSION = "unknown_version"  # a system event of an API version plugwatch does not read
+    INVALID_HEARTBEAT = "invalid_heartbeat"  # pendingEvents absent, not a number, or below 0
 
 
 @dataclass(frozen=True)
 class Heartbeat:
-    pending_events: int
+    pending_events: str  # the JSON number exactly as Enode wrote it (`0`, `0.5`, `1E3`): the spec's `number`
     created_at: str
 
 
@@ -52,79 +59,117 @@ class Batch:
 
     events: int
     enqueue: bool = False  # holds events for the worker
-    quarantine: QuarantineReason | None = None
-    heartbeat: Heartbeat | None = None  # the last system:heartbeat in the batch
+    quarantine: QuarantineReason | None = None  # the whole delivery (then nothing else happens)
+    heartbeat: Heartbeat | None = None  # the last valid system:heartbeat in the batch
+    quarantined_events: tuple[tuple[int, QuarantineReason], ...] = ()  # (event_index, reason) of odd system events
 
 
 class _Envelope(msgspec.Struct):
     """The fields ingest looks at; everything else in an event is skipped without being built."""
 
-    event: str
-    version: str
-    pendingEvents: int | None = None
+    event: Any = None
+    version: Any = None
+    pendingEvents: msgspec.Raw = msgspec.Raw(b"")  # kept as its JSON text
     createdAt: Any = None
 
 
 _ENVELOPES = msgspec.json.Decoder(list[_Envelope])
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_NOT_AN_ENVELOPE = _Envelope()  # an element the receiver cannot read as an event: the worker decides about it
+SYSTEM_EVENTS = (HEARTBEAT_EVENT, TEST_EVENT)
 
 
 def classify(body: bytes) -> Batch:
     """Decide what to do with an authentic body; never raises.
 
-    The common case (a well-formed batch) is decoded by msgspec without building the events; anything
-    it refuses is examined again with orjson to name the quarantine reason.
+    Only a body that is not a JSON array of at least one element is quarantined whole. Of its events the
+    receiver judges only the system events (which the worker ignores): an odd one is quarantined alone,
+    by its index. Every other event, odd or not, goes to the worker, which quarantines what it cannot
+    decode event by event.
     """
-    try:
-        envelopes = _ENVELOPES.decode(body)
-    except msgspec.DecodeError:
-        return _classify_slowly(body)
-    if not envelopes or any(e.version not in KNOWN_VERSIONS for e in envelopes):
-        return _classify_slowly(body)
-    enqueue, heartbeat = False, None
-    for envelope in envelopes:
-        if envelope.event == HEARTBEAT_EVENT:
-            if envelope.pendingEvents is None or envelope.pendingEvents < 0:
-                return _classify_slowly(body)
-            heartbeat = Heartbeat(envelope.pendingEvents, str(envelope.createdAt or ""))
-        elif envelope.event != TEST_EVENT:
-            enqueue = True
-    return Batch(events=len(envelopes), enqueue=enqueue, heartbeat=heartbeat)
+    batch = classify_quickly(body)
+    return classify_slowly(body) if batch is None else batch
 
 
-def _classify_slowly(body: bytes) -> Batch:
+def classify_quickly(body: bytes) -> Batch | None:
+    """The common case: one msgspec decode that skips everything but the envelopes (~1 us per event).
+    None for a body it refuses (an element that is no object, deep nesting, invalid JSON or UTF-8)."""
     try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return Batch(events=0, quarantine=QuarantineReason.INVALID_JSON)
-    if not isinstance(parsed, list):
-        return Batch(events=0, quarantine=QuarantineReason.NOT_AN_ARRAY)
-    if not parsed:
+        return _batch(_ENVELOPES.decode(body))
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):  # msgspec raises the last for bad UTF-8
+        return None
+
+
+def classify_slowly(body: bytes) -> Batch:
+    """`classify` for any body: split into its elements (at any depth), each read on its own. Up to a few
+    hundred ms for a pathological 1 MB body: the receiver runs it off its event loop."""
+    raw_events = jsonarray.elements(body)
+    if raw_events is None:
+        return Batch(events=0, quarantine=_not_an_array_reason(body))
+    return _batch([_envelope(raw) for raw in raw_events])
+
+
+def _not_an_array_reason(body: bytes) -> QuarantineReason:
+    try:
+        orjson.loads(body)
+    except (orjson.JSONDecodeError, RecursionError):
+        return QuarantineReason.INVALID_JSON
+    return QuarantineReason.NOT_AN_ARRAY
+
+
+def _envelope(raw: bytes) -> _Envelope:
+    try:
+        return _ENVELOPE.decode(raw)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return _NOT_AN_ENVELOPE
+
+
+def _batch(envelopes: list[_Envelope]) -> Batch:
+    if not envelopes:
         return Batch(events=0, quarantine=QuarantineReason.EMPTY_BATCH)
-    enqueue, heartbeat = False, None
-    for event in parsed:
-        reason = _event_problem(event)
-        if reason is not None:
-            return Batch(events=len(parsed), quarantine=reason)
-        if event["event"] == HEARTBEAT_EVENT:
-            heartbeat = Heartbeat(event["pendingEvents"], str(event.get("createdAt") or ""))
-        elif event["event"] != TEST_EVENT:
+    enqueue, heartbeat, quarantined = False, None, []
+    for index, envelope in enumerate(envelopes):
+        if envelope.event not in SYSTEM_EVENTS:
             enqueue = True
-    return Batch(events=len(parsed), enqueue=enqueue, heartbeat=heartbeat)
+            continue
+        reason = _system_event_problem(envelope)
+        if reason is not None:
+            quarantined.append((index, reason))
+        elif envelope.event == HEARTBEAT_EVENT:
+            heartbeat = Heartbeat(bytes(envelope.pendingEvents).decode(), _text(envelope.createdAt))
+    return Batch(events=len(envelopes), enqueue=enqueue, heartbeat=heartbeat, quarantined_events=tuple(quarantined))
 
 
-def _event_problem(event: Any) -> QuarantineReason | None:
+def envelope_problem(event: object) -> str | None:
+    """Why the worker quarantines this element of a delivery before decoding it, if it does: no object, no
+    event name, or an API version plugwatch does not read. System events are the receiver's (None)."""
     if not isinstance(event, dict):
-        return QuarantineReason.NOT_AN_OBJECT
-    if not isinstance(event.get("event"), str):
-        return QuarantineReason.MISSING_EVENT
+        return "event is not a JSON object"
+    name = event.get("event")
+    if not isinstance(name, str):
+        return "event has no string 'event' name"
     version = event.get("version")
-    if not isinstance(version, str) or version not in KNOWN_VERSIONS:
-        return QuarantineReason.UNKNOWN_VERSION
-    if event["event"] == HEARTBEAT_EVENT:
-        pending = event.get("pendingEvents")
-        if not isinstance(pending, int) or isinstance(pending, bool) or pending < 0:
-            return QuarantineReason.INVALID_HEARTBEAT
+    if name not in SYSTEM_EVENTS and not (isinstance(version, str) and version in KNOWN_VERSIONS):
+        return f"version is missing or not one plugwatch reads ({', '.join(sorted(KNOWN_VERSIONS))})"
     return None
+
+
+def _system_event_problem(envelope: _Envelope) -> QuarantineReason | None:
+    if not isinstance(envelope.version, str) or envelope.version not in KNOWN_VERSIONS:
+        return QuarantineReason.UNKNOWN_VERSION
+    if envelope.event == HEARTBEAT_EVENT and not _is_pending_events(bytes(envelope.pendingEvents)):
+        return QuarantineReason.INVALID_HEARTBEAT
+    return None
+
+
+def _is_pending_events(raw: bytes) -> bool:
+    """A JSON number >= 0, as SystemHeartbeat.pendingEvents is typed (`-0` is 0; `1e400` is a number too)."""
+    return _NUMBER.fullmatch(raw) is not None and not (raw.startswith(b"-") and float(raw) != 0)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 class IngestResult(enum.StrEnum):
@@ -134,14 +179,20 @@ class IngestResult(enum.StrEnum):
     ACCEPTED = "accepted"  # appended to the ingest stream; a drain job is already armed
     ARMED = "armed"  # appended, and this caller armed the drain: it must enqueue the RQ job
     QUARANTINED = "quarantined"  # appended to the quarantine stream
-    RECORDED = "recorded"  # heartbeat/test only: nothing to process
+    RECORDED = "recorded"  # system events only (recorded or quarantined one by one): nothing to process
 
 
 INGEST_LUA = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[4]) then return 'duplicate' end
+local seen = redis.call('GET', KEYS[1])
+if seen == ARGV[12] or seen == '1' then return 'duplicate' end
+redis.call('SET', KEYS[1], ARGV[12], 'EX', ARGV[4])
 if ARGV[6] ~= '' then
   redis.call('XADD', KEYS[3], '*', 'd', ARGV[1], 'b', ARGV[2], 'reason', ARGV[6], 'at', ARGV[7])
   return 'quarantined'
+end
+for i = 13, #ARGV, 4 do
+  redis.call('XADD', KEYS[3], '*', 'd', ARGV[1], 'b', ARGV[i + 2], 'reason', ARGV[i + 1], 'at', ARGV[7],
+             'event_index', ARGV[i], 'alone', ARGV[i + 3])
 end
 if ARGV[8] ~= '' then
   redis.call('HSET', KEYS[4], 'at', ARGV[11], 'pending_events', ARGV[8], 'created_at', ARGV[9])
@@ -166,12 +217,22 @@ def script_call(
         batch.heartbeat.pending_events, batch.heartbeat.created_at)
     script_keys = [keys.dedupe_key(delivery_id), keys.INGEST_STREAM, keys.QUARANTINE_STREAM,
                    keys.HEARTBEAT, keys.INGEST_ARMED]
+    quarantining = batch.quarantine is not None or bool(batch.quarantined_events)
     args: list[str | bytes | int] = [
         delivery_id, body, int(now * 1000), dedupe_ttl_seconds, "1" if batch.enqueue else "0",
-        batch.quarantine or "", iso_time(now) if batch.quarantine else "",
-        pending, created_at, ARMED_TTL_MS, f"{now:.3f}",
+        batch.quarantine or "", iso_time(now) if quarantining else "",
+        pending, created_at, ARMED_TTL_MS, f"{now:.3f}", body_digest(body),
     ]
+    odd = batch.quarantined_events  # each entry keeps its event alone (see plugwatch.quarantine)
+    for (index, reason), (event, alone) in zip(odd, jsonarray.alone(body, [i for i, _ in odd]), strict=True):
+        args += [index, reason, event, int(alone)]
     return script_keys, args
+
+
+def body_digest(body: bytes) -> bytes:
+    """What a dedupe mark holds: 64 bits of BLAKE2b of the body, raw (+16 B per mark over a bare `1`; it is
+    only ever compared with bodies delivered under the same id)."""
+    return hashlib.blake2b(body, digest_size=8).digest()
 
 
 def result_of(reply: bytes | str) -> IngestResult:

@@ -26,17 +26,19 @@ ALL_QUEUES = (INGEST_QUEUE, DELIVERY_QUEUE, DEAD_LETTER_QUEUE)
 DRAIN_INGEST_JOB = "worker.jobs.drain_ingest"
 
 # --- ingest ----------------------------------------------------------------------------------------
-INGEST_STREAM = f"{PREFIX}:ingest"  # fields: d (delivery id), b (raw body bytes), t (received, unix ms)
+INGEST_STREAM = f"{PREFIX}:ingest"  # fields: d (delivery id), b (raw body bytes), t (received, unix ms),
+# and q (the quarantine entry id) on replays
 INGEST_GROUP = "ingest"
 INGEST_ARMED = f"{PREFIX}:ingest:armed"  # set while a drain job is queued or running
-DEDUPE_PREFIX = f"{PREFIX}:dedupe:"  # + delivery id -> "1", TTL = dedupe window
+DEDUPE_PREFIX = f"{PREFIX}:dedupe:"  # + delivery id -> the body's digest, TTL = dedupe window
 
 # --- quarantine (authentic but unusable input) -----------------------------------------------------
-QUARANTINE_STREAM = f"{PREFIX}:quarantine"  # fields: d, b, reason, at (ISO time), [event_index]
-QUARANTINED_ONCE_PREFIX = f"{PREFIX}:quarantined:"  # + digest: the worker quarantined this event already
+QUARANTINE_STREAM = f"{PREFIX}:quarantine"  # fields: d, b, reason, at (ISO time), [event_index], [replay_of]
+QUARANTINED_ONCE_PREFIX = f"{PREFIX}:quarantined:"  # + digest of (ingest entry id, event): quarantined already
 
 # --- Enode heartbeat -------------------------------------------------------------------------------
-HEARTBEAT = f"{PREFIX}:heartbeat"  # hash: at (unix seconds, float), pending_events (int), created_at
+HEARTBEAT = f"{PREFIX}:heartbeat"  # hash: at (unix seconds, float), created_at,
+# pending_events (a JSON number >= 0 as Enode wrote it: 7, 0.5, 1E3)
 
 # --- state -----------------------------------------------------------------------------------------
 USER_STATE_PREFIX = f"{PREFIX}:user:"  # + Enode user id -> encoded UserState (msgpack)

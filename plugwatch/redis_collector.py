@@ -20,6 +20,7 @@ a Redis error yields `plugwatch_redis_up 0` and no other samples.
 
     plugwatch_downstream_paused_urls           URLs whose breaker is open (paused or retrying its head)
     plugwatch_downstream_disabled_urls         URLs disabled by a 410 (until re-enabled)
+    plugwatch_downstream_slow_urls             URLs whose read timeout is raised (they answer slowly)
     plugwatch_dead_letters                     dead letters kept (RQ failed jobs, dead-letter queue)
 """
 
@@ -134,8 +135,9 @@ class RedisCollector(Collector):
         at, pending_events = replies[-1]
         if at is not None:
             heartbeat_age.add_metric([], max(0.0, now - float(at)))
-        if pending_events is not None:
-            pending.add_metric([], int(pending_events))
+        pending_value = number_or_none(pending_events)
+        if pending_value is not None:
+            pending.add_metric([], pending_value)
 
     def _oldest_ages(self, specs: Sequence[QueueSpec], heads: Sequence[Any], now: float) -> list[float]:
         """Age of each queue's oldest entry: from the stream id, or the RQ job's enqueued_at."""
@@ -155,6 +157,17 @@ class RedisCollector(Collector):
                 if enqueued_at:
                     ages[i] = max(0.0, now - utcparse(enqueued_at.decode()).timestamp())
         return ages
+
+
+def number_or_none(value: bytes | str | None) -> float | None:
+    """A number the receiver stored as text (the heartbeat's `pendingEvents`: `7`, `0.5`, `1E3`); None if absent
+    or unreadable."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
 
 
 def _families() -> list[GaugeMetricFamily]:
@@ -188,6 +201,9 @@ class DeliveryStateCollector(Collector):
                                 value=sum(1 for s in states if s.failing(now)))
         yield GaugeMetricFamily("plugwatch_downstream_disabled_urls", "Downstream URLs disabled (410 Gone).",
                                 value=sum(1 for s in states if s.disabled))
+        yield GaugeMetricFamily("plugwatch_downstream_slow_urls",
+                                "Downstream URLs answering slower than the base read timeout (timeout raised).",
+                                value=sum(1 for s in states if s.slow and not s.disabled))
         yield GaugeMetricFamily("plugwatch_dead_letters", "Dead letters kept in the dead-letter queue.",
                                 value=dead)
 

@@ -6,7 +6,9 @@
 
     Settings
     ├── process    ProcessSettings   every process: Redis, its budget, logs; a worker's metrics port and pump
-    ├── receiver   ReceiverSettings  POST /webhooks/enode: Enode's secrets, port, body limit, dedupe window
+    ├── receiver   ReceiverSettings  POST /webhooks/enode: Enode's secrets, port, body limit, dedupe window,
+    │                                slow clients (PLUGWATCH_RECEIVER_*)
+    ├── core       CoreSettings      the rules' two tunables (the worker hands them to its core as CoreConfig)
     ├── ingest     IngestSettings    the worker's ingest drain (PLUGWATCH_INGEST_*)
     ├── delivery   DeliverySettings  downstream URLs, their signing key, retries (PLUGWATCH_DELIVERY_*)
     └── enode      EnodeSettings     the optional Enode API client
@@ -25,6 +27,8 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from plugwatch.urls import webhook_url_problem
 
 SANDBOX_API_URL = "https://enode-api.sandbox.enode.io"
 SANDBOX_TOKEN_URL = "https://oauth.sandbox.enode.io/oauth2/token"  # noqa: S105 (a URL)
@@ -58,6 +62,18 @@ class ReceiverSettings:
     port: int = 8000
     max_body_bytes: int = 1024 * 1024
     dedupe_ttl_seconds: int = 72 * 3600
+    # Slow clients (enforced by `python -m receiver`, see receiver/connections.py)
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    max_connections: int = 2048
+
+
+@dataclass(frozen=True)
+class CoreSettings:
+    """What the pure core's rules depend on (`worker.core.CoreConfig`, built from these by the worker)."""
+
+    action_memory_seconds: int = 72 * 3600  # terminal actions are recognised as repeats this long (receipt time)
+    max_clock_skew_seconds: int = 300  # Enode timestamps further ahead of their receipt are clamped to it
 
 
 @dataclass(frozen=True)
@@ -86,7 +102,11 @@ class DeliverySettings:
     # with every event that has waited in the URL's outbox longer than that (the URL failed all that time).
     max_age_seconds: float = 24 * 3600.0
     connect_timeout: float = 5.0  # per attempt (also the pool wait)
-    read_timeout: float = 15.0  # per attempt (also the write timeout)
+    read_timeout: float = 15.0  # per attempt (also the write timeout); the base a slow URL's is raised from
+    # After an attempt timed out, the URL's read timeout doubles up to this (see `worker.delivery.slowness`);
+    # equal to the read timeout turns that off. Unset: 120 s, or the read timeout if that is longer.
+    read_timeout_max: float = 120.0
+    slow_reset: float = 600.0  # a slow URL's raised read timeout goes back to the base after this long within it
     backoff_base: float = 1.0  # first retry delay; doubles per attempt, equal jitter
     backoff_max: float = 600.0
     retry_after_max: float = 3600.0  # cap applied to a sink's Retry-After
@@ -178,11 +198,11 @@ def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def _http_urls(key: str, raw: str) -> tuple[str, ...]:
+def _webhook_urls(key: str, raw: str) -> tuple[str, ...]:
     urls = _csv(raw)
     for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise SettingsError(f"{key} has a non-HTTP URL: {url!r}")
+        if problem := webhook_url_problem(url):
+            raise SettingsError(f"{key} has an unusable URL {url!r}: {problem}")
     return urls
 
 
@@ -235,6 +255,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PORT", "receiver", "port", _whole),
     Variable("PLUGWATCH_MAX_BODY_BYTES", "receiver", "max_body_bytes", _whole),
     Variable("PLUGWATCH_DEDUPE_TTL_SECONDS", "receiver", "dedupe_ttl_seconds", _whole),
+    Variable("PLUGWATCH_RECEIVER_HEADER_TIMEOUT_SECONDS", "receiver", "header_timeout_seconds", _number),
+    Variable("PLUGWATCH_RECEIVER_BODY_TIMEOUT_SECONDS", "receiver", "body_timeout_seconds", _number),
+    Variable("PLUGWATCH_RECEIVER_MAX_CONNECTIONS", "receiver", "max_connections", _whole),
+    Variable("PLUGWATCH_ACTION_MEMORY_SECONDS", "core", "action_memory_seconds", _whole),
+    Variable("PLUGWATCH_MAX_CLOCK_SKEW_SECONDS", "core", "max_clock_skew_seconds", _whole),
     Variable("PLUGWATCH_INGEST_BATCH", "ingest", "batch_entries", _count),
     Variable("PLUGWATCH_INGEST_BUDGET_SECONDS", "ingest", "budget_seconds", _number),
     Variable("PLUGWATCH_INGEST_IDLE_WAIT_SECONDS", "ingest", "idle_wait_ms", _ms_or_off),
@@ -243,11 +268,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PLUGWATCH_INGEST_ARMED_TTL_SECONDS", "ingest", "armed_ttl_ms", _ms),
     Variable("PLUGWATCH_INGEST_MAX_DRAINERS", "ingest", "max_drainers", _count),
     Variable("PLUGWATCH_INGEST_CONSUMER_IDLE_SECONDS", "ingest", "consumer_idle_ms", _ms),
-    Variable("DOWNSTREAM_WEBHOOK_URLS", "delivery", "downstream_urls", _http_urls),
+    Variable("DOWNSTREAM_WEBHOOK_URLS", "delivery", "downstream_urls", _webhook_urls),
     Variable("DOWNSTREAM_WEBHOOK_SECRET", "delivery", "downstream_key", _whsec_key),
     Variable("PLUGWATCH_DELIVERY_MAX_AGE_SECONDS", "delivery", "max_age_seconds", _number),
     Variable("PLUGWATCH_DELIVERY_CONNECT_TIMEOUT_SECONDS", "delivery", "connect_timeout", _number),
     Variable("PLUGWATCH_DELIVERY_READ_TIMEOUT_SECONDS", "delivery", "read_timeout", _number),
+    Variable("PLUGWATCH_DELIVERY_READ_TIMEOUT_MAX_SECONDS", "delivery", "read_timeout_max", _number),
+    Variable("PLUGWATCH_DELIVERY_SLOW_RESET_SECONDS", "delivery", "slow_reset", _number),
     Variable("PLUGWATCH_DELIVERY_BACKOFF_BASE_SECONDS", "delivery", "backoff_base", _number),
     Variable("PLUGWATCH_DELIVERY_BACKOFF_MAX_SECONDS", "delivery", "backoff_max", _number),
     Variable("PLUGWATCH_DELIVERY_RETRY_AFTER_MAX_SECONDS", "delivery", "retry_after_max", _number),
@@ -268,6 +295,7 @@ class Settings:
 
     process: ProcessSettings = field(default_factory=ProcessSettings)
     receiver: ReceiverSettings = field(default_factory=ReceiverSettings)
+    core: CoreSettings = field(default_factory=CoreSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     enode: EnodeSettings = field(default_factory=EnodeSettings)
@@ -289,13 +317,23 @@ class Settings:
         if values["delivery"].get("downstream_urls") and "downstream_key" not in values["delivery"]:
             raise SettingsError("DOWNSTREAM_WEBHOOK_SECRET is required when DOWNSTREAM_WEBHOOK_URLS is set "
                                 "(unsigned delivery)")
+        _read_timeout_max(values["delivery"])
         return cls(**{name: section(**values[name]) for name, section in SECTIONS.items()})
 
 
 SECTIONS: dict[str, Callable[..., Any]] = {
-    "process": ProcessSettings, "receiver": ReceiverSettings, "ingest": IngestSettings,
+    "process": ProcessSettings, "receiver": ReceiverSettings, "core": CoreSettings, "ingest": IngestSettings,
     "delivery": DeliverySettings, "enode": EnodeSettings,
 }
+
+
+def _read_timeout_max(delivery: dict[str, Any]) -> None:
+    """The read timeout's ceiling defaults to at least the read timeout, and may not be below it."""
+    read_timeout = delivery.get("read_timeout", DeliverySettings.read_timeout)
+    ceiling = delivery.setdefault("read_timeout_max", max(DeliverySettings.read_timeout_max, read_timeout))
+    if ceiling < read_timeout:
+        raise SettingsError(f"PLUGWATCH_DELIVERY_READ_TIMEOUT_MAX_SECONDS ({ceiling:g}) must be at least "
+                            f"PLUGWATCH_DELIVERY_READ_TIMEOUT_SECONDS ({read_timeout:g})")
 
 
 _BY_NAME = {variable.name: variable for variable in VARIABLES}

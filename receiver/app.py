@@ -1,6 +1,7 @@
 """The receiver process: where everything is wired (`create_app`) and the uvicorn factory (`app_from_env`).
 
-    uvicorn receiver.app:app_from_env --factory     (Procfile `web:`)
+    python -m receiver                              (Procfile `web:`: uvicorn with the slow-client limits)
+    uvicorn receiver.app:app_from_env --factory     (the same app, without those limits)
 
 Routes: POST /webhooks/enode (receiver.webhook), GET /healthz (process alive, no I/O),
 GET /readyz (Redis PING within the Redis budget: 200 or 503), GET /metrics (Prometheus text).
@@ -28,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from plugwatch.logs import configure_logging
 from plugwatch.settings import Settings
+from plugwatch.startup import exit_on_bad_settings
 from receiver.metrics import ReceiverMetrics
 from receiver.webhook import WebhookEndpoint
 
@@ -97,7 +99,7 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    return WebhookFastPath(app, webhook)
+    return WebhookFastPath(app, webhook, metrics)
 
 
 class WebhookFastPath:
@@ -107,9 +109,10 @@ class WebhookFastPath:
     router (about a third of a bare Starlette request's cost) buy it nothing at thousands of requests/s.
     """
 
-    def __init__(self, app: Starlette, webhook: WebhookEndpoint) -> None:
+    def __init__(self, app: Starlette, webhook: WebhookEndpoint, metrics: ReceiverMetrics) -> None:
         self.app = app
         self.webhook = webhook
+        self.metrics = metrics  # its registry also takes the connection limits' metrics (python -m receiver)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == WEBHOOK_PATH and scope["method"] == "POST":
@@ -119,7 +122,8 @@ class WebhookFastPath:
 
 
 def app_from_env() -> WebhookFastPath:
-    """uvicorn's factory: settings from the environment (fails fast), logging configured once."""
-    settings = Settings.from_env(os.environ)
+    """uvicorn's factory: settings from the environment (unusable: one line, exit 2), logging configured once."""
+    with exit_on_bad_settings("receiver"):
+        settings = Settings.from_env(os.environ)
     configure_logging(settings.process.log_format)
     return create_app(settings)

@@ -9,6 +9,7 @@ import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from plugwatch.enode_signature import SignatureFailure
+from plugwatch.ingest_protocol import QuarantineReason
 from plugwatch.redis_collector import RedisCollector
 
 _ENQUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -34,6 +35,7 @@ class ReceiverMetrics:
     requests: Counter
     signature_failures: Counter
     enqueue_seconds: Histogram
+    quarantined_events: Counter  # system events the receiver quarantined alone, by reason
 
     @classmethod
     def create(cls, connection: redis.Redis) -> ReceiverMetrics:
@@ -45,9 +47,14 @@ class ReceiverMetrics:
                            ["reason"], registry=registry)
         enqueue = Histogram("plugwatch_receiver_enqueue_seconds", "Time of the ingest Redis call",
                             buckets=_ENQUEUE_BUCKETS, registry=registry)
+        quarantined = Counter("plugwatch_receiver_quarantined_events",
+                              "System events quarantined alone (their delivery went on), by reason", ["reason"],
+                              registry=registry)
+        for event_reason in (QuarantineReason.UNKNOWN_VERSION, QuarantineReason.INVALID_HEARTBEAT):
+            quarantined.labels(event_reason.value)
         for outcome in Outcome:
             requests.labels(outcome.value)
         for reason in SignatureFailure:
             failures.labels(reason.value)
         registry.register(RedisCollector(connection))
-        return cls(registry, requests, failures, enqueue)
+        return cls(registry, requests, failures, enqueue, quarantined)

@@ -2,7 +2,7 @@
 
     Content-Length > limit ─▶ 413      signature header absent/malformed ─▶ 401 (body never read)
     body > limit while reading ─▶ 413   HMAC mismatch for every secret ─▶ 401
-    classify ─▶ ONE Lua call (dedupe + ingest/quarantine/heartbeat + arm) ─▶ 200
+    classify (an odd body: in the threadpool) ─▶ ONE Lua call (dedupe + ingest/quarantine/heartbeat + arm) ─▶ 200
                 (script calls of concurrent deliveries share one pipelined round trip: receiver.batching)
     Redis error or no answer within the budget ─▶ 503 (nothing marked as seen: Enode's retry is accepted)
 
@@ -28,6 +28,7 @@ from plugwatch import ingest_protocol as ingest
 from plugwatch.enode_signature import SignatureFailure, check_header, verify
 from plugwatch.settings import Settings
 from receiver.batching import ScriptBatcher
+from receiver.connections import CUT_SCOPE_KEY
 from receiver.metrics import Outcome, ReceiverMetrics
 from receiver.request_body import BadBody, BodyTooLarge, read_limited
 
@@ -37,11 +38,17 @@ DELIVERY_HEADER = "x-enode-delivery"
 MAX_DELIVERY_ID_LENGTH = 200
 _STATUS = {Outcome.UNAUTHORIZED: 401, Outcome.TOO_LARGE: 413, Outcome.UNAVAILABLE: 503,
            Outcome.BAD_REQUEST: 400}
-_RECORDED = {True: Outcome.HEARTBEAT, False: Outcome.TEST}
 _FROM_RESULT = {ingest.IngestResult.ACCEPTED: Outcome.ACCEPTED, ingest.IngestResult.ARMED: Outcome.ACCEPTED,
                 ingest.IngestResult.DUPLICATE: Outcome.DUPLICATE,
                 ingest.IngestResult.QUARANTINED: Outcome.QUARANTINED}
 _BODIES = {outcome: b'{"outcome":"%s"}' % outcome.value.encode() for outcome in Outcome}
+
+
+def _recorded(batch: ingest.Batch) -> Outcome:
+    """The outcome of a delivery of system events only: a heartbeat recorded, else one quarantined, else a test."""
+    if batch.heartbeat is not None:
+        return Outcome.HEARTBEAT
+    return Outcome.QUARANTINED if batch.quarantined_events else Outcome.TEST
 
 
 @dataclass(frozen=True)
@@ -102,8 +109,9 @@ class WebhookEndpoint:
         started = time.perf_counter()
         handled = await self._handle(_Headers.of(scope), receive)
         self._requests[handled.outcome].inc()
-        log.info("delivery.handled", delivery_id=handled.delivery_id, events=handled.events,
-                 outcome=handled.outcome.value, ms=round((time.perf_counter() - started) * 1000, 2))
+        if CUT_SCOPE_KEY not in scope:  # a body too slow to arrive: the cut is logged, rate-limited
+            log.info("delivery.handled", delivery_id=handled.delivery_id, events=handled.events,
+                     outcome=handled.outcome.value, ms=round((time.perf_counter() - started) * 1000, 2))
         body = _BODIES[handled.outcome]
         await send({"type": "http.response.start", "status": _STATUS.get(handled.outcome, 200),
                     "headers": [(b"content-type", b"application/json"),
@@ -131,7 +139,9 @@ class WebhookEndpoint:
         return await self._store(delivery_id_of(header_id, body), body)
 
     async def _store(self, delivery_id: str, body: bytes) -> Handled:
-        batch = ingest.classify(body)
+        batch = ingest.classify_quickly(body)
+        if batch is None:  # an odd body: read element by element, without holding up other deliveries
+            batch = await run_in_threadpool(ingest.classify_slowly, body)
         script_keys, args = ingest.script_call(delivery_id, body, batch, now=time.time(),
                                                dedupe_ttl_seconds=self._dedupe_ttl)
         started = time.perf_counter()
@@ -143,7 +153,10 @@ class WebhookEndpoint:
             return Handled(Outcome.UNAVAILABLE, delivery_id, batch.events)
         self._metrics.enqueue_seconds.observe(time.perf_counter() - started)
         result = ingest.result_of(reply)
-        outcome = _FROM_RESULT.get(result) or _RECORDED[batch.heartbeat is not None]
+        if result is not ingest.IngestResult.DUPLICATE:
+            for _, reason in batch.quarantined_events:
+                self._metrics.quarantined_events.labels(reason.value).inc()
+        outcome = _FROM_RESULT.get(result) or _recorded(batch)
         return Handled(outcome, delivery_id, batch.events, armed=result is ingest.IngestResult.ARMED)
 
     async def settled(self) -> None:

@@ -1,7 +1,9 @@
 """Seeded stories for N users: every pairing situation the issue lists, mixed at random per user.
 
 A user's story depends only on (seed, user index), never on how many users are simulated, so the first
-ten users of a 1,000-user scenario are the ten users of a 10-user scenario.
+ten users of a 1,000-user scenario are the ten users of a 10-user scenario. `long_streaks=True` ends every
+story with a long failure streak per vehicle (`LONG_STREAK` counted failures in a row, more than the
+ten that make a streak): the stories before that end are the same as without it.
 """
 
 from __future__ import annotations
@@ -27,15 +29,18 @@ class Scenario:
     events: tuple[Event, ...]
 
 
-def build_scenario(users: int, seed: int = 1) -> Scenario:
-    stories = [user_story(seed, index) for index in range(users)]
+LONG_STREAK = (12, 16)  # counted failures per vehicle in a long streak
+
+
+def build_scenario(users: int, seed: int = 1, *, long_streaks: bool = False) -> Scenario:
+    stories = [user_story(seed, index, long_streaks=long_streaks) for index in range(users)]
     keyed = ([(parse_iso(e["createdAt"]), index, pos, e) for pos, e in enumerate(story)]
              for index, story in enumerate(stories))
     merged = tuple(item[3] for item in heapq.merge(*keyed))
     return Scenario(seed, users, merged)
 
 
-def user_story(seed: int, index: int) -> list[Event]:
+def user_story(seed: int, index: int, *, long_streaks: bool = False) -> list[Event]:
     rng = random.Random(f"{seed}:{index}")  # noqa: S311 (seeded on purpose)
     world = UserWorld(rng, f"usr-{seed}-{index:06d}", BASE_MS + rng.randint(0, 3_600_000))
     home = world.new_place()
@@ -50,6 +55,9 @@ def user_story(seed: int, index: int) -> list[Event]:
     episodes, weights = zip(*_EPISODES, strict=True)
     for _ in range(rng.randint(2, 6)):
         rng.choices(episodes, weights)[0](world, home)
+    if long_streaks:
+        for vehicle in list(world.vehicles.values()):
+            long_failure_streak(world, vehicle)
     return world.events
 
 
@@ -134,6 +142,22 @@ def switch_session(w: UserWorld, home: Place) -> None:
     _leave(w, v)
 
 
+def taken_over(w: UserWorld, home: Place) -> None:
+    """A second car takes the first one's place on the home charger; the charger reports it first."""
+    first = _plugged_at_home(w, home)
+    others = [v for v in w.vehicles.values() if v is not first]
+    second = w.rng.choice(others) if others else w.add_vehicle(has_gps=w.rng.random() < 0.5)
+    if second.plugged:
+        _leave(w, second)
+    if second.has_gps:
+        w.drive_to(second, home)  # at home already: the charger's report alone makes it "at home"
+    w.take_over(w.chargers[first.charger_id or ""], second)
+    if first.has_gps:
+        w.drive_to(first, w.new_place(with_location=False))
+    if w.rng.random() < 0.6:
+        _leave(w, second)
+
+
 def charger_moved(w: UserWorld, home: Place) -> None:
     """The home charger is assigned to another Location while in use, then (usually) moved back."""
     v = _plugged_at_home(w, home)
@@ -188,6 +212,15 @@ def failure_streak(w: UserWorld, home: Place) -> None:
     _leave(w, v)
 
 
+def long_failure_streak(w: UserWorld, v: Vehicle) -> None:
+    """12-16 counted failures of START/STOP on the vehicle in a row, then a success half of the time."""
+    counted = [Outcome.FAILED, Outcome.FAILED, Outcome.PRECONDITION, Outcome.NOT_FOUND]
+    for _ in range(w.rng.randint(*LONG_STREAK)):
+        play_action(w, v, w.rng.choice(["START", "STOP"]), w.rng.choice(counted))
+    if w.rng.random() < 0.5:
+        play_action(w, v, "START", Outcome.CONFIRMED)
+
+
 def _random_action(w: UserWorld, v: Vehicle, outcome: Outcome) -> None:
     charger = w.chargers.get(v.charger_id or "")
     target: Vehicle | Charger = charger if charger is not None and w.rng.random() < 0.4 else v
@@ -197,6 +230,6 @@ def _random_action(w: UserWorld, v: Vehicle, outcome: Outcome) -> None:
 _EPISODES: list[tuple[Callable[[UserWorld, Place], None], float]] = [
     (home_session, 5), (public_session, 2), (unlocated_charger_session, 1), (switch_session, 1),
     (charger_moved, 1), (gps_drift, 1), (vehicle_replaced, 1), (charger_replaced, 1), (actions, 2),
-    (failure_streak, 0.6),
+    (failure_streak, 0.6), (taken_over, 1),
 ]
 

@@ -2,24 +2,29 @@
 
 Written from DESIGN.md §1 (not from plugwatch's core), as a plain replay over the simulator's own payloads:
 
-* *At home* holds for vehicle V when V's `chargeState.pluggedInChargerId` is a known charger C, V's
-  `location.id` is L (not null) and C's `location.id` is L.  When it becomes true: `plugged_in_at_home`.
-  When it becomes false: `unplugged_from_home` with the previous ids and a reason: `unplugged` (V's charger
-  is no longer C, also when it is another charger: a direct move C1 -> C2 emits unplugged then
-  plugged_in_at_home for C2), `location_changed` (V's `location.id` changed while still on C),
-  `charger_location_changed`, `vehicle_deleted`, `charger_deleted`.
+* V's `chargeState.pluggedInChargerId` and C's `chargeState.pluggedInVehicleId` are the same pairing seen
+  from both ends: a report is news about the device it names too.  V is plugged into C when the newest
+  report about V names C and the newest about C names V (`_User.pairs`), so a charger naming car 2 takes
+  it from car 1, and a charger naming nobody unplugs whoever was on it.
+* *At home* holds for vehicle V when V is plugged into a known charger C, V's `location.id` is L (not null)
+  and C's `location.id` is L.  When it becomes true: `plugged_in_at_home`.  When it becomes false:
+  `unplugged_from_home` with the previous ids and a reason: `unplugged` (V is no longer plugged into C,
+  also when it is another charger: a direct move C1 -> C2 emits unplugged then plugged_in_at_home for C2;
+  also when C's report names another vehicle or none), `location_changed` (V's `location.id` changed while
+  still on C), `charger_location_changed`, `vehicle_deleted`, `charger_deleted`.  One report can move
+  several vehicles: every unplug it causes comes before any plug-in.
 * `control.failed` when a START/STOP reaches FAILED, or CANCELLED with FAILED_PRECONDITION or NOT_FOUND.
-  The vehicle is the target, or for a charger target the charger's `pluggedInVehicleId`, else the vehicle
-  whose `pluggedInChargerId` is that charger.  `chargerId` is the charger target, or for a vehicle target
-  the charger it is plugged into (null if none).  `consecutiveFailures` counts the vehicle's failures since
-  its last CONFIRMED START/STOP; `control.failure_streak` follows the failure that makes it 10.
+  The vehicle is the target, or for a charger target the vehicle plugged into it.  `chargerId` is the
+  charger target, or for a vehicle target the charger it is plugged into (null if none).
+  `consecutiveFailures` counts the vehicle's failures since its last CONFIRMED START/STOP;
+  `control.failure_streak` follows the failure that makes it 10.
 * `sequence` counts the events emitted per vehicle, from 1.
 
-`occurredAt` (ms) is the timestamp of the observation that caused the event: a vehicle's plug change ->
-`chargeState.lastUpdated`; its location change -> `location.lastUpdated` (when one update changes both,
-the simulator gives them the same value; this replay takes the later); a charger's location change ->
-the charger's `location.lastUpdated`; a deletion -> the event's `createdAt`; an action -> `updatedAt`.
-A null timestamp falls back to the event's `createdAt`.
+`occurredAt` (ms) is the timestamp of the observation that caused the event: a vehicle's or a charger's
+plug report -> its `chargeState.lastUpdated`; a vehicle's location change -> `location.lastUpdated` (when
+one update changes both, the simulator gives them the same value; this replay takes the later); a
+charger's location change -> the charger's `location.lastUpdated`; a deletion -> the event's `createdAt`;
+an action -> `updatedAt`.  A null timestamp falls back to the event's `createdAt`.
 """
 
 from __future__ import annotations
@@ -74,9 +79,14 @@ class _User:
     user_id: str
     out: list[Expected]
     plug: dict[str, str | None] = field(default_factory=dict)  # vehicle -> pluggedInChargerId
+    plug_at: dict[str, int] = field(default_factory=dict)  # vehicle -> its chargeState.lastUpdated
     vloc: dict[str, str | None] = field(default_factory=dict)  # vehicle -> location.id
     cloc: dict[str, str | None] = field(default_factory=dict)  # charger -> location.id
     cveh: dict[str, str | None] = field(default_factory=dict)  # charger -> pluggedInVehicleId
+    cveh_at: dict[str, int] = field(default_factory=dict)  # charger -> its chargeState.lastUpdated
+    # the newest plug report about each device from either side, as (time, the other device or "")
+    about_vehicle: dict[str, tuple[int, str]] = field(default_factory=dict)
+    about_charger: dict[str, tuple[int, str]] = field(default_factory=dict)
     home: dict[str, tuple[str, str]] = field(default_factory=dict)  # vehicle -> (charger, location)
     sequence: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
@@ -92,13 +102,34 @@ class _User:
         charger, location = self.home.pop(vehicle)
         self.emit(UNPLUGGED, vehicle, charger, location, at, reason=reason)
 
-    def maybe_arrive(self, vehicle: str, at: int) -> None:
-        charger, location = self.plug.get(vehicle), self.vloc.get(vehicle)
-        if vehicle in self.home or charger is None or location is None or charger not in self.cloc:
-            return
-        if self.cloc[charger] == location:
-            self.home[vehicle] = (charger, location)
-            self.emit(PLUGGED, vehicle, charger, location, at)
+    def report(self, side: str, device: str, at: int, named: str | None) -> None:
+        """A plug report is news about the device and, if it names one, about that device too."""
+        mine, theirs = ((self.about_vehicle, self.about_charger) if side == "vehicle"
+                        else (self.about_charger, self.about_vehicle))
+        mine[device] = max(mine.get(device, (at, "")), (at, named or ""))
+        if named:
+            theirs[named] = max(theirs.get(named, (at, "")), (at, device))
+
+    def pairs(self) -> dict[str, str]:
+        """Vehicle -> charger: paired when the newest report about each names the other."""
+        return {vehicle: charger for vehicle, (_, charger) in self.about_vehicle.items()
+                if charger and self.about_charger.get(charger, (0, ""))[1] == vehicle}
+
+    def resettle(self, at: int) -> None:
+        """Every vehicle again after a report changed at `at`: first who left home, then who arrived."""
+        pairs = self.pairs()
+        for vehicle, (charger, location) in sorted(self.home.items()):
+            if pairs.get(vehicle) != charger:
+                self.leave_home(vehicle, at, "unplugged")
+            elif self.vloc.get(vehicle) != location:
+                self.leave_home(vehicle, at, "location_changed")
+            elif self.cloc.get(charger) != location:
+                self.leave_home(vehicle, at, "charger_location_changed")
+        for vehicle in sorted(self.vloc):
+            on, here = pairs.get(vehicle), self.vloc[vehicle]
+            if vehicle not in self.home and on is not None and here is not None and self.cloc.get(on) == here:
+                self.home[vehicle] = (on, here)
+                self.emit(PLUGGED, vehicle, on, here, at)
 
 
 class Replay:
@@ -142,52 +173,43 @@ def _at(obj: Mapping[str, Any] | None, fallback: int) -> int:
 
 def _vehicle(s: _User, v: Mapping[str, Any], created: int) -> None:
     vid, charge, location = v["id"], v.get("chargeState") or {}, v.get("location") or {}
-    new_plug, new_loc = charge.get("pluggedInChargerId"), location.get("id")
-    plug_changed = new_plug != s.plug.get(vid)
+    new_plug, new_loc, plug_at = charge.get("pluggedInChargerId"), location.get("id"), _at(charge, created)
+    plug_changed = vid not in s.plug or new_plug != s.plug[vid] or plug_at != s.plug_at[vid]
     loc_changed = new_loc != s.vloc.get(vid)
-    times = ([_at(charge, created)] if plug_changed else []) + ([_at(location, created)] if loc_changed else [])
-    s.plug[vid], s.vloc[vid] = new_plug, new_loc
-    if not times:
-        return
-    at = max(times)
-    if vid in s.home:
-        charger, home_location = s.home[vid]
-        if new_plug != charger:
-            s.leave_home(vid, at, "unplugged")
-        elif new_loc != home_location:
-            s.leave_home(vid, at, "location_changed")
-    s.maybe_arrive(vid, at)
+    times = ([plug_at] if plug_changed else []) + ([_at(location, created)] if loc_changed else [])
+    s.plug[vid], s.plug_at[vid], s.vloc[vid] = new_plug, plug_at, new_loc
+    s.report("vehicle", vid, plug_at, new_plug)
+    if times:
+        s.resettle(max(times))
 
 
 def _charger(s: _User, c: Mapping[str, Any], created: int) -> None:
-    cid, location = c["id"], c.get("location") or {}
-    s.cveh[cid] = (c.get("chargeState") or {}).get("pluggedInVehicleId")
-    new_loc = location.get("id")
-    if cid in s.cloc and s.cloc[cid] == new_loc:
-        return
-    s.cloc[cid] = new_loc
-    at = _at(location, created)
-    for vid, (charger, home_location) in list(s.home.items()):
-        if charger == cid and new_loc != home_location:
-            s.leave_home(vid, at, "charger_location_changed")
-    for vid, charger_id in list(s.plug.items()):
-        if charger_id == cid:
-            s.maybe_arrive(vid, at)
+    cid, charge, location = c["id"], c.get("chargeState") or {}, c.get("location") or {}
+    new_vehicle, new_loc, plug_at = charge.get("pluggedInVehicleId"), location.get("id"), _at(charge, created)
+    plug_changed = cid not in s.cveh or new_vehicle != s.cveh[cid] or plug_at != s.cveh_at[cid]
+    loc_changed = cid not in s.cloc or new_loc != s.cloc[cid]
+    times = ([plug_at] if plug_changed else []) + ([_at(location, created)] if loc_changed else [])
+    s.cveh[cid], s.cveh_at[cid], s.cloc[cid] = new_vehicle, plug_at, new_loc
+    s.report("charger", cid, plug_at, new_vehicle)
+    if times:
+        s.resettle(max(times))
 
 
 def _vehicle_deleted(s: _User, vid: str, created: int) -> None:
     if vid in s.home:
         s.leave_home(vid, created, "vehicle_deleted")
-    s.plug.pop(vid, None)
-    s.vloc.pop(vid, None)
+    for known in (s.plug, s.plug_at, s.vloc, s.about_vehicle):
+        known.pop(vid, None)
+    s.resettle(created)  # a charger it held may go to another vehicle's report
 
 
 def _charger_deleted(s: _User, cid: str, created: int) -> None:
     for vid, (charger, _location) in list(s.home.items()):
         if charger == cid:
             s.leave_home(vid, created, "charger_deleted")
-    s.cloc.pop(cid, None)
-    s.cveh.pop(cid, None)
+    for known in (s.cloc, s.cveh, s.cveh_at, s.about_charger):
+        known.pop(cid, None)
+    s.resettle(created)
 
 
 def _action(s: _User, action: Mapping[str, Any], created: int) -> None:
@@ -196,11 +218,12 @@ def _action(s: _User, action: Mapping[str, Any], created: int) -> None:
     state, reason = action.get("state"), (action.get("failureReason") or {}).get("type")
     target = action["targetId"]
     at = parse_iso(action["updatedAt"]) if action.get("updatedAt") else created
+    pairs = s.pairs()
     if action["targetType"] == "vehicle":
-        vehicle, charger = target, s.plug.get(target)
+        vehicle, charger = target, pairs.get(target)
     else:
         charger = target
-        vehicle = s.cveh.get(target) or next((v for v, c in s.plug.items() if c == target), None)
+        vehicle = next((v for v, c in pairs.items() if c == target), None)
     if state == "CONFIRMED" and vehicle is not None:
         s.failures[vehicle] = 0
     if not (state == "FAILED" or (state == "CANCELLED" and reason in _COUNTED_CANCELLATIONS)):
@@ -211,3 +234,18 @@ def _action(s: _User, action: Mapping[str, Any], created: int) -> None:
     s.emit(FAILED, vehicle, charger, None, at, state=state, kind=action["kind"], consecutive_failures=count)
     if count == STREAK_LENGTH:
         s.emit(STREAK, vehicle, None, None, at)
+
+
+def failing_actions(events: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
+    """(user id, action id) of every START/STOP action of the log that ended as a failure: each must yield
+    exactly one `control.failed`, whatever the order the log arrives in."""
+    out = set()
+    for event in events:
+        action = event.get("vendorAction") if event.get("event") == "user:vendor-action:updated" else None
+        if not isinstance(action, Mapping) or action.get("kind") not in ("START", "STOP") \
+                or action.get("targetType") not in ("vehicle", "charger"):
+            continue
+        reason = (action.get("failureReason") or {}).get("type")
+        if action.get("state") == "FAILED" or (action.get("state") == "CANCELLED" and reason in _COUNTED_CANCELLATIONS):
+            out.add((event["user"]["id"], action["id"]))
+    return out

@@ -158,6 +158,25 @@ class UserWorld:
         new.plugged, new.vehicle_id, new.charge_ms = True, v.id, self.clock.tick()
         self._charger_update(new, new.charge_ms, ["chargeState.pluggedInVehicleId"])
 
+    def take_over(self, c: Charger, newcomer: Vehicle) -> None:
+        """`newcomer` takes the place of the vehicle on `c`, and the charger's report comes first.
+
+        Enode sends the charger's `pluggedInVehicleId` (now the newcomer), then the previous vehicle's
+        unplug, then the newcomer's own plug report: until the cars report, only the charger tells.
+        """
+        previous = self.plugged_vehicle(c)
+        c.plugged, c.charging, c.vehicle_id, c.charge_ms = True, False, newcomer.id, self.clock.tick()
+        self._charger_update(c, c.charge_ms, ["chargeState.pluggedInVehicleId"])
+        if previous is not None:
+            self.unplug(previous)  # its charger already names the newcomer: no charger update
+        t = self.clock.tick()
+        newcomer.plugged, newcomer.charger_id, newcomer.charge_ms = True, c.id, t
+        fields = list(_PLUG_FIELDS)
+        if not newcomer.has_gps and c.location_id is not None:
+            newcomer.location_id, newcomer.location_ms = c.location_id, t
+            fields.append("location.id")
+        self._vehicle_update(newcomer, t, fields)
+
     def move_charger(self, c: Charger, place: Place | None) -> None:
         """The user assigns `c` to another Location (or none); a GPS-less vehicle on it follows."""
         t = self.clock.tick()

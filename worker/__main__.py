@@ -22,6 +22,7 @@ from rq import SimpleWorker
 from plugwatch import keys
 from plugwatch.logs import configure_logging
 from plugwatch.settings import Settings
+from plugwatch.startup import exit_on_bad_settings
 from worker.bootstrap import WorkerContext, bootstrap, install
 from worker.ingest import drain
 from worker.jobs import WorkerJob
@@ -35,9 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="the RQ worker name (default: RQ's)")
     args = parser.parse_args(argv)
 
-    settings = Settings.from_env(os.environ, require_enode_secret=False)
+    with exit_on_bad_settings("python -m worker"):
+        settings = Settings.from_env(os.environ, require_enode_secret=False)
+        context = bootstrap(settings)
     configure_logging(settings.process.log_format)
-    context = bootstrap(settings)
     install(context)
     port = settings.process.metrics_port
     if port:

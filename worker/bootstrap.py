@@ -57,7 +57,7 @@ def bootstrap(settings: Settings, *, registry: CollectorRegistry = REGISTRY, con
     urls = settings.delivery.downstream_urls
     registry.register(RedisCollector(connection, queues=queues_with_outboxes(urls)))
     registry.register(DeliveryStateCollector(connection, urls))
-    store = Store(connection, urls)
+    store = Store.from_settings(connection, settings)
     deliveries = delivery.build(settings, connection=connection, metrics=DeliveryMetrics(registry))
     return WorkerContext(
         settings=settings,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from worker.core import EmittedEvent
+from worker.core import EmittedEvent, Observation
 from worker.delivery.policy import Outcome
 from worker.ingest.store import BatchResult
 
@@ -35,6 +35,7 @@ class WorkerMetrics:
     deliveries: Counter
     batch_seconds: Histogram
     store_conflicts: Counter
+    clock_skew: Counter  # labels: kind (vehicle|charger|action)
     registry: CollectorRegistry
 
     def record_batch(self, counts: collections.Counter[tuple[str, str]], result: BatchResult, *,
@@ -46,6 +47,11 @@ class WorkerMetrics:
         self.store_conflicts.inc(result.conflicts)
         self.deliveries.inc(deliveries)
         self.batch_seconds.observe(seconds)
+
+    def record_skewed(self, observations: Sequence[Observation]) -> None:
+        """Observations with an Enode timestamp clamped to their receipt time (too far in the future)."""
+        for kind, number in collections.Counter(o.kind for o in observations if o.skewed).items():
+            self.clock_skew.labels(kind).inc(number)
 
     def record_emitted(self, events: Sequence[EmittedEvent]) -> None:
         for event_type, number in collections.Counter(event.type.value for event in events).items():
@@ -70,6 +76,10 @@ class WorkerMetrics:
             store_conflicts=Counter("plugwatch_worker_store_conflicts_total",
                                     "State commits refused because another worker changed a user first",
                                     registry=registry),
+            clock_skew=Counter("plugwatch_worker_clock_skew_total",
+                               "Enode events with a timestamp further ahead of their receipt than "
+                               "PLUGWATCH_MAX_CLOCK_SKEW_SECONDS, clamped to the receipt time, by kind",
+                               ["kind"], registry=registry),
             registry=registry,
         )
 

@@ -15,6 +15,7 @@ import orjson
 import redis
 
 from plugwatch import keys
+from simulator.clock import parse_iso
 from simulator.deliveries import Delivery, Plan, plan_deliveries
 from simulator.sender import SendOptions, SendReport, send_all
 from simulator.stories import Scenario
@@ -148,7 +149,7 @@ def reference_facts(scenario: Scenario) -> dict[str, dict[str, object]]:
 
     states: dict[str, UserState] = {}
     for event in scenario.events:
-        observation = decode_event(event)
+        observation = decode_event(event, parse_iso(event["createdAt"]) + 1000)  # received a second later
         if not isinstance(observation, Ignored):
             user = observation.user_id
             states[user] = apply(states.get(user, UserState()), observation).state

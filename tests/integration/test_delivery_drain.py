@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 import pytest
@@ -16,10 +16,12 @@ import redis
 from prometheus_client import CollectorRegistry
 from rq import Queue
 
+from ops.status import read_status
 from plugwatch import dead_letters as deadletters
 from plugwatch import delivery_arming, keys
 from plugwatch import url_state as state
 from plugwatch.settings import Settings
+from plugwatch.signing import decode_secret
 from tests.conftest import TEST_DOWNSTREAM_SECRET
 from tests.support.delivery import emit, make_event
 from tests.support.servers import wait_until
@@ -27,6 +29,7 @@ from tests.support.sinks import Reply, Sink, SinkServer
 from tests.unit.test_signing import spec_verify
 from worker import delivery
 from worker.bootstrap import bootstrap, install
+from worker.delivery.slowness import attempts_bound
 
 FAST = {
     "PLUGWATCH_DELIVERY_CONNECT_TIMEOUT_SECONDS": "0.5",
@@ -68,9 +71,11 @@ def sinks() -> Iterator[list[tuple[Sink, SinkServer]]]:
 
 
 def start(redis_url: str, urls: tuple[str, ...], **env: str) -> Harness:
-    settings = Settings.from_env({**FAST, "PLUGWATCH_DELIVERY_MAX_AGE_SECONDS": "3600", **env, "REDIS_URL": redis_url,
-                                  "DOWNSTREAM_WEBHOOK_URLS": ",".join(urls),
-                                  "DOWNSTREAM_WEBHOOK_SECRET": TEST_DOWNSTREAM_SECRET}, require_enode_secret=False)
+    """Delivery to `urls` as they are (not checked as Settings.from_env would: a test may pass a bad one)."""
+    settings = Settings.from_env({**FAST, "PLUGWATCH_DELIVERY_MAX_AGE_SECONDS": "3600", **env, "REDIS_URL": redis_url},
+                                 require_enode_secret=False)
+    settings = replace(settings, delivery=replace(settings.delivery, downstream_urls=urls,
+                                                  downstream_key=decode_secret(TEST_DOWNSTREAM_SECRET)))
     connection = redis.Redis.from_url(redis_url)
     registry = CollectorRegistry()
     worker = bootstrap(settings, registry=registry, connection=connection)
@@ -180,6 +185,38 @@ def test_410_disables_the_url_dead_letters_its_events_and_others_keep_receiving(
     assert harness.metric("plugwatch_dead_letters") == 4
 
 
+def test_a_malformed_url_that_got_past_settings_is_disabled_and_dead_lettered_not_a_crash_loop(
+    redis_url: str, sinks: list
+) -> None:
+    """`http://h:abc/hook` raised httpx.InvalidURL out of the drainer on every attempt, ~4 times a second,
+    never dead-lettered, shown "ok".  Settings refuses it now; built directly, it still must not loop."""
+    (healthy, server), _ = sinks
+    bad = "http://h:abc/hook"
+    running = start(redis_url, (bad, server.url + "/hook"))
+    try:
+        running.send([make_event(n) for n in range(3)])
+        healthy.wait_for(3)
+        wait_until(lambda: len(deadletters.list_all(running.connection, bad)) == 3)
+        wait_until(lambda: running.context.threads.active() == [])
+        current = state.read_state(running.connection, bad)
+        assert current.disabled
+        assert "InvalidURL: Invalid port: 'abc' (unusable URL)" in current.disabled_reason
+        assert running.metric("plugwatch_downstream_attempts_total", outcome="disabled") == 1
+        assert running.backlog(bad) == 0
+        [letter, *_] = deadletters.list_all(running.connection, bad)
+        assert "InvalidURL" in letter.reason
+        for _ in range(3):  # the pump finds nothing to re-arm: no drain, no attempt, no crash
+            running.context.pump()
+        assert running.context.threads.active() == []
+        assert running.metric("plugwatch_downstream_attempts_total", outcome="disabled") == 1
+        assert running.metric("plugwatch_downstream_disabled_urls") == 1
+        snapshot = read_status(running.connection, running.settings.delivery.downstream_urls, time.time())
+        assert [url.health.value for url in snapshot.downstream] == ["disabled", "ok"]
+    finally:
+        running.context.close()
+        install(None)
+
+
 def test_a_sink_that_is_down_gets_every_event_once_it_is_back(harness: Harness, sinks: list) -> None:
     (sink, server), _ = sinks
     url = harness.settings.delivery.downstream_urls[0]
@@ -233,6 +270,44 @@ def test_a_reply_slower_than_the_read_timeout_is_retried_at_least_once(harness: 
     received = sink.wait_for(3, timeout=15)
     assert [r.webhook_id for r in received] == ["evt_veh-1_1", "evt_veh-1_1", "evt_veh-1_2"]
     assert harness.metric("plugwatch_downstream_attempts_total", outcome="retry") == 1
+
+
+def test_a_sink_slower_than_the_read_timeout_gets_each_event_at_most_the_bound_and_in_order(
+    redis_url: str, sinks: list
+) -> None:
+    """A sink answering 200 after 1.2 s, base read timeout 0.5 s: the head event's time-outs raise the URL's
+    timeout (0.5 -> 1 -> 2 s) instead of hammering it with the same event; the rest arrive once each."""
+    (sink, server), _ = sinks
+    url = server.url + "/hook"
+    sink.set_default(Reply(200, delay=1.2))
+    running = start(redis_url, (url,), PLUGWATCH_DELIVERY_READ_TIMEOUT_SECONDS="0.5",
+                    PLUGWATCH_DELIVERY_READ_TIMEOUT_MAX_SECONDS="4", PLUGWATCH_DELIVERY_SLOW_RESET_SECONDS="1")
+    try:
+        events = [make_event(n) for n in range(4)]
+        running.send(events)
+        wait_until(lambda: running.backlog(url) == 0, timeout=30, message="the slow sink did not get every event")
+        ids = [r.webhook_id for r in sink.requests]
+        bound = attempts_bound(0.5, 4)
+        assert bound == 4
+        assert max(ids.count(event_id) for event_id in ids) <= bound, ids
+        assert len(ids) - len(events) <= bound - 1, ids
+        assert list(dict.fromkeys(ids)) == [f"evt_veh-1_{n}" for n in range(4)], ids  # in order
+        assert ids == sorted(ids), "a duplicate only ever repeats the head event"
+        slow = state.read_state(running.connection, url)
+        assert slow.read_timeout >= 2.0
+        assert running.metric("plugwatch_downstream_slow_urls") == 1
+        assert running.metric("plugwatch_downstream_attempts_total", outcome="retry") == len(ids) - len(events)
+        (shown,) = read_status(running.connection, (url,), time.time()).downstream
+        assert (shown.health.value, shown.read_timeout_seconds) == ("slow", slow.read_timeout)
+
+        sink.set_default(Reply(200))  # the sink is fast again: after 1 s of fast answers the base is back
+        time.sleep(1.1)
+        running.send([make_event(4)])
+        wait_until(lambda: not state.read_state(running.connection, url).slow, timeout=10)
+        assert running.metric("plugwatch_downstream_slow_urls") == 0
+    finally:
+        running.context.close()
+        install(None)
 
 
 def test_the_retry_window_starts_at_the_first_attempt_not_when_the_event_was_queued(

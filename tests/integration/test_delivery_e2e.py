@@ -103,6 +103,37 @@ def test_a_10s_sink_does_not_delay_a_healthy_sink_by_more_than_1s(
     assert len(slow.requests) == 1
 
 
+def test_a_sink_slower_than_the_read_timeout_gets_each_event_at_most_the_documented_attempts(
+    real_redis: redis.Redis, settings: Settings, sinks: tuple, urls: tuple[str, str], env: dict[str, str],
+    workers: list[Process], tmp_path: Path,
+) -> None:
+    """Two worker processes; the sink answers 200 after 1.2 s, the base read timeout is 0.5 s (README:
+    at most 1 + ceil(log2(max / base)) arrivals per event; here 4).  It used to get the head event again
+    and again while the others waited, and the URL read "ok"."""
+    slow, healthy, _, _ = sinks
+    slow.set_default(Reply(200, delay=1.2))
+    tuning = {"PLUGWATCH_DELIVERY_READ_TIMEOUT_SECONDS": "0.5", "PLUGWATCH_DELIVERY_READ_TIMEOUT_MAX_SECONDS": "4"}
+    for _ in range(2):
+        run(workers, env, tmp_path, **tuning)
+    events = [make_event(n) for n in range(5)]
+    emit(real_redis, events, urls)
+    healthy.wait_for(5, timeout=20)
+    wait_until(lambda: delivery_arming.backlog(real_redis, urls[0]) == 0, timeout=40, message="the slow sink lags")
+    ids = [r.webhook_id for r in slow.requests]
+    assert max(ids.count(event_id) for event_id in ids) <= 4, ids
+    assert len(ids) - len(events) <= 3, ids
+    assert list(dict.fromkeys(ids)) == [f"evt_veh-1_{n}" for n in range(5)], ids
+    assert sorted({r.body for r in slow.requests}) == sorted(events)
+    full = {**env, **tuning}
+    shown = {line.split("\t")[0]: line.split("\t")[1] for line in cli_run(full, "dead-letters", "urls").splitlines()}
+    assert shown[urls[0]].startswith("slow: read timeout raised to "), shown
+    assert shown[urls[1]] == "ok"
+    assert f"SLOW     {urls[0]}" in cli_run(full, "status")
+    raised = [orjson.loads(line) for process in workers for line in process.output().splitlines()
+              if '"delivery.read_timeout_raised"' in line]
+    assert [line["read_timeout"] for line in raised][:1] == [1.0]
+
+
 def test_sigkill_during_delivery_loses_nothing(
     real_redis: redis.Redis, settings: Settings, sinks: tuple, urls: tuple[str, str], env: dict[str, str],
     workers: list[Process], tmp_path: Path,

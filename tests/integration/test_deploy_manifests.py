@@ -72,7 +72,7 @@ def test_procfile_has_web_worker_and_dashboard_commands_that_exist() -> None:
 
 def test_procfile_web_listens_on_port_and_drains_within_heroku_grace() -> None:
     words = m.procfile_argv("web", {**ENV, "PORT": "5000"})
-    assert words[:4] == ["uvicorn", "receiver.app:app_from_env", "--factory", "--host"]
+    assert words[:4] == ["python", "-m", "receiver", "--host"]  # uvicorn with the slow-client limits
     assert words[words.index("--port") + 1] == "5000"
     assert int(words[words.index("--timeout-graceful-shutdown") + 1]) < 30  # Heroku: SIGKILL 30 s after SIGTERM
 

@@ -19,7 +19,7 @@ from plugwatch.settings import Settings
 from tests.support.enode_objects import charger, vehicle
 from tests.support.fake_enode import TOKEN_PATH, FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn
-from worker.enode.observe import Kind, apply_observations, observations
+from worker.enode.observe import Kind, apply_observations, as_event, decode_all
 from worker.enode.reconcile import reconcile
 from worker.ingest.store import Store
 
@@ -40,9 +40,10 @@ def emitted(connection: redis.Redis) -> list[dict[str, Any]]:
 
 
 def webhooks(store: Store, *objects: tuple[Kind, dict[str, Any]]) -> None:
-    """Deliver `objects` as the webhooks Enode sent before the outage (createdAt = their lastUpdated)."""
+    """Deliver `objects` as the webhooks Enode sent before the outage (createdAt = their lastUpdated),
+    received now (an object updated after BEFORE must not look like a clock ahead of its receipt)."""
     sent_at = datetime.fromisoformat(BEFORE)
-    store.apply_batch([obs for kind, obj in objects for obs in observations(kind, [obj], sent_at)])
+    store.apply_batch(decode_all([as_event(kind, obj, sent_at) for kind, obj in objects], datetime.now(UTC)))
 
 
 def outage(fake: FakeEnode, store: Store) -> None:

@@ -1,4 +1,5 @@
-"""The receiver as Procfile runs it (real uvicorn subprocess) against a real redis-server."""
+"""The receiver as Procfile runs it (`python -m receiver`: real uvicorn subprocess) against a real redis-server;
+and the same app under bare `uvicorn receiver.app:app_from_env --factory`."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from rq import Queue
 from plugwatch import keys
 from tests.conftest import TEST_SECRET
 from tests.support.receiver_app import signed, vehicle_batch
-from tests.support.servers import Process, RedisServer, base_env, iter_lines, start_receiver
+from tests.support.servers import Process, RedisServer, base_env, free_port, iter_lines, start_receiver, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 BODY = vehicle_batch("v1", "v2")
@@ -179,3 +180,26 @@ def test_the_receiver_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
                    base_env(), tmp_path / "receiver.log").start()
     assert proc.wait(timeout=30) != 0
     assert "ENODE_WEBHOOK_SECRET is required" in proc.output()
+
+
+def test_bare_uvicorn_with_the_factory_still_serves_the_receiver(redis_url: str, real_redis: redis.Redis,
+                                                                 tmp_path: Path) -> None:
+    port = free_port()
+    proc = Process([sys.executable, "-m", "uvicorn", "receiver.app:app_from_env", "--factory", "--host", "127.0.0.1",
+                    "--port", str(port), "--no-access-log"],
+                   base_env(REDIS_URL=redis_url, ENODE_WEBHOOK_SECRET=TEST_SECRET), tmp_path / "receiver.log").start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _healthy(url), timeout=20, message=proc.output())
+        assert post(url, BODY, signed(BODY, "bare")).json() == {"outcome": "accepted"}
+        assert real_redis.xlen(keys.INGEST_STREAM) == 1
+        assert "plugwatch_receiver_connections_cut_total" not in httpx.get(url + "/metrics").text  # no limits
+    finally:
+        proc.stop()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False

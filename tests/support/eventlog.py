@@ -4,6 +4,7 @@
     batch(events, size, rng) -> list[Delivery]                          consecutive events per delivery
     with_duplicates(deliveries, rng, ratio) -> list[Delivery]           redelivered events, new ids
     feed(connection, deliveries)                                         XADD d/b/t as the receiver does
+    received_at(event) -> ms                                             a receipt time for direct decoding
     reference_facts(events) -> {user id: facts}                         the pure core, applied in order
 
 Each user has a vehicle, a home charger at a home Location (the charger's location is learnt after a while,
@@ -15,6 +16,7 @@ get confirmed or are cancelled. Payload shapes follow the examples A–C of enod
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -204,6 +206,12 @@ def _created(event: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(event["createdAt"])
 
 
+def received_at(event: dict[str, Any]) -> int:
+    """When plugwatch is taken to have received `event` in tests that decode it directly: a second after
+    Enode created it (ms)."""
+    return int(_created(event).timestamp() * 1000) + 1000
+
+
 @dataclass(frozen=True)
 class Delivery:
     id: str
@@ -228,8 +236,10 @@ def with_duplicates(deliveries: Sequence[Delivery], *, rng: random.Random, ratio
     return [*deliveries, *copies]
 
 
-def feed(connection: redis.Redis, deliveries: Iterable[Delivery], *, received_ms: int = 0) -> int:
-    """XADD the deliveries to the ingest stream with the receiver's fields (d, b, t); return how many."""
+def feed(connection: redis.Redis, deliveries: Iterable[Delivery], *, received_ms: int | None = None) -> int:
+    """XADD the deliveries to the ingest stream with the receiver's fields (d, b, t: now unless given);
+    return how many."""
+    received_ms = int(time.time() * 1000) if received_ms is None else received_ms
     pipe = connection.pipeline(transaction=False)
     count = 0
     for delivery in deliveries:
@@ -246,7 +256,7 @@ def reference(events: Iterable[dict[str, Any]]) -> tuple[dict[str, UserState], l
     states: dict[str, UserState] = {}
     emitted: list[bytes] = []
     for raw in events:
-        observation = decode_event(raw)
+        observation = decode_event(raw, received_at(raw))
         if isinstance(observation, IgnoredEvent):
             continue
         applied = apply(states.get(observation.user_id, UserState()), observation)

@@ -39,6 +39,10 @@ CONTRACT_METRICS = frozenset({
 EXTRA_METRICS = frozenset({
     "plugwatch_redis_up",  # plugwatch/redis_collector.py
     "plugwatch_reconcile_suggested",  # worker/enode/suggest.py
+    "plugwatch_downstream_slow_urls",  # plugwatch/redis_collector.py
+    "plugwatch_receiver_connections_cut_total",  # receiver/connections.py
+    "plugwatch_receiver_open_connections",  # receiver/connections.py
+    "plugwatch_receiver_max_connections",  # receiver/connections.py
 })
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 _METRIC = re.compile(r"\bplugwatch_[a-z0-9_]+\b")

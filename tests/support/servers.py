@@ -192,14 +192,19 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def start_receiver(env: Mapping[str, str], log_path: Path, port: int | None = None) -> tuple[Process, str]:
-    """Start the receiver as Procfile's `web` does (real uvicorn, own process); return it and its URL."""
+# `python -c` with this, then the receiver's arguments: the receiver under a lower open-file limit
+_WITH_OPEN_FILES = ("import resource, runpy; resource.setrlimit(resource.RLIMIT_NOFILE, ({0}, {0})); "
+                    "runpy.run_module('receiver', run_name='__main__')")
+
+
+def start_receiver(env: Mapping[str, str], log_path: Path, port: int | None = None, *,
+                   open_files: int | None = None) -> tuple[Process, str]:
+    """Start the receiver as Procfile's `web` does (`python -m receiver`: real uvicorn, own process), with
+    soft and hard RLIMIT_NOFILE set to `open_files` if given; return it and its URL."""
     port = port or free_port()
-    proc = Process(
-        [sys.executable, "-m", "uvicorn", "receiver.app:app_from_env", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-        {**env, "PORT": str(port)}, log_path,
-    ).start()
+    start = ["-m", "receiver"] if open_files is None else ["-c", _WITH_OPEN_FILES.format(int(open_files))]
+    proc = Process([sys.executable, *start, "--host", "127.0.0.1", "--port", str(port)],
+                   {**env, "PORT": str(port)}, log_path).start()
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:

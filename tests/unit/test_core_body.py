@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 from tests.support.eventlog import generate
 from worker.core import DecodeError, decode_body, decode_event
 
+RECEIVED_AT = 1_741_975_200_000  # 2025-03-14T18:00:00Z
+
 
 def outcome(raw: Any) -> object:
     try:
-        return decode_event(raw)
+        return decode_event(raw, RECEIVED_AT)
     except DecodeError as error:
         return ("DecodeError", error.reason)
 
@@ -64,3 +66,15 @@ def test_odd_shapes_decode_the_same_through_both_paths(events: list[Any], rng: r
         if isinstance(event, dict) and rng.random() < 0.7:
             event["event"] = rng.choice(names)
     assert_same_view(orjson.dumps(events))
+
+
+def test_a_body_nested_deeper_than_the_parsers_go_is_none_not_an_error() -> None:
+    """msgspec raises RecursionError near 1000 levels (fewer deep in a call stack), orjson stops at 1024."""
+    def nested(calls: int, body: bytes) -> list[Any] | None:
+        return decode_body(body) if calls == 0 else nested(calls - 1, body)
+
+    for levels in (1000, 5000, 100_000):
+        body = b'[{"event":"user:vehicle:updated","x":' + b"[" * levels + b"]" * levels + b"}]"
+        decoded = nested(900, body)
+        assert decoded is None or decoded[0]["event"] == "user:vehicle:updated"
+    assert nested(900, b"[" + b"[" * 5000 + b"]" * 5000 + b"]") is None

@@ -29,6 +29,7 @@ _JSON = st.recursive(_LEAVES, lambda inner: st.lists(inner, max_size=3)
 _KEYS = st.sampled_from(["id", "userId", "user", "createdAt", "chargeState", "location", "lastUpdated", "kind",
                          "targetType", "targetId", "state", "failureReason", "updatedAt", "pluggedInChargerId"])
 JSON_OBJECTS = st.dictionaries(_KEYS | st.text(max_size=5), _JSON, max_size=8)
+RECEIVED_AT = 1_741_975_400_000  # 2025-03-14T18:03:20Z: when these events were received
 
 
 def test_reference_example_a_decodes_to_plug_and_location_facts() -> None:
@@ -42,16 +43,16 @@ def test_reference_example_a_decodes_to_plug_and_location_facts() -> None:
                                  "lastUpdated": "2025-03-14T18:01:40.000Z"}},
         "updatedFields": ["chargeState.pluggedInChargerId"],
     }
-    obs = decode_event(raw)
+    obs = decode_event(raw, RECEIVED_AT)
     assert obs == VehicleObserved(
         "usr-4711", "b3f1", parse_ms("2025-03-14T18:02:11.512Z") or 0,
         Fact(parse_ms("2025-03-14T18:02:05.000Z") or 0, "9c2e"),
-        Fact(parse_ms("2025-03-14T18:01:40.000Z") or 0, "5a0d"),
+        Fact(parse_ms("2025-03-14T18:01:40.000Z") or 0, "5a0d"), RECEIVED_AT,
     )
 
 
 def test_charger_location_id_is_read_from_location_object() -> None:
-    obs = decode_event(charger("loc", 0))
+    obs = decode_event(charger("loc", 0), RECEIVED_AT)
     assert isinstance(obs, ChargerObserved)
     assert obs.location is not None
     assert obs.location.value == "loc"
@@ -61,7 +62,7 @@ def test_discovered_event_with_null_state_learns_nothing_but_the_device() -> Non
     raw = {"event": "user:vehicle:discovered", "createdAt": "2025-03-14T18:00:00Z", "version": "2024-10-01",
            "user": {"id": "u"}, "vehicle": {"id": "v", "chargeState": None, "location": None,
                                             "information": {"brand": "Tesla"}}}
-    obs = decode_event(raw)
+    obs = decode_event(raw, RECEIVED_AT)
     assert isinstance(obs, VehicleObserved)
     assert (obs.plug, obs.location) == (None, None)
 
@@ -69,7 +70,7 @@ def test_discovered_event_with_null_state_learns_nothing_but_the_device() -> Non
 def test_missing_last_updated_falls_back_to_created_at() -> None:
     raw = vehicle("c", "l", 0)
     del raw["vehicle"]["chargeState"]["lastUpdated"]
-    obs = decode_event(raw)
+    obs = decode_event(raw, RECEIVED_AT)
     assert isinstance(obs, VehicleObserved)
     assert obs.plug is not None
     assert obs.plug.at == obs.at
@@ -78,11 +79,12 @@ def test_missing_last_updated_falls_back_to_created_at() -> None:
 def test_deleted_events_decode() -> None:
     raw = {"event": "user:charger:deleted", "createdAt": "2025-03-14T18:00:00Z", "version": "2024-10-01",
            "user": {"id": "u"}, "charger": {"id": "c"}}
-    assert decode_event(raw) == DeviceDeleted("u", "charger", "c", parse_ms("2025-03-14T18:00:00Z") or 0)
+    deleted_at = parse_ms("2025-03-14T18:00:00Z") or 0
+    assert decode_event(raw, RECEIVED_AT) == DeviceDeleted("u", "charger", "c", deleted_at, RECEIVED_AT)
 
 
 def test_unknown_action_state_is_mapped_not_raised() -> None:
-    obs = decode_event(action("a", "BRAND_NEW_STATE", 1))
+    obs = decode_event(action("a", "BRAND_NEW_STATE", 1), RECEIVED_AT)
     assert isinstance(obs, ActionUpdated)
     assert obs.state is ActionState.UNKNOWN
 
@@ -100,7 +102,7 @@ def test_unknown_action_state_is_mapped_not_raised() -> None:
     {"event": "some:future:event"},
 ])
 def test_events_plugwatch_does_not_track_are_ignored(payload: dict[str, Any]) -> None:
-    assert isinstance(decode_event(payload), Ignored)
+    assert isinstance(decode_event(payload, RECEIVED_AT), Ignored)
 
 
 @pytest.mark.parametrize(("payload", "reason"), [
@@ -118,7 +120,7 @@ def test_events_plugwatch_does_not_track_are_ignored(payload: dict[str, Any]) ->
 ])
 def test_unusable_tracked_events_raise_decode_error_with_reason(payload: object, reason: str) -> None:
     with pytest.raises(DecodeError, match=reason):
-        decode_event(payload)
+        decode_event(payload, RECEIVED_AT)
 
 
 @pytest.mark.parametrize(("text", "ms"), [
@@ -151,10 +153,10 @@ def test_decode_event_raises_nothing_but_decode_error_on_arbitrary_json(name: st
     for key in ("vehicle", "charger", "vendorAction"):
         body.setdefault(key, {"kind": {"x": 1}, "targetType": ["charger"], "id": "a", "chargeState": []})
     with contextlib.suppress(DecodeError):
-        decode_event(body)
+        decode_event(body, RECEIVED_AT)
 
 
 def test_an_object_as_an_action_kind_is_ignored_not_a_crash() -> None:
     raw = action("a", "FAILED", 1)
     raw["vendorAction"]["kind"] = {"x": 1}
-    assert isinstance(decode_event(raw), Ignored)
+    assert isinstance(decode_event(raw, RECEIVED_AT), Ignored)

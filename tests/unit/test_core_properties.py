@@ -1,7 +1,8 @@
 """Properties of the pure core over generated observation logs (DESIGN.md §2 invariants 3-6).
 
 Logs come from `tests/support/observation_logs.py`; the expected events of an in-order log come from an
-independent reference model, `tests/support/reference_model.py`.
+independent reference model, `tests/support/reference_model.py`. Receipt times are part of every generated
+observation; properties that hold for any action memory draw a short one, so that actions are forgotten.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from hypothesis import strategies as st
 from tests.support.observation_logs import observation_logs
 from tests.support.reference_model import Expected, ReferenceModel, observed
 from worker.core import (
+    DEFAULT_CONFIG,
+    ActionState,
+    ActionUpdated,
+    CoreConfig,
     EmittedEvent,
     EventType,
     Observation,
+    Outcome,
     UserState,
     apply,
     decode_state,
@@ -30,14 +36,17 @@ PROPERTY = settings(max_examples=60, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 LOGS = observation_logs()
 IN_ORDER = observation_logs(max_steps=50)
+# Action memories from a minute (most actions of a log forgotten) to the default 72 hours (none).
+CONFIGS = st.sampled_from([60, 300, 1800, 72 * 3600]).map(lambda s: CoreConfig(action_memory_seconds=s))
 
 
-def run(log: Iterable[Observation], states: States | None = None) -> tuple[States, list[EmittedEvent]]:
+def run(log: Iterable[Observation], states: States | None = None,
+        config: CoreConfig = DEFAULT_CONFIG) -> tuple[States, list[EmittedEvent]]:
     """Apply a log in the given order, one `UserState` per user, as the store does."""
     states = dict(states or {})
     emitted: list[EmittedEvent] = []
     for obs in log:
-        applied = apply(states.get(obs.user_id, UserState()), obs)
+        applied = apply(states.get(obs.user_id, UserState()), obs, config)
         states[obs.user_id] = applied.state
         emitted.extend(applied.events)
     return states, emitted
@@ -55,12 +64,62 @@ def _by_vehicle(emitted: Iterable[EmittedEvent]) -> dict[str, list[EmittedEvent]
     return out
 
 
+def memories(states: States) -> dict[str, dict[int, int]]:
+    return {user_id: state.actions for user_id, state in sorted(states.items())}
+
+
+def failed_ids(emitted: Iterable[EmittedEvent]) -> set[str]:
+    return {e.id for e in emitted if e.type is EventType.CONTROL_FAILED}
+
+
+def failing_actions(log: Iterable[Observation]) -> set[tuple[str, str]]:
+    """(user, action id) of every action that ended as a failure (DESIGN.md §1), straight from the log."""
+    return {(o.user_id, o.action_id) for o in log if isinstance(o, ActionUpdated) and (
+        o.state is ActionState.FAILED or (o.state is ActionState.CANCELLED
+                                          and o.failure_type in ("FAILED_PRECONDITION", "NOT_FOUND")))}
+
+
 @PROPERTY
-@given(st.data(), LOGS)
-def test_any_permutation_gives_the_same_final_facts(data: st.DataObject, log: list[Observation]) -> None:
-    """Invariant 4: the stored state is the newest observation per field, whatever the arrival order."""
+@given(st.data(), LOGS, CONFIGS)
+def test_any_permutation_gives_the_same_final_facts(data: st.DataObject, log: list[Observation],
+                                                    config: CoreConfig) -> None:
+    """Invariant 4: the stored state is the newest observation per field, whatever the arrival order; the
+    action memory too (it depends on the receipt times seen, not on their order), with any memory length."""
     shuffled = data.draw(st.permutations(log), label="shuffled")
-    assert facts(run(shuffled)[0]) == facts(run(log)[0])
+    got, expected = run(shuffled, config=config)[0], run(log, config=config)[0]
+    assert facts(got) == facts(expected)
+    assert memories(got) == memories(expected)
+
+
+@PROPERTY
+@given(st.data(), LOGS, CONFIGS)
+def test_any_permutation_emits_one_control_failed_id_per_failed_action(
+        data: st.DataObject, log: list[Observation], config: CoreConfig) -> None:
+    """Late, reordered and repeated action updates: every failed action yields its `control.failed` id in
+    any arrival order, the same set as in order; inside the memory window each exactly once."""
+    shuffled = data.draw(st.permutations(log), label="shuffled")
+    _, emitted = run(shuffled, config=config)
+    _, in_order = run(log, config=config)
+    assert failed_ids(emitted) == failed_ids(in_order)
+    assert len(failed_ids(emitted)) == len(failing_actions(log))
+    if config == DEFAULT_CONFIG:  # nothing forgotten: no failure emitted twice
+        assert len([e for e in emitted if e.type is EventType.CONTROL_FAILED]) == len(failing_actions(log))
+        assert len([e for e in in_order if e.type is EventType.CONTROL_FAILED]) == len(failing_actions(log))
+
+
+@PROPERTY
+@given(IN_ORDER, CONFIGS)
+def test_action_memory_forgets_and_remembers_as_the_reference_model(log: list[Observation],
+                                                                  config: CoreConfig) -> None:
+    """A terminal update is a duplicate exactly when the reference model still remembers its action."""
+    model = ReferenceModel(memory_seconds=config.action_memory_seconds)
+    states: States = {}
+    for obs in log:
+        applied = apply(states.get(obs.user_id, UserState()), obs, config)
+        if isinstance(obs, ActionUpdated) and applied.outcome is not Outcome.IGNORED:
+            assert (applied.outcome is Outcome.DUPLICATE) == model.is_repeat(obs), obs
+        model.feed(obs)
+        states[obs.user_id] = applied.state
 
 
 @PROPERTY
@@ -79,8 +138,9 @@ def test_reapplying_any_part_of_a_log_emits_nothing(data: st.DataObject, log: li
 @PROPERTY
 @given(st.data(), LOGS)
 def test_at_home_events_alternate_per_vehicle_in_any_order(data: st.DataObject, log: list[Observation]) -> None:
-    """Invariant 5, whatever the arrival order; and `sequence` counts every event of a vehicle from 1."""
+    """Invariant 5, whatever the arrival order; `sequence` counts every event of a vehicle from 1; ids are unique."""
     _, emitted = run(data.draw(st.permutations(log), label="shuffled"))
+    assert len({e.id for e in emitted}) == len(emitted), "an event id was emitted twice"
     for vid, events in _by_vehicle(emitted).items():
         numbered = [e.sequence for e in events if e.sequence is not None]
         assert numbered == list(range(1, len(numbered) + 1)), vid
@@ -91,6 +151,40 @@ def test_at_home_events_alternate_per_vehicle_in_any_order(data: st.DataObject, 
             if i % 2:  # an unplug names the charger and location of the plug-in it ends
                 previous = home[i - 1]
                 assert (e.charger_id, e.location_id) == (previous.charger_id, previous.location_id)
+
+
+@PROPERTY
+@given(st.data(), LOGS)
+def test_no_charger_ever_has_two_vehicles_at_home(data: st.DataObject, log: list[Observation]) -> None:
+    """In any arrival order, after every emitted event, a charger has at most one vehicle at home on it."""
+    order = data.draw(st.sampled_from(["in order", "shuffled"]), label="order")
+    states: States = {}
+    home: dict[str, tuple[str, str | None]] = {}  # vehicle -> (user, charger)
+    for obs in log if order == "in order" else data.draw(st.permutations(log), label="shuffled"):
+        applied = apply(states.get(obs.user_id, UserState()), obs)
+        states[obs.user_id] = applied.state
+        for e in applied.events:
+            if e.type is EventType.PLUGGED_IN_AT_HOME and e.vehicle_id is not None:
+                home[e.vehicle_id] = (e.user_id, e.charger_id)
+                takers = [vid for vid, at in home.items() if at == (e.user_id, e.charger_id)]
+                assert takers == [e.vehicle_id], (e.charger_id, takers)
+            elif e.type is EventType.UNPLUGGED_FROM_HOME and e.vehicle_id is not None:
+                assert home.pop(e.vehicle_id) == (e.user_id, e.charger_id)
+        _label(obs, applied.events)
+        held = [(obs.user_id, v.home.charger_id) for v in applied.state.vehicles.values() if v.home is not None]
+        assert len(held) == len(set(held)), held
+
+
+def _label(obs: Observation, events: tuple[EmittedEvent, ...]) -> None:
+    """Hypothesis statistics: how often a charger's own report moved a vehicle, and a charger changed hands."""
+    left = {e.charger_id for e in events if e.type is EventType.UNPLUGGED_FROM_HOME}
+    arrived = {e.charger_id for e in events if e.type is EventType.PLUGGED_IN_AT_HOME}
+    if obs.kind == "charger" and any(e.data.get("reason") == "unplugged" for e in events):
+        event("a charger's report ended an at-home")
+    if obs.kind == "charger" and arrived:
+        event("a charger's report began an at-home")
+    if left & arrived:
+        event("a charger passed from one vehicle to another in one observation")
 
 
 def _sorted(events: Iterable[Expected]) -> list[Expected]:

@@ -7,6 +7,7 @@ from typing import Any
 from worker.core import (
     Applied,
     EmittedEvent,
+    Fact,
     Outcome,
     UserState,
     apply,
@@ -14,7 +15,7 @@ from worker.core import (
     decode_state,
     encode_state,
 )
-from worker.core.timestamps import format_ms
+from worker.core.timestamps import format_ms, parse_ms
 
 U, V, V2, C, C2, HOME, WORK = "usr-1", "veh-1", "veh-2", "chg-1", "chg-2", "loc-home", "loc-work"
 T0 = 1_741_975_000_000  # 2025-03-14T17:56:40Z
@@ -27,7 +28,8 @@ def ts(minutes: float) -> str:
 def vehicle(plug: str | None, location: str | None, at: float, loc_at: float | None = None,
             vid: str = V) -> dict[str, Any]:
     return {
-        "event": "user:vehicle:updated", "createdAt": ts(at), "version": "2024-10-01", "user": {"id": U},
+        "event": "user:vehicle:updated", "createdAt": ts(max(at, loc_at or at)), "version": "2024-10-01",
+        "user": {"id": U},
         "vehicle": {
             "id": vid, "userId": U, "vendor": "VOLKSWAGEN",
             "chargeState": {"isPluggedIn": plug is not None, "pluggedInChargerId": plug, "lastUpdated": ts(at)},
@@ -69,10 +71,19 @@ def action(action_id: str, state: str, at: float, target: str = V, target_type: 
     }
 
 
+def received(payload: dict[str, Any]) -> int:
+    """When plugwatch received `payload`: a second after Enode created it."""
+    return (parse_ms(payload.get("createdAt")) or T0) + 1000
+
+
+def decode(payload: dict[str, Any]) -> Any:
+    return decode_event(payload, received(payload))
+
+
 def run(*payloads: dict[str, Any], state: UserState | None = None) -> tuple[UserState, list[EmittedEvent]]:
     current, emitted = state or UserState(), []
     for payload in payloads:
-        obs = decode_event(payload)
+        obs = decode(payload)
         assert not hasattr(obs, "reason"), obs
         result: Applied = apply(current, obs)  # type: ignore[arg-type]
         current = result.state
@@ -139,7 +150,7 @@ def test_location_changing_while_plugged_is_location_changed() -> None:
 
 def test_charger_moved_to_another_location_is_charger_location_changed() -> None:
     state, _ = run(charger(HOME, 0), vehicle(C, HOME, 10))
-    _, events = run(charger(WORK, 30), state=state)
+    _, events = run(charger(WORK, 30, plugged=V), state=state)
     assert kinds(events) == [("vehicle.unplugged_from_home", "charger_location_changed")]
     assert events[0].to_dict()["occurredAt"] == ts(30)
 
@@ -148,7 +159,8 @@ def test_vehicle_deleted_at_home() -> None:
     state, _ = run(charger(HOME, 0), vehicle(C, HOME, 10))
     state, events = run(deleted("vehicle", V, 40), state=state)
     assert kinds(events) == [("vehicle.unplugged_from_home", "vehicle_deleted")]
-    assert V not in state.vehicles
+    assert state.retired(V), "forgotten but for its sequence"
+    assert V not in state.facts()["vehicles"]  # type: ignore[operator]
 
 
 def test_charger_deleted_ends_at_home() -> None:
@@ -158,24 +170,35 @@ def test_charger_deleted_ends_at_home() -> None:
     assert C not in state.chargers
 
 
-def test_updates_about_a_deleted_vehicle_are_stale() -> None:
+def test_updates_from_before_a_vehicles_deletion_are_stale() -> None:
+    """An update Enode sent before the deletion and retried after it changes nothing about the vehicle."""
     state, _ = run(charger(HOME, 0), vehicle(C, HOME, 10), deleted("vehicle", V, 40))
-    result = apply(state, decode_event(vehicle(C, HOME, 50)))  # type: ignore[arg-type]
-    assert result.outcome is Outcome.STALE
+    result = apply(state, decode(vehicle(None, WORK, 30)))
+    assert (result.outcome, result.events, result.state) == (Outcome.STALE, (), state)
+    result = apply(state, decode(vehicle(C, HOME, 30)))
     assert result.events == ()
+    assert result.state.retired(V), "what it says about the charger is kept on the charger only"
 
 
 def test_older_observation_changes_nothing_and_emits_nothing() -> None:
     state, _ = run(charger(HOME, 0), vehicle(C, HOME, 10), vehicle(None, HOME, 20))
-    result = apply(state, decode_event(vehicle(C, HOME, 15)))  # type: ignore[arg-type]
+    result = apply(state, decode(vehicle(None, WORK, 15)))
     assert result.outcome is Outcome.STALE
     assert result.events == ()
     assert result.state == state
 
 
+def test_an_at_home_that_comes_back_from_the_same_facts_has_new_ids() -> None:
+    """Late reports of the charger moving away and back end and restore at-home with the same `occurredAt`."""
+    _, events = run(charger(HOME, 0), vehicle(C, HOME, 10), charger(WORK, 3), charger(HOME, 6))
+    assert kinds(events) == [PLUGGED, ("vehicle.unplugged_from_home", "charger_location_changed"), PLUGGED]
+    assert events[0].occurred_at_ms == events[2].occurred_at_ms
+    assert len({e.id for e in events}) == 3
+
+
 def test_redelivered_observation_is_a_duplicate() -> None:
     state, _ = run(charger(HOME, 0), vehicle(C, HOME, 10))
-    result = apply(state, decode_event(vehicle(C, HOME, 10)))  # type: ignore[arg-type]
+    result = apply(state, decode(vehicle(C, HOME, 10)))
     assert result.outcome is Outcome.DUPLICATE
     assert result.events == ()
 
@@ -220,7 +243,7 @@ def test_cancelled_with_failed_precondition_or_not_found_is_a_failure() -> None:
 def test_pending_and_unknown_action_states_are_ignored() -> None:
     state = UserState()
     for state_name in ("PENDING", "SOMETHING_NEW"):
-        result = apply(state, decode_event(action("a1", state_name, 20)))  # type: ignore[arg-type]
+        result = apply(state, decode(action("a1", state_name, 20)))
         assert (result.outcome, result.events) == (Outcome.IGNORED, ())
 
 
@@ -252,7 +275,7 @@ def test_failure_older_than_the_last_confirmation_does_not_extend_the_streak() -
 
 def test_redelivered_action_update_emits_nothing() -> None:
     state, _ = run(action("a1", "FAILED", 20))
-    result = apply(state, decode_event(action("a1", "FAILED", 20)))  # type: ignore[arg-type]
+    result = apply(state, decode(action("a1", "FAILED", 20)))
     assert (result.outcome, result.events) == (Outcome.DUPLICATE, ())
 
 
@@ -285,18 +308,18 @@ def test_state_of_a_vehicle_with_its_charger_is_small_and_round_trips() -> None:
 
 
 def test_action_redelivered_after_many_newer_actions_emits_nothing() -> None:
-    """Only the newest actions are remembered; anything older than all of them is stale, never re-emitted."""
+    """Every action of the memory window is remembered, however many newer ones came since."""
     state, first = run(action("old", "FAILED", 1), *[action(f"n{i}", "CONFIRMED", 10 + i) for i in range(30)])
     assert len(first) == 1
-    result = apply(state, decode_event(action("old", "FAILED", 1)))  # type: ignore[arg-type]
-    assert (result.outcome, result.events) == (Outcome.STALE, ())
+    result = apply(state, decode(action("old", "FAILED", 1)))
+    assert (result.outcome, result.events) == (Outcome.DUPLICATE, ())
     assert len(encode_state(result.state)) < 1024
 
 
-def test_charger_action_for_a_vehicle_never_observed_does_not_start_tracking_it() -> None:
-    """Otherwise the final state would depend on whether the charger update came before the action."""
+def test_a_vehicle_only_its_charger_names_is_known_from_that_report() -> None:
+    """Enode names only a vehicle of the same user: the charger's report makes it known, not at home yet."""
     state, events = run(charger(HOME, 0, plugged="veh-unseen"), action("a1", "FAILED", 20, target=C,
                                                                          target_type="charger"))
-    assert events[0].vehicle_id == "veh-unseen"
-    assert events[0].sequence is None
-    assert "veh-unseen" not in state.vehicles
+    assert [(e.type.value, e.vehicle_id, e.sequence) for e in events] == [("control.failed", "veh-unseen", 1)]
+    assert state.vehicles["veh-unseen"].plug == Fact(T0, C)
+    assert state.vehicles["veh-unseen"].home is None

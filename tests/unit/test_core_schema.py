@@ -27,11 +27,13 @@ from worker.core import (
     apply,
     decode_event,
 )
+from worker.core.timestamps import parse_ms
 
 TRACKED_PREFIXES = ("user:vehicle:discovered", "user:vehicle:updated", "user:vehicle:deleted",
                     "user:charger:discovered", "user:charger:updated", "user:charger:deleted",
                     "user:vendor-action:updated")
 SYSTEM_EVENTS = ("system:heartbeat", "enode:webhook:test")
+RECEIVED_AT = 1_741_975_200_000  # 2025-03-14T18:00:00Z: when the test "received" each payload
 VARIANTS = sorted(webhook_variants())
 TRACKED = [name for name in VARIANTS if name.startswith(TRACKED_PREFIXES)]
 
@@ -123,7 +125,7 @@ def test_tracked_events_decode_without_error_and_apply(variant: str) -> None:
     @FEW
     @given(payload=_valid_payloads(variant, nonempty_ids=True))
     def check(payload: dict[str, Any]) -> None:
-        decoded = decode_event(payload)
+        decoded = decode_event(payload, RECEIVED_AT)
         _assert_decoded_as_said(variant, payload, decoded)
         if not isinstance(decoded, Ignored):
             apply(UserState(), decoded)
@@ -133,7 +135,7 @@ def test_tracked_events_decode_without_error_and_apply(variant: str) -> None:
 
 def _decode_or_error(payload: dict[str, Any]) -> Observation | Ignored | DecodeError:
     try:
-        return decode_event(payload)
+        return decode_event(payload, RECEIVED_AT)
     except DecodeError as error:  # any other exception fails the test
         return error
 
@@ -200,13 +202,18 @@ def _action_event(created: str, updated: str) -> dict[str, Any]:
 
 @settings(FEW, max_examples=100)
 @given(created=_rfc3339(), updated=_rfc3339(), build=st.sampled_from([_vehicle_event, _action_event]))
-def test_any_rfc3339_time_decodes_or_quarantines_on_created_at_only(
+def test_any_rfc3339_time_decodes_or_is_rejected_naming_the_unreadable_field(
         created: str, updated: str, build: Any) -> None:
-    """`format: date-time` allows forms Python cannot read (year 0000, `t`/`z`, second 60): never a crash,
-    and only an unreadable `createdAt` rejects the event (a device or action time falls back to it)."""
+    """`format: date-time` allows forms Python cannot read or represent (year 0000, second 60, an offset
+    that puts the instant in year 10000 UTC): never a crash; such a time rejects its event (the shell
+    quarantines it alone) with a reason naming the field, and every readable time decodes and applies."""
     decoded = _decode_or_error(build(created, updated))
-    if isinstance(decoded, DecodeError):
+    if parse_ms(created) is None:
+        assert isinstance(decoded, DecodeError)
         assert "createdAt" in decoded.reason
-        return
-    assert not isinstance(decoded, Ignored)
-    apply(UserState(), decoded)
+    elif parse_ms(updated) is None:
+        assert isinstance(decoded, DecodeError)
+        assert "lastUpdated" in decoded.reason or "updatedAt" in decoded.reason
+    else:
+        assert not isinstance(decoded, (Ignored, DecodeError))
+        apply(UserState(), decoded)

@@ -87,6 +87,12 @@ def test_urls_shows_state_and_enable_reenables(real_redis: redis.Redis, env: dic
     assert lines[URL_A].startswith("disabled since")
     assert lines[URL_B].startswith("paused until")
     assert "after 3 attempts: HTTP 503" in lines[URL_B]
+    state.record_slow(real_redis, URL_B, read_timeout=30.0, at=time.time())
+    lines = dict(line.split("\t", 1) for line in run(env, "urls").splitlines())
+    assert "HTTP 503 (slow: read timeout raised to 30 s)" in lines[URL_B]
+    state.record_success(real_redis, URL_B)
+    lines = dict(line.split("\t", 1) for line in run(env, "urls").splitlines())
+    assert lines[URL_B].startswith("slow: read timeout raised to 30 s, last slow answer 20")
     assert "enabled" in run(env, "enable", URL_A)
     assert not state.read_state(real_redis, URL_A).disabled
     run(env, "enable", "http://unknown.example/hook", exit_code=1)

@@ -72,3 +72,32 @@ def test_a_failure_keeps_a_snippet_of_the_body_as_its_detail(server: tuple[Serve
     with httpx.Client() as client:
         result = post_event(client, base + "/fail", key=b"k" * 32, event_id="evt_1", body=b"{}", now=time.time())
     assert (result.outcome, result.detail) == (Outcome.RETRY, "HTTP 503: try later")
+
+
+@pytest.mark.parametrize("url", ["http://h:abc/hook", "http:///hook", "ftp://sink.example/hook"])
+def test_a_url_httpx_cannot_send_to_disables_it_instead_of_raising(url: str) -> None:
+    """InvalidURL is no httpx.HTTPError: it used to escape and crash the drainer ~4 times a second."""
+    with httpx.Client() as client:
+        result = post_event(client, url, key=b"k" * 32, event_id="evt_1", body=b"{}", now=time.time())
+    assert result.outcome is Outcome.DISABLED
+    assert result.detail.startswith(("InvalidURL: ", "UnsupportedProtocol: "))
+    assert result.status is None
+
+
+def test_a_request_that_cannot_be_written_is_dead_lettered() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.LocalProtocolError("Illegal header value", request=request)
+
+    with httpx.Client(transport=httpx.MockTransport(refuse)) as client:
+        result = post_event(client, "http://sink.example/hook", key=b"k" * 32, event_id="evt_1", body=b"{}",
+                            now=time.time())
+    assert (result.outcome, result.detail) == (Outcome.DEAD_LETTER, "LocalProtocolError: Illegal header value")
+
+
+def test_an_error_outside_httpx_is_a_retry_not_a_crash() -> None:
+    """The resolver raises UnicodeError (a ValueError) for a host with an empty label."""
+    with httpx.Client() as client:
+        result = post_event(client, "http://a..b/hook", key=b"k" * 32, event_id="evt_1", body=b"{}",
+                            now=time.time())
+    assert result.outcome is Outcome.RETRY
+    assert result.detail.startswith("UnicodeError: ")

@@ -84,6 +84,18 @@ def test_pending_events_high_across_checks_suggest_a_reconcile(
         assert gauge(registry) == (1 if minute >= 5 else 0)
 
 
+def test_a_fractional_pending_events_is_read(
+        fake_redis: redis.Redis, clock: list[float], advisor: tuple[ReconcileAdvisor, CollectorRegistry]) -> None:
+    """Enode types pendingEvents as a JSON number: 100.5 is above the threshold of 100, 99.5 below it."""
+    check, registry = advisor
+    for minute, pending in enumerate(["100.5"] * 6 + ["99.5"]):
+        clock[0] = NOW + 60 * minute
+        fake_redis.hset(keys.HEARTBEAT, mapping={"at": clock[0], "pending_events": pending})
+        advice = check.check()
+        assert advice.high_since == (None if pending == "99.5" else NOW)
+    assert gauge(registry) == 1
+
+
 def test_an_unreadable_heartbeat_suggests_nothing(
         fake_redis: redis.Redis, advisor: tuple[ReconcileAdvisor, CollectorRegistry]) -> None:
     check, registry = advisor

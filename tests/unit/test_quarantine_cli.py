@@ -42,6 +42,17 @@ def test_show_prints_the_raw_body(cli: CliRunner, real_redis: redis.Redis) -> No
     assert output.rstrip().endswith("<html>")
 
 
+def test_show_says_when_the_body_is_one_event_alone_and_what_it_replays(
+        cli: CliRunner, real_redis: redis.Redis) -> None:
+    entry_id = quarantine.add(real_redis, "d1", b"[1, 2]", "event is not a JSON object", now=NOW, event_index=1,
+                              replay_of="5-0")
+    output = invoke(cli, "show", entry_id)
+    assert "event_index: 1 (the body below is that event alone)" in output
+    assert "replay_of: 5-0" in output
+    assert output.rstrip().endswith("[2]")
+    assert "\treplay of 5-0" in invoke(cli, "list")
+
+
 def test_show_of_an_unknown_entry_fails(cli: CliRunner) -> None:
     assert "no quarantine entry" in invoke(cli, "show", "1-0", code=1)
 

@@ -150,8 +150,7 @@ def test_a_malformed_content_length_is_400(receiver: InProcessReceiver) -> None:
 
 @pytest.mark.parametrize(
     ("body", "reason"),
-    [(b"<html>oops</html>", "invalid_json"), (b'{"event":"x"}', "not_an_array"),
-     (b'[{"event":"user:vehicle:updated","version":"2031-01-01"}]', "unknown_version"), (b"[1,2]", "not_an_object")],
+    [(b"<html>oops</html>", "invalid_json"), (b'{"event":"x"}', "not_an_array"), (b"[]", "empty_batch")],
 )
 def test_authentic_but_unusable_content_is_200_and_quarantined(
     receiver: InProcessReceiver, body: bytes, reason: str
@@ -162,6 +161,77 @@ def test_authentic_but_unusable_content_is_200_and_quarantined(
     assert (fields[b"d"], fields[b"b"], fields[b"reason"]) == (b"q1", body, reason.encode())
     assert fields[b"at"].endswith(b"Z")
     assert receiver.ingest_count() == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'[{"event":"user:vehicle:updated","version":"2031-01-01"}]', b"[1,2]", b'[{"version":"2024-10-01"}]'],
+)
+def test_events_the_worker_quarantines_one_by_one_are_enqueued(receiver: InProcessReceiver, body: bytes) -> None:
+    """No object, no name, an unknown version: the worker quarantines each such event alone, and the others
+    of its delivery go on (see test_worker_ingest)."""
+    response = receiver.post(body, signed(body, "q1"))
+    assert (response.status_code, response.json()) == (200, {"outcome": "accepted"})
+    assert receiver.ingest_count() == 1
+    assert not receiver.redis.exists(keys.QUARANTINE_STREAM)
+
+
+HEARTBEAT = b'{"event":"system:heartbeat","version":"2024-10-01","createdAt":"2025-03-14T18:30:00.000Z"'
+
+
+def test_a_fractional_pending_events_beside_a_plug_in_is_recorded_as_written(receiver: InProcessReceiver) -> None:
+    """Enode's spec types pendingEvents as a number >= 0: 0.5 is a heartbeat, not a reason to quarantine."""
+    body = BODY[:-1] + b"," + HEARTBEAT + b',"pendingEvents":0.5}]'
+    response = receiver.post(body, signed(body, "hb-half"))
+    assert (response.status_code, response.json()) == (200, {"outcome": "accepted"})
+    assert receiver.redis.hget(keys.HEARTBEAT, "pending_events") == b"0.5"
+    assert _sample(receiver, "plugwatch_enode_pending_events") == 0.5
+    assert receiver.ingest_count() == 1
+    assert not receiver.redis.exists(keys.QUARANTINE_STREAM)
+
+
+@pytest.mark.parametrize("pending", [b"-1", b'"3"', b"null", b"true"])
+def test_a_bad_heartbeat_beside_a_plug_in_is_quarantined_alone(receiver: InProcessReceiver, pending: bytes) -> None:
+    body = BODY[:-1] + b"," + HEARTBEAT + b',"pendingEvents":' + pending + b"}]"
+    response = receiver.post(body, signed(body, "hb-bad"))
+    assert (response.status_code, response.json()) == (200, {"outcome": "accepted"})
+    assert receiver.ingest_count() == 1
+    [(_, fields)] = receiver.redis.xrange(keys.QUARANTINE_STREAM)
+    assert (fields[b"d"], fields[b"b"], fields[b"reason"], fields[b"event_index"]) == (
+        b"hb-bad", b"[" + HEARTBEAT + b',"pendingEvents":' + pending + b"}]", b"invalid_heartbeat", b"1")
+    assert not receiver.redis.exists(keys.HEARTBEAT)
+    assert _sample(receiver, "plugwatch_receiver_quarantined_events_total", reason="invalid_heartbeat") == 1
+
+
+def test_a_delivery_of_one_bad_heartbeat_is_quarantined(receiver: InProcessReceiver) -> None:
+    body = b"[" + HEARTBEAT + b"}]"
+    assert receiver.post(body, signed(body, "hb-none")).json() == {"outcome": "quarantined"}
+    [(_, fields)] = receiver.redis.xrange(keys.QUARANTINE_STREAM)
+    assert (fields[b"reason"], fields[b"event_index"]) == (b"invalid_heartbeat", b"0")
+    assert receiver.ingest_count() == 0
+
+
+@pytest.mark.parametrize("levels", [1000, 5000, 100_000])
+def test_any_depth_within_the_body_limit_is_stored_never_a_5xx(levels: int) -> None:
+    """msgspec raises RecursionError near 1000 levels, orjson refuses 1024: the delivery is still stored,
+    the deep element beside a plug-in goes to the worker, which quarantines it alone."""
+    receiver = InProcessReceiver()
+    body = BODY[:-1] + b"," + b"[" * levels + b"]" * levels + b"]"
+    response = receiver.post(body, signed(body, f"deep-{levels}"))
+    assert (response.status_code, response.json()) == (200, {"outcome": "accepted"})
+    [(_, fields)] = receiver.redis.xrange(keys.INGEST_STREAM)
+    assert fields[b"b"] == body
+    whole = b"{" * levels + b"}" * levels
+    response = receiver.post(whole, signed(whole, f"deep-object-{levels}"))
+    assert (response.status_code, response.json()) == (200, {"outcome": "quarantined"})
+
+
+def test_invalid_utf8_in_an_envelope_field_is_stored_never_a_5xx(receiver: InProcessReceiver) -> None:
+    """msgspec raises UnicodeDecodeError (not its DecodeError) for it: the worker quarantines that event alone."""
+    body = BODY[:-1] + b',{"event":"user:vehicle:updated","version":"2024-10-01","createdAt":"\xff"}]'
+    response = receiver.post(body, signed(body, "utf8"))
+    assert (response.status_code, response.json()) == (200, {"outcome": "accepted"})
+    assert receiver.ingest_count() == 1
 
 
 def test_a_heartbeat_records_pending_events_and_time(receiver: InProcessReceiver) -> None:

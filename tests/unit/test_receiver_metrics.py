@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import fakeredis
+import pytest
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from rq import Queue
@@ -59,6 +60,12 @@ def test_heartbeat_age_pending_events_and_quarantine_size(real_redis: redis.Redi
     assert samples[("plugwatch_enode_heartbeat_age_seconds", "")] == 9.5
     assert samples[("plugwatch_enode_pending_events", "")] == 12
     assert samples[("plugwatch_quarantine_entries", "")] == 1
+
+
+@pytest.mark.parametrize(("stored", "gauge"), [("0.5", 0.5), ("1E3", 1000.0), ("1e400", float("inf"))])
+def test_the_pending_events_gauge_reads_any_json_number(real_redis: redis.Redis, stored: str, gauge: float) -> None:
+    real_redis.hset(keys.HEARTBEAT, mapping={"at": "990.5", "pending_events": stored, "created_at": "x"})
+    assert scrape(real_redis, clock=lambda: 1000.0)[("plugwatch_enode_pending_events", "")] == gauge
 
 
 def test_more_queues_can_be_added(fake_redis: redis.Redis) -> None:

@@ -59,7 +59,8 @@ def test_a_present_secret_is_still_checked_when_not_required() -> None:
     ("key", "value"),
     [("PORT", "eighty"), ("PORT", "-1"), ("PORT", "80.5"), ("PLUGWATCH_MAX_BODY_BYTES", "0"),
      ("PLUGWATCH_REDIS_TIMEOUT_SECONDS", "soon"), ("PLUGWATCH_DEDUPE_TTL_SECONDS", "-5"),
-     ("PLUGWATCH_LOG_FORMAT", "xml")],
+     ("PLUGWATCH_LOG_FORMAT", "xml"), ("PLUGWATCH_RECEIVER_HEADER_TIMEOUT_SECONDS", "0"),
+     ("PLUGWATCH_RECEIVER_BODY_TIMEOUT_SECONDS", "never"), ("PLUGWATCH_RECEIVER_MAX_CONNECTIONS", "1.5")],
 )
 def test_unusable_numbers_and_choices_are_refused_by_name(key: str, value: str) -> None:
     with pytest.raises(SettingsError, match=key):
@@ -76,6 +77,17 @@ def test_receiver_tuning_variables_are_read() -> None:
         3600, "redis://example:6380/1", "json")
 
 
+def test_slow_client_limits_default_to_10_s_headers_30_s_body_2048_connections_and_are_read() -> None:
+    defaults = Settings.from_env(env())
+    assert (defaults.receiver.header_timeout_seconds, defaults.receiver.body_timeout_seconds,
+            defaults.receiver.max_connections) == (10.0, 30.0, 2048)
+    tuned = Settings.from_env(env(PLUGWATCH_RECEIVER_HEADER_TIMEOUT_SECONDS="2.5",
+                                  PLUGWATCH_RECEIVER_BODY_TIMEOUT_SECONDS="4",
+                                  PLUGWATCH_RECEIVER_MAX_CONNECTIONS="100"))
+    assert (tuned.receiver.header_timeout_seconds, tuned.receiver.body_timeout_seconds,
+            tuned.receiver.max_connections) == (2.5, 4.0, 100)
+
+
 def test_downstream_urls_require_a_signing_secret() -> None:
     with pytest.raises(SettingsError, match="DOWNSTREAM_WEBHOOK_SECRET"):
         Settings.from_env(env(DOWNSTREAM_WEBHOOK_URLS="https://a.example/hook"))
@@ -85,6 +97,33 @@ def test_downstream_urls_must_be_http() -> None:
     with pytest.raises(SettingsError, match="DOWNSTREAM_WEBHOOK_URLS"):
         Settings.from_env(env(DOWNSTREAM_WEBHOOK_URLS="ftp://a.example/hook",
                               DOWNSTREAM_WEBHOOK_SECRET=TEST_DOWNSTREAM_SECRET))
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("http://h:abc/hook", "Invalid port: 'abc'"),
+    ("http:///hook", "no host"),
+    ("http://h:99999/hook", "port 99999 is outside 1-65535"),
+    ("http://a..b/hook", "is not a domain name"),
+    ("http://exa mple.com/hook", "is not a domain name"),
+    ("http://[::1/hook", "Invalid port"),
+    ("http://" + "a" * 64 + ".example/hook", "over-long label"),
+])
+def test_a_malformed_downstream_url_is_refused_in_one_line_naming_the_variable(url: str, problem: str) -> None:
+    """Each of these passed the old scheme check and then crashed (or could never reach) its drainer."""
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env(env(DOWNSTREAM_WEBHOOK_URLS=f"https://ok.example/hook,{url}",
+                              DOWNSTREAM_WEBHOOK_SECRET=TEST_DOWNSTREAM_SECRET))
+    message = str(refused.value)
+    assert message.startswith(f"DOWNSTREAM_WEBHOOK_URLS has an unusable URL {url!r}: ")
+    assert problem in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("url", ["https://[::1]:8443/hook", "http://127.0.0.1:9/hook", "http://my_sink:80/h?x=1",
+                                 "https://exämple.example/hook", "http://user:pw@h.example/hook"])
+def test_unusual_but_sendable_downstream_urls_are_accepted(url: str) -> None:
+    settings = Settings.from_env(env(DOWNSTREAM_WEBHOOK_URLS=url, DOWNSTREAM_WEBHOOK_SECRET=TEST_DOWNSTREAM_SECRET))
+    assert settings.delivery.downstream_urls == (url,)
 
 
 @pytest.mark.parametrize("value", ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_not base64!", "whsec_c2hvcnQ="])
@@ -111,3 +150,18 @@ def test_settings_are_frozen() -> None:
     settings = Settings.from_env(env())
     with pytest.raises(AttributeError):
         settings.receiver.port = 1  # type: ignore[misc]
+
+
+def test_action_memory_and_clock_skew_default_to_72_hours_and_5_minutes() -> None:
+    settings = Settings.from_env(env())
+    assert (settings.core.action_memory_seconds, settings.core.max_clock_skew_seconds) == (259_200, 300)
+    assert settings.core.action_memory_seconds > 26 * 3600, "longer than Enode retries a delivery"
+    custom = Settings.from_env(env(PLUGWATCH_ACTION_MEMORY_SECONDS="86400", PLUGWATCH_MAX_CLOCK_SKEW_SECONDS="30"))
+    assert (custom.core.action_memory_seconds, custom.core.max_clock_skew_seconds) == (86_400, 30)
+
+
+@pytest.mark.parametrize("key", ["PLUGWATCH_ACTION_MEMORY_SECONDS", "PLUGWATCH_MAX_CLOCK_SKEW_SECONDS"])
+@pytest.mark.parametrize("value", ["0", "-5", "1.5", "soon"])
+def test_bad_action_memory_or_clock_skew_is_refused_by_name(key: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=key):
+        Settings.from_env(env(**{key: value}))

@@ -50,3 +50,24 @@ def test_the_lease_outlives_any_attempt_and_any_inline_wait() -> None:
     config = DeliverySettings(connect_timeout=1, read_timeout=3, inline_wait_max=30)
     assert lease_ms(config) > 1000 * attempt_seconds(config)
     assert lease_ms(config) > 1000 * config.inline_wait_max
+
+
+def test_the_read_timeout_max_defaults_to_120_s_or_the_read_timeout_when_that_is_longer() -> None:
+    assert delivery_settings({}).read_timeout_max == 120.0
+    config = delivery_settings({"PLUGWATCH_DELIVERY_READ_TIMEOUT_SECONDS": "200"})
+    assert (config.read_timeout, config.read_timeout_max) == (200.0, 200.0)
+    config = delivery_settings({"PLUGWATCH_DELIVERY_READ_TIMEOUT_MAX_SECONDS": "30",
+                                "PLUGWATCH_DELIVERY_SLOW_RESET_SECONDS": "60"})
+    assert (config.read_timeout_max, config.slow_reset) == (30.0, 60.0)
+
+
+def test_a_read_timeout_max_below_the_read_timeout_is_refused_naming_both() -> None:
+    with pytest.raises(SettingsError, match=r"READ_TIMEOUT_MAX_SECONDS .* at least PLUGWATCH_DELIVERY_READ_TIMEOUT"):
+        delivery_settings({"PLUGWATCH_DELIVERY_READ_TIMEOUT_SECONDS": "20",
+                           "PLUGWATCH_DELIVERY_READ_TIMEOUT_MAX_SECONDS": "10"})
+
+
+def test_the_lease_of_a_slow_url_outlives_its_longer_attempts() -> None:
+    config = DeliverySettings(connect_timeout=1, read_timeout=3, read_timeout_max=60)
+    assert lease_ms(config, 60) > 1000 * attempt_seconds(config, 60) > 1000 * attempt_seconds(config)
+    assert lease_ms(config, config.read_timeout) == lease_ms(config)

@@ -6,8 +6,8 @@ import random
 from collections import Counter, defaultdict
 from functools import cache
 
-from simulator.clock import BASE_MS, iso
-from simulator.devices import Place
+from simulator.clock import BASE_MS, iso, parse_iso
+from simulator.devices import Charger, Place, Vehicle
 from simulator.stories import build_scenario
 from simulator.truth import FAILED, PLUGGED, STREAK, UNPLUGGED, Expected, expected_events, from_emitted
 from simulator.world import UserWorld
@@ -128,3 +128,45 @@ def test_scenario_has_every_situation_the_issue_lists() -> None:
                        ("CANCELLED", "NOT_FOUND"), ("CANCELLED", "CONFLICT"),
                        ("CANCELLED", "REQUESTED_CANCELLATION"), ("CANCELLED", "UNNECESSARY")}
     assert {e["event"] for e in events} >= {"user:vehicle:deleted", "user:charger:deleted"}
+
+
+def _taken_over(second_has_gps: bool) -> tuple[UserWorld, Charger, Vehicle, Vehicle]:
+    """Car 1 plugged in at home, then car 2 (parked at home if it has GPS) takes its charger."""
+    world, home = _world()
+    charger = world.add_charger(home)
+    first, second = world.add_vehicle(has_gps=False), world.add_vehicle(has_gps=second_has_gps)
+    if second_has_gps:
+        world.drive_to(second, home)
+    world.plug(first, charger)
+    world.take_over(charger, second)
+    return world, charger, first, second
+
+
+def test_a_second_car_taking_the_charger_is_known_from_the_chargers_report() -> None:
+    """The charger names car 2 before either car reports: car 1 leaves home and car 2 (GPS, at home) arrives."""
+    world, charger, first, second = _taken_over(second_has_gps=True)
+    events = expected_events(world.events)
+    assert [(e.type, e.vehicle_id, e.charger_id, e.reason) for e in events] == [
+        (PLUGGED, first.id, charger.id, None), (UNPLUGGED, first.id, charger.id, "unplugged"),
+        (PLUGGED, second.id, charger.id, None)]
+    charger_report = next(e for e in world.events if e["event"] == "user:charger:updated"
+                          and e["charger"]["chargeState"]["pluggedInVehicleId"] == second.id)
+    assert events[1].occurred_ms == events[2].occurred_ms == parse_iso(
+        charger_report["charger"]["chargeState"]["lastUpdated"])
+
+
+def test_a_second_car_without_gps_is_at_home_from_its_own_report() -> None:
+    """Without GPS its `location.id` comes with its own report: the charger's report only ends car 1's."""
+    world, _, first, second = _taken_over(second_has_gps=False)
+    events = expected_events(world.events)
+    assert [(e.type, e.vehicle_id) for e in events] == [(PLUGGED, first.id), (UNPLUGGED, first.id),
+                                                        (PLUGGED, second.id)]
+    assert events[2].occurred_ms == second.charge_ms > events[1].occurred_ms
+
+
+def test_scenario_has_a_car_taking_over_a_charger_through_the_chargers_report() -> None:
+    """Some at-home ends at the moment a charger reported another vehicle (the vehicle's own report came later)."""
+    reports = {(e["charger"]["id"], parse_iso(e["charger"]["chargeState"]["lastUpdated"]))
+               for e in build_scenario(150, seed=11).events
+               if e["event"] == "user:charger:updated" and e["charger"]["chargeState"]["pluggedInVehicleId"]}
+    assert any((e.charger_id, e.occurred_ms) in reports for e in _truth() if e.reason == "unplugged")

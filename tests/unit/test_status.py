@@ -15,7 +15,7 @@ from rq.registry import FailedJobRegistry
 from cli import main
 from ops.status import UrlHealth, read_status, render_text
 from plugwatch import keys
-from plugwatch.url_state import disable, record_failure
+from plugwatch.url_state import disable, record_failure, record_slow
 
 NOW = 1_800_000_000.0
 URL_A = "https://a.example/hooks/plugwatch"
@@ -98,6 +98,15 @@ def test_heartbeat_age_and_pending_events(fake_redis: redis.Redis) -> None:
     assert "pendingEvents 7" in render_text(status)
 
 
+@pytest.mark.parametrize(("stored", "shown"), [("0.5", "0.5"), ("1E3", "1000"), ("2.25e-1", "0.225")])
+def test_a_non_integer_pending_events_is_shown_as_a_number(fake_redis: redis.Redis, stored: str, shown: str) -> None:
+    """Enode types pendingEvents as a JSON number; the receiver stores it as written."""
+    fake_redis.hset(keys.HEARTBEAT, mapping={"at": NOW - 1, "pending_events": stored, "created_at": "x"})
+    status = read_status(fake_redis, [], NOW)
+    assert f"pendingEvents {shown}" in render_text(status)
+    assert json.loads(json.dumps(status.as_dict()))["heartbeat"]["pending_events"] == float(stored)
+
+
 def test_paused_and_disabled_urls_are_named_with_their_reason(fake_redis: redis.Redis) -> None:
     record_failure(fake_redis, URL_A, head="1-0", attempts=3, error="HTTP 503", paused_until=NOW + 60)
     disable(fake_redis, URL_B, reason="HTTP 410 Gone", now=NOW - 5)
@@ -109,6 +118,31 @@ def test_paused_and_disabled_urls_are_named_with_their_reason(fake_redis: redis.
     assert f"PAUSED   {URL_A}" in text
     assert f"DISABLED {URL_B}" in text
     assert status.problems == ["no worker is registered", f"paused: {URL_A}", f"disabled: {URL_B}"]
+
+
+def test_a_slow_url_is_shown_with_its_raised_read_timeout_but_is_no_problem_by_itself(
+    fake_redis: redis.Redis,
+) -> None:
+    """It delivers, only slowly: a backlog it builds up is a problem through the queue-age check."""
+    record_slow(fake_redis, URL_A, read_timeout=60.0, at=NOW - 30)
+    status = read_status(fake_redis, [URL_A], NOW)
+    (url,) = status.downstream
+    assert (url.health, url.read_timeout_seconds) == (UrlHealth.SLOW, 60.0)
+    assert url.reason == "answers slowly (last slow answer 30s ago)"
+    assert f"SLOW     {URL_A} [{keys.url_key(URL_A)}]: answers slowly (last slow answer 30s ago) " \
+           "(read timeout raised to 60 s)" in render_text(status)
+    assert status.problems == ["no worker is registered"]
+    assert status.as_dict()["downstream"][0]["read_timeout_seconds"] == 60.0
+
+
+def test_a_slow_url_waiting_for_its_retry_is_paused_and_shows_its_read_timeout(fake_redis: redis.Redis) -> None:
+    record_failure(fake_redis, URL_A, head="1-0", attempts=1, error="ReadTimeout: no answer within 15 s",
+                   paused_until=NOW + 1, read_timeout=30.0, slow_at=NOW)
+    status = read_status(fake_redis, [URL_A], NOW)
+    (url,) = status.downstream
+    assert (url.health, url.read_timeout_seconds) == (UrlHealth.PAUSED, 30.0)
+    assert "ReadTimeout: no answer within 15 s (read timeout raised to 30 s)" in render_text(status)
+    assert f"paused: {URL_A}" in status.problems
 
 
 def test_pause_that_is_over_reads_as_ok(fake_redis: redis.Redis) -> None:

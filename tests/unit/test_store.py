@@ -14,7 +14,15 @@ import pytest
 import redis
 
 from plugwatch import keys
-from tests.support.eventlog import START, action_event, charger_event, generate, reference, vehicle_event
+from tests.support.eventlog import (
+    START,
+    action_event,
+    charger_event,
+    generate,
+    received_at,
+    reference,
+    vehicle_event,
+)
 from tests.support.workers import stored_states
 from worker.core import Observation, Outcome, decode_event, decode_state
 from worker.ingest.store import Ack, Store
@@ -29,7 +37,7 @@ def connection(request: pytest.FixtureRequest) -> redis.Redis:
 
 
 def observe(*events: dict[str, Any]) -> list[Observation]:
-    decoded = [decode_event(event) for event in events]
+    decoded = [decode_event(event, received_at(event)) for event in events]
     return [item for item in decoded if not hasattr(item, "reason")]  # type: ignore[misc]
 
 
@@ -106,7 +114,8 @@ def test_deleting_every_device_leaves_only_an_expiring_tombstone(connection: red
 
     assert [event.data["reason"] for event in result.events] == ["vehicle_deleted"]
     state = decode_state(connection.get(keys.user_state_key(USER)))
-    assert (state.vehicles, state.chargers, set(state.tombstones)) == ({}, {}, {VEHICLE, CHARGER})
+    assert (state.facts()["vehicles"], state.chargers, set(state.tombstones)) == ({}, {}, {VEHICLE, CHARGER})
+    assert state.retired(VEHICLE), "the deleted vehicle keeps only its sequence"
     assert 0 < connection.pttl(keys.user_state_key(USER)) <= 60_000
 
 
@@ -118,7 +127,9 @@ def test_a_late_update_about_a_deleted_vehicle_does_not_bring_it_back(connection
     late = store.apply_batch(plug_in_at_home(minute=10))  # older than the deletion, delivered after it
 
     assert late.events == ()
-    assert decode_state(connection.get(keys.user_state_key(USER))).vehicles == {}
+    state = decode_state(connection.get(keys.user_state_key(USER)))
+    assert state.facts()["vehicles"] == {}
+    assert state.retired(VEHICLE)
 
 
 def test_a_failed_action_on_an_unknown_charger_is_emitted_once_and_remembered(connection: redis.Redis) -> None:

@@ -17,10 +17,10 @@ CHARGER = "9c2e5a71-1f0b-4d8e-b6a3-55e0c4f1d2aa"
 HOME = "5a0d2c3e-8f61-4b7a-a1d9-0c4e7b2f6e31"
 
 
-def busy_history() -> list[object]:
-    """Plugged in at home after nine failed actions and eight remembered ones: a large realistic state."""
+def busy_history(actions: int = 9) -> list[object]:
+    """Plugged in at home after `actions` failed actions, all remembered: a large realistic state."""
     events = []
-    for number in range(9):
+    for number in range(actions):
         at = START + timedelta(minutes=number)
         events.append(action_event(USER, f"1f7c9a52-3d0e-4b8a-9e61-7a2b4c5d6e{number:02d}", at,
                                    target_type="vehicle", target=VEHICLE, kind="START", state="FAILED",
@@ -31,8 +31,11 @@ def busy_history() -> list[object]:
     return observe(*events)  # type: ignore[arg-type]
 
 
-def test_a_vehicle_with_its_charger_takes_at_most_one_kilobyte(real_redis: redis.Redis) -> None:
-    Store(real_redis).apply_batch(busy_history())  # type: ignore[arg-type]
+def test_a_vehicle_with_its_charger_and_20_remembered_actions_takes_at_most_one_kilobyte(
+        real_redis: redis.Redis) -> None:
+    """Issue 11's budget: ~20 actions per vehicle per 72 h, every one remembered (ten failure times too)."""
+    Store(real_redis).apply_batch(busy_history(actions=20))  # type: ignore[arg-type]
+    assert len(Store(real_redis).load(USER).actions) == 20
 
     usage = real_redis.memory_usage(keys.user_state_key(USER), samples=0)
 

@@ -28,6 +28,7 @@ from worker.ingest.store import Ack, BatchResult, Store
 
 USER, VEHICLE, CHARGER, HOME = "usr-1", "veh-1", "chg-1", "loc-home"
 FAST = {"PLUGWATCH_INGEST_CLAIM_IDLE_SECONDS": "0.001"}
+NOW_S = 1_700_000_000.0
 
 
 @pytest.fixture(params=["fake_redis", "real_redis"])
@@ -145,6 +146,117 @@ def test_untracked_devices_and_heartbeats_are_counted_as_ignored_not_quarantined
     assert sample(registry, "plugwatch_worker_events_total", kind="other", outcome="ignored") == 1
     assert sample(registry, "plugwatch_worker_events_total", kind="system", outcome="ignored") == 1
     assert connection.xlen(keys.INGEST_STREAM) == 0
+
+
+def test_a_fractional_heartbeat_beside_a_plug_in_costs_nothing(
+        context: WorkerContext, connection: redis.Redis, registry: CollectorRegistry) -> None:
+    """The receiver recorded `pendingEvents: 0.5` (see test_receiver_app); the worker ignores the heartbeat."""
+    heartbeat = {"event": "system:heartbeat", "createdAt": "2025-03-14T18:00:00Z", "version": "2024-10-01",
+                 "pendingEvents": 0.5}
+    feed(connection, [delivery("d1", [*plug_in_at_home(), heartbeat])])
+
+    ingest.drain(context)
+
+    assert [event["type"] for event in emitted(connection)] == ["vehicle.plugged_in_at_home"]
+    assert quarantine.count(connection) == 0
+    assert sample(registry, "plugwatch_worker_events_total", kind="system", outcome="ignored") == 1
+
+
+@pytest.mark.parametrize(("odd", "reason"), [
+    (7, "event is not a JSON object"),
+    ({"version": "2024-10-01"}, "event has no string 'event' name"),
+    ({**vehicle_event(USER, "veh-2", START, charger=None, location=None), "version": "2030-01-01"},
+     "version is missing or not one plugwatch reads (2024-10-01)"),
+    ({**vehicle_event(USER, "veh-2", START, charger=None, location=None), "version": ["2024-10-01"]},
+     "version is missing or not one plugwatch reads (2024-10-01)"),
+])
+def test_an_event_without_a_readable_envelope_is_quarantined_alone(
+        context: WorkerContext, connection: redis.Redis, odd: object, reason: str) -> None:
+    feed(connection, [delivery("d1", [plug_in_at_home()[0], odd, plug_in_at_home()[1]])])
+
+    ingest.drain(context)
+
+    [entry] = quarantine.entries(connection)
+    assert (entry.delivery_id, entry.event_index, entry.reason) == ("d1", 1, reason)
+    assert [event["type"] for event in emitted(connection)] == ["vehicle.plugged_in_at_home"]
+
+
+@pytest.mark.parametrize("levels", [1000, 5000, 100_000])
+def test_an_event_nested_deeper_than_the_parsers_go_is_quarantined_alone_not_poison(
+        context: WorkerContext, connection: redis.Redis, levels: int) -> None:
+    """msgspec raises RecursionError near 1000 levels (fewer deep in a call stack), orjson refuses 1024: the
+    body is split without recursion, the deep element quarantined with its index, the plug-in applied."""
+    charger, vehicle = (orjson.dumps(event) for event in plug_in_at_home())
+    deep = b'{"a":' + b"[" * levels + b"]" * levels + b"}"
+    body = b"[" + charger + b"," + deep + b"," + vehicle + b"]"
+    feed(connection, [Delivery("d1", body)])
+
+    def nested(calls: int) -> ingest.Drained:  # as deep in a stack as an RQ job runs, and then some
+        return ingest.drain(context) if calls == 0 else nested(calls - 1)
+
+    drained = nested(300)
+
+    [entry] = quarantine.entries(connection)
+    assert (entry.delivery_id, entry.event_index, entry.body) == ("d1", 1, b"[" + deep + b"]")
+    if levels >= 5000:
+        assert entry.reason.startswith("event cannot be parsed as JSON: depth limit exceeded")
+    assert [event["type"] for event in emitted(connection)] == ["vehicle.plugged_in_at_home"]
+    assert (drained.deliveries, connection.xlen(keys.INGEST_STREAM)) == (1, 0)
+
+
+@pytest.mark.parametrize(("odd", "reason"), [
+    (b'{"event":"user:vehicle:updated","version":"2024-10-01","createdAt":1e400}', "number is infinity"),
+    (b'{"event":"user:vehicle:updated","version":"2024-10-01","createdAt":"\xff"}', "str is not valid UTF-8"),
+])
+def test_an_event_no_parser_reads_is_quarantined_alone_byte_for_byte(
+        context: WorkerContext, connection: redis.Redis, odd: bytes, reason: str) -> None:
+    """A number out of range or invalid UTF-8 in one event: the body is not valid as a whole, its array is."""
+    charger, vehicle = (orjson.dumps(event) for event in plug_in_at_home())
+    feed(connection, [Delivery("d1", b"[" + charger + b",\n " + odd + b" ," + vehicle + b"]")])
+
+    ingest.drain(context)
+
+    [entry] = quarantine.entries(connection)
+    assert (entry.event_index, entry.body) == (1, b"[" + odd + b"]")
+    assert entry.reason.startswith("event cannot be parsed as JSON: " + reason)
+    assert [event["type"] for event in emitted(connection)] == ["vehicle.plugged_in_at_home"]
+
+
+def test_a_replayed_entry_that_is_quarantined_again_stays_listed(
+        context: WorkerContext, connection: redis.Redis) -> None:
+    """Nothing leaves the quarantine except by purge or by being processed: a replay the worker quarantines
+    again comes back as a new entry naming the old one, however often it is replayed."""
+    broken = {"event": "user:vehicle:updated", "createdAt": "2025-03-14T18:00:00Z", "version": "2024-10-01",
+              "user": {"id": USER}, "vehicle": {"userId": USER}}  # no vehicle id
+    feed(connection, [delivery("d1", [plug_in_at_home()[0], broken])])
+    ingest.drain(context)
+    [first] = quarantine.entries(connection)
+
+    assert quarantine.replay(connection, first.id, now=time.time()) is quarantine.ReplayOutcome.REPLAYED
+    ingest.drain(context)
+
+    [second] = quarantine.entries(connection)
+    assert (second.delivery_id, second.reason, second.replay_of) == ("d1", first.reason, first.id)
+    assert second.body == first.replay_body() == orjson.dumps([broken])
+    assert second.event_index == 0
+    quarantine.replay(connection, second.id, now=time.time())
+    ingest.drain(context)
+    [third] = quarantine.entries(connection)
+    assert (third.reason, third.replay_of, third.replay_body()) == (first.reason, second.id, first.replay_body())
+    assert connection.xlen(keys.INGEST_STREAM) == 0
+
+
+def test_a_replayed_poison_delivery_that_now_succeeds_leaves_the_quarantine(
+        context: WorkerContext, connection: redis.Redis) -> None:
+    body = orjson.dumps(plug_in_at_home())
+    entry_id = quarantine.add(connection, "d1", body, "poison: delivered 6 times without completing", now=NOW_S)
+    assert entry_id is not None
+    quarantine.replay(connection, entry_id, now=NOW_S)
+
+    ingest.drain(context)
+
+    assert quarantine.count(connection) == 0
+    assert [event["type"] for event in emitted(connection)] == ["vehicle.plugged_in_at_home"]
 
 
 def test_entries_a_killed_drainer_left_pending_are_claimed_and_applied_once(

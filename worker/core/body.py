@@ -48,13 +48,14 @@ _decoder = msgspec.json.Decoder(list[_Event])
 
 
 def decode_body(body: bytes) -> list[Any] | None:
-    """The delivery's events in array order (dicts, or whatever else the array held); None: not an array."""
+    """The delivery's events in array order (dicts, or whatever else the array held); None: not an array,
+    or not one these parsers can read (invalid JSON, nesting deeper than they go)."""
     try:
         return [msgspec.to_builtins(event) for event in _decoder.decode(body)]
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):  # recursion: ~1000 levels; bad UTF-8
         pass
     try:
         events = orjson.loads(body)
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, RecursionError):  # orjson stops at 1024 levels
         return None
     return events if isinstance(events, list) else None

@@ -3,6 +3,10 @@
 A `Fact` is one field of a device at one moment: the value Enode reported (e.g. `pluggedInChargerId`) and
 Enode's own timestamp for it (e.g. `chargeState.lastUpdated`). Facts are ordered by `(at, value)`, so
 keeping the greatest fact per field gives the same result in any arrival order.
+
+Every observation also carries `received_at`, when plugwatch received it (the ingest entry's `t`, or the
+time of an API fetch), an input like any other: the core has no clock. Enode timestamps the decoder found
+further ahead of it than the allowed clock skew were clamped to it (`skewed` says so, for the metrics).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class VehicleObserved(msgspec.Struct, frozen=True):
     at: int  # the event's createdAt
     plug: Fact | None  # chargeState.pluggedInChargerId @ chargeState.lastUpdated; None: no chargeState
     location: Fact | None  # location.id @ location.lastUpdated; None: no location object
+    received_at: int  # ms since the epoch
+    skewed: bool = False  # a timestamp was clamped to `received_at`
     kind: Literal["vehicle"] = "vehicle"
 
 
@@ -42,6 +48,8 @@ class ChargerObserved(msgspec.Struct, frozen=True):
     at: int
     plug: Fact | None  # chargeState.pluggedInVehicleId @ chargeState.lastUpdated
     location: Fact | None  # location.id @ location.lastUpdated
+    received_at: int
+    skewed: bool = False
     kind: Literal["charger"] = "charger"
 
 
@@ -52,6 +60,8 @@ class DeviceDeleted(msgspec.Struct, frozen=True):
     device: Literal["vehicle", "charger"]
     device_id: str
     at: int
+    received_at: int
+    skewed: bool = False
 
     @property
     def kind(self) -> Literal["vehicle", "charger"]:
@@ -85,6 +95,8 @@ class ActionUpdated(msgspec.Struct, frozen=True):
     failure_type: str | None
     failure_detail: str | None
     at: int  # the action's updatedAt (else the event's createdAt)
+    received_at: int  # what the action memory is measured in (`worker.core.memory`)
+    skewed: bool = False
     kind: Literal["action"] = "action"
 
 

@@ -1,21 +1,26 @@
 """The rules: `apply(state, observation) -> Applied(state, events, outcome)`. Pure: no I/O, no clock.
 
-*At home* (DESIGN.md §1): the vehicle's `pluggedInChargerId` is a charger C, the vehicle's `location.id`
-is L, and C's `location.id` is L. Each device field keeps its newest fact by Enode's timestamp, so an older
-observation changes nothing and emits nothing. After every change the at-home fact of each affected vehicle
-is re-derived and compared with the one last emitted (`Vehicle.home`), which makes plugged-in and
-unplugged events alternate per vehicle.
+Each device field keeps its newest fact by Enode's timestamp, so an older observation changes nothing and
+emits nothing; a plug report is also a fact about the device it names (`worker.core.pairing`). After every
+new fact the at-home fact of every vehicle of the user is re-derived (`worker.core.homes`) and compared
+with the one last emitted. A deletion drops the device's facts up to its time (`worker.core.tombstones`).
+
+A terminal action update is acted on once: its action is remembered by receipt time (`worker.core.memory`),
+and a repeat inside that memory is a duplicate; one not remembered is applied, whatever arrived before it.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 from msgspec.structs import replace
 
-from worker.core.events import EmittedEvent, EventType, UnplugReason, event_id
+from worker.core.config import DEFAULT_CONFIG, CoreConfig
+from worker.core.events import EmittedEvent, EventType, event_id
+from worker.core.homes import settle
+from worker.core.memory import action_key, remember
 from worker.core.observations import (
     ActionState,
     ActionUpdated,
@@ -25,16 +30,15 @@ from worker.core.observations import (
     Observation,
     VehicleObserved,
 )
+from worker.core.pairing import charger_of, mirror, vehicle_of
 from worker.core.state import (
-    MAX_RECENT_ACTIONS,
-    MAX_TOMBSTONES,
     STREAK_THRESHOLD,
     Charger,
-    Home,
     UserState,
     Vehicle,
 )
 from worker.core.streaks import record_failure, record_success
+from worker.core.tombstones import forget, live, prune
 
 _FAILURE_REASONS_THAT_COUNT = frozenset({"FAILED_PRECONDITION", "NOT_FOUND"})
 DeviceT = TypeVar("DeviceT", Vehicle, Charger)
@@ -53,14 +57,14 @@ class Applied(msgspec.Struct, frozen=True):
     outcome: Outcome
 
 
-def apply(state: UserState, obs: Observation) -> Applied:
+def apply(state: UserState, obs: Observation, config: CoreConfig = DEFAULT_CONFIG) -> Applied:
     if isinstance(obs, VehicleObserved):
         return _vehicle_observed(state, obs)
     if isinstance(obs, ChargerObserved):
         return _charger_observed(state, obs)
     if isinstance(obs, DeviceDeleted):
         return _device_deleted(state, obs)
-    return _action_updated(state, obs)
+    return _action_updated(state, obs, config)
 
 
 # --- devices ------------------------------------------------------------------------------------------
@@ -76,136 +80,94 @@ def _merge_facts(device: DeviceT, plug: Fact | None, location: Fact | None) -> t
     return device, Outcome.DUPLICATE if same else Outcome.STALE
 
 
+def _merged(
+    state: UserState, device_id: str, known: dict[str, DeviceT], blank: DeviceT, plug: Fact | None,
+    location: Fact | None,
+) -> tuple[dict[str, DeviceT], Outcome]:
+    """`known` with the newest facts about `device_id` (those newer than its deletion); APPLIED if changed."""
+    if device_id in state.tombstones:
+        plug, location = live(state, device_id, plug), live(state, device_id, location)
+        if plug is None and location is None:
+            return known, Outcome.STALE  # nothing reported after the device's deletion
+    device, outcome = _merge_facts(known.get(device_id, blank), plug, location)
+    if outcome is Outcome.APPLIED or device_id not in known:
+        return {**known, device_id: device}, Outcome.APPLIED
+    return known, outcome
+
+
+def _mirrored(
+    state: UserState, known: dict[str, DeviceT], blank: DeviceT, plug: Fact | None, reporter: str
+) -> tuple[dict[str, DeviceT], Outcome]:
+    """The plug report as a fact about the device it names: the other side of the same pairing."""
+    named = mirror(plug, reporter)
+    if named is None:
+        return known, Outcome.DUPLICATE
+    return _merged(state, named[0], known, blank, named[1], None)
+
+
 def _vehicle_observed(state: UserState, obs: VehicleObserved) -> Applied:
-    if obs.vehicle_id in state.tombstones:
-        return Applied(state, (), Outcome.STALE)
-    vehicle, outcome = _merge_facts(state.vehicles.get(obs.vehicle_id, Vehicle()), obs.plug, obs.location)
-    if outcome is not Outcome.APPLIED and obs.vehicle_id in state.vehicles:
+    vehicles, outcome = _merged(state, obs.vehicle_id, state.vehicles, Vehicle(), obs.plug, obs.location)
+    chargers, mirrored = _mirrored(state, state.chargers, Charger(), obs.plug, obs.vehicle_id)
+    if Outcome.APPLIED not in (outcome, mirrored):
         return Applied(state, (), outcome)
-    state = replace(state, vehicles={**state.vehicles, obs.vehicle_id: vehicle})
-    return _settle(state, obs.user_id, [obs.vehicle_id], obs.at, deleted=None)
+    return _settled(replace(state, vehicles=vehicles, chargers=chargers), obs)
 
 
 def _charger_observed(state: UserState, obs: ChargerObserved) -> Applied:
-    if obs.charger_id in state.tombstones:
-        return Applied(state, (), Outcome.STALE)
-    charger, outcome = _merge_facts(state.chargers.get(obs.charger_id, Charger()), obs.plug, obs.location)
-    if outcome is not Outcome.APPLIED and obs.charger_id in state.chargers:
+    chargers, outcome = _merged(state, obs.charger_id, state.chargers, Charger(), obs.plug, obs.location)
+    vehicles, mirrored = _mirrored(state, state.vehicles, Vehicle(), obs.plug, obs.charger_id)
+    if Outcome.APPLIED not in (outcome, mirrored):
         return Applied(state, (), outcome)
-    state = replace(state, chargers={**state.chargers, obs.charger_id: charger})
-    return _settle(state, obs.user_id, _plugged_into(state, obs.charger_id), obs.at, deleted=None)
+    return _settled(replace(state, vehicles=vehicles, chargers=chargers), obs)
+
+
+def _settled(state: UserState, obs: VehicleObserved | ChargerObserved) -> Applied:
+    """A new fact: every vehicle's at-home is re-derived, and tombstones too old for it are forgotten."""
+    state, events = settle(state, obs.user_id, obs.at)
+    if state.tombstones:  # none of the observation's facts is newer than the newest the state now holds
+        state = prune(state, max((fact.at for fact in (obs.plug, obs.location) if fact is not None), default=0))
+    return Applied(state, events, Outcome.APPLIED)
 
 
 def _device_deleted(state: UserState, obs: DeviceDeleted) -> Applied:
+    """Facts reported up to the deletion are dropped; a device without newer ones is forgotten."""
+    deleted_at = state.tombstones.get(obs.device_id)
+    if deleted_at is not None and obs.at <= deleted_at:
+        return Applied(state, (), Outcome.DUPLICATE if obs.at == deleted_at else Outcome.STALE)
     field = "vehicles" if obs.device == "vehicle" else "chargers"
-    known = obs.device_id in getattr(state, field)
-    if not known and obs.device_id in state.tombstones:
-        return Applied(state, (), Outcome.DUPLICATE)
-    tombstones = dict(sorted({**state.tombstones, obs.device_id: obs.at}.items(), key=lambda kv: kv[1]))
-    while len(tombstones) > MAX_TOMBSTONES:
-        del tombstones[next(iter(tombstones))]
-    if obs.device == "vehicle":
-        affected = [obs.device_id] if known else []
-    else:
-        affected = _plugged_into(state, obs.device_id)
-        state = replace(state, chargers={k: v for k, v in state.chargers.items() if k != obs.device_id})
-    settled = _settle(state, obs.user_id, affected, obs.at, deleted=obs)
-    vehicles = {k: v for k, v in settled.state.vehicles.items() if k != obs.device_id}
-    return Applied(replace(settled.state, vehicles=vehicles, tombstones=tombstones), settled.events,
-                   Outcome.APPLIED)
-
-
-def _plugged_into(state: UserState, charger_id: str) -> list[str]:
-    return sorted(
-        vid for vid, v in state.vehicles.items()
-        if (v.plug is not None and v.plug.value == charger_id)
-        or (v.home is not None and v.home.charger_id == charger_id)
-    )
-
-
-def _derive_home(state: UserState, vehicle: Vehicle) -> tuple[Home, int] | None:
-    """At-home and when it became true: the newest of the three facts it rests on (order-independent)."""
-    if vehicle.plug is None or vehicle.plug.value is None:
-        return None
-    charger = state.chargers.get(vehicle.plug.value)
-    if charger is None or charger.location is None or charger.location.value is None:
-        return None
-    if vehicle.location is None or vehicle.location.value != charger.location.value:
-        return None
-    since = max(vehicle.plug.at, vehicle.location.at, charger.location.at)
-    return Home(vehicle.plug.value, charger.location.value), since
-
-
-def _unplug_reason(state: UserState, vehicle: Vehicle, home: Home, deleted: DeviceDeleted | None) -> tuple[
-    UnplugReason, int | None
-]:
-    """Why `home` no longer holds, and the Enode time of the fact that ended it (None: the cause's time)."""
-    if deleted is not None:
-        reason = UnplugReason.VEHICLE_DELETED if deleted.device == "vehicle" else UnplugReason.CHARGER_DELETED
-        return reason, deleted.at
-    if vehicle.plug is None or vehicle.plug.value != home.charger_id:
-        return UnplugReason.UNPLUGGED, vehicle.plug.at if vehicle.plug else None
-    if vehicle.location is None or vehicle.location.value != home.location_id:
-        return UnplugReason.LOCATION_CHANGED, vehicle.location.at if vehicle.location else None
-    charger = state.chargers.get(home.charger_id)
-    charger_at = charger.location.at if charger is not None and charger.location is not None else None
-    return UnplugReason.CHARGER_LOCATION_CHANGED, charger_at
-
-
-def _settle(
-    state: UserState, user_id: str, vehicle_ids: list[str], cause_at: int, deleted: DeviceDeleted | None
-) -> Applied:
-    """Re-derive at-home for `vehicle_ids` and emit the transitions since the last emitted fact."""
-    events: list[EmittedEvent] = []
-    vehicles = dict(state.vehicles)
-    for vid in vehicle_ids:
-        vehicle = vehicles[vid]
-        home_charger = vehicle.home.charger_id if vehicle.home is not None else None
-        gone = deleted is not None and deleted.device_id in (vid, home_charger)
-        derived = None if gone else _derive_home(state, vehicle)
-        now = derived[0] if derived else None
-        if now == vehicle.home:
-            continue
-        if vehicle.home is not None:
-            reason, at = _unplug_reason(state, vehicle, vehicle.home, deleted if gone else None)
-            vehicle = _emit(events, vehicle, user_id, vid, EventType.UNPLUGGED_FROM_HOME, vehicle.home,
-                            at if at is not None else cause_at, {"reason": reason.value})
-        if derived is not None:
-            vehicle = _emit(events, vehicle, user_id, vid, EventType.PLUGGED_IN_AT_HOME, *derived, {})
-        vehicles[vid] = replace(vehicle, home=now)
-    return Applied(replace(state, vehicles=vehicles), tuple(events), Outcome.APPLIED)
-
-
-def _emit(
-    events: list[EmittedEvent], vehicle: Vehicle, user_id: str, vid: str, kind: EventType, home: Home,
-    at: int, data: dict[str, Any],
-) -> Vehicle:
-    sequence = vehicle.sequence + 1
-    eid = event_id(kind, user_id, vid, home.charger_id, home.location_id, at, data.get("reason", ""))
-    events.append(
-        EmittedEvent(eid, kind, at, user_id, vid, home.charger_id, home.location_id, sequence, data)
-    )
-    return replace(vehicle, sequence=sequence)
+    devices = getattr(state, field)
+    state = replace(state, tombstones={**state.tombstones, obs.device_id: obs.at})
+    if obs.device_id in devices:
+        state = replace(state, **{field: {**devices, obs.device_id: forget(devices[obs.device_id], obs.at)}})
+    state, events = settle(state, obs.user_id, obs.at, deleted=obs)
+    devices = getattr(state, field)
+    device = devices.get(obs.device_id)
+    if device is not None and device.plug is None and device.location is None:
+        kept = {k: v for k, v in devices.items() if k != obs.device_id}
+        if obs.device == "vehicle" and device.sequence:  # its numbering goes on if it is linked again
+            kept[obs.device_id] = Vehicle(sequence=device.sequence)
+        state = replace(state, **{field: kept})
+    return Applied(prune(state, obs.at), events, Outcome.APPLIED)
 
 
 # --- actions ------------------------------------------------------------------------------------------
 
 
-def _action_updated(state: UserState, obs: ActionUpdated) -> Applied:
+def _action_updated(state: UserState, obs: ActionUpdated, config: CoreConfig) -> Applied:
     failed = obs.state is ActionState.FAILED or (
         obs.state is ActionState.CANCELLED and obs.failure_type in _FAILURE_REASONS_THAT_COUNT
     )
     confirmed = obs.state is ActionState.CONFIRMED
     if obs.state not in (ActionState.CONFIRMED, ActionState.FAILED, ActionState.CANCELLED):
         return Applied(state, (), Outcome.IGNORED)  # PENDING or a state Enode added later
-    if any(action_id == obs.action_id for _, action_id in state.recent_actions):
+    key = action_key(obs.action_id)
+    seen = key in state.actions
+    state = _remember_action(state, key, obs, config)  # a repeat may refresh its receipt time
+    if seen:
         return Applied(state, (), Outcome.DUPLICATE)
-    if obs.at <= state.actions_floor:
-        return Applied(state, (), Outcome.STALE)
-    state = _remember_action(state, obs)
     vid, charger_id = _action_vehicle(state, obs)
     vehicles = dict(state.vehicles)
-    vehicle = vehicles.get(vid) if vid is not None else None
+    vehicle = vehicles.get(vid) if vid is not None and not state.retired(vid) else None
     if vehicle is None and obs.target_type == "vehicle" and vid not in state.tombstones:
         vehicle = Vehicle()  # the action targets a vehicle plugwatch has not seen yet: track it from now on
     events: list[EmittedEvent] = []
@@ -220,24 +182,16 @@ def _action_updated(state: UserState, obs: ActionUpdated) -> Applied:
     return Applied(replace(state, vehicles=vehicles), tuple(events), Outcome.APPLIED)
 
 
-def _remember_action(state: UserState, obs: ActionUpdated) -> UserState:
-    recent = sorted((*state.recent_actions, (obs.at, obs.action_id)))
-    forgotten, kept = recent[:-MAX_RECENT_ACTIONS], recent[-MAX_RECENT_ACTIONS:]
-    floor = max([state.actions_floor, *(at for at, _ in forgotten)])
-    return replace(state, recent_actions=tuple(kept), actions_floor=floor)
+def _remember_action(state: UserState, key: int, obs: ActionUpdated, config: CoreConfig) -> UserState:
+    actions = remember(state.actions, key, obs.received_at // 1000, config.action_memory_seconds)
+    return state if actions is state.actions else replace(state, actions=actions)
 
 
 def _action_vehicle(state: UserState, obs: ActionUpdated) -> tuple[str | None, str | None]:
-    """The vehicle an action concerns and the charger, when known."""
+    """The vehicle an action concerns and the charger, when known: the target and its pairing partner."""
     if obs.target_type == "vehicle":
-        vehicle = state.vehicles.get(obs.target_id)
-        plug = vehicle.plug.value if vehicle and vehicle.plug else None
-        return obs.target_id, plug
-    charger = state.chargers.get(obs.target_id)
-    if charger is not None and charger.plug is not None and charger.plug.value is not None:
-        return charger.plug.value, obs.target_id
-    plugged = [vid for vid, v in sorted(state.vehicles.items()) if v.plug and v.plug.value == obs.target_id]
-    return (plugged[0] if plugged else None), obs.target_id
+        return obs.target_id, charger_of(state, obs.target_id)
+    return vehicle_of(state, obs.target_id), obs.target_id
 
 
 def _emit_failure(

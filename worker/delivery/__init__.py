@@ -10,8 +10,9 @@ Public surface for the rest of the worker:
 How it fits together: `kick`/`pump` arm one RQ job `drain_outbox(url)` per URL (`plugwatch.delivery_arming`,
 which the operator tools use too); the job (`worker.jobs`) hands the URL to a drainer thread of its process
 (`threads`), which holds the URL's lease (`lease`) and delivers the outbox in order (`drainer`, `outbox`,
-`sender`, `policy`), pausing the URL on retryable failures (`plugwatch.url_state`) and turning permanent
-failures into dead letters (`plugwatch.dead_letters`).
+`sender`, `policy`), pausing the URL on retryable failures (`plugwatch.url_state`), raising a slow URL's read
+timeout instead of resending to it again and again (`slowness`), and turning permanent failures into dead
+letters (`plugwatch.dead_letters`).
 """
 
 from __future__ import annotations

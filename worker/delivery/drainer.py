@@ -1,14 +1,17 @@
 """The drain of one URL's outbox: deliver its events in order until it is empty or its breaker opens.
 
-    claim the lease ─▶ loop: refresh lease, read state
+    claim the lease ─▶ loop: refresh lease, read state (and size the lease for the URL's read timeout)
                               disabled?  dead-letter everything queued, done
                               paused?    short: wait it out here; long: release, the pump resumes it
                               read a batch ─▶ per event: POST ─▶ success: ack+del
                                                              ─▶ 4xx (not 408/429/410): dead letter, next
-                                                             ─▶ 410: disable URL, dead-letter its events
+                                                             ─▶ 410 or an unusable URL (InvalidURL):
+                                                                disable URL, dead-letter its events
                                                              ─▶ retryable: open the breaker (pause); once
                                                                 the event has failed for max age, dead-letter
-                                                                it and every event that waited that long
+                                                                it and every event that waited that long;
+                                                                a timed-out attempt also raises the URL's
+                                                                read timeout (`slowness`)
     empty ─▶ wait up to `idle_wait` for new events (a blocking read, lease kept): if some came, loop again
           ─▶ release the lease, re-check the outbox, take the lease again if there is more (and no kick did)
 
@@ -33,7 +36,7 @@ from prometheus_client import Counter, Histogram
 from plugwatch import dead_letters, url_state
 from plugwatch.delivery_arming import backlog
 from plugwatch.settings import DeliverySettings
-from worker.delivery import outbox
+from worker.delivery import outbox, slowness
 from worker.delivery.event_info import EventInfo, parse_event
 from worker.delivery.lease import Lease, attempt_seconds, lease_ms
 from worker.delivery.policy import AttemptResult, Outcome, retry_delay
@@ -112,6 +115,9 @@ def _drain_leased(tools: Tools, url: str, lease: Lease, stop: threading.Event) -
             log.warning("delivery.lease_lost")
             return Ending.LOST
         current = url_state.read_state(tools.connection, url)
+        if not _fit_lease(tools, lease, current):
+            log.warning("delivery.lease_lost")
+            return Ending.LOST
         if current.disabled:
             _dead_letter_backlog(tools, url, f"URL disabled: {current.disabled_reason}")
             return Ending.EMPTY
@@ -130,6 +136,11 @@ def _drain_leased(tools: Tools, url: str, lease: Lease, stop: threading.Event) -
             if stop.is_set() or _deliver(tools, url, current, entry) is Step.REREAD or not lease.refresh():
                 break
     return Ending.STOPPED
+
+
+def _fit_lease(tools: Tools, lease: Lease, current: url_state.UrlState) -> bool:
+    timeout = slowness.timeout_for(current.read_timeout, tools.config.read_timeout)
+    return lease.fit(lease_ms(tools.config, timeout), int(1000 * attempt_seconds(tools.config, timeout)))
 
 
 def _wait_for_more(tools: Tools, url: str) -> bool:
@@ -151,10 +162,12 @@ def _deliver(tools: Tools, url: str, current: url_state.UrlState, entry: outbox.
         _dead_letter(tools, url, entry, None, "malformed outbox entry: not a JSON object with an id")
         return Step.NEXT
     now = tools.clock()
-    result = post_event(tools.client, url, key=tools.key, event_id=event.id, body=entry.body, now=now)
+    timeout = slowness.timeout_for(current.read_timeout, tools.config.read_timeout)
+    result = post_event(tools.client, url, key=tools.key, event_id=event.id, body=entry.body, now=now,
+                        read_timeout=timeout)
     tools.metrics.attempts.labels(result.outcome.value).inc()
     if result.outcome is Outcome.SUCCESS:
-        return _delivered(tools, url, current, entry, event)
+        return _delivered(tools, url, current, entry, event, result.elapsed)
     if result.outcome is Outcome.DEAD_LETTER:
         _dead_letter(tools, url, entry, event, f"{result.detail}: rejected by the URL, not retried")
         if current.head:
@@ -163,25 +176,39 @@ def _deliver(tools: Tools, url: str, current: url_state.UrlState, entry: outbox.
     if result.outcome is Outcome.DISABLED:
         _disable(tools, url, entry, event, result)
         return Step.REREAD
-    return _retry_later(tools, url, current, entry, event, result, now)
+    return _retry_later(tools, url, current, entry, event, result, now, timeout)
 
 
 def _delivered(
-    tools: Tools, url: str, current: url_state.UrlState, entry: outbox.OutboxEntry, event: EventInfo
+    tools: Tools, url: str, current: url_state.UrlState, entry: outbox.OutboxEntry, event: EventInfo, elapsed: float
 ) -> Step:
     outbox.finish(tools.connection, url, entry.entry_id)
     if event.occurred_at is not None:
         tools.metrics.latency.observe(max(0.0, tools.clock() - event.occurred_at))
     log.debug("delivery.delivered", event_id=event.id)
+    noted = _note_answer(tools, url, current, elapsed)
     if current.head or current.paused_until:
         url_state.record_success(tools.connection, url)  # the breaker closes
         return Step.REREAD
-    return Step.NEXT
+    return Step.REREAD if noted else Step.NEXT
+
+
+def _note_answer(tools: Tools, url: str, current: url_state.UrlState, elapsed: float) -> bool:
+    """Keep a slow URL's raised read timeout while it stays slow, drop it once it has recovered."""
+    now, config = tools.clock(), tools.config
+    verdict = slowness.after_answer(elapsed, now, raised_timeout=current.read_timeout, slow_at=current.slow_at,
+                                    base=config.read_timeout, reset_after=config.slow_reset)
+    if verdict is slowness.Verdict.STILL_SLOW:
+        url_state.record_slow(tools.connection, url, read_timeout=current.read_timeout, at=now)
+    elif verdict is slowness.Verdict.RECOVERED:
+        url_state.forget_slow(tools.connection, url)
+        log.info("delivery.url_recovered", read_timeout=config.read_timeout)
+    return verdict is not slowness.Verdict.UNCHANGED
 
 
 def _retry_later(
     tools: Tools, url: str, current: url_state.UrlState, entry: outbox.OutboxEntry, event: EventInfo,
-    result: AttemptResult, now: float,
+    result: AttemptResult, now: float, timeout: float,
 ) -> Step:
     retrying = current.head == entry.entry_id
     attempts = (current.attempts if retrying else 0) + 1
@@ -195,8 +222,13 @@ def _retry_later(
     config = tools.config
     delay = retry_delay(attempts, result.retry_after, base=config.backoff_base, cap=config.backoff_max,
                         retry_after_max=config.retry_after_max, jitter=tools.jitter())
+    raised = slowness.raised(timeout, config.read_timeout_max) if result.timed_out else None
     url_state.record_failure(tools.connection, url, head=entry.entry_id, attempts=attempts, error=result.detail,
-                         paused_until=now + delay, first_failed_at=first_failed_at)
+                         paused_until=now + delay, first_failed_at=first_failed_at, read_timeout=raised,
+                         slow_at=now if raised else None)
+    if raised is not None and raised > timeout:
+        log.warning("delivery.read_timeout_raised", event_id=event.id, read_timeout=raised, previous=timeout,
+                    hint="the URL answers slower than its read timeout; the next attempt waits longer")
     log.warning("delivery.retry_scheduled", event_id=event.id, attempts=attempts, delay=round(delay, 3),
                 error=result.detail)
     return Step.REREAD
@@ -205,7 +237,8 @@ def _retry_later(
 def _disable(
     tools: Tools, url: str, entry: outbox.OutboxEntry, event: EventInfo, result: AttemptResult
 ) -> None:
-    reason = f"{result.detail} (410 Gone) on event {event.id}"
+    why = "410 Gone" if result.status == 410 else "unusable URL"
+    reason = f"{result.detail} ({why}) on event {event.id}"
     url_state.disable(tools.connection, url, reason=reason, now=tools.clock())
     log.error("delivery.url_disabled", url=url, event_id=event.id, error=result.detail,
               hint="events for this URL now go to the dead letters; re-enable with plugwatch dead-letters enable")

@@ -65,6 +65,13 @@ class Lease:
             return True
         return self._renewed(self.connection.eval(_REFRESH, 1, self.key, self.token, self.ttl_ms))
 
+    def fit(self, ttl_ms: int, must_outlive_ms: int) -> bool:
+        """Size the lease for the URL's attempts now (longer while its read timeout is raised); a lease
+        that grows is extended at once.  False when it was lost."""
+        grows = ttl_ms > self.ttl_ms
+        self.ttl_ms, self.must_outlive_ms = ttl_ms, must_outlive_ms
+        return self.refresh(force=True) if grows else True
+
     def release(self) -> None:
         self._renewed_at = float("-inf")
         self.connection.eval(_RELEASE, 1, self.key, self.token)
@@ -79,14 +86,16 @@ class Lease:
         return bool(reply)
 
 
-def attempt_seconds(config: DeliverySettings) -> float:
-    """The longest one attempt can take: pool wait + connect, write + response, and the body read."""
-    return 2 * (config.connect_timeout + config.read_timeout) + BODY_READ_SECONDS
+def attempt_seconds(config: DeliverySettings, read_timeout: float | None = None) -> float:
+    """The longest one attempt can take: pool wait + connect, write + response, and the body read
+    (`read_timeout`: the URL's, when raised for a slow URL; default the base)."""
+    return 2 * (config.connect_timeout + (config.read_timeout if read_timeout is None else read_timeout)) + (
+        BODY_READ_SECONDS)
 
 
-def lease_ms(config: DeliverySettings) -> int:
+def lease_ms(config: DeliverySettings, read_timeout: float | None = None) -> int:
     """How long a drainer's lease lives between refreshes: longer than any attempt or inline wait.
 
     It is also how long a URL waits after its drainer was SIGKILLed before the pump re-arms it.
     """
-    return int(1000 * (max(attempt_seconds(config), config.inline_wait_max) + 2.0))
+    return int(1000 * (max(attempt_seconds(config, read_timeout), config.inline_wait_max) + 2.0))

@@ -5,6 +5,13 @@
     408, 429, 5xx, transport error       -> RETRY        pause the URL (breaker), retry the same event later
     anything else (other 4xx, 1xx, 3xx)  -> DEAD_LETTER  permanent: dead-letter at once, next event
 
+and when no response can arrive (see `sender`):
+
+    InvalidURL, UnsupportedProtocol      -> DISABLED     the URL itself is unusable (Settings refuses such
+                                                         URLs; this catches any that get past it)
+    LocalProtocolError                   -> DEAD_LETTER  this request cannot be written
+    timeout, network or any other error  -> RETRY
+
 Redirects are not followed: a webhook URL that redirects is misconfigured, and following it would send
 signed events to a place nobody configured.
 """
@@ -32,6 +39,8 @@ class AttemptResult:
     detail: str  # "HTTP 503", "ConnectError: ...": says why, for logs and dead letters
     status: int | None = None  # None when no response arrived
     retry_after: float | None = None  # seconds the sink asked us to wait
+    timed_out: bool = False  # sent, but no answer within the read timeout (the sink may still handle it)
+    elapsed: float = 0.0  # seconds until the answer's status line (or until the attempt failed)
 
 
 def classify_status(status: int) -> Outcome:

@@ -27,6 +27,7 @@ from plugwatch.enode_api.assets import get_charger
 from plugwatch.enode_api.client import EnodeClient, EnodeConfig, RetryPolicy
 from plugwatch.enode_api.errors import EnodeError, EnodeTransientError
 from plugwatch.settings import Settings
+from worker.core import DEFAULT_CONFIG, CoreConfig
 from worker.enode.observe import ApplyBatch, Deliver, apply_observations, observations
 from worker.ingest.store import BatchResult, Store
 
@@ -42,12 +43,14 @@ class ChargerLookup:
     """Fetches unknown chargers at most once per `ttl_seconds` each (across all worker processes)."""
 
     def __init__(self, client: EnodeClient, connection: redis.Redis, apply_batch: ApplyBatch,
-                 ttl_seconds: int = DEFAULT_TTL_SECONDS, max_fetches: int = DEFAULT_MAX_FETCHES) -> None:
+                 ttl_seconds: int = DEFAULT_TTL_SECONDS, max_fetches: int = DEFAULT_MAX_FETCHES,
+                 config: CoreConfig = DEFAULT_CONFIG) -> None:
         self._client = client
         self._connection = connection
         self._apply = apply_batch
         self._ttl = ttl_seconds
         self._max_fetches = max_fetches
+        self._config = config
 
     @classmethod
     def from_settings(cls, settings: Settings, connection: redis.Redis, store: Store,
@@ -56,7 +59,8 @@ class ChargerLookup:
         if not settings.enode.api_configured:
             return None
         config = EnodeConfig.from_settings(settings, retry=LOOKUP_RETRY, timeout_seconds=LOOKUP_TIMEOUT_SECONDS)
-        return cls(EnodeClient(config), connection, functools.partial(apply_observations, store, deliver))
+        return cls(EnodeClient(config), connection, functools.partial(apply_observations, store, deliver),
+                   config=store.config)
 
     def after_batch(self, committed: BatchResult, now: datetime) -> BatchResult | None:
         """Look up and apply the chargers the batch's users' vehicles are plugged into but plugwatch has
@@ -78,7 +82,7 @@ class ChargerLookup:
                     break  # Enode is slow or down: do not hold up the drain with more calls now
         if not fetched:
             return None
-        result = self._apply(observations("charger", fetched, now))
+        result = self._apply(observations("charger", fetched, now, self._config))
         log.info("enode.chargers_looked_up", chargers=len(fetched), emitted=len(result.events))
         return result
 

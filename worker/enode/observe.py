@@ -2,9 +2,10 @@
 
 Each object is wrapped as the webhook event Enode would have sent for it (`user:vehicle:updated` /
 `user:charger:updated`, `createdAt` = the time of the fetch), decoded by the worker core's `decode_event`
-and applied by the store's `apply_batch` (state + emitted events + outboxes, one atomic commit).  So the
-core's rules decide everything: Enode's own timestamps order facts, a fact already known is a duplicate, an
-older one is stale, and only a real transition emits an event.
+(received at the time of the fetch, with the store's `CoreConfig`) and applied by the store's `apply_batch`
+(state + emitted events + outboxes, one atomic commit).  So the core's rules decide everything: Enode's own
+timestamps order facts, a fact already known is a duplicate, an older one is stale, and only a real
+transition emits an event.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Literal
 import structlog
 
 from plugwatch.enode_api.client import DEFAULT_API_VERSION
-from worker.core import DecodeError, Ignored, Observation, decode_event
+from worker.core import DEFAULT_CONFIG, CoreConfig, DecodeError, Ignored, Observation, decode_event
 from worker.ingest.store import BatchResult, Store
 
 log = structlog.get_logger(__name__)
@@ -44,16 +45,20 @@ def deleted_event(kind: Kind, device_id: str, user_id: str, at: datetime) -> dic
     return {**as_event(kind, {"id": device_id, "userId": user_id}, at), "event": f"user:{kind}:deleted"}
 
 
-def observations(kind: Kind, objects: Iterable[dict[str, Any]], fetched_at: datetime) -> list[Observation]:
+def observations(kind: Kind, objects: Iterable[dict[str, Any]], fetched_at: datetime,
+                 config: CoreConfig = DEFAULT_CONFIG) -> list[Observation]:
     """Decode each object as its webhook event would be; an undecodable one is logged and skipped."""
-    return decode_all(as_event(kind, obj, fetched_at) for obj in objects)
+    return decode_all((as_event(kind, obj, fetched_at) for obj in objects), fetched_at, config)
 
 
-def decode_all(events: Iterable[dict[str, Any]]) -> list[Observation]:
+def decode_all(events: Iterable[dict[str, Any]], received_at: datetime,
+               config: CoreConfig = DEFAULT_CONFIG) -> list[Observation]:
+    """Decode events this process made at `received_at` (the shell's clock: a fetch, a listing)."""
+    received_ms = int(received_at.timestamp() * 1000)
     decoded: list[Observation] = []
     for event in events:
         try:
-            observation = decode_event(event)
+            observation = decode_event(event, received_ms, config)
         except DecodeError as error:
             log.warning("enode.object_skipped", event=event.get("event"), reason=error.reason)
             continue

@@ -4,7 +4,8 @@ After a complete listing (`reconcile`), every tracked vehicle or charger of the 
 did not return is applied as a `user:<kind>:deleted` event through the core and store, so a vehicle deleted
 while at home emits its missed `vehicle.unplugged_from_home` (`vehicle_deleted` / `charger_deleted`).
 
-A deletion tombstones the device (later updates about it are ignored), so this step is careful:
+A deletion drops what the device reported up to it (a later update counts only with newer facts), so this
+step is careful:
 - only devices with a known fact, the newest older than `MARGIN_SECONDS` before the listing started (a
   device linked or updated around the listing is kept; one without facts cannot be at home anyway);
 - it refuses when it would delete more than `max_fraction` of the tracked devices (credentials of another
@@ -75,7 +76,7 @@ def prune_deleted(connection: redis.Redis, store: Store, apply_batch: ApplyBatch
                            "check ENODE_API_URL and the credentials' environment, then use --force")
     emitted: Counter[str] = Counter()
     if deletions:
-        result = apply_batch(decode_all(deletions))
+        result = apply_batch(decode_all(deletions, started, store.config))
         emitted.update(event.type.value for event in result.events)
     log.info("enode.pruned", user_id=user_id, deleted=len(deletions), tracked=tracked,
              emitted=sum(emitted.values()))

@@ -26,6 +26,7 @@ import structlog
 from plugwatch import keys
 from plugwatch.enode_api.assets import iter_chargers, iter_vehicles
 from plugwatch.enode_api.client import EnodeClient
+from worker.core import DEFAULT_CONFIG, CoreConfig
 from worker.enode.observe import ApplyBatch, Kind, observations
 
 log = structlog.get_logger(__name__)
@@ -47,14 +48,15 @@ class ReconcileReport:
 
 
 def reconcile(client: EnodeClient, apply_batch: ApplyBatch, now: datetime, *, user_id: str | None = None,
-              batch_size: int = DEFAULT_BATCH, page_size: int | None = None) -> ReconcileReport:
+              batch_size: int = DEFAULT_BATCH, page_size: int | None = None,
+              config: CoreConfig = DEFAULT_CONFIG) -> ReconcileReport:
     """Fetch chargers, then vehicles, and apply them in batches of `batch_size` objects."""
     report = ReconcileReport()
     sources: list[tuple[Kind, Callable[..., Iterator[dict[str, Any]]]]] = [
         ("charger", iter_chargers), ("vehicle", iter_vehicles)]
     for kind, source in sources:
         for chunk in _chunks(source(client, user_id, page_size=page_size), batch_size):
-            result = apply_batch(observations(kind, chunk, now))
+            result = apply_batch(observations(kind, chunk, now, config))
             report.emitted.update(event.type.value for event in result.events)
             report.seen[kind].update(str(obj.get("id")) for obj in chunk)
     report.chargers, report.vehicles = len(report.seen["charger"]), len(report.seen["vehicle"])

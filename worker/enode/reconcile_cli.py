@@ -51,11 +51,11 @@ def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted:
         try:
             _refuse_missing_urls(connection, settings, force)
             urls = settings.delivery.downstream_urls
-            store = Store(connection, urls)
+            store = Store.from_settings(connection, settings)
             deliver = functools.partial(delivery_arming.kick, connection, urls)
             apply = functools.partial(apply_observations, store, deliver)
             started = datetime.now(UTC)
-            report = reconcile(client, apply, started, user_id=user_id, page_size=page_size)
+            report = reconcile(client, apply, started, user_id=user_id, page_size=page_size, config=store.config)
             if prune_deleted:
                 limit = 1.0 if force else prune.DEFAULT_MAX_FRACTION
                 report.emitted.update(prune.prune_deleted(connection, store, apply, report, started,

@@ -21,6 +21,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from plugwatch import keys
+from plugwatch.redis_collector import number_or_none
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +36,7 @@ class Thresholds:
 @dataclass(frozen=True)
 class Heartbeat:
     at: float  # unix seconds the receiver recorded it
-    pending_events: int
+    pending_events: float  # a JSON number >= 0 (Enode types it `number`: 0.5 is as valid as 3)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,6 @@ class ReconcileAdvisor:
     def _heartbeat(self) -> Heartbeat | None:
         at, pending = self._connection.hmget(keys.HEARTBEAT, ["at", "pending_events"])
         try:
-            return Heartbeat(float(at), int(pending or 0)) if at is not None else None
+            return Heartbeat(float(at), number_or_none(pending) or 0.0) if at is not None else None
         except ValueError:
             return None

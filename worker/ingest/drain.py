@@ -140,10 +140,11 @@ def _apply(context: IngestContext, entries: Sequence[Entry], drained: Drained) -
     started = time.perf_counter()
     counts: Counter[tuple[str, str]] = Counter()
     observations: list[Observation] = []
-    for _, fields in entries:
-        observations.extend(decode_delivery(context.connection, fields, counts))
+    for entry in entries:
+        observations.extend(decode_delivery(context.connection, entry, counts, context.store.config))
     result = context.store.apply_batch(observations, Ack([entry_id for entry_id, _ in entries]))
     counts.update((kind, str(outcome)) for kind, outcome in result.outcomes)
+    context.metrics.record_skewed(observations)
     context.metrics.record_batch(counts, result, deliveries=len(entries), seconds=time.perf_counter() - started)
     drained.deliveries += len(entries)
     drained.events += sum(counts.values())

@@ -15,7 +15,7 @@ import redis
 from prometheus_client import Counter
 
 from plugwatch.settings import IngestSettings, Settings
-from worker.core import EmittedEvent
+from worker.core import EmittedEvent, Observation
 from worker.delivery import DeliveryContext
 from worker.ingest.store import BatchResult, Store
 
@@ -30,6 +30,8 @@ class IngestMetrics(Protocol):
                      deliveries: int, seconds: float) -> None: ...
 
     def record_emitted(self, events: Sequence[EmittedEvent]) -> None: ...
+
+    def record_skewed(self, observations: Sequence[Observation]) -> None: ...
 
 
 class AfterBatch(Protocol):

@@ -1,6 +1,7 @@
 """The state store: apply a batch of observations with the pure core and commit it atomically, lock-free.
 
-    Store(connection, downstream_urls).apply_batch(observations, ack) -> BatchResult
+    Store(connection, downstream_urls, config=...).apply_batch(observations, ack) -> BatchResult
+    Store.from_settings(connection, settings)     the store a process's Settings describe
 
 One batch costs two Redis round trips when nobody else touches the same users:
 
@@ -28,12 +29,23 @@ from dataclasses import dataclass, field
 import redis
 
 from plugwatch import keys
-from worker.core import EmittedEvent, Observation, Outcome, UserState, apply, decode_state, encode_state
+from plugwatch.settings import Settings
+from worker.core import (
+    DEFAULT_CONFIG,
+    CoreConfig,
+    EmittedEvent,
+    Observation,
+    Outcome,
+    UserState,
+    apply,
+    decode_state,
+    encode_state,
+)
 
 MAX_ATTEMPTS = 50
-# A user without live devices keeps what it remembers (tombstones of deleted devices, ids of handled actions)
-# so that late or redelivered updates stay stale/duplicate, for longer than Enode retries a delivery (about
-# a day) and the receiver dedupes (3 days); then the key expires.
+# A user without live devices keeps what it remembers (tombstones of deleted devices, handled actions) so
+# that late or redelivered updates stay stale/duplicate, for longer than Enode retries a delivery (about a
+# day) and the receiver dedupes (3 days), and at least as long as the action memory; then the key expires.
 TOMBSTONE_TTL_MS = 7 * 24 * 3600 * 1000
 
 # KEYS: users (n), events stream, outboxes (m), ingest stream.
@@ -128,12 +140,20 @@ class Store:
 
     def __init__(self, connection: redis.Redis, downstream_urls: Sequence[str] = (), *,
                  events_maxlen: int = keys.EVENTS_STREAM_MAXLEN,
-                 tombstone_ttl_ms: int = TOMBSTONE_TTL_MS) -> None:
+                 tombstone_ttl_ms: int = TOMBSTONE_TTL_MS, config: CoreConfig = DEFAULT_CONFIG) -> None:
         self._connection = connection
         self._outboxes = [keys.outbox_stream(url) for url in downstream_urls]
         self._maxlen = events_maxlen
         self._tombstone_ttl_ms = tombstone_ttl_ms
+        self.config = config  # the core's rules; decoders feeding this store use the same
         self._commit = connection.register_script(COMMIT_LUA)  # computes the SHA only; no I/O
+
+    @classmethod
+    def from_settings(cls, connection: redis.Redis, settings: Settings) -> Store:
+        config = CoreConfig(action_memory_seconds=settings.core.action_memory_seconds,
+                            max_clock_skew_seconds=settings.core.max_clock_skew_seconds)
+        ttl_ms = max(TOMBSTONE_TTL_MS, 1000 * config.action_memory_seconds)
+        return cls(connection, settings.delivery.downstream_urls, tombstone_ttl_ms=ttl_ms, config=config)
 
     def load(self, user_id: str) -> UserState:
         raw = self._connection.get(keys.user_state_key(user_id))
@@ -156,7 +176,7 @@ class Store:
               indexes: dict[str, list[int]]) -> dict[str, _UserRun]:
         users = list(indexes)
         values = self._connection.mget([keys.user_state_key(user) for user in users]) if users else []
-        return {user: _run(_as_bytes(value), indexes[user], observations)
+        return {user: _run(_as_bytes(value), indexes[user], observations, self.config)
                 for user, value in zip(users, values, strict=True)}
 
     def _try_commit(self, runs: dict[str, _UserRun], ack: Ack | None) -> list[str]:
@@ -181,11 +201,12 @@ class Store:
         return [changed[int(index)] for index in reply]
 
 
-def _run(old: bytes | None, indexes: list[int], observations: Sequence[Observation]) -> _UserRun:
+def _run(old: bytes | None, indexes: list[int], observations: Sequence[Observation],
+         config: CoreConfig) -> _UserRun:
     run = _UserRun(old=old, indexes=indexes)
     state: UserState = decode_state(old)
     for index in indexes:
-        applied = apply(state, observations[index])
+        applied = apply(state, observations[index], config)
         state = applied.state
         run.outcomes.append((index, applied.outcome))
         run.events.extend((index, event) for event in applied.events)

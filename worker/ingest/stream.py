@@ -9,13 +9,11 @@
 
 from __future__ import annotations
 
-import time
-
 import redis
 import structlog
 
-from plugwatch import ingest_arming, keys, quarantine
-from worker.ingest.entries import Entry, text
+from plugwatch import ingest_arming, keys
+from worker.ingest.entries import Entry, quarantine_entry, text
 from worker.ingest.ports import IngestContext
 from worker.ingest.store import Ack
 
@@ -82,10 +80,9 @@ def claim(context: IngestContext, armed_key: str, cursor: bytes) -> tuple[list[E
 
 
 def quarantine_poison(context: IngestContext, entry: Entry, times: int) -> None:
-    entry_id, fields = entry
+    entry_id = entry[0]
     reason = f"poison: delivered {times} times without completing"
-    quarantine.add(context.connection, text(fields.get(b"d", b"")), fields.get(b"b", b""), reason, now=time.time(),
-                   once=True)  # a crash before the ack must not quarantine it twice
+    quarantine_entry(context.connection, entry, reason)  # a crash before the ack must not quarantine it twice
     log.warning("ingest.poison_quarantined", entry_id=text(entry_id), times=times)
     context.store.apply_batch([], Ack([entry_id]))
     context.metrics.events.labels("other", "quarantined").inc()

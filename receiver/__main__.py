@@ -1,0 +1,93 @@
+"""`python -m receiver [--host H] [--port P] [--timeout-graceful-shutdown S]`: the receiver (Procfile `web:`).
+
+uvicorn, run here with the slow-client limits of `receiver.connections`: a deadline for each request's
+headers (`PLUGWATCH_RECEIVER_HEADER_TIMEOUT_SECONDS`) and body (`PLUGWATCH_RECEIVER_BODY_TIMEOUT_SECONDS`) and
+a cap on open connections (`PLUGWATCH_RECEIVER_MAX_CONNECTIONS`), which uvicorn's command line cannot set.
+At start the soft open-file limit (RLIMIT_NOFILE) is raised to the hard one, and the cap is lowered to fit
+under it if need be (logged), so `accept()` never runs out of descriptors.
+
+`uvicorn receiver.app:app_from_env --factory` still serves the same app, without these limits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import socket
+from collections.abc import Sequence
+
+import structlog
+import uvicorn
+
+from plugwatch.logs import configure_logging
+from plugwatch.settings import Settings
+from plugwatch.startup import exit_on_bad_settings
+from receiver.app import create_app
+from receiver.connections import ConnectionGuard, ConnectionLimits
+from receiver.protocol import guarded_protocol
+
+log = structlog.get_logger("receiver")
+
+GRACEFUL_SHUTDOWN_SECONDS = 25  # in-flight requests finish; under Heroku's 30 s between SIGTERM and SIGKILL
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m receiver", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="0.0.0.0", help="interface to bind (default: all)")  # noqa: S104
+    parser.add_argument("--port", type=int, default=None, help="port (default: PORT, else 8000)")
+    parser.add_argument("--timeout-graceful-shutdown", type=int, default=GRACEFUL_SHUTDOWN_SECONDS,
+                        help="seconds in-flight requests get after SIGTERM")
+    args = parser.parse_args(argv)
+
+    with exit_on_bad_settings("python -m receiver"):
+        settings = Settings.from_env(os.environ)
+    configure_logging(settings.process.log_format)
+    open_files = raise_open_file_limit()
+    limits = ConnectionLimits.of(settings, open_files)
+    if limits.max_connections < settings.receiver.max_connections:
+        log.warning("receiver.max_connections_lowered", configured=settings.receiver.max_connections,
+                    max_connections=limits.max_connections, open_file_limit=open_files,
+                    hint="raise the hard open-file limit (ulimit -Hn, the container's nofile) to allow more")
+    app = create_app(settings)
+    guard = ConnectionGuard(limits, app.metrics.registry)
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port or settings.receiver.port, http=guarded_protocol(guard), ws="none",
+        lifespan="on", log_config=None, access_log=False,
+        timeout_graceful_shutdown=args.timeout_graceful_shutdown,
+    )
+    log.info("receiver.limits", header_timeout=limits.header_timeout, body_timeout=limits.body_timeout,
+             max_connections=limits.max_connections, open_file_limit=open_files)
+    GuardedServer(config, guard).run()
+    return 0
+
+
+class GuardedServer(uvicorn.Server):
+    """uvicorn's server that logs the cuts not logged yet when it shuts down (after a SIGTERM uvicorn
+    re-raises the signal once it is done, so nothing after `run()` would get to run)."""
+
+    def __init__(self, config: uvicorn.Config, guard: ConnectionGuard) -> None:
+        super().__init__(config)
+        self.guard = guard
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        self.guard.flush()
+
+
+def raise_open_file_limit() -> float:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; return the soft limit now in force (inf: none)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as error:  # e.g. an unlimited hard limit the kernel caps lower
+            log.warning("receiver.open_file_limit_not_raised", soft=soft, hard=hard, error=str(error))
+        else:
+            soft = hard
+    return math.inf if soft == resource.RLIM_INFINITY else float(soft)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
