@@ -11,6 +11,7 @@ import redis
 
 from plugwatch.settings import ProcessSettings, ReceiverSettings, Settings
 from tests.support.servers import RedisServer
+from tests.support.sinks import Sink, SinkServer
 
 TEST_SECRET = "test-secret-0123456789abcdef"
 TEST_DOWNSTREAM_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks example key
@@ -62,3 +63,11 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
 def settings(redis_url: str) -> Settings:
     return Settings(process=ProcessSettings(redis_url=redis_url),
                     receiver=ReceiverSettings(enode_webhook_secrets=(TEST_SECRET,)))
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[Sink, str]]:
+    """A real HTTP sink recording what it receives, and its hook URL."""
+    received = Sink()
+    with SinkServer(received) as server:
+        yield received, server.url + "/hook"

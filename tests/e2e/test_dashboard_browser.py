@@ -28,7 +28,7 @@ from tests.support.dashboard import running_dashboard
 from tests.support.delivery import make_event
 from tests.support.platform import wait_for_worker
 from tests.support.servers import base_env, start_receiver
-from tests.support.sinks import Sink, SinkServer
+from tests.support.sinks import Sink
 from tests.support.workers import start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("observability"),
@@ -36,12 +36,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("observability"),
 THREE_DAYS = 3 * 86400
 EVENT_ID = "evt_veh-1_7"  # make_event(7)
 
-
-@pytest.fixture
-def sink() -> Iterator[tuple[Sink, str]]:
-    received = Sink()
-    with SinkServer(received) as server:
-        yield received, server.url + "/hook"
 
 
 @pytest.fixture

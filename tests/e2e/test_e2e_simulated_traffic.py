@@ -38,16 +38,10 @@ from tests.e2e.harness import (
     wait_until_idle,
 )
 from tests.support.servers import RedisServer
-from tests.support.sinks import Sink, SinkServer
+from tests.support.sinks import Sink
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
-
-@pytest.fixture
-def sink() -> Iterator[tuple[Sink, str]]:
-    recorder = Sink()
-    with SinkServer(recorder) as server:
-        yield recorder, server.url + "/hook"
 
 
 @pytest.fixture

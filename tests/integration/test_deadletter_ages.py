@@ -4,7 +4,6 @@ event up, and rq-dashboard's JSON (what its pages render as "Failed … ago" and
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,19 +21,13 @@ from tests.integration.test_delivery_drain import FAST, start
 from tests.support.dashboard import running_dashboard
 from tests.support.delivery import emit, make_event
 from tests.support.servers import wait_until
-from tests.support.sinks import Reply, Sink, SinkServer
+from tests.support.sinks import Reply, Sink
 from worker import delivery
 from worker.bootstrap import install
 from worker.metrics import DeliveryMetrics
 
 THREE_DAYS = 3 * 86400
 
-
-@pytest.fixture
-def sink() -> Iterator[tuple[Sink, str]]:
-    received = Sink()
-    with SinkServer(received) as server:
-        yield received, server.url + "/hook"
 
 
 def _only_dead_letter(connection: redis.Redis) -> Job:
