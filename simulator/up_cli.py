@@ -79,8 +79,8 @@ def _run(stack: Stack, env: dict[str, str], users: int, seed: int, rate: float, 
     env["DOWNSTREAM_WEBHOOK_URLS"] = ",".join([sink_url, *extra])
     port = port if port_free(port) else free_port()
     host = "0.0.0.0" if enode else "127.0.0.1"  # noqa: S104 (real Enode must reach it)
-    stack.spawn("receiver", [sys.executable, "-m", "uvicorn", "receiver.app:app_from_env", "--factory",
-                             "--host", host, "--port", str(port), "--no-access-log"], env | {"PORT": str(port)})
+    stack.spawn("receiver", [sys.executable, "-m", "receiver", "--host", host, "--port", str(port)],
+                env | {"PORT": str(port)})  # as the Procfile runs it: with the limits against slow clients
     for index in range(workers):
         metrics = {"PLUGWATCH_METRICS_PORT": "9100" if index == 0 and port_free(9100) else "0"}
         stack.spawn(f"worker-{index}", [sys.executable, "-m", "worker", "--name", f"up-{os.getpid()}-{index}"],
