@@ -11,7 +11,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import orjson
 import redis
 
 from plugwatch import keys
@@ -21,6 +20,7 @@ from simulator.sender import SendOptions, SendReport, send_all
 from simulator.stories import Scenario
 from simulator.truth import FAILED, PLUGGED, UNPLUGGED, Expected, from_emitted
 from tests.conftest import TEST_DOWNSTREAM_SECRET, TEST_SECRET
+from tests.support.event_schema import stream_events
 from tests.support.servers import Process, base_env, start_receiver, wait_until
 
 
@@ -62,7 +62,7 @@ def in_order(scenario: Scenario, **plan: object) -> list[Delivery]:
 
 def emitted(client: redis.Redis) -> list[dict[str, object]]:
     """Every event in `plugwatch:events`, in stream order."""
-    return [orjson.loads(fields[b"event"]) for _id, fields in client.xrange(keys.EVENTS_STREAM)]
+    return stream_events(client)  # each checked against the event catalog
 
 
 def wait_for_events(client: redis.Redis, count: int, timeout: float = 90.0) -> list[dict[str, object]]:

@@ -258,7 +258,7 @@ def test_a_slow_sink_does_not_delay_a_healthy_one(harness: Harness, sinks: list)
     harness.send([make_event(n) for n in range(1, 4)])
     received = healthy.wait_for(4, timeout=5)
     assert max(r.at for r in received) - sent_at < 1.0
-    assert orjson.loads(received[-1].body)["sequence"] == 3
+    assert orjson.loads(received[-1].body)["sequence"] == 4  # make_event(3)
     assert len(slow.requests) == 1  # still answering the first one
 
 

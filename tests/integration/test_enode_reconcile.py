@@ -6,7 +6,6 @@ import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import pytest
 import redis
 from click.testing import CliRunner
@@ -17,6 +16,7 @@ from plugwatch.delivery_arming import kick
 from plugwatch.enode_api.client import EnodeClient
 from plugwatch.settings import Settings
 from tests.support.enode_objects import charger, vehicle
+from tests.support.event_schema import stream_events
 from tests.support.fake_enode import TOKEN_PATH, FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn
 from worker.enode.observe import Kind, apply_observations, as_event, decode_all
@@ -36,7 +36,7 @@ def settings_(server: ThreadedUvicorn, redis_url: str) -> Settings:
 
 
 def emitted(connection: redis.Redis) -> list[dict[str, Any]]:
-    return [orjson.loads(fields[b"event"]) for _, fields in connection.xrange(keys.EVENTS_STREAM)]
+    return stream_events(connection)
 
 
 def webhooks(store: Store, *objects: tuple[Kind, dict[str, Any]]) -> None:

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from plugwatch import keys
 from tests.support.enode_objects import charger, vehicle
+from tests.support.event_schema import stream_events
 from tests.support.fake_enode import FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn
 from worker.bootstrap import bootstrap
@@ -36,7 +37,7 @@ def deliver(connection: redis.Redis, delivery_id: str, vehicle_updated: str) -> 
 
 
 def emitted(connection: redis.Redis) -> list[dict[str, Any]]:
-    return [orjson.loads(fields[b"event"]) for _, fields in connection.xrange(keys.EVENTS_STREAM)]
+    return stream_events(connection)
 
 
 def test_drain_looks_up_an_unknown_charger_once_and_emits_at_home(

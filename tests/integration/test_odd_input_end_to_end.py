@@ -24,6 +24,7 @@ from cli import main
 from ops.status import read_status, render_text
 from plugwatch import keys, quarantine
 from tests.conftest import TEST_SECRET
+from tests.support.event_schema import stream_events
 from tests.support.eventlog import START, charger_event, vehicle_event
 from tests.support.receiver_app import signed
 from tests.support.servers import Process, RedisServer, base_env, start_receiver, wait_until
@@ -84,7 +85,7 @@ def post(url: str, delivery_id: str, body: bytes) -> dict[str, Any]:
 
 
 def plugged_in_users(connection: redis.Redis) -> set[str]:
-    events = (orjson.loads(fields[b"event"]) for _, fields in connection.xrange(keys.EVENTS_STREAM))
+    events = stream_events(connection)
     return {event["userId"] for event in events if event["type"] == "vehicle.plugged_in_at_home"}
 
 

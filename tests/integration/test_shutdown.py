@@ -33,6 +33,7 @@ from simulator.sender import SendOptions, send_all
 from simulator.stories import build_scenario
 from tests.conftest import TEST_DOWNSTREAM_SECRET, TEST_SECRET
 from tests.support.delivery import emit, make_event
+from tests.support.event_schema import stream_bodies
 from tests.support.platform import platform_env, start_process_type, wait_for_http
 from tests.support.servers import Process, free_port, start_receiver, wait_until
 from tests.support.sinks import Reply, Sink, SinkServer
@@ -50,8 +51,7 @@ def _ingest_done(connection: redis.Redis) -> bool:
 
 def _emitted(connection: redis.Redis) -> dict[str, bytes]:
     """Emitted events by id (a redone commit may append an id twice; the id is what consumers dedupe on)."""
-    entries = connection.xrange(keys.EVENTS_STREAM)
-    return {orjson.loads(fields[b"event"])["id"]: fields[b"event"] for _, fields in entries}
+    return {orjson.loads(body)["id"]: body for body in stream_bodies(connection)}
 
 
 def _copy_ingest(source: redis.Redis, target: redis.Redis) -> None:

@@ -16,12 +16,15 @@ from tests.support.servers import Process
 
 
 def make_event(number: int, *, vehicle: str = "veh-1", kind: str = "vehicle.plugged_in_at_home") -> bytes:
-    """An emitted event's JSON bytes, as the ingest worker writes it to the outboxes."""
+    """An emitted event's JSON bytes, as the ingest worker writes it to the outboxes: a home event of the
+    catalog (`schema/events.schema.json`), id `evt_<vehicle>_<number>`, sequence `number + 1`, a non-ASCII user."""
+    now = datetime.now(UTC)
+    data = {"vehicle.plugged_in_at_home": {}, "vehicle.unplugged_from_home": {"reason": "unplugged"}}[kind]
     return orjson.dumps({
         "id": f"evt_{vehicle}_{number}", "type": kind,
-        "occurredAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "userId": "user-1", "vehicleId": vehicle, "chargerId": "chg-1", "locationId": "loc-1",
-        "sequence": number, "data": {"n": number, "text": "ünïcode"},
+        "occurredAt": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+        "userId": "user-ünïcode", "vehicleId": vehicle, "chargerId": "chg-1", "locationId": "loc-1",
+        "sequence": number + 1, "data": data,
     })
 
 

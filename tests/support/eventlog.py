@@ -27,6 +27,7 @@ import orjson
 import redis
 
 from plugwatch import keys
+from tests.support.event_schema import check_event
 from worker.core import Ignored as IgnoredEvent
 from worker.core import UserState, apply, decode_event
 
@@ -262,4 +263,6 @@ def reference(events: Iterable[dict[str, Any]]) -> tuple[dict[str, UserState], l
         applied = apply(states.get(observation.user_id, UserState()), observation)
         states[observation.user_id] = applied.state
         emitted.extend(event.to_json() for event in applied.events)
+        for body in emitted[len(emitted) - len(applied.events):]:
+            check_event(body)  # the reference events a test compares with are catalog events too
     return {user: state for user, state in states.items() if not state.is_empty()}, emitted

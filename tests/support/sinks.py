@@ -11,6 +11,9 @@ as the test programs it, served by real uvicorn in a thread.
         sink.requests                               # [Received(method, path, headers, body, at, status)]
 
 `Received.headers` has lower-case names; `Received.webhook_id` and `.event` help delivery assertions.
+Every webhook the sink receives (a request with a `webhook-id` header) is checked against the published
+event catalog (`schema/events.schema.json`): once one did not match, `requests` (and so `wait_for`,
+`accepted`) and stopping the server raise AssertionError saying why, so the test fails.
 All methods are thread-safe (the app runs on uvicorn's event loop thread, tests call from theirs).
 """
 
@@ -29,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.support.event_schema import schema_problems
 from tests.support.servers import ThreadedUvicorn, free_port, wait_until
 
 
@@ -66,6 +70,7 @@ class Sink:
         self._default = default or Reply()
         self._scripted: deque[Reply] = deque()
         self._received: list[Received] = []
+        self._off_schema: list[str] = []  # why received webhooks did not match the event catalog
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
         self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=methods)])
 
@@ -81,8 +86,16 @@ class Sink:
 
     @property
     def requests(self) -> list[Received]:
+        self.check_schema()
         with self._lock:
             return list(self._received)
+
+    def check_schema(self) -> None:
+        """AssertionError if any webhook received so far did not match `schema/events.schema.json`."""
+        with self._lock:
+            problems = list(self._off_schema)
+        if problems:
+            raise AssertionError(f"the sink received {len(problems)} events off the schema: " + "; ".join(problems))
 
     def accepted(self) -> list[Received]:
         """Requests answered 2xx."""
@@ -98,7 +111,10 @@ class Sink:
 
     async def _handle(self, request: Request) -> Response:
         body = await request.body()
+        problems = schema_problems(body) if "webhook-id" in request.headers else []
         with self._lock:
+            if problems:
+                self._off_schema.append(f"{request.headers['webhook-id']}: {problems}")
             reply = self._scripted.popleft() if self._scripted else self._default
             self._received.append(Received(
                 request.method, request.url.path, {k.lower(): v for k, v in request.headers.items()},
@@ -132,6 +148,7 @@ class SinkServer:
         if self._server is not None:
             self._server.__exit__(None, None, None)
             self._server = None
+        self.sink.check_schema()
 
     def __enter__(self) -> SinkServer:
         self.up()

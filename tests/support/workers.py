@@ -13,6 +13,7 @@ import orjson
 import redis
 
 from plugwatch import keys
+from tests.support.event_schema import stream_events
 from tests.support.servers import Process, base_env
 from worker.core import UserState, decode_state
 
@@ -51,7 +52,7 @@ def stored_states(connection: redis.Redis) -> dict[str, UserState]:
 
 
 def emitted_ids(connection: redis.Redis) -> list[str]:
-    return [orjson.loads(fields[b"event"])["id"] for _, fields in connection.xrange(keys.EVENTS_STREAM)]
+    return [event["id"] for event in stream_events(connection)]
 
 
 def drained(connection: redis.Redis) -> bool:

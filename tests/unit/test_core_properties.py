@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.support.event_schema import check_event
 from tests.support.observation_logs import observation_logs
 from tests.support.reference_model import Expected, ReferenceModel, observed
 from worker.core import (
@@ -48,6 +49,8 @@ def run(log: Iterable[Observation], states: States | None = None,
     for obs in log:
         applied = apply(states.get(obs.user_id, UserState()), obs, config)
         states[obs.user_id] = applied.state
+        for emitted_event in applied.events:
+            check_event(emitted_event.to_json())  # the published catalog holds for whatever the core emits
         emitted.extend(applied.events)
     return states, emitted
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.support.event_schema import check_event
 from worker.core import (
     Applied,
     EmittedEvent,
@@ -87,6 +88,8 @@ def run(*payloads: dict[str, Any], state: UserState | None = None) -> tuple[User
         assert not hasattr(obs, "reason"), obs
         result: Applied = apply(current, obs)  # type: ignore[arg-type]
         current = result.state
+        for event in result.events:
+            check_event(event.to_json())  # the published catalog holds for every event the rules emit
         emitted.extend(result.events)
     return current, emitted
 

@@ -9,11 +9,11 @@ import random
 from datetime import timedelta
 from typing import Any
 
-import orjson
 import pytest
 import redis
 
 from plugwatch import keys
+from tests.support.event_schema import stream_bodies, stream_events
 from tests.support.eventlog import (
     START,
     action_event,
@@ -51,10 +51,6 @@ def plug_in_at_home(minute: int = 0, user: str = USER) -> list[Observation]:
 
 def unplug(minute: int, user: str = USER) -> list[Observation]:
     return observe(vehicle_event(user, VEHICLE, START + timedelta(minutes=minute), charger=None, location=HOME))
-
-
-def stream_events(connection: redis.Redis, stream: str = keys.EVENTS_STREAM) -> list[dict[str, Any]]:
-    return [orjson.loads(fields[b"event"]) for _, fields in connection.xrange(stream)]
 
 
 def test_batch_commits_state_and_events_to_the_events_stream_and_every_outbox(connection: redis.Redis) -> None:
@@ -233,4 +229,4 @@ def test_a_generated_log_ends_in_the_reference_state_and_events(connection: redi
 
     assert {user: state.facts() for user, state in stored_states(connection).items()} == {
         user: state.facts() for user, state in expected_states.items()}
-    assert [fields[b"event"] for _, fields in connection.xrange(keys.EVENTS_STREAM)] == expected_events
+    assert stream_bodies(connection) == expected_events

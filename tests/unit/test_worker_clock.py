@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from plugwatch import keys, quarantine
 from plugwatch.settings import CoreSettings, ProcessSettings, Settings
+from tests.support.event_schema import stream_events
 from tests.support.eventlog import START, Delivery, action_event, charger_event, feed, vehicle_event
 from worker.bootstrap import WorkerContext, bootstrap
 from worker.core import decode_state
@@ -48,7 +49,7 @@ def delivery(delivery_id: str, *events: dict[str, Any]) -> Delivery:
 
 
 def emitted(connection: redis.Redis) -> list[dict[str, Any]]:
-    return [orjson.loads(fields[b"event"]) for _, fields in connection.xrange(keys.EVENTS_STREAM)]
+    return stream_events(connection)
 
 
 def sample(context: WorkerContext, name: str, **labels: str) -> float:

@@ -20,6 +20,7 @@ from rq import Queue
 
 from plugwatch import ingest_arming, keys, quarantine
 from plugwatch.settings import DeliverySettings, ProcessSettings, Settings
+from tests.support.event_schema import stream_events
 from tests.support.eventlog import START, Delivery, charger_event, feed, vehicle_event
 from worker.bootstrap import WorkerContext, bootstrap
 from worker.core import Observation
@@ -81,7 +82,7 @@ def delivery(delivery_id: str, events: Sequence[object]) -> Delivery:
 
 
 def emitted(connection: redis.Redis) -> list[dict[str, Any]]:
-    return [orjson.loads(fields[b"event"]) for _, fields in connection.xrange(keys.EVENTS_STREAM)]
+    return stream_events(connection)
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -1,0 +1,91 @@
+"""The published event catalog (`schema/events.schema.json`) as a test oracle: every event a test receives —
+at a sink, from `plugwatch:events`, from the core — is checked against it.
+
+    check_event(body)                    bytes, str or dict; AssertionError naming the event and every mismatch
+    schema_problems(body) -> [str]       the same, as a list (empty: valid)
+    stream_events(connection) -> [dict]  `plugwatch:events`, oldest first, each checked
+    stream_bodies(connection) -> [bytes] the same, the raw `event` fields
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+from jsonschema import Draft202012Validator
+
+from plugwatch import keys
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
+EVENTS_SCHEMA = SCHEMA_DIR / "events.schema.json"
+ASYNCAPI = SCHEMA_DIR / "asyncapi.yaml"
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(EVENTS_SCHEMA.read_text())
+    return loaded
+
+
+def _validator_of(document: dict[str, Any]) -> Draft202012Validator:
+    return Draft202012Validator(document, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    return _validator_of(schema())
+
+
+@functools.cache
+def _branch(event_type: str) -> Draft202012Validator | None:
+    """A validator for one event type's definition alone (its errors are clearer than the oneOf's)."""
+    for ref in schema()["oneOf"]:
+        name = ref["$ref"].rsplit("/", 1)[-1]
+        if schema()["$defs"][name]["properties"]["type"]["const"] == event_type:
+            return _validator_of({"$schema": schema()["$schema"], "$defs": schema()["$defs"], **ref})
+    return None
+
+
+def schema_problems(body: bytes | str | dict[str, Any]) -> list[str]:
+    """Why `body` is not a plugwatch event by the published schema; empty when it is."""
+    if isinstance(body, str):
+        body = body.encode("utf-8", "surrogateescape")
+    return list(_bytes_problems(body)) if isinstance(body, bytes) else _problems(body)
+
+
+@functools.lru_cache(maxsize=100_000)  # tests poll the same stream again and again
+def _bytes_problems(body: bytes) -> tuple[str, ...]:
+    try:
+        event = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        return (f"not JSON: {error}",)
+    return tuple(_problems(event))
+
+
+def _problems(event: Any) -> list[str]:
+    if _validator().is_valid(event):
+        return []
+    branch = _branch(event.get("type")) if isinstance(event, dict) else None
+    errors = (branch or _validator()).iter_errors(event)
+    return sorted(f"{'/'.join(map(str, error.absolute_path)) or '(event)'}: {error.message}" for error in errors)
+
+
+def check_event(body: bytes | str | dict[str, Any]) -> None:
+    if problems := schema_problems(body):
+        shown = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        raise AssertionError(f"event does not match schema/events.schema.json: {problems}\n  {shown!r}")
+
+
+def stream_bodies(connection: redis.Redis, stream: str = keys.EVENTS_STREAM) -> list[bytes]:
+    bodies = [fields[b"event"] for _, fields in connection.xrange(stream)]
+    for body in bodies:
+        check_event(body)
+    return bodies
+
+
+def stream_events(connection: redis.Redis, stream: str = keys.EVENTS_STREAM) -> list[dict[str, Any]]:
+    return [orjson.loads(body) for body in stream_bodies(connection, stream)]
