@@ -1,6 +1,6 @@
 """The `plugwatch` command's composition root: one click group made of each wing's commands.
 
-    ops        status, quarantine, dead-letters, enode (location-setup, webhook)
+    ops        status, quarantine, dead-letters, events (replay), enode (location-setup, webhook)
     worker     enode reconcile (the worker's core and store, fed by the Enode API), mounted in `enode`
     simulator  simulate, up
 
@@ -19,6 +19,7 @@ import click
 
 from ops.dead_letters_cli import dead_letters
 from ops.enode_cli import enode
+from ops.events_cli import events
 from ops.quarantine_cli import quarantine
 from ops.status_cli import status
 from plugwatch.command import Invocation
@@ -45,5 +46,5 @@ def main(ctx: click.Context) -> None:
 
 
 enode.add_command(reconcile_command)
-for _command in (status, quarantine, simulate, up, enode, dead_letters):
+for _command in (status, quarantine, simulate, up, enode, dead_letters, events):
     main.add_command(_command)

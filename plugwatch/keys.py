@@ -45,7 +45,7 @@ USER_STATE_PREFIX = f"{PREFIX}:user:"  # + Enode user id -> encoded UserState (m
 
 # --- emitted events --------------------------------------------------------------------------------
 EVENTS_STREAM = f"{PREFIX}:events"  # one field per entry: event (JSON text); MAXLEN ~ bounded
-EVENTS_STREAM_MAXLEN = 100_000  # ~40 MB; consumers that need more history read it promptly
+EVENTS_STREAM_MAXLEN = 100_000  # the default of PLUGWATCH_EVENTS_STREAM_MAXLEN (Settings.delivery.events_stream_maxlen)
 OUTBOX_PREFIX = f"{PREFIX}:outbox:"  # + url_key(url): stream of events (field: event) waiting for that URL
 OUTBOX_GROUP = "delivery"
 DOWNSTREAM_URLS = f"{PREFIX}:downstream:urls"  # hash url_key -> url (so ops tools can name the URL)

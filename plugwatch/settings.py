@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from plugwatch import keys
 from plugwatch.urls import webhook_url_problem
 
 SANDBOX_API_URL = "https://enode-api.sandbox.enode.io"
@@ -117,6 +118,8 @@ class DeliverySettings:
     # events, so a steady flow is delivered as committed, without an arming, RQ job and drainer per commit.
     idle_wait: float = 0.5
     dead_letter_ttl: int = 7 * 24 * 3600
+    # `plugwatch:events` keeps about this many of the newest events (XADD MAXLEN ~): what `events replay` can send
+    events_stream_maxlen: int = keys.EVENTS_STREAM_MAXLEN
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PLUGWATCH_DELIVERY_IDLE_WAIT_SECONDS", "delivery", "idle_wait", _seconds_or_off),
     Variable("PLUGWATCH_DELIVERY_BATCH_SIZE", "delivery", "batch_size", _count),
     Variable("PLUGWATCH_DEAD_LETTER_TTL_SECONDS", "delivery", "dead_letter_ttl", _count),
+    Variable("PLUGWATCH_EVENTS_STREAM_MAXLEN", "delivery", "events_stream_maxlen", _whole),
     Variable("ENODE_CLIENT_ID", "enode", "client_id", _text),
     Variable("ENODE_CLIENT_SECRET", "enode", "client_secret", _text),
     Variable("ENODE_API_URL", "enode", "api_url", _text),

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from plugwatch import keys
+from plugwatch.settings import Settings
 from tests.support.event_schema import stream_bodies, stream_events
 from tests.support.eventlog import (
     START,
@@ -230,3 +231,19 @@ def test_a_generated_log_ends_in_the_reference_state_and_events(connection: redi
     assert {user: state.facts() for user, state in stored_states(connection).items()} == {
         user: state.facts() for user, state in expected_states.items()}
     assert stream_bodies(connection) == expected_events
+
+
+def test_the_events_stream_keeps_about_the_configured_maxlen(connection: redis.Redis) -> None:
+    """PLUGWATCH_EVENTS_STREAM_MAXLEN reaches the commit: the stream is trimmed (approximately) to it, newest kept."""
+    events = generate(3, users=60, events_per_user=40)
+    expected = reference(events)[1]
+    settings = Settings.from_env({"PLUGWATCH_EVENTS_STREAM_MAXLEN": "100"}, require_enode_secret=False)
+    store = Store.from_settings(connection, settings)
+    observations = observe(*events)
+    for position in range(0, len(observations), 50):
+        store.apply_batch(observations[position:position + 50])
+
+    kept = stream_bodies(connection)
+    assert len(expected) > 400
+    assert 100 <= len(kept) < 300  # MAXLEN ~ trims whole stream nodes (100 entries each by default)
+    assert kept == expected[-len(kept):]

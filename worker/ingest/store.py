@@ -153,7 +153,8 @@ class Store:
         config = CoreConfig(action_memory_seconds=settings.core.action_memory_seconds,
                             max_clock_skew_seconds=settings.core.max_clock_skew_seconds)
         ttl_ms = max(TOMBSTONE_TTL_MS, 1000 * config.action_memory_seconds)
-        return cls(connection, settings.delivery.downstream_urls, tombstone_ttl_ms=ttl_ms, config=config)
+        return cls(connection, settings.delivery.downstream_urls, events_maxlen=settings.delivery.events_stream_maxlen,
+                   tombstone_ttl_ms=ttl_ms, config=config)
 
     def load(self, user_id: str) -> UserState:
         raw = self._connection.get(keys.user_state_key(user_id))

@@ -1,0 +1,130 @@
+"""Replay since a time: the events `plugwatch:events` still holds for a window, sent again to one URL.
+
+    parse_time("2h", now) -> unix ms          ISO-8601 (a naive time is UTC) or a relative form: 90s, 30m, 2h, 1d, 1w
+    is_destination(connection, settings, url) -> bool      may this URL be sent events (the one place that decides)
+    replay(connection, url, window, types) -> Replayed     append the window's events to the URL's outbox, kick it
+
+The window is by the time plugwatch **committed** each event: the time part of its `plugwatch:events` entry
+id, `since` included, `until` excluded. (Not `occurredAt`, Enode's time of the fact: a reconcile or a late
+report commits an event long after it occurred, and such events would fall outside any recent window; and the
+stream is ordered by commit time, so a window is one `XRANGE`.)
+
+Each event is appended, as the exact bytes of its `event` field (same id, same body), to the end of the URL's
+outbox, exactly as the worker's commit does; then the URL's drain is armed. The worker delivers them like any
+other event: signed at each attempt, retried, dead-lettered. They arrive after whatever already waited there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import redis
+
+from plugwatch import delivery_arming, keys
+from plugwatch.settings import Settings
+
+EVENT_TYPES = ("vehicle.plugged_in_at_home", "vehicle.unplugged_from_home", "control.failed",
+               "control.failure_streak")  # as schema/events.schema.json (a test checks both against the core)
+PAGE = 1000  # stream entries read, and outbox entries appended, per round trip
+_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+class ReplayError(ValueError):
+    """The replay cannot be done as asked (a bad time, an unknown type, a URL that is not a destination)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    since_ms: int
+    until_ms: int | None = None  # None: up to the newest event
+
+    def __post_init__(self) -> None:
+        if self.until_ms is not None and self.until_ms <= self.since_ms:
+            raise ReplayError("--until must be later than --since")
+
+
+@dataclass(frozen=True)
+class Replayed:
+    queued: int  # events appended to the URL's outbox
+    first_id: str | None  # their stream entry ids (None: none)
+    last_id: str | None
+    oldest_held_ms: int | None  # the oldest event the stream still holds (None: it is empty)
+
+
+def parse_time(text: str, now_ms: int) -> int:
+    """`text` as unix ms: ISO-8601 (`2025-03-14T18:00:00Z`, a date, a naive time taken as UTC), or that long
+    before `now_ms` (`90s`, `30m`, `2h`, `1.5d`, `1w`)."""
+    raw = text.strip()
+    if match := _RELATIVE.fullmatch(raw):
+        return now_ms - int(float(match[1]) * _UNIT_MS[match[2]])
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ReplayError(f"{text!r} is neither an ISO-8601 time nor a duration like 30m, 2h, 1d") from None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def check_types(types: Collection[str]) -> frozenset[str]:
+    unknown = sorted(set(types) - set(EVENT_TYPES))
+    if unknown:
+        raise ReplayError(f"unknown event type {unknown[0]!r}; one of: {', '.join(EVENT_TYPES)}")
+    return frozenset(types)
+
+
+def is_destination(connection: redis.Redis, settings: Settings, url: str) -> bool:
+    """May events be sent to `url`: today, it is in DOWNSTREAM_WEBHOOK_URLS (with subscriptions: subscribed).
+    `connection` is for that day."""
+    del connection
+    return url in settings.delivery.downstream_urls
+
+
+def replay(connection: redis.Redis, url: str, window: Window, types: Collection[str] = ()) -> Replayed:
+    """Append the window's events (of `types`, all if empty) to `url`'s outbox in stream order; arm its drain."""
+    wanted = frozenset(types)
+    start, end = str(window.since_ms), "+" if window.until_ms is None else str(window.until_ms - 1)
+    queued, first, last = 0, None, None
+    while True:
+        page: Any = connection.xrange(keys.EVENTS_STREAM, start, end, count=PAGE)
+        bodies = [(_text(entry_id), fields.get(b"event")) for entry_id, fields in page]
+        chosen = [(entry_id, body) for entry_id, body in bodies if body is not None and _wanted(body, wanted)]
+        if chosen:
+            _append(connection, url, [body for _, body in chosen])
+            queued, first, last = queued + len(chosen), first or chosen[0][0], chosen[-1][0]
+        if len(page) < PAGE:
+            break
+        start = "(" + bodies[-1][0]
+    if queued:
+        delivery_arming.kick(connection, [url])
+    return Replayed(queued, first, last, _oldest_ms(connection))
+
+
+def _wanted(body: bytes, types: frozenset[str]) -> bool:
+    if not types:
+        return True
+    try:
+        event = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(event, dict) and event.get("type") in types
+
+
+def _append(connection: redis.Redis, url: str, bodies: list[bytes]) -> None:
+    pipe = connection.pipeline(transaction=False)
+    for body in bodies:
+        pipe.xadd(keys.outbox_stream(url), {"event": body})  # what the worker's commit does, byte for byte
+    pipe.execute()
+
+
+def _oldest_ms(connection: redis.Redis) -> int | None:
+    oldest: Any = connection.xrange(keys.EVENTS_STREAM, "-", "+", count=1)
+    return int(_text(oldest[0][0]).split("-", 1)[0]) if oldest else None
+
+
+def _text(entry_id: bytes | str) -> str:
+    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
