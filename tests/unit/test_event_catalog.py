@@ -7,13 +7,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+import redis
 import yaml
 from jsonschema import Draft202012Validator
 
 from plugwatch import keys
-from tests.support.event_schema import ASYNCAPI, EVENTS_SCHEMA, check_event, schema, schema_problems
+from tests.support.event_schema import ASYNCAPI, EVENTS_SCHEMA, check_event, schema, schema_problems, stream_events
+from tests.support.sinks import Sink, SinkServer
 from worker.core import EmittedEvent, EventType, UnplugReason
 
 AT = 1741975325512  # 2025-03-14T18:02:05.512Z
@@ -63,6 +66,9 @@ def test_every_unplug_reason_is_accepted(reason: str) -> None:
 
 
 def test_events_as_the_core_builds_them_are_accepted() -> None:
+    published = Draft202012Validator(schema())
+    for event in (home(EventType.PLUGGED_IN_AT_HOME, {}).to_dict(), failed(), streak()):
+        assert published.is_valid(event)
     check_event(home(EventType.PLUGGED_IN_AT_HOME, {}).to_json())
     check_event(orjson.dumps(failed()))
     check_event(orjson.dumps(streak()))
@@ -93,6 +99,7 @@ def test_control_failed_may_know_no_vehicle_charger_location_or_reason() -> None
     ({**streak(), "type": "control.streak"}, "type: 'control.streak' is not one of"),
 ])
 def test_near_misses_are_refused_saying_where(event: dict[str, Any], problem: str) -> None:
+    assert not Draft202012Validator(schema()).is_valid(event)  # the schema file itself, as published
     problems = schema_problems(event)
     assert any(p.startswith(problem) for p in problems), problems
     with pytest.raises(AssertionError, match=r"does not match schema/events\.schema\.json"):
@@ -156,3 +163,31 @@ def test_the_asyncapi_stream_is_plugwatch_events_with_its_event_field() -> None:
     assert stream["address"] == keys.EVENTS_STREAM
     entry = document["components"]["messages"]["streamEntry"]["payload"]["schema"]
     assert entry["properties"]["event"]["contentSchema"]["$ref"] == "./events.schema.json"
+
+
+def test_a_sink_that_received_an_off_schema_webhook_fails_the_test() -> None:
+    """The shared sink checks every webhook: a body off the catalog makes `requests` and stopping it raise."""
+    good = home(EventType.PLUGGED_IN_AT_HOME, {}).to_json()
+    bad = orjson.dumps({**orjson.loads(good), "data": {"n": 1}})
+    sink = Sink()
+    server = SinkServer(sink).__enter__()
+    try:
+        for body in (good, b'{"not": "a webhook"}'):  # the second has no webhook-id: not an event (e.g. fake Enode)
+            headers = {"webhook-id": "evt_1"} if body == good else {}
+            assert httpx.post(server.url + "/hook", content=body, headers=headers).status_code == 200
+        assert len(sink.requests) == 2
+        httpx.post(server.url + "/hook", content=bad, headers={"webhook-id": "evt_2"})
+        with pytest.raises(AssertionError, match="data: Additional properties are not allowed"):
+            sink.wait_for(3)
+    finally:
+        with pytest.raises(AssertionError, match="1 events off the schema"):
+            server.__exit__(None, None, None)
+
+
+def test_reading_plugwatch_events_fails_on_an_off_schema_entry(fake_redis: redis.Redis) -> None:
+    good = home(EventType.PLUGGED_IN_AT_HOME, {}).to_json()
+    fake_redis.xadd(keys.EVENTS_STREAM, {"event": good})
+    assert stream_events(fake_redis) == [orjson.loads(good)]
+    fake_redis.xadd(keys.EVENTS_STREAM, {"event": good.replace(b'"sequence":7', b'"sequence":"7"')})
+    with pytest.raises(AssertionError, match="sequence: '7' is not of type 'integer'"):
+        stream_events(fake_redis)
