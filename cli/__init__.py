@@ -6,7 +6,8 @@
 
 Each invocation is handed the environment it was started in (`plugwatch.command`), so commands read the same
 settings as the processes they inspect, and nothing but this module looks at `os.environ`. An unusable setting
-is one line on stderr naming the variable, and exit status 2 (`plugwatch.startup`), in every command.
+is one line on stderr naming the variable, and exit status 2; a Redis that cannot be reached or fails is one
+line naming REDIS_URL's Redis, and exit status 1 (`plugwatch.startup`), in every command.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ops.status_cli import status
 from plugwatch.command import Invocation
 from plugwatch.logs import configure_logging
 from plugwatch.settings import read
-from plugwatch.startup import exit_on_bad_settings
+from plugwatch.startup import exit_on_bad_settings, exit_on_redis_failure
 from simulator.simulate_cli import simulate
 from simulator.up_cli import up
 from worker.enode.reconcile_cli import reconcile_command
@@ -32,8 +33,11 @@ from worker.enode.reconcile_cli import reconcile_command
 
 class _Main(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
-        with exit_on_bad_settings("plugwatch"):  # unusable configuration: one line, exit 2, no traceback
-            return super().invoke(ctx)
+        # One line, no traceback: unusable configuration exits 2, a Redis down (or failing) exits 1.
+        with exit_on_bad_settings("plugwatch"):
+            redis_url = read(os.environ, "REDIS_URL")
+            with exit_on_redis_failure("plugwatch", redis_url):
+                return super().invoke(ctx)
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
