@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -37,7 +37,18 @@ class _Main(click.Group):
         with exit_on_bad_settings("plugwatch"):
             redis_url = read(os.environ, "REDIS_URL")
             with exit_on_redis_failure("plugwatch", redis_url):
-                return super().invoke(ctx)
+                try:
+                    return super().invoke(ctx)
+                except click.UsageError as error:  # as argparse words it: the usage, then one line
+                    _usage_error(error)
+
+
+def _usage_error(error: click.UsageError) -> NoReturn:
+    """`Usage: plugwatch up [OPTIONS]` and `plugwatch up: <what is wrong>` on stderr, exit 2."""
+    program = error.ctx.command_path if error.ctx else "plugwatch"
+    usage = error.ctx.get_usage() + "\n" if error.ctx else ""
+    sys.stderr.write(f"{usage}{program}: {error.format_message()}\n")
+    raise SystemExit(error.exit_code)
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
