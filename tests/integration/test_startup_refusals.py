@@ -101,23 +101,28 @@ def test_a_redis_url_that_is_no_url_is_refused_with_one_line_and_exit_2(program:
 
 
 PLUGWATCH = str(ROOT / ".venv" / "bin" / "plugwatch")
-REDIS_COMMANDS = {
-    "python -m worker": [sys.executable, "-m", "worker"],
-    "plugwatch status": [PLUGWATCH, "status"],
-    "plugwatch quarantine list": [PLUGWATCH, "quarantine", "list"],
-    "plugwatch quarantine replay": [PLUGWATCH, "quarantine", "replay", "--all"],
-    "plugwatch dead-letters list": [PLUGWATCH, "dead-letters", "list"],
-    "plugwatch dead-letters urls": [PLUGWATCH, "dead-letters", "urls"],
-    "plugwatch dead-letters replay": [PLUGWATCH, "dead-letters", "replay", "--all"],
+CANNOT_REACH = "plugwatch: cannot reach Redis at {url} (REDIS_URL): "
+REDIS_COMMANDS = {  # the command, and how its line begins
+    "python -m worker": ([sys.executable, "-m", "worker"], "python -m worker" + CANNOT_REACH.removeprefix("plugwatch")),
+    "plugwatch status": ([PLUGWATCH, "status"], CANNOT_REACH),
+    "plugwatch quarantine list": ([PLUGWATCH, "quarantine", "list"], CANNOT_REACH),
+    "plugwatch quarantine replay": ([PLUGWATCH, "quarantine", "replay", "--all"], CANNOT_REACH),
+    "plugwatch dead-letters list": ([PLUGWATCH, "dead-letters", "list"], CANNOT_REACH),
+    "plugwatch dead-letters urls": ([PLUGWATCH, "dead-letters", "urls"], CANNOT_REACH),
+    "plugwatch dead-letters replay": ([PLUGWATCH, "dead-letters", "replay", "--all"], CANNOT_REACH),
+    # with Enode API credentials (nothing answers there either): Redis is what it reaches first
+    "plugwatch enode reconcile": ([PLUGWATCH, "enode", "reconcile"], "plugwatch enode: Redis at REDIS_URL failed: "),
 }
+UNREACHABLE_ENODE = {"ENODE_CLIENT_ID": "id", "ENODE_CLIENT_SECRET": "secret", "ENODE_API_URL": "http://127.0.0.1:1",
+                     "ENODE_TOKEN_URL": "http://127.0.0.1:1/oauth2/token"}
 
 
 @pytest.mark.parametrize("command", sorted(REDIS_COMMANDS))
 def test_a_redis_that_does_not_answer_is_one_line_naming_redis_url_and_exit_1(command: str, tmp_path: Path) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    process = Process(REDIS_COMMANDS[command], base_env(REDIS_URL=url), tmp_path / "out.log").start()
+    args, begins = REDIS_COMMANDS[command]
+    process = Process(args, base_env(REDIS_URL=url, **UNREACHABLE_ENODE), tmp_path / "out.log").start()
     assert process.wait(timeout=60) == 1
-    program = "python -m worker" if command.startswith("python") else "plugwatch"
     lines = process.output().splitlines()
     assert len(lines) == 1, lines
-    assert lines[0].startswith(f"{program}: cannot reach Redis at {url} (REDIS_URL): "), lines
+    assert lines[0].startswith(begins.format(url=url)), lines
