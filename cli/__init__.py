@@ -6,14 +6,15 @@
 
 Each invocation is handed the environment it was started in (`plugwatch.command`), so commands read the same
 settings as the processes they inspect, and nothing but this module looks at `os.environ`. An unusable setting
-is one line on stderr naming the variable, and exit status 2 (`plugwatch.startup`), in every command.
+is one line on stderr naming the variable, and exit status 2; a Redis that cannot be reached or fails is one
+line naming REDIS_URL's Redis, and exit status 1 (`plugwatch.startup`), in every command.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -25,7 +26,7 @@ from ops.status_cli import status
 from plugwatch.command import Invocation
 from plugwatch.logs import configure_logging
 from plugwatch.settings import read
-from plugwatch.startup import exit_on_bad_settings
+from plugwatch.startup import exit_on_bad_settings, exit_on_redis_failure
 from simulator.simulate_cli import simulate
 from simulator.up_cli import up
 from worker.enode.reconcile_cli import reconcile_command
@@ -33,8 +34,22 @@ from worker.enode.reconcile_cli import reconcile_command
 
 class _Main(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
-        with exit_on_bad_settings("plugwatch"):  # unusable configuration: one line, exit 2, no traceback
-            return super().invoke(ctx)
+        # One line, no traceback: unusable configuration exits 2, a Redis down (or failing) exits 1.
+        with exit_on_bad_settings("plugwatch"):
+            redis_url = read(os.environ, "REDIS_URL")
+            with exit_on_redis_failure("plugwatch", redis_url):
+                try:
+                    return super().invoke(ctx)
+                except click.UsageError as error:  # as argparse words it: the usage, then one line
+                    _usage_error(error)
+
+
+def _usage_error(error: click.UsageError) -> NoReturn:
+    """`Usage: plugwatch up [OPTIONS]` and `plugwatch up: <what is wrong>` on stderr, exit 2."""
+    program = error.ctx.command_path if error.ctx else "plugwatch"
+    usage = error.ctx.get_usage() + "\n" if error.ctx else ""
+    sys.stderr.write(f"{usage}{program}: {error.format_message()}\n")
+    raise SystemExit(error.exit_code)
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})

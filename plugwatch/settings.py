@@ -24,9 +24,12 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from redis.connection import parse_url
 
 from plugwatch import keys
 from plugwatch.urls import webhook_url_problem
@@ -197,6 +200,32 @@ def _choice(*allowed: str) -> Parser:
     return parse
 
 
+def _redis_url(key: str, raw: str) -> str:
+    """A URL redis-py can connect with (parsed as it parses it: scheme, host, port, database)."""
+    try:
+        parse_url(raw)  # type: ignore[no-untyped-call]  # redis-py parses it so when it connects
+    except ValueError as error:
+        shown = shown_redis_url(raw)
+        detail = "" if "scheme" in str(error) else f": {error}"
+        raise SettingsError(f"{key} must be a redis://, rediss:// or unix:// URL such as "
+                            f"redis://localhost:6379/0, got {shown!r}{detail}") from None
+    return raw
+
+
+def shown_redis_url(url: str) -> str:
+    """`url` fit to print: a password in it replaced by `…`."""
+    return re.sub(r"//([^@/:]*):[^@/]*@", r"//\1:…@", url)
+
+
+def _api_url(example: str) -> Parser:
+    def parse(key: str, raw: str) -> str:
+        if problem := webhook_url_problem(raw):
+            raise SettingsError(f"{key} must be an https:// URL such as {example}, got {raw!r}: {problem}")
+        return raw
+
+    return parse
+
+
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -249,7 +278,7 @@ class Variable:
 
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable("REDIS_URL", "process", "redis_url", _text),
+    Variable("REDIS_URL", "process", "redis_url", _redis_url),
     Variable("PLUGWATCH_REDIS_TIMEOUT_SECONDS", "process", "redis_timeout_seconds", _number),
     Variable("PLUGWATCH_LOG_FORMAT", "process", "log_format", _choice(*LOG_FORMATS)),
     Variable("PLUGWATCH_METRICS_PORT", "process", "metrics_port", _port_or_off),
@@ -288,8 +317,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PLUGWATCH_EVENTS_STREAM_MAXLEN", "delivery", "events_stream_maxlen", _whole),
     Variable("ENODE_CLIENT_ID", "enode", "client_id", _text),
     Variable("ENODE_CLIENT_SECRET", "enode", "client_secret", _text),
-    Variable("ENODE_API_URL", "enode", "api_url", _text),
-    Variable("ENODE_TOKEN_URL", "enode", "token_url", _text),
+    Variable("ENODE_API_URL", "enode", "api_url", _api_url(SANDBOX_API_URL)),
+    Variable("ENODE_TOKEN_URL", "enode", "token_url", _api_url(SANDBOX_TOKEN_URL)),
 )
 
 
@@ -322,6 +351,7 @@ class Settings:
             raise SettingsError("DOWNSTREAM_WEBHOOK_SECRET is required when DOWNSTREAM_WEBHOOK_URLS is set "
                                 "(unsigned delivery)")
         _read_timeout_max(values["delivery"])
+        _both_credentials(values["enode"])
         return cls(**{name: section(**values[name]) for name, section in SECTIONS.items()})
 
 
@@ -338,6 +368,13 @@ def _read_timeout_max(delivery: dict[str, Any]) -> None:
     if ceiling < read_timeout:
         raise SettingsError(f"PLUGWATCH_DELIVERY_READ_TIMEOUT_MAX_SECONDS ({ceiling:g}) must be at least "
                             f"PLUGWATCH_DELIVERY_READ_TIMEOUT_SECONDS ({read_timeout:g})")
+
+
+def _both_credentials(enode: dict[str, Any]) -> None:
+    """Enode API credentials come in pairs: one alone is a deploy that lost the other."""
+    for given, missing in (("client_id", "ENODE_CLIENT_SECRET"), ("client_secret", "ENODE_CLIENT_ID")):
+        if given in enode and len(enode.keys() & {"client_id", "client_secret"}) == 1:
+            raise SettingsError(f"{missing} is required when ENODE_{given.upper()} is set (set both, or neither)")
 
 
 _BY_NAME = {variable.name: variable for variable in VARIABLES}

@@ -1,11 +1,15 @@
-"""What a plugwatch process does with configuration it cannot use: one line on stderr, exit status 2.
+"""What a plugwatch process does with configuration it cannot use, or a Redis it cannot reach: one line on
+stderr, exit status 2 (bad settings) or 1 (a runtime failure).
 
     with exit_on_bad_settings("python -m worker"):
         settings = Settings.from_env(os.environ)
         ...                                        # anything else that reads settings
+    with exit_on_redis_failure("python -m worker", settings.process.redis_url):
+        ...                                        # the process's work
 
 A `SettingsError` names the variable and says what is wrong; a traceback would only bury that line (and a
-process manager restarting the process would print it again and again).
+process manager restarting the process would print it again and again). A Redis error that reaches the top
+is named with its URL (password hidden) and the variable that set it.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
-from plugwatch.settings import SettingsError
+import redis
+
+from plugwatch.settings import SettingsError, shown_redis_url
 
 BAD_SETTINGS_EXIT = 2
+RUNTIME_FAILURE_EXIT = 1
 
 
 @contextlib.contextmanager
@@ -28,3 +35,16 @@ def exit_on_bad_settings(program: str) -> Iterator[None]:
         sys.stderr.write(f"{program}: {error}\n")
         sys.stderr.flush()
         raise SystemExit(BAD_SETTINGS_EXIT) from None
+
+
+@contextlib.contextmanager
+def exit_on_redis_failure(program: str, redis_url: str) -> Iterator[None]:
+    """Turn a Redis error raised inside the block into one line naming REDIS_URL's Redis, and exit 1."""
+    try:
+        yield
+    except redis.RedisError as error:
+        problem = "cannot reach" if isinstance(error, redis.ConnectionError | redis.TimeoutError) else "error from"
+        sys.stderr.write(f"{program}: {problem} Redis at {shown_redis_url(redis_url)} (REDIS_URL): {error}\n")
+        sys.stderr.flush()
+        raise SystemExit(RUNTIME_FAILURE_EXIT) from None
+

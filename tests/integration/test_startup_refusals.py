@@ -1,14 +1,21 @@
-"""Every plugwatch process refuses configuration it cannot use with one line naming the variable, exit 2."""
+"""Every plugwatch process refuses configuration it cannot use with one line naming the variable, exit 2,
+and a Redis it cannot reach with one line naming REDIS_URL, exit 1; never a traceback."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import orjson
 import pytest
 
+from plugwatch.settings import Settings, SettingsError
 from tests.conftest import TEST_DOWNSTREAM_SECRET, TEST_SECRET
-from tests.support.servers import ROOT, Process, base_env
+from tests.support.entry_points import ENTRY_POINTS
+from tests.support.servers import ROOT, Process, base_env, free_port
+from tests.unit.test_settings_readme import README, readme_table
 
 pytestmark = [pytest.mark.slow]
 
@@ -18,6 +25,58 @@ PROCESSES = {
     "python -m receiver": [sys.executable, "-m", "receiver", "--port", "0"],
     "plugwatch": [str(ROOT / ".venv" / "bin" / "plugwatch"), "status"],
 }
+VALID = {"REDIS_URL": "redis://127.0.0.1:1/0", "ENODE_WEBHOOK_SECRET": TEST_SECRET}
+
+# One unusable value per variable of the README's configuration table (a variable missing here is tried with
+# "not-a-number", and the test says so if Settings accepts that).
+BAD = {
+    "REDIS_URL": "localhost:6379",
+    "PLUGWATCH_LOG_FORMAT": "loud",
+    "PLUGWATCH_METRICS_PORT": "99999",
+    "PLUGWATCH_PUMP_INTERVAL_SECONDS": "-1",
+    "ENODE_WEBHOOK_SECRET": "changeme",
+    "PORT": "8000.5",
+    "PLUGWATCH_MAX_BODY_BYTES": "0",
+    "PLUGWATCH_RECEIVER_MAX_CONNECTIONS": "inf",
+    "PLUGWATCH_INGEST_BATCH": "nan",
+    "DOWNSTREAM_WEBHOOK_URLS": "ftp://sink.example/hook",
+    "DOWNSTREAM_WEBHOOK_SECRET": "whsec_dG9vc2hvcnQ=",
+    "PLUGWATCH_DELIVERY_READ_TIMEOUT_MAX_SECONDS": "1",
+    "ENODE_CLIENT_ID": "a-client-without-its-secret",
+    "ENODE_CLIENT_SECRET": "a-secret-without-its-client",
+    "ENODE_API_URL": "enode-api.production.enode.io",
+    "ENODE_TOKEN_URL": "ftp://oauth.production.enode.io/oauth2/token",
+}
+
+
+def bad_value(variable: str) -> str:
+    value = BAD.get(variable, "not-a-number")
+    with pytest.raises(SettingsError):  # else: give `variable` a value Settings refuses, in BAD
+        Settings.from_env(VALID | {variable: value})
+    return value
+
+
+def test_every_setting_with_a_bad_value_is_refused_by_receiver_worker_and_cli_in_one_line_and_exit_2() -> None:
+    variables = sorted(readme_table(README.read_text()))
+    cases = [base_env(**(VALID | {variable: bad_value(variable)})) for variable in variables]
+
+    def walk(entry: str) -> list[dict[str, object]]:  # one warm process forks a child per variable
+        done = subprocess.run([sys.executable, "-m", "tests.support.entry_points", entry], cwd=ROOT,
+                              input=orjson.dumps(cases), capture_output=True, timeout=300, check=True)
+        return list(orjson.loads(done.stdout))
+
+    with ThreadPoolExecutor(len(ENTRY_POINTS)) as pool:  # the three entry points side by side
+        results = dict(zip(ENTRY_POINTS, pool.map(walk, ENTRY_POINTS), strict=True))
+    wrong = []
+    for entry, outcomes in results.items():
+        program = entry.removesuffix(" status")  # the CLI names itself `plugwatch`
+        for variable, outcome in zip(variables, outcomes, strict=True):
+            lines = str(outcome["stderr"]).splitlines()
+            if not (outcome["code"] == 2 and len(lines) == 1 and lines[0].startswith(f"{program}: ")
+                    and variable in lines[0]):
+                wrong.append(f"{entry} with {variable}={bad_value(variable)!r}: exit {outcome['code']}, {lines}")
+    assert not wrong, "\n".join(wrong)
+    assert len(variables) * len(ENTRY_POINTS) >= 120  # the whole table, through each of the three
 
 
 @pytest.mark.parametrize("program", sorted(PROCESSES))
@@ -29,3 +88,41 @@ def test_a_malformed_downstream_url_is_refused_with_one_line_and_exit_2(program:
     assert process.wait(timeout=60) == 2
     assert process.output().splitlines() == [
         f"{program}: DOWNSTREAM_WEBHOOK_URLS has an unusable URL 'http://h:abc/hook': Invalid port: 'abc'"]
+
+
+@pytest.mark.parametrize("program", ["python -m worker", "python -m receiver", "plugwatch"])
+def test_a_redis_url_that_is_no_url_is_refused_with_one_line_and_exit_2(program: str, tmp_path: Path) -> None:
+    env = base_env(REDIS_URL="notaurl", ENODE_WEBHOOK_SECRET=TEST_SECRET)
+    process = Process(PROCESSES[program], env, tmp_path / "out.log").start()
+    assert process.wait(timeout=60) == 2
+    assert process.output().splitlines() == [
+        f"{program}: REDIS_URL must be a redis://, rediss:// or unix:// URL such as redis://localhost:6379/0, "
+        "got 'notaurl'"]
+
+
+PLUGWATCH = str(ROOT / ".venv" / "bin" / "plugwatch")
+CANNOT_REACH = "plugwatch: cannot reach Redis at {url} (REDIS_URL): "
+REDIS_COMMANDS = {  # the command, and how its line begins
+    "python -m worker": ([sys.executable, "-m", "worker"], "python -m worker" + CANNOT_REACH.removeprefix("plugwatch")),
+    "plugwatch status": ([PLUGWATCH, "status"], CANNOT_REACH),
+    "plugwatch quarantine list": ([PLUGWATCH, "quarantine", "list"], CANNOT_REACH),
+    "plugwatch quarantine replay": ([PLUGWATCH, "quarantine", "replay", "--all"], CANNOT_REACH),
+    "plugwatch dead-letters list": ([PLUGWATCH, "dead-letters", "list"], CANNOT_REACH),
+    "plugwatch dead-letters urls": ([PLUGWATCH, "dead-letters", "urls"], CANNOT_REACH),
+    "plugwatch dead-letters replay": ([PLUGWATCH, "dead-letters", "replay", "--all"], CANNOT_REACH),
+    # with Enode API credentials (nothing answers there either): Redis is what it reaches first
+    "plugwatch enode reconcile": ([PLUGWATCH, "enode", "reconcile"], "plugwatch enode: Redis at REDIS_URL failed: "),
+}
+UNREACHABLE_ENODE = {"ENODE_CLIENT_ID": "id", "ENODE_CLIENT_SECRET": "secret", "ENODE_API_URL": "http://127.0.0.1:1",
+                     "ENODE_TOKEN_URL": "http://127.0.0.1:1/oauth2/token"}
+
+
+@pytest.mark.parametrize("command", sorted(REDIS_COMMANDS))
+def test_a_redis_that_does_not_answer_is_one_line_naming_redis_url_and_exit_1(command: str, tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    args, begins = REDIS_COMMANDS[command]
+    process = Process(args, base_env(REDIS_URL=url, **UNREACHABLE_ENODE), tmp_path / "out.log").start()
+    assert process.wait(timeout=60) == 1
+    lines = process.output().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(begins.format(url=url)), lines

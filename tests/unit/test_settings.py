@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from plugwatch.settings import SANDBOX_API_URL, Settings, SettingsError
@@ -141,9 +143,31 @@ def test_downstream_secret_is_decoded_and_hidden_from_repr() -> None:
     assert "downstream_key" not in repr(settings)
 
 
-def test_enode_api_counts_as_configured_only_with_both_credentials() -> None:
-    assert not Settings.from_env(env(ENODE_CLIENT_ID="id")).enode.api_configured
+def test_enode_api_is_configured_with_both_credentials_and_one_alone_is_refused() -> None:
+    assert not Settings.from_env(env()).enode.api_configured
     assert Settings.from_env(env(ENODE_CLIENT_ID="id", ENODE_CLIENT_SECRET="s")).enode.api_configured
+    with pytest.raises(SettingsError, match=r"^ENODE_CLIENT_SECRET is required when ENODE_CLIENT_ID is set"):
+        Settings.from_env(env(ENODE_CLIENT_ID="id"))
+    with pytest.raises(SettingsError, match=r"^ENODE_CLIENT_ID is required when ENODE_CLIENT_SECRET is set"):
+        Settings.from_env(env(ENODE_CLIENT_SECRET="s"))
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    ("notaurl", "got 'notaurl'$"),
+    ("redis://:hunter2@h:abc/0", "got 'redis://:…@h:abc/0': Port could not be cast"),
+])
+def test_a_redis_url_redis_cannot_parse_is_refused_without_its_password(raw: str, problem: str) -> None:
+    with pytest.raises(SettingsError, match=r"^REDIS_URL must be a redis://, rediss:// or unix:// URL") as refused:
+        Settings.from_env(env(REDIS_URL=raw))
+    assert re.search(problem, str(refused.value)), refused.value
+    assert "hunter2" not in str(refused.value)
+    assert Settings.from_env(env(REDIS_URL="unix:///run/redis.sock")).process.redis_url == "unix:///run/redis.sock"
+
+
+@pytest.mark.parametrize("variable", ["ENODE_API_URL", "ENODE_TOKEN_URL"])
+def test_an_enode_url_that_is_no_http_url_is_refused(variable: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{variable} must be an https:// URL such as https://"):
+        Settings.from_env(env(**{variable: "enode-api.production.enode.io"}))
 
 
 def test_settings_are_frozen() -> None:

@@ -183,6 +183,8 @@ def test_cli_check_exits_2_when_something_needs_attention(redis_url: str, real_r
 def test_cli_reports_unreachable_redis_and_exits_1() -> None:
     from tests.support.servers import free_port
 
-    result = CliRunner().invoke(main, ["status"], env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    result = CliRunner().invoke(main, ["status"], env={"REDIS_URL": url})
     assert result.exit_code == 1
-    assert "cannot read Redis" in result.output
+    assert result.output.startswith(f"plugwatch: cannot reach Redis at {url} (REDIS_URL): ")
+    assert len(result.output.splitlines()) == 1
