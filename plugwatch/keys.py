@@ -109,4 +109,4 @@ def enode_lookup_key(charger_id: str) -> str:
 
 
 # --- Redis health (plugwatch.redis_health) ---------------------------------------------------------------
-REDIS_HEALTH_PROBE = f"{PREFIX}:health:probe"  # written by the health check's write probe (TTL 60 s)
+REDIS_HEALTH_PROBE = f"{PREFIX}:health:probe"  # the health check's write probe (SET … XX: never created)

@@ -6,8 +6,9 @@
     HealthLog().record(health)                       logs each finding once per change (error/warning/info)
     RedisHealthCollector(connection)                 plugwatch_redis_* gauges, read at scrape time
 
-The facts: `INFO memory`, `INFO persistence`, `INFO stats`, `CONFIG GET save` and a write probe (a `SET` of
-`keys.REDIS_HEALTH_PROBE` with a TTL: Redis refuses it exactly when it refuses plugwatch's writes). Each
+The facts: `INFO memory`, `INFO persistence`, `INFO stats`, `CONFIG GET save` and a write probe: `SET
+keys.REDIS_HEALTH_PROBE 1 XX`, which Redis refuses before running it exactly when it refuses plugwatch's
+writes (OOM, MISCONF, READONLY), and which stores nothing when accepted (XX: only if the key exists). Each
 check is a function `RedisFacts -> Finding`:
 
     writable         fail: the probe was refused (OOM at maxmemory with noeviction, MISCONF, READONLY)
@@ -165,7 +166,7 @@ def _queue(pipe: Any) -> None:
     pipe.info("persistence")
     pipe.info("stats")
     pipe.config_get("save")
-    pipe.set(keys.REDIS_HEALTH_PROBE, b"1", px=PROBE_TTL_MS)
+    pipe.set(keys.REDIS_HEALTH_PROBE, b"1", xx=True, px=PROBE_TTL_MS)  # refused or not, never stored
 
 
 def _mapping(reply: Any) -> Mapping[str, Any]:
@@ -182,8 +183,14 @@ def _facts(replies: Sequence[Any]) -> RedisFacts:
     if isinstance(save, Mapping):
         found = {_text(name): value for name, value in save.items()}
         save_value = _text(found["save"]) if "save" in found else None
-    write_error = _text(probe) if isinstance(probe, redis.ResponseError) else None
+    write_error = _refusal(probe) if isinstance(probe, redis.ResponseError) else None
     return RedisFacts(_mapping(memory), _mapping(persisted), _mapping(stats), save_value, write_error)
+
+
+def _refusal(error: redis.ResponseError) -> str:
+    """redis-py turns `-OOM …` into OutOfMemoryError("…"), `-READONLY …` into ReadOnlyError: keep the kind."""
+    kind = type(error).__name__
+    return str(error) if kind == "ResponseError" else f"{kind}: {error}"
 
 
 def read_facts(connection: redis.Redis) -> RedisFacts:
