@@ -4,6 +4,7 @@
     await aread_health(connection) -> RedisHealth    the same on redis.asyncio (the receiver's /readyz)
     judge(facts) -> RedisHealth                      the pure part: every check of CHECKS over RedisFacts
     HealthLog().record(health)                       logs each finding once per change (error/warning/info)
+    HealthWatch(connection).pump()                   a worker's own read, at most every 30 s (its pump thread)
     RedisHealthCollector(connection)                 plugwatch_redis_* gauges, read at scrape time
 
 The facts: `INFO memory`, `INFO persistence`, `INFO stats`, `CONFIG GET save` and a write probe: `SET
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +42,7 @@ from plugwatch import keys
 log = structlog.get_logger(__name__)
 
 PROBE_TTL_MS = 60_000
+WATCH_SECONDS = 30.0  # a worker's own health read (HealthWatch), besides each scrape
 RUNBOOK = "README.md#redis-health"
 
 
@@ -234,6 +237,28 @@ class HealthLog:
 
 
 PROCESS_LOG = HealthLog()  # the one per process (receiver and worker share it between /readyz and scrapes)
+
+
+class HealthWatch:
+    """For a process nobody probes or scrapes (a worker with the metrics port off): `pump()` reads the health
+    at most once per `every` seconds and logs what changed. Raises what read_health raises."""
+
+    def __init__(self, connection: redis.Redis, *, every: float = WATCH_SECONDS, health_log: HealthLog = PROCESS_LOG,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._connection = connection
+        self._every = every
+        self._log = health_log
+        self._clock = clock
+        self._next = clock()
+
+    def pump(self) -> RedisHealth | None:
+        now = self._clock()
+        if now < self._next:
+            return None
+        self._next = now + self._every
+        health = read_health(self._connection)
+        self._log.record(health)
+        return health
 
 
 class RedisHealthCollector(Collector):

@@ -15,7 +15,16 @@ from rq.worker import Worker
 
 from tests.conftest import TEST_SECRET
 from tests.support.receiver_app import signed, vehicle_batch
-from tests.support.servers import ROOT, RedisServer, base_env, iter_lines, start_receiver, wait_until
+from tests.support.servers import (
+    ROOT,
+    RedisServer,
+    base_env,
+    free_port,
+    iter_lines,
+    start_receiver,
+    wait_until,
+)
+from tests.support.workers import start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 BODY = vehicle_batch("v1", "v2")
@@ -151,3 +160,29 @@ def test_a_redis_that_evicted_keys_fails_check(private_redis: RedisServer, clien
     problems = checked.stdout.split("needs attention")[-1]
     assert "redis evicted_keys: Redis evicted" in problems
     assert "redis eviction_policy" in problems
+
+
+def test_a_worker_logs_an_evicting_policy_once_and_its_metric_says_so(
+    private_redis: RedisServer, client: redis.Redis, tmp_path: Path
+) -> None:
+    client.config_set("maxmemory-policy", "volatile-lru")
+    port = free_port()
+    worker = start_worker(private_redis.url, tmp_path / "worker.log", PLUGWATCH_METRICS_PORT=str(port))
+    try:
+        wait_until(lambda: logged(worker.log_path, "redis.health_failed"), timeout=30,
+                   message=f"no redis.health_failed logged:\n{worker.output()}")
+        [failed] = logged(worker.log_path, "redis.health_failed")
+        assert (failed["check"], failed["level"]) == ("eviction_policy", "error")
+        assert "volatile-lru" in str(failed["detail"])
+        wait_until(lambda: _answers(port), timeout=20, message="the worker's metrics port did not open")
+        assert metric(f"http://127.0.0.1:{port}", 'plugwatch_redis_health{check="eviction_policy"}') == 0
+        assert len(logged(worker.log_path, "redis.health_failed")) == 1, "the scrape did not log it again"
+    finally:
+        worker.stop()
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -7,12 +7,14 @@ from dataclasses import replace
 from typing import Any
 
 import fakeredis
+import pytest
 import redis
 import structlog
 from prometheus_client import CollectorRegistry
 
 from plugwatch.redis_health import (
     HealthLog,
+    HealthWatch,
     RedisFacts,
     RedisHealthCollector,
     Severity,
@@ -155,3 +157,18 @@ def test_the_collector_exports_known_checks_only_and_nothing_when_redis_is_down(
     assert registry.get_sample_value("plugwatch_redis_health", {"check": "eviction_policy"}) is None
     server.connected = False
     assert registry.get_sample_value("plugwatch_redis_health", {"check": "writable"}) is None
+
+
+def test_the_watch_reads_at_most_once_per_interval_and_logs_a_change() -> None:
+    now = [100.0]
+    server = fakeredis.FakeServer()
+    watch = HealthWatch(fakeredis.FakeRedis(server=server), every=30, health_log=HealthLog(), clock=lambda: now[0])
+    assert watch.pump() is not None
+    now[0] += 29
+    assert watch.pump() is None
+    now[0] += 1
+    server.connected = False
+    with pytest.raises(redis.ConnectionError):
+        watch.pump()
+    now[0] += 1
+    assert watch.pump() is None, "a failed read waits its interval too"
