@@ -1,6 +1,6 @@
 """Status at a glance for operators without Grafana: read it from Redis (`read_status`), render it.
 
-    read_status(connection, urls, now) -> Status     one snapshot (queues, dead letters, heartbeat, URLs)
+    read_status(connection, urls, now) -> Status     one snapshot (queues, dead letters, heartbeat, URLs, Redis)
     render_text(status) -> str                       what `plugwatch status` prints
     status.as_dict()                                 what `plugwatch status --json` prints
 
@@ -23,6 +23,7 @@ from rq.worker import Worker
 
 from plugwatch import keys
 from plugwatch.redis_collector import RedisCollector, queues_with_outboxes
+from plugwatch.redis_health import RedisHealth, read_health
 from plugwatch.url_state import UrlState, read_states
 
 BACKLOG_ALERT_SECONDS = 60  # as deploy/prometheus/alerts.yml PlugwatchQueueBacklog
@@ -71,11 +72,13 @@ class Status:
     heartbeat: Heartbeat | None
     downstream: tuple[UrlStatus, ...]
     reconcile_suggested: str | None = None  # why, while a suggestion stands (see worker.enode.suggest)
+    redis: RedisHealth | None = None  # Redis's own health (plugwatch.redis_health): its fail findings are problems
 
     @property
     def problems(self) -> list[str]:
         """What an alert rule would fire on (except conditions that need history, like heartbeat silence)."""
-        found = [f"{self.dead_letters} dead letters"] if self.dead_letters else []
+        found = [] if self.redis is None else self.redis.problems
+        found += [f"{self.dead_letters} dead letters"] if self.dead_letters else []
         if self.workers == 0:
             found.append("no worker is registered")
         found += [f"{queue.queue}: oldest entry waits {queue.oldest_age_seconds:.0f}s"
@@ -115,6 +118,7 @@ def read_status(connection: redis.Redis, urls: Iterable[str], now: float) -> Sta
         heartbeat=heartbeat,
         downstream=tuple(_url_status(state, now) for state in read_states(connection, all_urls)),
         reconcile_suggested=_reconcile_suggested(connection),
+        redis=read_health(connection),
     )
 
 
@@ -207,6 +211,9 @@ def render_text(status: Status) -> str:
     for queue in status.queues:
         failed = "-" if queue.failed_jobs is None else str(queue.failed_jobs)
         lines.append(f"{queue.queue:<34} {queue.depth:>8} {_age(queue.oldest_age_seconds):>9} {failed:>7}")
+    if status.redis is not None:
+        lines += ["", "redis"]
+        lines += [f"  {f.severity.value.upper():<8} {f.check}: {f.detail}" for f in status.redis.findings]
     lines += ["", "downstream URLs" if status.downstream else "downstream URLs: none configured"]
     for url in status.downstream:
         detail = ""

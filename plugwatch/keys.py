@@ -106,3 +106,7 @@ RECONCILE_LAST = f"{PREFIX}:enode:reconcile:last"  # hash: at, scope, chargers, 
 
 def enode_lookup_key(charger_id: str) -> str:
     return ENODE_LOOKUP_PREFIX + charger_id
+
+
+# --- Redis health (plugwatch.redis_health) ---------------------------------------------------------------
+REDIS_HEALTH_PROBE = f"{PREFIX}:health:probe"  # the health check's write probe (SET … XX: never created)

@@ -4,19 +4,18 @@
     uvicorn receiver.app:app_from_env --factory     (the same app, without those limits)
 
 Routes: POST /webhooks/enode (receiver.webhook), GET /healthz (process alive, no I/O),
-GET /readyz (Redis PING within the Redis budget: 200 or 503), GET /metrics (Prometheus text).
+GET /readyz (receiver.readiness: Redis answers, accepts writes, will not evict: 200 or 503),
+GET /metrics (Prometheus text).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
 
 import redis
 import redis.asyncio
-import redis.exceptions as redis_errors
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.backoff import ExponentialBackoff
@@ -31,6 +30,7 @@ from plugwatch.logs import configure_logging
 from plugwatch.settings import Settings
 from plugwatch.startup import exit_on_bad_settings
 from receiver.metrics import ReceiverMetrics
+from receiver.readiness import Readiness
 from receiver.webhook import WebhookEndpoint
 
 log = structlog.get_logger(__name__)
@@ -67,14 +67,7 @@ def create_app(
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
 
-    async def readyz(_: Request) -> Response:
-        try:
-            async with asyncio.timeout(settings.process.redis_timeout_seconds):
-                await connection.ping()
-        except (redis_errors.RedisError, OSError, TimeoutError) as error:
-            log.warning("readiness.failed", error=repr(error))
-            return PlainTextResponse("redis unavailable", status_code=503)
-        return PlainTextResponse("ready")
+    readyz = Readiness(connection, settings.process.redis_timeout_seconds).respond
 
     async def metrics_endpoint(_: Request) -> Response:
         text = await run_in_threadpool(generate_latest, metrics.registry)

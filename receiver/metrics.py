@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from plugwatch.enode_signature import SignatureFailure
 from plugwatch.ingest_protocol import QuarantineReason
 from plugwatch.redis_collector import RedisCollector
+from plugwatch.redis_health import RedisHealthCollector
 
 _ENQUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -57,4 +58,5 @@ class ReceiverMetrics:
         for reason in SignatureFailure:
             failures.labels(reason.value)
         registry.register(RedisCollector(connection))
+        registry.register(RedisHealthCollector(connection))
         return cls(registry, requests, failures, enqueue, quarantined)

@@ -21,6 +21,7 @@ from rq import SimpleWorker
 
 from plugwatch import keys
 from plugwatch.logs import configure_logging
+from plugwatch.redis_health import HealthWatch
 from plugwatch.settings import Settings
 from plugwatch.startup import exit_on_bad_settings, exit_on_redis_failure
 from worker.bootstrap import WorkerContext, bootstrap, install
@@ -55,9 +56,10 @@ def _run(context: WorkerContext, settings: Settings, args: argparse.Namespace) -
             log.exception("worker.metrics_port_unavailable", port=port)
     interval = settings.process.pump_interval_seconds
 
-    pump_once(context)
+    health = HealthWatch(context.connection)  # logs Redis health findings even with no scrape
+    pump_once(context, health)
     stop = threading.Event()
-    pumping = threading.Thread(target=_pump_loop, args=(context, stop, interval), name="pump", daemon=True)
+    pumping = threading.Thread(target=_pump_loop, args=(context, stop, interval, health), name="pump", daemon=True)
     pumping.start()
     # The dead-letter queue too: a dead letter requeued from rq-dashboard is replayed by any worker.
     queues = [keys.INGEST_QUEUE, keys.DELIVERY_QUEUE, keys.DEAD_LETTER_QUEUE]
@@ -72,19 +74,21 @@ def _run(context: WorkerContext, settings: Settings, args: argparse.Namespace) -
     return 0
 
 
-def pump_once(context: WorkerContext) -> None:
-    """Re-arm ingest and delivery drains that should be running; never raises (logged instead)."""
+def pump_once(context: WorkerContext, health: HealthWatch | None = None) -> None:
+    """Re-arm ingest and delivery drains that should be running, watch Redis's health; never raises (logged)."""
     try:
         drain.pump(context.connection, context.options)
         context.delivery.pump()
         context.enode.pump()
+        if health is not None:
+            health.pump()
     except Exception:
         log.exception("worker.pump_failed")
 
 
-def _pump_loop(context: WorkerContext, stop: threading.Event, interval: float) -> None:
+def _pump_loop(context: WorkerContext, stop: threading.Event, interval: float, health: HealthWatch) -> None:
     while not stop.wait(interval):
-        pump_once(context)
+        pump_once(context, health)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from plugwatch.redis_collector import DeliveryStateCollector, RedisCollector, queues_with_outboxes
+from plugwatch.redis_health import RedisHealthCollector
 from plugwatch.settings import IngestSettings, Settings
 from worker import delivery
 from worker.enode.hooks import EnodeHooks, build_hooks
@@ -57,6 +58,7 @@ def bootstrap(settings: Settings, *, registry: CollectorRegistry = REGISTRY, con
     urls = settings.delivery.downstream_urls
     registry.register(RedisCollector(connection, queues=queues_with_outboxes(urls)))
     registry.register(DeliveryStateCollector(connection, urls))
+    registry.register(RedisHealthCollector(connection))
     store = Store.from_settings(connection, settings)
     deliveries = delivery.build(settings, connection=connection, metrics=DeliveryMetrics(registry))
     return WorkerContext(

@@ -43,6 +43,10 @@ EXTRA_METRICS = frozenset({
     "plugwatch_receiver_connections_cut_total",  # receiver/connections.py
     "plugwatch_receiver_open_connections",  # receiver/connections.py
     "plugwatch_receiver_max_connections",  # receiver/connections.py
+    "plugwatch_redis_health",  # plugwatch/redis_health.py
+    "plugwatch_redis_evicted_keys",  # plugwatch/redis_health.py
+    "plugwatch_redis_used_memory_bytes",  # plugwatch/redis_health.py
+    "plugwatch_redis_maxmemory_bytes",  # plugwatch/redis_health.py
 })
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 _METRIC = re.compile(r"\bplugwatch_[a-z0-9_]+\b")
