@@ -26,7 +26,7 @@ def status(as_json: bool, check: bool) -> None:
     settings = command.settings()
     connection = redis.Redis.from_url(settings.process.redis_url, socket_timeout=5, socket_connect_timeout=5)
     try:
-        snapshot = read_status(connection, settings.delivery.downstream_urls, time.time())
+        snapshot = read_status(connection, (), time.time())
     except (redis.RedisError, OSError) as error:
         click.echo(f"plugwatch status: cannot read Redis: {error}", err=True)
         sys.exit(1)

@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import os
 import threading
+import time
 from collections.abc import Sequence
 
+import redis
 import structlog
 from prometheus_client import start_http_server
 from rq import SimpleWorker
 
-from plugwatch import keys
+from plugwatch import keys, subscriptions
 from plugwatch.logs import configure_logging
 from plugwatch.settings import Settings
 from plugwatch.startup import exit_on_bad_settings
@@ -41,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         context = bootstrap(settings)
     configure_logging(settings.process.log_format)
     install(context)
+    ensure_subscriptions(context)
     port = settings.process.metrics_port
     if port:
         try:
@@ -64,6 +67,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         context.close()
     log.info("worker.stopped", name=worker.name)
     return 0
+
+
+def ensure_subscriptions(context: WorkerContext) -> None:
+    """`DOWNSTREAM_WEBHOOK_URLS` with `DOWNSTREAM_WEBHOOK_SECRET`: each URL a subscription of every type
+    (`plugwatch.subscriptions.ensure_from_env`); a Redis error is logged, the worker runs on."""
+    delivery = context.settings.delivery
+    try:
+        changed = subscriptions.ensure_from_env(context.connection, delivery.downstream_urls,
+                                                delivery.downstream_key, now=time.time(),
+                                                overlap=delivery.secret_overlap_seconds)
+    except redis.RedisError:
+        log.exception("subscriptions.ensure_failed", hint="DOWNSTREAM_WEBHOOK_URLS not ensured; restart the worker")
+        return
+    if changed:
+        log.info("subscriptions.ensured_from_env", changes=changed)
 
 
 def pump_once(context: WorkerContext) -> None:
