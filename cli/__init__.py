@@ -1,6 +1,6 @@
 """The `plugwatch` command's composition root: one click group made of each wing's commands.
 
-    ops        status, quarantine, dead-letters, events (replay), enode (location-setup, webhook)
+    ops        status, subscriptions, quarantine, dead-letters, events (replay), enode (location-setup, webhook)
     worker     enode reconcile (the worker's core and store, fed by the Enode API), mounted in `enode`
     simulator  simulate, up
 
@@ -23,6 +23,7 @@ from ops.enode_cli import enode
 from ops.events_cli import events
 from ops.quarantine_cli import quarantine
 from ops.status_cli import status
+from ops.subscriptions_cli import subscriptions_group
 from plugwatch.command import Invocation
 from plugwatch.logs import configure_logging
 from plugwatch.settings import read
@@ -61,5 +62,5 @@ def main(ctx: click.Context) -> None:
 
 
 enode.add_command(reconcile_command)
-for _command in (status, quarantine, simulate, up, enode, dead_letters, events):
+for _command in (status, subscriptions_group, quarantine, simulate, up, enode, dead_letters, events):
     main.add_command(_command)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import click
 import orjson
 
-from plugwatch import command, delivery_arming, keys, url_state
+from plugwatch import command, delivery_arming, subscriptions, url_state
 from plugwatch import dead_letters as deadletters
 
 
@@ -51,6 +51,8 @@ def replay(job_ids: tuple[str, ...], replay_all: bool, url: str | None) -> None:
     settings = command.settings()
     connection = command.connect(settings)
     ids = list(job_ids) or [letter.job_id for letter in deadletters.list_all(connection, url)]
+    if url is not None and not ids:
+        click.echo(f"no dead letters for {url}", err=True)
     refused = 0
     for job_id in ids:
         try:
@@ -81,14 +83,12 @@ def purge(url: str | None, yes: bool) -> None:
 @dead_letters.command("urls")
 def urls() -> None:
     """Downstream URLs with their state (ok, slow, paused, disabled), backlog and dead letters."""
-    settings = command.settings()
-    connection = command.connect(settings)
-    known = {v.decode() if isinstance(v, bytes) else v for v in connection.hvals(keys.DOWNSTREAM_URLS)}
-    all_urls = list(settings.delivery.downstream_urls) + sorted(known - set(settings.delivery.downstream_urls))
+    connection = command.connect(command.settings())
+    active = set(subscriptions.active_urls(connection))
     letters = deadletters.list_all(connection)
     now = time.time()
-    for current in url_state.read_states(connection, all_urls):
-        configured = "" if current.url in settings.delivery.downstream_urls else "\t(not configured)"
+    for current in url_state.read_states(connection, subscriptions.known_urls(connection)):
+        configured = "" if current.url in active else "\t(removed, draining)"
         dead = sum(1 for letter in letters if letter.url == current.url)
         click.echo(f"{current.url}\t{_health(current, now)}\tbacklog={delivery_arming.backlog(connection, current.url)}"
                    f"\tdead_letters={dead}{configured}")
@@ -100,9 +100,9 @@ def urls() -> None:
 def enable(url: str, replay_too: bool) -> None:
     """Re-enable a URL disabled by a 410 Gone (and close its breaker)."""
     settings = command.settings()
-    if url not in settings.delivery.downstream_urls:
-        raise click.ClickException(f"{url} is not in DOWNSTREAM_WEBHOOK_URLS")
     connection = command.connect(settings)
+    if url not in subscriptions.active_urls(connection):
+        raise click.ClickException(f"{url} is not subscribed (plugwatch subscriptions list)")
     was_disabled = url_state.enable(connection, url)
     delivery_arming.kick(connection, [url])
     click.echo(f"{url}\t{'enabled' if was_disabled else 'was not disabled; breaker closed'}")

@@ -52,8 +52,13 @@ def replay(url: str | None, since: str | None, until: str | None, types: tuple[s
         _refuse(str(error))
     settings = command.settings()
     connection = command.connect(settings)
-    if not events_replay.is_destination(connection, settings, url):
-        _refuse(f"{url} is not a downstream URL (DOWNSTREAM_WEBHOOK_URLS)")
+    subscribed = events_replay.subscribed_types(connection, url)
+    if subscribed is None:
+        _refuse(f"{url} is not subscribed (plugwatch subscriptions list)")
+    try:
+        wanted = events_replay.replay_types(wanted, subscribed)
+    except events_replay.ReplayError as error:
+        _refuse(str(error))
     if url_state.read_state(connection, url).disabled:
         _refuse(f"{url} is disabled; re-enable it first: plugwatch dead-letters enable {url}")
     done = events_replay.replay(connection, url, window, wanted)

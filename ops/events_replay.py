@@ -1,7 +1,7 @@
 """Replay since a time: the events `plugwatch:events` still holds for a window, sent again to one URL.
 
     parse_time("2h", now) -> unix ms          ISO-8601 (a naive time is UTC) or a relative form: 90s, 30m, 2h, 1d, 1w
-    is_destination(connection, settings, url) -> bool      may this URL be sent events (the one place that decides)
+    subscribed_types(connection, url), replay_types(...)   may this URL be sent events, and which (its subscription)
     replay(connection, url, window, types) -> Replayed     append the window's events to the URL's outbox, kick it
 
 The window is by the time plugwatch **committed** each event: the time part of its `plugwatch:events` entry
@@ -25,8 +25,7 @@ from typing import Any
 import orjson
 import redis
 
-from plugwatch import delivery_arming, keys
-from plugwatch.settings import Settings
+from plugwatch import delivery_arming, keys, subscriptions
 
 EVENT_TYPES = ("vehicle.plugged_in_at_home", "vehicle.unplugged_from_home", "control.failed",
                "control.failure_streak")  # as schema/events.schema.json (a test checks both against the core)
@@ -77,11 +76,21 @@ def check_types(types: Collection[str]) -> frozenset[str]:
     return frozenset(types)
 
 
-def is_destination(connection: redis.Redis, settings: Settings, url: str) -> bool:
-    """May events be sent to `url`: today, it is in DOWNSTREAM_WEBHOOK_URLS (with subscriptions: subscribed).
-    `connection` is for that day."""
-    del connection
-    return url in settings.delivery.downstream_urls
+def subscribed_types(connection: redis.Redis, url: str) -> tuple[str, ...] | None:
+    """The event types `url` is subscribed to (`()` = every type), or None when it is not an active subscription."""
+    subscription = subscriptions.load(connection, url)
+    return subscription.types if subscription is not None and subscription.active else None
+
+
+def replay_types(asked: frozenset[str], subscribed: tuple[str, ...]) -> frozenset[str]:
+    """What a replay sends: the asked types (all if none) within the subscription's filter (all if none)."""
+    if not subscribed:
+        return asked
+    outside = asked - set(subscribed)
+    if outside:
+        raise ReplayError(f"--type {', '.join(sorted(outside))}: not among the types this URL is subscribed to "
+                          f"({', '.join(subscribed)})")
+    return asked or frozenset(subscribed)
 
 
 def replay(connection: redis.Redis, url: str, window: Window, types: Collection[str] = ()) -> Replayed:

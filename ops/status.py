@@ -21,7 +21,7 @@ from prometheus_client.core import Metric
 from rq.registry import FailedJobRegistry
 from rq.worker import Worker
 
-from plugwatch import keys
+from plugwatch import keys, subscriptions
 from plugwatch.redis_collector import RedisCollector, queues_with_outboxes
 from plugwatch.redis_health import RedisHealth, read_health
 from plugwatch.url_state import UrlState, read_states
@@ -135,9 +135,8 @@ def _reconcile_suggested(connection: redis.Redis) -> str | None:
 
 
 def _known_urls(connection: redis.Redis, configured: Iterable[str]) -> list[str]:
-    """The configured URLs, then any other URL a worker registered (e.g. removed from the configuration)."""
-    registered = [url.decode() if isinstance(url, bytes) else url for url in connection.hvals(keys.DOWNSTREAM_URLS)]
-    return list(dict.fromkeys([*configured, *sorted(registered)]))
+    """`configured`, then every subscription and every URL whose outbox is not yet drained and forgotten."""
+    return list(dict.fromkeys([*configured, *subscriptions.known_urls(connection)]))
 
 
 def _collect(connection: redis.Redis, urls: Sequence[str], now: float) -> dict[tuple[str, str], float]:

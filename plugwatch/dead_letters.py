@@ -20,7 +20,7 @@ from rq.queue import Queue
 from rq.registry import FailedJobRegistry
 from rq.results import Result
 
-from plugwatch import keys
+from plugwatch import keys, subscriptions
 from plugwatch.delivery_arming import kick
 from plugwatch.settings import Settings
 from plugwatch.url_state import read_state
@@ -29,7 +29,7 @@ REPLAY_JOB_TIMEOUT = 60
 
 
 class ReplayRefused(Exception):
-    """The dead letter cannot be replayed now (its URL is disabled or no longer configured)."""
+    """The dead letter cannot be replayed now (its URL is disabled or no longer subscribed)."""
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,8 @@ def list_all(connection: redis.Redis, url: str | None = None) -> list[DeadLetter
 def requeue_event(connection: redis.Redis, settings: Settings, url: str, event_json: str) -> list[str]:
     """Put the event back at the end of `url`'s outbox and arm its drain (what a replay does); return the URLs
     this armed (a worker starts them in its own drainer threads)."""
-    if url not in settings.delivery.downstream_urls:
-        raise ReplayRefused(f"{url} is not in DOWNSTREAM_WEBHOOK_URLS any more")
+    if not connection.hexists(subscriptions.ROUTES, url):
+        raise ReplayRefused(f"{url} is not subscribed (any more): plugwatch subscriptions list")
     if read_state(connection, url).disabled:
         raise ReplayRefused(f"{url} is disabled; re-enable it first: plugwatch dead-letters enable {url}")
     connection.xadd(keys.outbox_stream(url), {"event": event_json.encode("utf-8", "surrogateescape")})

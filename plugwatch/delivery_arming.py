@@ -47,17 +47,16 @@ def kick(connection: redis.Redis, urls: Iterable[str]) -> list[str]:
 
 
 def rearm(connection: redis.Redis, urls: Iterable[str]) -> list[str]:
-    """Re-arm every configured URL whose outbox has events, no drain queued or running, and no pause."""
+    """Re-arm every subscribed URL whose outbox has events, no drain queued or running, and no pause."""
     urls = list(urls)
     if not urls:
         return []
     pipe = connection.pipeline(transaction=False)
-    pipe.hset(keys.DOWNSTREAM_URLS, mapping={keys.url_key(url): url for url in urls})
     for url in urls:
         pipe.hgetall(keys.downstream_state_key(url))
         pipe.exists(keys.downstream_lease_key(url))
         pipe.xlen(keys.outbox_stream(url))
-    replies = pipe.execute()[1:]
+    replies = pipe.execute()
     now = time.time()
     due = []
     for index, url in enumerate(urls):

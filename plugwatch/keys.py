@@ -6,7 +6,8 @@ Data flow through Redis:
 
     receiver ─XADD─▶ INGEST_STREAM ─(drain job on INGEST_QUEUE)─▶ user state (USER_STATE)
                                                                ├─XADD─▶ EVENTS_STREAM (all emitted events)
-                                                               └─XADD─▶ outbox_stream(url) per downstream URL
+                                                               └─XADD─▶ outbox_stream(url) per subscription wanting it
+                                                                        (plugwatch.subscriptions: its keys too)
     outbox_stream(url) ─(drain job on DELIVERY_QUEUE)─▶ POST to url; failures ─▶ RQ FailedJobRegistry
 """
 
@@ -48,7 +49,8 @@ EVENTS_STREAM = f"{PREFIX}:events"  # one field per entry: event (JSON text); MA
 EVENTS_STREAM_MAXLEN = 100_000  # the default of PLUGWATCH_EVENTS_STREAM_MAXLEN (Settings.delivery.events_stream_maxlen)
 OUTBOX_PREFIX = f"{PREFIX}:outbox:"  # + url_key(url): stream of events (field: event) waiting for that URL
 OUTBOX_GROUP = "delivery"
-DOWNSTREAM_URLS = f"{PREFIX}:downstream:urls"  # hash url_key -> url (so ops tools can name the URL)
+DOWNSTREAM_URLS = f"{PREFIX}:downstream:urls"  # hash url_key -> url of every URL with an outbox (ops tools name
+# them); written by plugwatch.subscriptions, cleared when a removed URL is forgotten
 DOWNSTREAM_STATE_PREFIX = f"{PREFIX}:downstream:state:"  # + url_key -> hash (paused_until, disabled, ...)
 
 # --- metrics shared between worker processes -------------------------------------------------------

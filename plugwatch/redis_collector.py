@@ -73,11 +73,20 @@ def default_queues(_connection: redis.Redis | None = None) -> Sequence[QueueSpec
     return (StreamQueue("ingest", keys.INGEST_STREAM), *(RQQueue(name) for name in keys.ALL_QUEUES))
 
 
-def queues_with_outboxes(urls: Sequence[str]) -> Callable[[redis.Redis], Iterable[QueueSpec]]:
-    """The default queues and the outbox stream of each downstream URL (`outbox:<url key>`)."""
+Urls = Sequence[str] | Callable[[redis.Redis], Sequence[str]]  # fixed, or read at each scrape
+
+
+def _urls(urls: Urls, connection: redis.Redis) -> Sequence[str]:
+    return urls(connection) if callable(urls) else urls
+
+
+def queues_with_outboxes(urls: Urls) -> Callable[[redis.Redis], Iterable[QueueSpec]]:
+    """The default queues and the outbox stream of each downstream URL (`outbox:<url key>`); `urls` may be
+    a function of the connection (e.g. `plugwatch.subscriptions.known_urls`), read at each scrape."""
 
     def queues(connection: redis.Redis) -> Iterable[QueueSpec]:
-        outboxes = [StreamQueue(f"outbox:{keys.url_key(url)}", keys.outbox_stream(url)) for url in urls]
+        outboxes = [StreamQueue(f"outbox:{keys.url_key(url)}", keys.outbox_stream(url))
+                    for url in _urls(urls, connection)]
         return [*default_queues(connection), *outboxes]
 
     return queues
@@ -185,13 +194,13 @@ def _families() -> list[GaugeMetricFamily]:
 class DeliveryStateCollector(Collector):
     """Gauges read from Redis at scrape time (register with a registry; nothing is read before a scrape)."""
 
-    def __init__(self, connection: redis.Redis, urls: tuple[str, ...]) -> None:
+    def __init__(self, connection: redis.Redis, urls: Urls) -> None:
         self.connection = connection
         self.urls = urls
 
     def collect(self) -> Iterator[Metric]:
         try:
-            states = read_states(self.connection, self.urls)
+            states = read_states(self.connection, _urls(self.urls, self.connection))
             dead = FailedJobRegistry(keys.DEAD_LETTER_QUEUE, connection=self.connection).count
         except redis.RedisError as error:
             log.warning("delivery.metrics_unavailable", error=str(error))

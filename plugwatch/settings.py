@@ -123,6 +123,9 @@ class DeliverySettings:
     dead_letter_ttl: int = 7 * 24 * 3600
     # `plugwatch:events` keeps about this many of the newest events (XADD MAXLEN ~): what `events replay` can send
     events_stream_maxlen: int = keys.EVENTS_STREAM_MAXLEN
+    # After `plugwatch subscriptions rotate-secret` (or a changed DOWNSTREAM_WEBHOOK_SECRET) the old key
+    # signs too, beside the new one, this long.
+    secret_overlap_seconds: float = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -255,7 +258,7 @@ def _missing_enode_secret(key: str) -> str:
     return f"{key} is required: the secret given to Enode when the webhook was created"
 
 
-def _whsec_key(key: str, raw: str) -> bytes:
+def whsec_key(key: str, raw: str) -> bytes:
     if not raw.startswith("whsec_"):
         raise SettingsError(f"{key} must look like whsec_<base64>")
     try:
@@ -301,7 +304,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PLUGWATCH_INGEST_MAX_DRAINERS", "ingest", "max_drainers", _count),
     Variable("PLUGWATCH_INGEST_CONSUMER_IDLE_SECONDS", "ingest", "consumer_idle_ms", _ms),
     Variable("DOWNSTREAM_WEBHOOK_URLS", "delivery", "downstream_urls", _webhook_urls),
-    Variable("DOWNSTREAM_WEBHOOK_SECRET", "delivery", "downstream_key", _whsec_key),
+    Variable("DOWNSTREAM_WEBHOOK_SECRET", "delivery", "downstream_key", whsec_key),
     Variable("PLUGWATCH_DELIVERY_MAX_AGE_SECONDS", "delivery", "max_age_seconds", _number),
     Variable("PLUGWATCH_DELIVERY_CONNECT_TIMEOUT_SECONDS", "delivery", "connect_timeout", _number),
     Variable("PLUGWATCH_DELIVERY_READ_TIMEOUT_SECONDS", "delivery", "read_timeout", _number),
@@ -315,6 +318,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PLUGWATCH_DELIVERY_BATCH_SIZE", "delivery", "batch_size", _count),
     Variable("PLUGWATCH_DEAD_LETTER_TTL_SECONDS", "delivery", "dead_letter_ttl", _count),
     Variable("PLUGWATCH_EVENTS_STREAM_MAXLEN", "delivery", "events_stream_maxlen", _whole),
+    Variable("PLUGWATCH_SECRET_OVERLAP_SECONDS", "delivery", "secret_overlap_seconds", _number),
     Variable("ENODE_CLIENT_ID", "enode", "client_id", _text),
     Variable("ENODE_CLIENT_SECRET", "enode", "client_secret", _text),
     Variable("ENODE_API_URL", "enode", "api_url", _api_url(SANDBOX_API_URL)),

@@ -3,7 +3,8 @@ a consumer verifies them.  Pure functions; the only impurity is `verify` reading
 `now`.
 
     signed content = "{webhook-id}.{webhook-timestamp}.{raw body}"
-    webhook-signature = "v1," + base64(HMAC-SHA256(key, signed content))   (space-separated when several)
+    webhook-signature = "v1," + base64(HMAC-SHA256(key, signed content))   (space-separated when several:
+                        one per key during a secret rotation, newest first)
     key = base64-decode of the secret after its "whsec_" prefix
 
 Exceptions (all `SignatureError`, a `ValueError`):
@@ -21,7 +22,7 @@ import binascii
 import hashlib
 import hmac
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 DEFAULT_TOLERANCE_SECONDS = 5 * 60
@@ -60,12 +61,16 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def signature_headers(key: bytes, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The three Standard Webhooks headers for one attempt."""
+def signature_headers(key: bytes | Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The three Standard Webhooks headers for one attempt; with several keys (during a secret rotation,
+    newest first) `webhook-signature` carries one signature per key, space-separated, in that order."""
+    signing_keys = [key] if isinstance(key, bytes) else list(key)
+    if not signing_keys:
+        raise ValueError("at least one signing key is needed")
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(key, msg_id, timestamp, body),
+        "webhook-signature": " ".join(sign(one, msg_id, timestamp, body) for one in signing_keys),
     }
 
 

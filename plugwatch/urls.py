@@ -6,7 +6,8 @@
 Parsed with `httpx.URL`, the parser the worker's sender uses, plus what httpx only finds out when it sends
 (or what it leaves to the resolver, which raises `UnicodeError`, not an httpx error): a scheme other than
 http/https, no host, a port outside 1-65535, a host that is neither a domain name nor an IP address.
-Every entry point that takes a downstream URL (today `DOWNSTREAM_WEBHOOK_URLS`) checks it with this.
+Every entry point that takes a downstream URL (`DOWNSTREAM_WEBHOOK_URLS`, `plugwatch subscriptions add`) checks
+it with this.
 """
 
 from __future__ import annotations

@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import os
 import threading
+import time
 from collections.abc import Sequence
 
+import redis
 import structlog
 from prometheus_client import start_http_server
 from rq import SimpleWorker
 
-from plugwatch import keys
+from plugwatch import keys, subscriptions
 from plugwatch.logs import configure_logging
 from plugwatch.redis_health import HealthWatch
 from plugwatch.settings import Settings
@@ -48,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(context: WorkerContext, settings: Settings, args: argparse.Namespace) -> int:
     install(context)
+    ensure_subscriptions(context)
     port = settings.process.metrics_port
     if port:
         try:
@@ -72,6 +75,21 @@ def _run(context: WorkerContext, settings: Settings, args: argparse.Namespace) -
         context.close()
     log.info("worker.stopped", name=worker.name)
     return 0
+
+
+def ensure_subscriptions(context: WorkerContext) -> None:
+    """`DOWNSTREAM_WEBHOOK_URLS` with `DOWNSTREAM_WEBHOOK_SECRET`: each URL a subscription of every type
+    (`plugwatch.subscriptions.ensure_from_env`); a Redis error is logged, the worker runs on."""
+    delivery = context.settings.delivery
+    try:
+        changed = subscriptions.ensure_from_env(context.connection, delivery.downstream_urls,
+                                                delivery.downstream_key, now=time.time(),
+                                                overlap=delivery.secret_overlap_seconds)
+    except redis.RedisError:
+        log.exception("subscriptions.ensure_failed", hint="DOWNSTREAM_WEBHOOK_URLS not ensured; restart the worker")
+        return
+    if changed:
+        log.info("subscriptions.ensured_from_env", changes=changed)
 
 
 def pump_once(context: WorkerContext, health: HealthWatch | None = None) -> None:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from functools import partial
 
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from plugwatch import subscriptions
 from plugwatch.redis_collector import DeliveryStateCollector, RedisCollector, queues_with_outboxes
 from plugwatch.redis_health import RedisHealthCollector
 from plugwatch.settings import IngestSettings, Settings
@@ -55,9 +55,8 @@ def bootstrap(settings: Settings, *, registry: CollectorRegistry = REGISTRY, con
     (e.g. fakeredis)."""
     if connection is None:
         connection = redis.Redis.from_url(settings.process.redis_url, health_check_interval=30)
-    urls = settings.delivery.downstream_urls
-    registry.register(RedisCollector(connection, queues=queues_with_outboxes(urls)))
-    registry.register(DeliveryStateCollector(connection, urls))
+    registry.register(RedisCollector(connection, queues=queues_with_outboxes(subscriptions.known_urls)))
+    registry.register(DeliveryStateCollector(connection, subscriptions.known_urls))
     registry.register(RedisHealthCollector(connection))
     store = Store.from_settings(connection, settings)
     deliveries = delivery.build(settings, connection=connection, metrics=DeliveryMetrics(registry))
@@ -67,7 +66,7 @@ def bootstrap(settings: Settings, *, registry: CollectorRegistry = REGISTRY, con
         store=store,
         metrics=WorkerMetrics.create(registry),
         delivery=deliveries,
-        enode=build_hooks(settings, connection, store, registry, deliver=partial(deliveries.kick, urls)),
+        enode=build_hooks(settings, connection, store, registry, deliver=deliveries.kick_subscribed),
         consumer=consumer or f"{socket.gethostname()}-{os.getpid()}",
     )
 

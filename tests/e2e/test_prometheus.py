@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from plugwatch import dead_letters as deadletters
 from simulator.deliveries import Delivery, Plan, plan_deliveries
 from simulator.stories import build_scenario
 from tests.conftest import TEST_DOWNSTREAM_SECRET, TEST_SECRET
@@ -69,14 +70,16 @@ def _traffic(users: int, seed: int) -> list[Delivery]:
 
 @pytest.fixture(scope="module")
 def observed(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
-    """The whole system under Prometheus, after signed deliveries (one event dead-lettered by a 400) and two
-    deliveries with bad signatures."""
+    """The whole system under Prometheus, after signed deliveries (and one dead letter) and two deliveries
+    with bad signatures."""
     logs = tmp_path_factory.mktemp("prometheus-e2e")
     if redis_server.process is None or redis_server.process.poll() is not None:
         redis_server.start()
     redis_server.client().flushall()
     sink = Sink()
-    sink.push(Reply(400, body=b"not for us"))  # the first event becomes a dead letter
+    # A dead letter (a 400 is retried now; only the max age or a 410 makes one): what the alert fires on
+    deadletters.add(redis_server.client(), "http://gone.example/hook", b'{"id": "evt_x"}', reason="HTTP 400",
+                    ttl=600, event_id="evt_x", event_type="control.failed")
     with SinkServer(sink) as sink_server:
         hook = sink_server.url + "/hook"
         receiver, receiver_url = start_receiver(

@@ -19,7 +19,7 @@ from plugwatch import keys
 from plugwatch.settings import Settings
 from tests.integration.test_delivery_drain import FAST, start
 from tests.support.dashboard import running_dashboard
-from tests.support.delivery import emit, make_event
+from tests.support.delivery import emit, make_event, subscribe
 from tests.support.servers import wait_until
 from tests.support.sinks import Reply, Sink
 from worker import delivery
@@ -40,7 +40,7 @@ def test_the_drainer_stamps_ended_at_when_it_gives_up_and_enqueued_at_when_the_e
     redis_url: str, sink: tuple[Sink, str]
 ) -> None:
     received, url = sink
-    received.push(Reply(400, delay=1.0))  # the event waits a second in the outbox before it is given up
+    received.push(Reply(410, delay=1.0))  # the event waits a second in the outbox before it is given up (410)
     running = start(redis_url, (url,))
     try:
         before = datetime.now(UTC)
@@ -60,10 +60,11 @@ def test_the_drainer_stamps_ended_at_when_it_gives_up_and_enqueued_at_when_the_e
 
 def test_the_drainer_uses_its_injected_clock_for_ended_at(redis_url: str, sink: tuple[Sink, str]) -> None:
     received, url = sink
-    received.set_default(Reply(400))
+    received.set_default(Reply(410))
     settings = Settings.from_env({**FAST, "REDIS_URL": redis_url}, require_enode_secret=False)
     settings = replace(settings, delivery=replace(settings.delivery, downstream_urls=(url,), downstream_key=b"k" * 32))
     connection = redis.Redis.from_url(redis_url)
+    subscribe(connection, [url])  # as a worker's start-up does for DOWNSTREAM_WEBHOOK_URLS
     context = delivery.build(settings, connection=connection, metrics=DeliveryMetrics(CollectorRegistry()),
                              clock=lambda: time.time() + 3600)
     try:

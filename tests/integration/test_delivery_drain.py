@@ -23,7 +23,7 @@ from plugwatch import url_state as state
 from plugwatch.settings import Settings
 from plugwatch.signing import decode_secret
 from tests.conftest import TEST_DOWNSTREAM_SECRET
-from tests.support.delivery import emit, make_event
+from tests.support.delivery import emit, make_event, subscribe
 from tests.support.servers import wait_until
 from tests.support.sinks import Reply, Sink, SinkServer
 from tests.unit.test_signing import spec_verify
@@ -77,6 +77,7 @@ def start(redis_url: str, urls: tuple[str, ...], **env: str) -> Harness:
     settings = replace(settings, delivery=replace(settings.delivery, downstream_urls=urls,
                                                   downstream_key=decode_secret(TEST_DOWNSTREAM_SECRET)))
     connection = redis.Redis.from_url(redis_url)
+    subscribe(connection, urls, decode_secret(TEST_DOWNSTREAM_SECRET))  # as `python -m worker` does at start-up
     registry = CollectorRegistry()
     worker = bootstrap(settings, registry=registry, connection=connection)
     install(worker)  # the drain_outbox jobs a kick enqueues find this process's drainer threads
@@ -141,26 +142,20 @@ def test_429_with_retry_after_waits_that_long(harness: Harness, sinks: list) -> 
     assert second.status == 200
 
 
-def test_400_goes_to_dead_letters_and_the_next_event_is_delivered(harness: Harness, sinks: list) -> None:
+def test_400_401_and_302_are_retried_until_the_consumer_accepts_in_order(harness: Harness, sinks: list) -> None:
+    """Standard Webhooks: every non-2xx but 410 is a failure to retry; a redirect is not followed."""
     (sink, _), _ = sinks
     url = harness.settings.delivery.downstream_urls[0]
-    sink.push(Reply(400, body=b"missing field"))
+    sink.push(Reply(400, body=b"missing field"), Reply(401), Reply(302, headers={"location": "http://127.0.0.1:9/"}))
     events = [make_event(1), make_event(2)]
     harness.send(events, [url])
-    sink.wait_for(2)
-    wait_until(lambda: len(deadletters.list_all(harness.connection)) == 1)
-    [letter] = deadletters.list_all(harness.connection)
-    assert (letter.url, letter.event_id, letter.event_json.encode()) == (url, "evt_veh-1_1", events[0])
-    assert "HTTP 400: missing field" in letter.reason
-    assert [r.body for r in sink.accepted()] == [events[1]]
-    assert harness.metric("plugwatch_downstream_attempts_total", outcome="dead_letter") == 1
-
-    deadletters.replay(harness.connection, harness.settings, letter.job_id)  # the sink is "fixed" (200)
-    harness.context.threads.request(url)
-    replayed = sink.wait_for(2, accepted=True)[-1]
-    assert (replayed.webhook_id, replayed.body) == ("evt_veh-1_1", events[0])
-    assert spec_verify(TEST_DOWNSTREAM_SECRET, replayed.headers, replayed.body)
+    accepted = sink.wait_for(2, accepted=True)
+    assert [r.status for r in sink.requests] == [400, 401, 302, 200, 200]
+    assert [r.body for r in accepted] == events
+    assert all(spec_verify(TEST_DOWNSTREAM_SECRET, r.headers, r.body) for r in accepted)
     assert deadletters.list_all(harness.connection) == []
+    assert harness.metric("plugwatch_downstream_attempts_total", outcome="retry") == 3
+    assert harness.metric("plugwatch_downstream_attempts_total", outcome="dead_letter") == 0
 
 
 def test_410_disables_the_url_dead_letters_its_events_and_others_keep_receiving(

@@ -25,7 +25,7 @@ from plugwatch import delivery_arming, keys
 from plugwatch.settings import DeliverySettings, ProcessSettings, Settings
 from plugwatch.signing import decode_secret
 from tests.conftest import TEST_DOWNSTREAM_SECRET
-from tests.support.delivery import emit, make_event, start_worker
+from tests.support.delivery import emit, make_event, start_worker, subscribe
 from tests.support.servers import Process, base_env, wait_until
 from tests.support.sinks import Reply, Sink, SinkServer
 from tests.unit.test_signing import spec_verify
@@ -182,13 +182,14 @@ def test_a_sink_down_for_a_while_receives_every_event_once_back(
     assert all(spec_verify(TEST_DOWNSTREAM_SECRET, r.headers, r.body) for r in received)
 
 
-def test_400_dead_letters_then_cli_replay_delivers_the_same_id_and_body(
+def test_a_400_past_the_max_age_dead_letters_then_cli_replay_delivers_the_same_id_and_body(
     real_redis: redis.Redis, settings: Settings, sinks: tuple, urls: tuple[str, str], env: dict[str, str],
     workers: list[Process], tmp_path: Path,
 ) -> None:
+    """A 400 is retried like any failure; an event still refused after the max age is dead-lettered."""
     sink, other, _, _ = sinks
     sink.set_default(Reply(400, body=b"unknown type"))
-    run(workers, env, tmp_path)
+    run(workers, env, tmp_path, PLUGWATCH_DELIVERY_MAX_AGE_SECONDS="1")
     events = [make_event(1), make_event(2)]
     emit(real_redis, events, urls)
     other.wait_for(2, timeout=20)
@@ -243,6 +244,7 @@ def test_a_dead_letter_requeued_through_rq_is_delivered(
     job_id = deadletters.add(real_redis, urls[0], event, reason="HTTP 400", ttl=600, event_id="evt_veh-1_7",
                              event_type="vehicle.plugged_in_at_home")
     FailedJobRegistry(keys.DEAD_LETTER_QUEUE, connection=real_redis).requeue(job_id)
+    subscribe(real_redis, urls, decode_secret(TEST_DOWNSTREAM_SECRET))  # as a worker's start-up does
     context = bootstrap(settings, registry=CollectorRegistry(), connection=real_redis)
     install(context)
     try:

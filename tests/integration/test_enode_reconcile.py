@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ import redis
 from click.testing import CliRunner
 
 from cli import main
-from plugwatch import keys
+from plugwatch import keys, subscriptions
 from plugwatch.delivery_arming import kick
 from plugwatch.enode_api.client import EnodeClient
 from plugwatch.settings import Settings
@@ -177,19 +178,21 @@ def test_prune_refuses_when_enode_lists_too_few_of_the_tracked_devices(
         "charger_deleted", "charger_deleted"]  # v1 and v3 were at home; their chargers go first
 
 
-def test_reconcile_refuses_when_the_worker_delivers_to_urls_this_shell_does_not_know(
+def test_reconcile_delivers_to_the_stored_subscriptions_whatever_this_shells_urls(
         fake: FakeEnode, server: ThreadedUvicorn, settings_: Settings, real_redis: redis.Redis) -> None:
-    """Those URLs would never get the reconciled events (a re-run emits nothing), so nothing is applied."""
-    real_redis.hset(keys.DOWNSTREAM_URLS, keys.url_key(URL), URL)  # what the worker's pump records
+    """The events go to the subscriptions in Redis (the commit reads them), so a shell without the workers'
+    DOWNSTREAM_WEBHOOK_URLS reconciles for them too, and a URL long removed is never named."""
+    subscriptions.add(real_redis, URL, types=(), key=b"k" * 32, now=time.time())
+    gone = "http://gone.example/hook"
+    real_redis.hset(keys.DOWNSTREAM_URLS, keys.url_key(gone), gone)  # what an older worker's pump recorded
+    subscriptions.forget_if_drained(real_redis, gone)  # as a worker's start-up does with a drained leftover
     outage(fake, Store(real_redis, ()))
     before = len(emitted(real_redis))
     result = CliRunner().invoke(main, ["enode", "reconcile"], env=cli_env(fake, server, settings_))
-    assert result.exit_code == 2, result.output
-    assert f"the workers deliver to {URL}" in result.stderr
-    assert len(emitted(real_redis)) == before
-    forced = CliRunner().invoke(main, ["enode", "reconcile", "--force"], env=cli_env(fake, server, settings_))
-    assert forced.exit_code == 0, forced.output
+    assert result.exit_code == 0, result.output
+    assert gone not in result.output
     assert len(emitted(real_redis)) == before + 2  # v1 unplugged, v2 plugged in at home
+    assert real_redis.xlen(keys.outbox_stream(URL)) == before + 2
 
 
 def test_prune_keeps_an_unlisted_device_updated_just_before_the_listing(

@@ -14,6 +14,7 @@ from rq.registry import FailedJobRegistry
 
 from plugwatch import keys
 from plugwatch.settings import DeliverySettings, ProcessSettings, Settings
+from tests.support.delivery import subscribe
 from worker import jobs
 from worker.bootstrap import WorkerContext, bootstrap, install
 
@@ -26,6 +27,7 @@ def context(real_redis: redis.Redis, redis_url: str) -> Iterator[WorkerContext]:
     settings = Settings(process=ProcessSettings(redis_url=redis_url),
                         delivery=DeliverySettings(downstream_urls=(URL,), downstream_key=b"k" * 32))
     built = bootstrap(settings, registry=CollectorRegistry(), connection=real_redis, consumer="test")
+    subscribe(real_redis, [URL])  # as `python -m worker` does at start-up
     install(built)
     yield built
     install(None)

@@ -4,6 +4,7 @@ outboxes the way its commit does, and a real worker process (`python -m worker`)
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import orjson
 import redis
 
-from plugwatch import delivery_arming, keys
+from plugwatch import delivery_arming, keys, subscriptions
 from tests.support.servers import Process
 
 
@@ -42,6 +43,11 @@ def emit(connection: redis.Redis, events: Iterable[bytes], urls: Iterable[str],
         delivery_arming.kick(connection, urls)
     else:
         kick(urls)
+
+
+def subscribe(connection: redis.Redis, urls: Iterable[str], key: bytes = b"k" * 32) -> None:
+    """Subscribe `urls` to every event type, as a worker's start-up does for DOWNSTREAM_WEBHOOK_URLS."""
+    subscriptions.ensure_from_env(connection, list(urls), key, now=time.time(), overlap=86400)
 
 
 def start_worker(env: Mapping[str, str], log_path: Path) -> Process:

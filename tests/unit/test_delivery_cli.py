@@ -13,14 +13,17 @@ from cli import main as cli
 from plugwatch import dead_letters as deadletters
 from plugwatch import keys
 from plugwatch import url_state as state
+from plugwatch.signing import decode_secret
 from tests.conftest import TEST_DOWNSTREAM_SECRET
+from tests.support.delivery import subscribe
 
 URL_A = "http://a.example/hook"
 URL_B = "http://b.example/hook"
 
 
 @pytest.fixture
-def env(redis_url: str) -> dict[str, str]:
+def env(redis_url: str, real_redis: redis.Redis) -> dict[str, str]:
+    subscribe(real_redis, [URL_A, URL_B], decode_secret(TEST_DOWNSTREAM_SECRET))  # as a worker's start-up does
     return {"REDIS_URL": redis_url, "DOWNSTREAM_WEBHOOK_URLS": f"{URL_A},{URL_B}",
             "DOWNSTREAM_WEBHOOK_SECRET": TEST_DOWNSTREAM_SECRET}
 

@@ -13,6 +13,7 @@ from plugwatch import dead_letters as deadletters
 from plugwatch import keys
 from plugwatch import url_state as state
 from plugwatch.settings import DeliverySettings, Settings
+from tests.support.delivery import subscribe
 
 URL = "http://a.example/hook"
 BODY = '{"id": "evt_1", "type": "vehicle.plugged_in_at_home", "data": {"ä": 1}}'.encode()
@@ -25,7 +26,8 @@ def connection(request: pytest.FixtureRequest) -> redis.Redis:
 
 
 @pytest.fixture
-def settings() -> Settings:
+def settings(connection: redis.Redis) -> Settings:
+    subscribe(connection, [URL])
     return Settings(delivery=DeliverySettings(downstream_urls=(URL,), downstream_key=b"k" * 32))
 
 
@@ -76,9 +78,9 @@ def test_replay_is_refused_while_the_url_is_disabled(connection: redis.Redis, se
     assert connection.xlen(keys.outbox_stream(URL)) == 0
 
 
-def test_replay_is_refused_for_a_url_no_longer_configured(connection: redis.Redis) -> None:
+def test_replay_is_refused_for_a_url_no_longer_subscribed(connection: redis.Redis) -> None:
     job_id = add(connection)
-    with pytest.raises(deadletters.ReplayRefused, match="DOWNSTREAM_WEBHOOK_URLS"):
+    with pytest.raises(deadletters.ReplayRefused, match="not subscribed"):
         deadletters.replay(connection, Settings(), job_id)
 
 

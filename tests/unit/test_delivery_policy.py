@@ -20,8 +20,9 @@ from worker.delivery.policy import Outcome, backoff_delay, classify_status, pars
         (410, Outcome.DISABLED),
         (408, Outcome.RETRY), (429, Outcome.RETRY), (500, Outcome.RETRY), (503, Outcome.RETRY),
         (599, Outcome.RETRY),
-        (400, Outcome.DEAD_LETTER), (401, Outcome.DEAD_LETTER), (404, Outcome.DEAD_LETTER),
-        (413, Outcome.DEAD_LETTER), (301, Outcome.DEAD_LETTER), (101, Outcome.DEAD_LETTER),
+        # Standard Webhooks: every other non-2xx is a failure to retry (redirects are not followed)
+        (400, Outcome.RETRY), (401, Outcome.RETRY), (404, Outcome.RETRY), (413, Outcome.RETRY),
+        (301, Outcome.RETRY), (302, Outcome.RETRY), (101, Outcome.RETRY), (600, Outcome.RETRY),
     ],
 )
 def test_classify_status(status: int, outcome: Outcome) -> None:

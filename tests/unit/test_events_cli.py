@@ -12,11 +12,10 @@ from click.testing import CliRunner
 
 from cli import main as cli
 from ops import events_replay
-from plugwatch import delivery_arming, keys
+from plugwatch import delivery_arming, keys, subscriptions
 from plugwatch import url_state as state
-from plugwatch.settings import Settings
 from tests.conftest import TEST_DOWNSTREAM_SECRET
-from tests.support.delivery import make_event
+from tests.support.delivery import make_event, subscribe
 from tests.support.event_schema import EVENTS_SCHEMA
 from worker.core import EventType
 
@@ -25,7 +24,8 @@ NOW_MS = int(datetime(2025, 3, 14, 12, 0, tzinfo=UTC).timestamp() * 1000)
 
 
 @pytest.fixture
-def env(redis_url: str) -> dict[str, str]:
+def env(redis_url: str, real_redis: redis.Redis) -> dict[str, str]:
+    subscribe(real_redis, [URL])  # as the worker's start-up does for DOWNSTREAM_WEBHOOK_URLS
     return {"REDIS_URL": redis_url, "DOWNSTREAM_WEBHOOK_URLS": URL, "DOWNSTREAM_WEBHOOK_SECRET": TEST_DOWNSTREAM_SECRET}
 
 
@@ -56,11 +56,16 @@ def test_the_replayable_types_are_the_cores_and_the_catalogs() -> None:
     assert sorted(events_replay.EVENT_TYPES) == sorted(t.value for t in EventType) == sorted(catalog)
 
 
-def test_a_destination_is_a_configured_url(fake_redis: redis.Redis) -> None:
-    settings = Settings.from_env({"DOWNSTREAM_WEBHOOK_URLS": URL, "DOWNSTREAM_WEBHOOK_SECRET": TEST_DOWNSTREAM_SECRET},
-                                 require_enode_secret=False)
-    assert events_replay.is_destination(fake_redis, settings, URL)
-    assert not events_replay.is_destination(fake_redis, settings, URL + "/other")
+def test_a_destination_is_an_active_subscription_and_its_filter_bounds_the_types(fake_redis: redis.Redis) -> None:
+    assert events_replay.subscribed_types(fake_redis, URL) is None
+    subscriptions.add(fake_redis, URL, types=("control.failed",), key=b"k" * 32, now=0)
+    assert events_replay.subscribed_types(fake_redis, URL) == ("control.failed",)
+    assert events_replay.replay_types(frozenset(), ("control.failed",)) == {"control.failed"}
+    assert events_replay.replay_types(frozenset({"control.failed"}), ()) == {"control.failed"}
+    with pytest.raises(events_replay.ReplayError, match="not among the types this URL is subscribed to"):
+        events_replay.replay_types(frozenset({"vehicle.plugged_in_at_home"}), ("control.failed",))
+    subscriptions.remove(fake_redis, URL, now=1)
+    assert events_replay.subscribed_types(fake_redis, URL) is None
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -71,7 +76,7 @@ def test_a_destination_is_a_configured_url(fake_redis: redis.Redis) -> None:
     (["--url", URL, "--since", "2h", "--type", "vehicle.plugged_in"], "unknown event type 'vehicle.plugged_in'"),
     (["--url", URL, "--sinse", "2h"], "No such option '--sinse'"),
     (["--url", URL, "--since"], "Option '--since' requires an argument"),
-    (["--url", "http://b.example/hook", "--since", "2h"], "http://b.example/hook is not a downstream URL"),
+    (["--url", "http://b.example/hook", "--since", "2h"], "http://b.example/hook is not subscribed"),
 ])
 def test_what_cannot_be_done_is_one_line_and_exit_2(
     real_redis: redis.Redis, env: dict[str, str], args: list[str], message: str,

@@ -20,6 +20,7 @@ from rq import Queue
 
 from plugwatch import ingest_arming, keys, quarantine
 from plugwatch.settings import DeliverySettings, ProcessSettings, Settings
+from tests.support.delivery import subscribe
 from tests.support.event_schema import stream_events
 from tests.support.eventlog import START, Delivery, charger_event, feed, vehicle_event
 from worker.bootstrap import WorkerContext, bootstrap
@@ -49,6 +50,7 @@ class Contexts:
                            process=ProcessSettings(redis_url="redis://unused"),
                            delivery=DeliverySettings(downstream_urls=urls, downstream_key=b"k" * 32 if urls else None))
         context = bootstrap(settings, registry=CollectorRegistry(), connection=self.connection, consumer="c1")
+        subscribe(self.connection, urls)  # as `python -m worker` does at start-up
         self.built.append(context)
         return context
 

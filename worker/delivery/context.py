@@ -4,7 +4,8 @@ Wiring, done once by the worker's `bootstrap(settings)` (tests build their own t
 
     context = worker.delivery.build(settings, connection=redis_connection, metrics=...)   # no I/O
     context.kick(urls)      # after committing events: arm the URLs' drains, and start them here at once
-    context.pump()          # every ~1 s: re-arm what should run (crash recovery, pauses that are over)
+    context.pump()          # every ~1 s: re-arm what should run (crash recovery, pauses that are over),
+                            # refresh the subscriptions, forget removed URLs once drained
     context.close()         # at shutdown: stop drainers between attempts, close the client
 
 The RQ jobs of `worker.jobs` reach it through the worker's one context (`worker.bootstrap.current()`).
@@ -20,13 +21,17 @@ from functools import partial
 
 import httpx
 import redis
+import structlog
 
-from plugwatch import delivery_arming
+from plugwatch import delivery_arming, subscriptions
 from plugwatch.settings import DeliverySettings, Settings
+from plugwatch.subscription_cache import SubscriptionCache
 from worker.delivery.drainer import AttemptMetrics, Tools, drain
 from worker.delivery.threads import DrainerThreads
 
 CLOSE_TIMEOUT_SECONDS = 5.0
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -38,6 +43,7 @@ class DeliveryContext:
     threads: DrainerThreads
 
     tools: Tools
+    subscriptions: SubscriptionCache  # the URLs to drain and their signing keys (`plugwatch.subscriptions`)
 
     @property
     def config(self) -> DeliverySettings:
@@ -47,9 +53,18 @@ class DeliveryContext:
         """Arm a drain for each URL that is not paused (call after committing events to their outboxes)."""
         self.start_here(delivery_arming.kick(self.connection, urls))
 
+    def kick_subscribed(self) -> None:
+        """Arm every active subscription (after a commit whose reached URLs are unknown, e.g. a look-up)."""
+        self.kick(self.subscriptions.active())
+
     def pump(self) -> None:
-        """Re-arm every configured URL whose outbox waits with no drain queued or running and no pause."""
-        self.start_here(delivery_arming.rearm(self.connection, self.config.downstream_urls))
+        """Re-arm every subscribed URL whose outbox waits with no drain queued or running and no pause, and
+        forget removed URLs whose outbox has drained."""
+        self.subscriptions.refresh(force=True)
+        self.start_here(delivery_arming.rearm(self.connection, self.subscriptions.urls()))
+        for url in self.subscriptions.removed():
+            if subscriptions.forget_if_drained(self.connection, url):
+                log.info("subscriptions.forgotten", url=url, hint="removed and drained")
 
     def start_here(self, urls: Iterable[str]) -> None:
         """Start drains this process armed in its own drainer threads now: their RQ jobs may wait behind a
@@ -83,7 +98,8 @@ def build(
                               write=config.read_timeout, pool=config.connect_timeout),
         follow_redirects=False,
     )
-    tools = Tools(connection=connection, client=client, key=config.downstream_key or b"", config=config,
+    cache = SubscriptionCache(connection, fallback_key=config.downstream_key, clock=clock)
+    tools = Tools(connection=connection, client=client, signing_keys=cache.signing_keys, config=config,
                   metrics=metrics, clock=clock, jitter=jitter)
     threads = DrainerThreads(partial(drain, tools))
-    return DeliveryContext(settings, connection, client, metrics, threads, tools)
+    return DeliveryContext(settings, connection, client, metrics, threads, tools, cache)

@@ -4,7 +4,7 @@
                               disabled?  dead-letter everything queued, done
                               paused?    short: wait it out here; long: release, the pump resumes it
                               read a batch ─▶ per event: POST ─▶ success: ack+del
-                                                             ─▶ 4xx (not 408/429/410): dead letter, next
+                                                             ─▶ unwritable request: dead letter, next
                                                              ─▶ 410 or an unusable URL (InvalidURL):
                                                                 disable URL, dead-letter its events
                                                              ─▶ retryable: open the breaker (pause); once
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -73,7 +73,7 @@ class Tools:
 
     connection: redis.Redis
     client: httpx.Client
-    key: bytes
+    signing_keys: Callable[[str], Sequence[bytes]]  # a URL's keys now, newest first (`SubscriptionCache`)
     config: DeliverySettings
     metrics: AttemptMetrics
     clock: Callable[[], float]
@@ -163,7 +163,7 @@ def _deliver(tools: Tools, url: str, current: url_state.UrlState, entry: outbox.
         return Step.NEXT
     now = tools.clock()
     timeout = slowness.timeout_for(current.read_timeout, tools.config.read_timeout)
-    result = post_event(tools.client, url, key=tools.key, event_id=event.id, body=entry.body, now=now,
+    result = post_event(tools.client, url, key=tools.signing_keys(url), event_id=event.id, body=entry.body, now=now,
                         read_timeout=timeout)
     tools.metrics.attempts.labels(result.outcome.value).inc()
     if result.outcome is Outcome.SUCCESS:

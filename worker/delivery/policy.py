@@ -2,8 +2,12 @@
 
     2xx                                  -> SUCCESS      ack, next event
     410 Gone                             -> DISABLED     stop delivering to the URL, dead-letter its events
-    408, 429, 5xx, transport error       -> RETRY        pause the URL (breaker), retry the same event later
-    anything else (other 4xx, 1xx, 3xx)  -> DEAD_LETTER  permanent: dead-letter at once, next event
+    any other status (1xx, 3xx, 4xx, 5xx), transport error
+                                         -> RETRY        pause the URL (breaker), retry the same event later,
+                                                         until its max age (then it is dead-lettered)
+
+As Standard Webhooks asks, every non-2xx answer is a failure to retry: a consumer's bad deploy answering
+401 or 404 for ten minutes must not cost it ten minutes of events.
 
 and when no response can arrive (see `sender`):
 
@@ -30,9 +34,6 @@ class Outcome(enum.Enum):
     DISABLED = "disabled"
 
 
-RETRYABLE_STATUSES = frozenset({408, 429})
-
-
 @dataclass(frozen=True)
 class AttemptResult:
     outcome: Outcome
@@ -48,9 +49,7 @@ def classify_status(status: int) -> Outcome:
         return Outcome.SUCCESS
     if status == 410:
         return Outcome.DISABLED
-    if status in RETRYABLE_STATUSES or 500 <= status < 600:
-        return Outcome.RETRY
-    return Outcome.DEAD_LETTER
+    return Outcome.RETRY
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

@@ -11,6 +11,7 @@ response was read completely, and a new TCP connection per event would cost more
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import httpx
 import structlog
@@ -27,10 +28,11 @@ log = structlog.get_logger(__name__)
 
 
 def post_event(
-    client: httpx.Client, url: str, *, key: bytes, event_id: str, body: bytes, now: float,
+    client: httpx.Client, url: str, *, key: bytes | Sequence[bytes], event_id: str, body: bytes, now: float,
     read_timeout: float | None = None,
 ) -> AttemptResult:
-    """POST `body`; `read_timeout` (seconds) replaces the client's read timeout for this attempt."""
+    """POST `body`, signed with `key` (or with each of several keys, newest first, during a rotation);
+    `read_timeout` (seconds) replaces the client's read timeout for this attempt."""
     headers = {
         **signature_headers(key, event_id, int(now), body),
         "content-type": "application/json",

@@ -1,8 +1,8 @@
 """`plugwatch enode reconcile`: the worker's core and store, fed by the Enode API instead of webhooks.
 
 Part of the worker wing (it commits state and events exactly as a worker does); the `plugwatch` command's
-composition root (`cli`) mounts it in the operator's `enode` group. Needs the Enode API credentials and the
-workers' environment (their DOWNSTREAM_WEBHOOK_URLS); see README, *Runbook*.
+composition root (`cli`) mounts it in the operator's `enode` group. Needs the Enode API credentials; the
+events go to the subscriptions stored in Redis, as a worker's do (see README, *Runbook*).
 """
 
 from __future__ import annotations
@@ -13,23 +13,16 @@ from datetime import UTC, datetime
 import click
 import redis
 
-from plugwatch import delivery_arming, keys
+from plugwatch import delivery_arming, subscriptions
 from plugwatch.enode_api.session import enode_api, fail, load_settings
-from plugwatch.settings import Settings
 from worker.enode import prune
 from worker.enode.observe import apply_observations
 from worker.enode.reconcile import reconcile, record
 from worker.ingest.store import Store
 
 
-def _refuse_missing_urls(connection: redis.Redis, settings: Settings, force: bool) -> None:
-    """Events go to the outboxes of this shell's DOWNSTREAM_WEBHOOK_URLS only: a URL the workers deliver to
-    but this shell lacks would never get the reconciled events (a re-run emits nothing), so refuse."""
-    known = {url.decode() if isinstance(url, bytes) else url for url in connection.hvals(keys.DOWNSTREAM_URLS)}
-    missing = sorted(known - set(settings.delivery.downstream_urls))
-    if missing and not force:
-        fail(f"the workers deliver to {', '.join(missing)}, which this shell's DOWNSTREAM_WEBHOOK_URLS lacks: "
-              "run reconcile with the worker's environment (or --force to skip those URLs for good)", 2)
+def _kick_subscribed(connection: redis.Redis) -> None:
+    delivery_arming.kick(connection, subscriptions.active_urls(connection))
 
 
 @click.command("reconcile")
@@ -37,8 +30,7 @@ def _refuse_missing_urls(connection: redis.Redis, settings: Settings, force: boo
 @click.option("--page-size", type=click.IntRange(1, 500), default=None, help="Objects per API page.")
 @click.option("--prune-deleted", is_flag=True,
               help="Also treat tracked devices Enode no longer lists as deleted (emits their unplugs).")
-@click.option("--force", is_flag=True, help="Prune even if more than half would be deleted; reconcile even if this "
-              "shell lacks a downstream URL the workers deliver to (those URLs never get the events).")
+@click.option("--force", is_flag=True, help="Prune even if more than half would be deleted.")
 def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted: bool, force: bool) -> None:
     """Fetch every charger and vehicle and apply them like webhooks: emits exactly the missed transitions.
 
@@ -49,10 +41,8 @@ def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted:
     with enode_api(settings) as client:
         connection = redis.Redis.from_url(settings.process.redis_url, socket_timeout=10)
         try:
-            _refuse_missing_urls(connection, settings, force)
-            urls = settings.delivery.downstream_urls
             store = Store.from_settings(connection, settings)
-            deliver = functools.partial(delivery_arming.kick, connection, urls)
+            deliver = functools.partial(_kick_subscribed, connection)
             apply = functools.partial(apply_observations, store, deliver)
             started = datetime.now(UTC)
             report = reconcile(client, apply, started, user_id=user_id, page_size=page_size, config=store.config)

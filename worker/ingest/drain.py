@@ -156,8 +156,8 @@ def _apply(context: IngestContext, entries: Sequence[Entry], drained: Drained) -
         context.metrics.record_emitted(looked_up.events)
         emitted += len(looked_up.events)
     drained.emitted += emitted
-    if emitted and context.settings.delivery.downstream_urls:
-        context.delivery.kick(context.settings.delivery.downstream_urls)
+    if result.urls:  # the subscriptions this commit reached (a look-up's commit arms its own)
+        context.delivery.kick(result.urls)
 
 
 def needs_drain(connection: redis.Redis, claim_idle_ms: int) -> bool:

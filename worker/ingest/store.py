@@ -1,6 +1,6 @@
 """The state store: apply a batch of observations with the pure core and commit it atomically, lock-free.
 
-    Store(connection, downstream_urls, config=...).apply_batch(observations, ack) -> BatchResult
+    Store(connection, config=...).apply_batch(observations, ack) -> BatchResult
     Store.from_settings(connection, settings)     the store a process's Settings describe
 
 One batch costs two Redis round trips when nobody else touches the same users:
@@ -9,7 +9,10 @@ One batch costs two Redis round trips when nobody else touches the same users:
 2. commit: one `COMMIT_LUA` call that compares each changed user's stored bytes with what was read
    (compare-and-set; "absent" is a value too) and, only if all match, writes the new states (`DEL` for an
    empty one; a TTL for one that only remembers deleted devices or handled actions), `XADD`s every emitted event to
-   `plugwatch:events` and to each downstream outbox, and `XACK`s + `XDEL`s the ingest entries the batch came from.
+   `plugwatch:events` and to the outbox of each subscription whose types include it (read from
+   `plugwatch:subscriptions:routes` inside the same call, so every committed event goes to exactly the
+   subscriptions that exist at that commit, whatever any worker was started with), and `XACK`s + `XDEL`s the
+   ingest entries the batch came from.
 
 On a conflict (another worker committed one of our users in between) nothing is written; the store re-reads
 only the conflicting users, re-applies their observations and commits again. The state change, its events
@@ -24,12 +27,13 @@ ever grows towards newer facts, so "nothing to do" against the state read stays 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import redis
 
 from plugwatch import keys
 from plugwatch.settings import Settings
+from plugwatch.subscriptions import ROUTES
 from worker.core import (
     DEFAULT_CONFIG,
     CoreConfig,
@@ -48,10 +52,13 @@ MAX_ATTEMPTS = 50
 # day) and the receiver dedupes (3 days), and at least as long as the action memory; then the key expires.
 TOMBSTONE_TTL_MS = 7 * 24 * 3600 * 1000
 
-# KEYS: users (n), events stream, outboxes (m), ingest stream.
+# KEYS: users (n), events stream, fixed outboxes (m), ingest stream, subscription routes (a hash).
 # ARGV: n, m, events count, acks count, events MAXLEN, ingest group, tombstone TTL (ms),
 #       then per user: old present ("1"/"0"), old bytes, new ("1" set, "0" delete, "2" set with the TTL),
-#       new bytes, then the event JSON texts, then the ingest entry ids to acknowledge.
+#       new bytes, then the event JSON texts, then their types, then the ingest entry ids to acknowledge.
+# Reply: the indexes of conflicting users, or "ok" followed by the subscribed URLs that received events.
+# Routes are "<outbox key> <types>" (see plugwatch.subscriptions); their outbox keys are not in KEYS, which
+# standalone Redis allows (plugwatch needs one Redis, not a cluster: README, *Size Redis*).
 COMMIT_LUA = """
 local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])
 local n_events, n_acks = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -77,15 +84,35 @@ for i = 1, n do
   end
 end
 local first_event = 7 + n * 4 + 1
+local fixed, targets, reached = {}, {}, {}
+for o = 1, m do fixed[KEYS[n + 1 + o]] = true end
+if n_events > 0 then
+  local routes = redis.call('HGETALL', KEYS[n + m + 3])
+  for r = 1, #routes, 2 do
+    local value = routes[r + 1]
+    local space = string.find(value, ' ', 1, true)
+    local outbox = string.sub(value, 1, space - 1)
+    if not fixed[outbox] then targets[#targets + 1] = {outbox, string.sub(value, space + 1), routes[r]} end
+  end
+end
 for e = first_event, first_event + n_events - 1 do
   redis.call('XADD', KEYS[n + 1], 'MAXLEN', '~', ARGV[5], '*', 'event', ARGV[e])
   for o = 1, m do
     redis.call('XADD', KEYS[n + 1 + o], '*', 'event', ARGV[e])
   end
+  local wanted = ',' .. ARGV[e + n_events] .. ','
+  for t = 1, #targets do
+    local types = targets[t][2]
+    if types == '*' or string.find(types, wanted, 1, true) then
+      redis.call('XADD', targets[t][1], '*', 'event', ARGV[e])
+      reached[targets[t][3]] = true
+    end
+  end
 end
 if n_acks > 0 then
   local ids = {}
-  for a = first_event + n_events, first_event + n_events + n_acks - 1 do ids[#ids + 1] = ARGV[a] end
+  local first_ack = first_event + 2 * n_events
+  for a = first_ack, first_ack + n_acks - 1 do ids[#ids + 1] = ARGV[a] end
   local stream = KEYS[n + m + 2]
   for start = 1, #ids, 1000 do
     local chunk = {unpack(ids, start, math.min(start + 999, #ids))}
@@ -93,7 +120,9 @@ if n_acks > 0 then
     redis.call('XDEL', stream, unpack(chunk))
   end
 end
-return {}
+local reply = {'ok'}
+for url in pairs(reached) do reply[#reply + 1] = url end
+return reply
 """
 
 
@@ -119,6 +148,7 @@ class BatchResult:
     outcomes: tuple[tuple[str, Outcome], ...]  # (observation kind, outcome), in observation order
     conflicts: int  # commits refused because another worker changed one of our users first
     states: Mapping[str, UserState] = field(default_factory=dict)  # the batch's users, as committed
+    urls: tuple[str, ...] = ()  # the downstream URLs whose outboxes received events (to kick their drains)
 
 
 @dataclass
@@ -138,10 +168,11 @@ class _UserRun:
 class Store:
     """Applies batches of observations; safe to use from any number of processes at once."""
 
-    def __init__(self, connection: redis.Redis, downstream_urls: Sequence[str] = (), *,
+    def __init__(self, connection: redis.Redis, downstream_urls: Sequence[str] = (), *,  # fixed outboxes (tests)
                  events_maxlen: int = keys.EVENTS_STREAM_MAXLEN,
                  tombstone_ttl_ms: int = TOMBSTONE_TTL_MS, config: CoreConfig = DEFAULT_CONFIG) -> None:
         self._connection = connection
+        self._fixed = tuple(downstream_urls)  # besides the subscriptions (benchmarks, tests); never both for a URL
         self._outboxes = [keys.outbox_stream(url) for url in downstream_urls]
         self._maxlen = events_maxlen
         self._tombstone_ttl_ms = tombstone_ttl_ms
@@ -153,8 +184,8 @@ class Store:
         config = CoreConfig(action_memory_seconds=settings.core.action_memory_seconds,
                             max_clock_skew_seconds=settings.core.max_clock_skew_seconds)
         ttl_ms = max(TOMBSTONE_TTL_MS, 1000 * config.action_memory_seconds)
-        return cls(connection, settings.delivery.downstream_urls, events_maxlen=settings.delivery.events_stream_maxlen,
-                   tombstone_ttl_ms=ttl_ms, config=config)
+        return cls(connection, events_maxlen=settings.delivery.events_stream_maxlen, tombstone_ttl_ms=ttl_ms,
+                   config=config)
 
     def load(self, user_id: str) -> UserState:
         raw = self._connection.get(keys.user_state_key(user_id))
@@ -167,9 +198,9 @@ class Store:
             indexes.setdefault(observation.user_id, []).append(index)
         runs = self._read(observations, indexes)
         for conflicts in range(MAX_ATTEMPTS):
-            conflicting = self._try_commit(runs, ack)
+            conflicting, urls = self._try_commit(runs, ack)
             if not conflicting:
-                return _result(observations, runs, conflicts)
+                return replace(_result(observations, runs, conflicts), urls=urls)
             runs.update(self._read(observations, {user: runs[user].indexes for user in conflicting}))
         raise StoreConflictError(f"users kept changing during {MAX_ATTEMPTS} commits")
 
@@ -180,13 +211,14 @@ class Store:
         return {user: _run(_as_bytes(value), indexes[user], observations, self.config)
                 for user, value in zip(users, values, strict=True)}
 
-    def _try_commit(self, runs: dict[str, _UserRun], ack: Ack | None) -> list[str]:
-        """One COMMIT_LUA call; return the users whose stored value no longer matches what we read."""
+    def _try_commit(self, runs: dict[str, _UserRun], ack: Ack | None) -> tuple[list[str], tuple[str, ...]]:
+        """One COMMIT_LUA call; return the users whose stored value no longer matches what we read, and (once
+        committed) the URLs whose outboxes received events."""
         changed = [user for user, run in runs.items() if run.changed]
         events = sorted((event for user in changed for event in runs[user].events), key=lambda pair: pair[0])
         ack_ids = list(ack.ids) if ack is not None else []
         if not changed and not ack_ids:
-            return []
+            return [], ()
         args: list[bytes | str | int] = [len(changed), len(self._outboxes), len(events), len(ack_ids),
                                          self._maxlen, ack.group if ack is not None else "", self._tombstone_ttl_ms]
         for user in changed:
@@ -194,12 +226,16 @@ class Store:
             new_flag = "0" if run.new is None else "2" if run.expires else "1"
             args += ["0" if run.old is None else "1", run.old or b"", new_flag, run.new or b""]
         args += [event.to_json() for _, event in events]
+        args += [event.type.value for _, event in events]
         args += ack_ids
         script_keys = [keys.user_state_key(user) for user in changed]
         script_keys += [keys.EVENTS_STREAM, *self._outboxes,
-                        ack.stream if ack is not None else keys.INGEST_STREAM]
+                        ack.stream if ack is not None else keys.INGEST_STREAM, ROUTES]
         reply = self._commit(keys=script_keys, args=args)
-        return [changed[int(index)] for index in reply]
+        if reply and reply[0] == b"ok":
+            reached = (url.decode() for url in reply[1:])
+            return [], (*self._fixed, *sorted(reached)) if events else ()
+        return [changed[int(index)] for index in reply], ()
 
 
 def _run(old: bytes | None, indexes: list[int], observations: Sequence[Observation],

@@ -1,0 +1,263 @@
+"""Downstream subscriptions, stored in Redis: which URLs receive which event types, signed with which keys.
+
+    add(connection, url, types=..., key=..., now=...)      create, or update an existing (or removed) one
+    remove(connection, url, now=...)                       no new events; what waits is still delivered
+    purge(connection, url) -> dropped                      drop what waits in a removed URL's outbox
+    rotate(connection, url, key, now=..., overlap=...)     sign with the new and the old key until `overlap`
+    expire_old(connection, url)                            sign with the newest key only
+    forget_if_drained(connection, url) -> bool             a removed URL whose outbox is empty is forgotten
+    load_all(connection) -> {url: Subscription}            every subscription, removed ones too
+    known_urls(connection) -> [url]                        what ops tools name: subscriptions + leftovers
+
+Redis layout (every change bumps `VERSION`, which workers poll to refresh their cache, `subscription_cache`):
+
+    plugwatch:subscriptions          hash url -> JSON {types, keys: [{key, expires_at}], removed_at, env, created_at}
+                                     (the signing keys in base64, newest first: the secrets workers sign with)
+    plugwatch:subscriptions:routes   hash url -> "<outbox key> <types>" for ACTIVE subscriptions only, where
+                                     <types> is "*" (all) or ",type,type,"; the ingest commit reads it inside its
+                                     Lua (`worker.ingest.store`), so every committed event goes to exactly the
+                                     subscriptions that exist at that commit, whatever a worker's cache says
+    plugwatch:subscriptions:version  counter
+    plugwatch:downstream:urls        hash url_key -> url: every URL with an outbox (active, removed but not yet
+                                     drained, and leftovers of older versions); ops tools list these
+
+A removed subscription leaves `routes` at once (no new events) and stays in `subscriptions` (its keys sign
+what still waits) until its outbox is empty and no drainer holds it; then it is forgotten entirely.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+import redis
+
+from plugwatch import keys
+
+SUBSCRIPTIONS = f"{keys.PREFIX}:subscriptions"
+ROUTES = f"{keys.PREFIX}:subscriptions:routes"
+VERSION = f"{keys.PREFIX}:subscriptions:version"
+
+# The event types plugwatch emits (worker.core.EventType; a test checks they agree).
+EVENT_TYPES = ("vehicle.plugged_in_at_home", "vehicle.unplugged_from_home", "control.failed",
+               "control.failure_streak")
+
+# KEYS: routes, subscriptions, downstream urls, outbox, state, lease, version.  ARGV: url, url key.
+_FORGET_LUA = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+if redis.call('XLEN', KEYS[4]) > 0 or redis.call('EXISTS', KEYS[6]) == 1 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[2])
+redis.call('DEL', KEYS[4], KEYS[5])
+redis.call('INCR', KEYS[7])
+return 1
+"""
+
+
+class SubscriptionError(ValueError):
+    """An unusable subscription change (unknown URL, unknown event type); the message says which."""
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    key: bytes
+    expires_at: float | None = None  # unix seconds; None: until replaced
+
+
+@dataclass(frozen=True)
+class Subscription:
+    url: str
+    types: tuple[str, ...]  # () = every type
+    signing_keys: tuple[SigningKey, ...]  # newest first
+    created_at: float
+    removed_at: float | None = None
+    env: str = ""  # digest of the DOWNSTREAM_WEBHOOK_SECRET key this was last ensured with (`legacy`)
+
+    @property
+    def active(self) -> bool:
+        return self.removed_at is None
+
+    def keys_at(self, now: float) -> tuple[bytes, ...]:
+        """The keys to sign with at `now`: the newest, then older ones whose overlap has not ended."""
+        return tuple(k.key for i, k in enumerate(self.signing_keys)
+                     if i == 0 or k.expires_at is None or k.expires_at > now)
+
+    def wants(self, event_type: str) -> bool:
+        return not self.types or event_type in self.types
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({
+            "types": list(self.types), "created_at": self.created_at, "removed_at": self.removed_at,
+            "env": self.env,
+            "keys": [{"key": base64.b64encode(k.key).decode(), "expires_at": k.expires_at}
+                     for k in self.signing_keys],
+        })
+
+    @classmethod
+    def from_json(cls, url: str, raw: bytes) -> Subscription:
+        data: dict[str, Any] = orjson.loads(raw)
+        return cls(url=url, types=tuple(data.get("types") or ()), created_at=float(data.get("created_at") or 0),
+                   removed_at=data.get("removed_at"), env=str(data.get("env") or ""),
+                   signing_keys=tuple(SigningKey(base64.b64decode(k["key"]), k.get("expires_at"))
+                                      for k in data.get("keys") or ()))
+
+
+def generate_secret() -> str:
+    """A new `whsec_` secret: 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def parse_types(text: str | None) -> tuple[str, ...]:
+    """"a,b" -> ("a", "b"), checked against EVENT_TYPES; None or "" -> () (every type)."""
+    types = tuple(dict.fromkeys(part.strip() for part in (text or "").split(",") if part.strip()))
+    unknown = [name for name in types if name not in EVENT_TYPES]
+    if unknown:
+        raise SubscriptionError(f"unknown event type {', '.join(unknown)} (known: {', '.join(EVENT_TYPES)})")
+    return types
+
+
+def route(subscription: Subscription) -> str:
+    """The `routes` value the commit Lua reads: the outbox key, then "*" or ",type,type,"."""
+    types = "," + ",".join(subscription.types) + "," if subscription.types else "*"
+    return f"{keys.outbox_stream(subscription.url)} {types}"
+
+
+def load_all(connection: redis.Redis) -> dict[str, Subscription]:
+    raw: dict[bytes, bytes] = connection.hgetall(SUBSCRIPTIONS)  # type: ignore[assignment]
+    return {url.decode(): Subscription.from_json(url.decode(), value) for url, value in sorted(raw.items())}
+
+
+def load(connection: redis.Redis, url: str) -> Subscription | None:
+    raw = connection.hget(SUBSCRIPTIONS, url)
+    return Subscription.from_json(url, raw) if isinstance(raw, bytes) else None
+
+
+def save(connection: redis.Redis, subscription: Subscription) -> None:
+    """Write a subscription (and its route while active) and bump the version, in one transaction."""
+    pipe = connection.pipeline(transaction=True)
+    pipe.hset(SUBSCRIPTIONS, subscription.url, subscription.to_json())
+    if subscription.active:
+        pipe.hset(ROUTES, subscription.url, route(subscription))
+    else:
+        pipe.hdel(ROUTES, subscription.url)
+    pipe.hset(keys.DOWNSTREAM_URLS, keys.url_key(subscription.url), subscription.url)
+    pipe.incr(VERSION)
+    pipe.execute()
+
+
+def add(connection: redis.Redis, url: str, *, types: Sequence[str], key: bytes | None, now: float) -> Subscription:
+    """Subscribe `url` (or update it: new types; a given key replaces its keys; a removed one is revived).
+    A new subscription needs `key`."""
+    existing = load(connection, url)
+    if existing is None and key is None:
+        raise SubscriptionError(f"{url} is not subscribed yet: a new subscription needs a key")
+    if existing is None:
+        subscription = Subscription(url, tuple(types), (SigningKey(key or b""),), created_at=now)
+    else:
+        signing = (SigningKey(key),) if key is not None else existing.signing_keys
+        subscription = replace(existing, types=tuple(types), signing_keys=signing, removed_at=None)
+    save(connection, subscription)
+    return subscription
+
+
+def _existing(connection: redis.Redis, url: str) -> Subscription:
+    subscription = load(connection, url)
+    if subscription is None:
+        raise SubscriptionError(f"{url} is not a subscription (plugwatch subscriptions list)")
+    return subscription
+
+
+def remove(connection: redis.Redis, url: str, *, now: float) -> Subscription:
+    subscription = replace(_existing(connection, url), removed_at=now)
+    save(connection, subscription)
+    return subscription
+
+
+def rotate(connection: redis.Redis, url: str, key: bytes, *, now: float, overlap: float) -> Subscription:
+    """Sign with `key` from now on, and with the keys in use until now for `overlap` more seconds."""
+    current = _existing(connection, url)
+    until = now + overlap
+    in_use = current.keys_at(now)
+    older = tuple(SigningKey(old.key, until if old.expires_at is None else min(old.expires_at, until))
+                  for old in current.signing_keys if old.key in in_use and old.key != key)
+    subscription = replace(current, signing_keys=(SigningKey(key), *older))
+    save(connection, subscription)
+    return subscription
+
+
+def expire_old(connection: redis.Redis, url: str) -> Subscription:
+    current = _existing(connection, url)
+    subscription = replace(current, signing_keys=current.signing_keys[:1])
+    save(connection, subscription)
+    return subscription
+
+
+def purge(connection: redis.Redis, url: str) -> int:
+    """Drop what waits in a removed `url`'s outbox (the stream and its group stay, so a drainer mid-batch
+    finds the entries gone and moves on); returns how many."""
+    subscription = _existing(connection, url)
+    if subscription.active:
+        raise SubscriptionError(f"{url} is still subscribed: remove it first")
+    return int(connection.xtrim(keys.outbox_stream(url), maxlen=0, approximate=False))
+
+
+def forget_if_drained(connection: redis.Redis, url: str) -> bool:
+    """Forget a URL that is not subscribed (removed, or left by an older version) once nothing waits for it
+    and no drainer holds it: its record, outbox, delivery state and its name in `DOWNSTREAM_URLS`."""
+    script_keys = [ROUTES, SUBSCRIPTIONS, keys.DOWNSTREAM_URLS, keys.outbox_stream(url),
+                   keys.downstream_state_key(url), keys.downstream_lease_key(url), VERSION]
+    return bool(connection.eval(_FORGET_LUA, len(script_keys), *script_keys, url, keys.url_key(url)))
+
+
+def known_urls(connection: redis.Redis) -> list[str]:
+    """Every URL with an outbox or a subscription: active ones, removed ones still draining, leftovers."""
+    names = [*connection.hvals(keys.DOWNSTREAM_URLS), *connection.hkeys(SUBSCRIPTIONS)]
+    return sorted({_text(name) for name in names})
+
+
+def active_urls(connection: redis.Redis) -> list[str]:
+    return sorted(_text(url) for url in connection.hkeys(ROUTES))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def leftovers(connection: redis.Redis, subscribed: Iterable[str]) -> list[str]:
+    """URLs with an outbox that no subscription record covers (a URL of an older version's configuration)."""
+    return sorted(set(known_urls(connection)) - set(subscribed))
+
+
+def env_digest(key: bytes) -> str:
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+def ensure_from_env(connection: redis.Redis, urls: Sequence[str], key: bytes | None, *, now: float,
+                    overlap: float) -> list[str]:
+    """At worker start-up: each `DOWNSTREAM_WEBHOOK_URLS` URL is a subscription of every type signed with
+    `DOWNSTREAM_WEBHOOK_SECRET`.  An existing one keeps what operators changed (types, rotations, removal);
+    only a changed `DOWNSTREAM_WEBHOOK_SECRET` rotates it to the new key (the old one signs for `overlap`).
+    A leftover outbox of an older version (a URL no longer configured) becomes a removed subscription signed
+    with that key, so it drains and is then forgotten.  Returns what this changed, for the log."""
+    if key is None:
+        return []
+    digest, changed = env_digest(key), []
+    for url in urls:
+        existing = load(connection, url)
+        if existing is None:
+            save(connection, Subscription(url, (), (SigningKey(key),), created_at=now, env=digest))
+            changed.append(f"added {url}")
+        elif existing.env != digest:
+            rotated = rotate(connection, url, key, now=now, overlap=overlap) if existing.env else existing
+            save(connection, replace(rotated, env=digest))
+            changed.append(f"rotated {url}" if existing.env else f"adopted {url}")
+    for url in leftovers(connection, [*load_all(connection), *urls]):
+        if not forget_if_drained(connection, url):
+            save(connection, Subscription(url, (), (SigningKey(key),), created_at=now, removed_at=now, env=digest))
+            changed.append(f"draining leftover {url}")
+    return changed
