@@ -15,9 +15,10 @@ from click.testing import CliRunner
 
 from cli import main as cli
 from plugwatch import delivery_arming, keys
+from plugwatch.settings import whsec_key
 from tests.conftest import TEST_DOWNSTREAM_SECRET
 from tests.support import eventlog
-from tests.support.delivery import start_worker
+from tests.support.delivery import start_worker, subscribe
 from tests.support.servers import Process, base_env, wait_until
 from tests.support.sinks import Sink
 from tests.unit.test_signing import spec_verify
@@ -32,7 +33,9 @@ def _iso(moment: datetime) -> str:
 
 
 @pytest.fixture
-def env(redis_url: str, sink: tuple[Sink, str]) -> dict[str, str]:
+def env(redis_url: str, real_redis: redis.Redis, sink: tuple[Sink, str]) -> dict[str, str]:
+    # subscribed as the worker's start-up will do it (the CLI may run before the worker is up)
+    subscribe(real_redis, [sink[1]], whsec_key("DOWNSTREAM_WEBHOOK_SECRET", TEST_DOWNSTREAM_SECRET))
     return base_env(REDIS_URL=redis_url, DOWNSTREAM_WEBHOOK_URLS=sink[1],
                     DOWNSTREAM_WEBHOOK_SECRET=TEST_DOWNSTREAM_SECRET, PLUGWATCH_METRICS_PORT="0",
                     PLUGWATCH_PUMP_INTERVAL_SECONDS="0.2")
