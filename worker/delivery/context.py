@@ -82,6 +82,9 @@ def build(
         timeout=httpx.Timeout(connect=config.connect_timeout, read=config.read_timeout,
                               write=config.read_timeout, pool=config.connect_timeout),
         follow_redirects=False,
+        # No shared cap: each URL's drainer has at most `concurrency` requests in flight, so a slow URL
+        # holds only its own connections (a shared cap would let it starve the others' pool).
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
     )
     tools = Tools(connection=connection, client=client, key=config.downstream_key or b"", config=config,
                   metrics=metrics, clock=clock, jitter=jitter)
