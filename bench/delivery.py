@@ -10,7 +10,9 @@ app answering 200 under uvicorn with httptools, in its own process), then measur
   (b) one worker process (`python -m worker`, PLUGWATCH_DELIVERY_CONCURRENCY=`--concurrency`): the events
       (of `--vehicles` vehicles, shuffled together, each vehicle's in order) put into the URL's outbox, then
       one kick; timed from the kick until the outbox is empty (an entry leaves it only after a 2xx);
-  (c) the same worker draining a `--backlog`-event backlog for the URL (a consumer back after a day).
+  (c) the same worker draining a `--backlog`-event backlog for the URL (a consumer back after a day);
+  (d) a sink that answers after `--latency` ms (a consumer across a network), `--slow-events` events, by a
+      worker at concurrency 1 (one POST at a time, as before concurrency) and at `--concurrency`.
 
 Prints events/s for each, the ratio (b)/(a), and the time of (c).  The sink counts what it accepted, so a
 run counts only when it got every event.
@@ -18,6 +20,7 @@ run counts only when it got every event.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -35,6 +38,8 @@ async def sink_app(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[s
         message = await receive()
         more = message.get("more_body", False)
     body = b""
+    if scope["path"].startswith("/slow/"):  # /slow/<ms>/...: answer after that many milliseconds
+        await asyncio.sleep(int(scope["path"].split("/")[2]) / 1000)
     if scope["method"] == "GET":
         body = str(received[0]).encode()
     else:
@@ -150,6 +155,18 @@ def measure(args: Any) -> dict[str, float]:
             figures["worker"] = args.events / drained_by_worker(connection, url, events[:args.events], sink_count)
             figures["worker_cpu_ms"] = 1000 * (cpu_seconds(worker.pid) - cpu_before) / args.events
             figures["backlog_seconds"] = drained_by_worker(connection, url, events[:args.backlog], sink_count)
+            worker.stop()
+            slow_url = f"http://127.0.0.1:{port}/slow/{args.latency}/hook"
+            for concurrency in (1, args.concurrency):
+                worker = start_worker({**env, "DOWNSTREAM_WEBHOOK_URLS": slow_url,
+                                       "PLUGWATCH_DELIVERY_CONCURRENCY": str(concurrency)},
+                                      Path(workdir) / f"worker-{concurrency}.log")
+                drained_by_worker(connection, slow_url, events[:20], sink_count)
+                count = args.slow_events // (4 if concurrency == 1 else 1)
+                figures[f"slow_{concurrency}"] = count / drained_by_worker(connection, slow_url, events[:count],
+                                                                         sink_count)
+                worker.stop()
+            worker = None
             figures["load_after"] = os.getloadavg()[0]
         finally:
             if worker is not None:
@@ -170,6 +187,8 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--vehicles", type=int, default=1000)
+    parser.add_argument("--latency", type=int, default=20, help="ms the slow sink of (d) takes to answer")
+    parser.add_argument("--slow-events", type=int, default=4000)
     args = parser.parse_args()
     configure_logging("console", level=logging.WARNING)
     f = measure(args)
@@ -181,6 +200,9 @@ def main() -> None:
           f"ratio (b)/(a) = {f['worker'] / f['bare']:.2f}, {f['worker_cpu_ms']:.2f} CPU ms per event")
     print(f"(c) {args.backlog}-event backlog drained in {f['backlog_seconds']:.1f} s "
           f"({args.backlog / f['backlog_seconds']:.0f} events/s)")
+    print(f"(d) sink answering after {args.latency} ms: concurrency 1 {f['slow_1']:6.0f} events/s, "
+          f"concurrency {args.concurrency} {f[f'slow_{args.concurrency}']:6.0f} events/s "
+          f"({f[f'slow_{args.concurrency}'] / f['slow_1']:.1f}x)")
 
 
 def _up(url: str) -> bool:

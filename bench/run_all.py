@@ -81,6 +81,7 @@ PATTERNS = {
     "delivery_worker": r"\(b\) one worker process\s+(\d+) events/s",
     "delivery_ratio": r"ratio \(b\)/\(a\) = ([\d.]+)",
     "delivery_backlog": r"\(c\) (\d+-event backlog drained in [\d.]+ s)",
+    "delivery_slow": r"\(d\) (sink answering after .*)",
 }
 
 
@@ -94,11 +95,12 @@ def state_memory_row(output: str) -> tuple[str, str, str, str]:
 def delivery_rows(output: str) -> list[tuple[str, str, str, str]]:
     """bench/delivery.py's figures beside the bare client measured in the same run."""
     d = {k: _find(PATTERNS[k], output) for k in ("delivery_bare", "delivery_worker", "delivery_ratio",
-                                                  "delivery_backlog")}
+                                                  "delivery_backlog", "delivery_slow")}
     return [("delivery events/s to one URL, one worker process, concurrency 16",
              f"{d['delivery_worker']} events/s = {d['delivery_ratio']} of the bare client",
              f"bare httpx client, 16 threads: {d['delivery_bare']} events/s", "≥ 3,000 and ≥ 50% of bare"),
-            ("time to drain a backlog for one URL", d["delivery_backlog"], "—", "—")]
+            ("time to drain a backlog for one URL", d["delivery_backlog"], "—", "—"),
+            ("delivery to a URL that answers slowly, concurrency 16 beside 1", d["delivery_slow"], "—", "—")]
 
 
 def goal_rows(receiver: str, worker: str, e2e: dict[str, Any],
@@ -204,7 +206,8 @@ def main() -> None:
         "receiver": ["bench/receiver.py", *(["--requests", "2000", "--rounds", "1"] if quick else [])],
         "worker": ["-m", "bench.worker",
                    *(["--events", "3000", "--single", "500", "--rq-jobs", "50"] if quick else [])],
-        "delivery": ["-m", "bench.delivery", *(["--events", "1000", "--backlog", "2000"] if quick else [])],
+        "delivery": ["-m", "bench.delivery",
+                     *(["--events", "1000", "--backlog", "2000", "--slow-events", "400"] if quick else [])],
         "state_memory": ["-m", "bench.state_memory", *(["--users", "200"] if quick else [])],
         "e2e": ["-m", "bench.e2e", "--json", str(e2e_json),
                 *(["--rate", "200", "--seconds", "5", "--vehicles", "10000"] if quick else [])],
