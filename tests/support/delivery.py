@@ -51,14 +51,16 @@ def interleaved(vehicles: int, per_vehicle: int, seed: int = 14) -> list[bytes]:
     """Events of `vehicles` vehicles, each vehicle's in `sequence` order, the vehicles shuffled together (so a
     vehicle's next event is often close behind its last: plain FIFO concurrency would overlap them)."""
     rng = random.Random(seed)
-    left = {f"veh-{v}": 0 for v in range(vehicles)}
+    alive, sent = [f"veh-{v}" for v in range(vehicles)], dict.fromkeys((f"veh-{v}" for v in range(vehicles)), 0)
     events = []
-    while left:
-        vehicle = rng.choice(sorted(left))
-        events.append(make_event(left[vehicle], vehicle=vehicle))
-        left[vehicle] += 1
-        if left[vehicle] == per_vehicle:
-            del left[vehicle]
+    while alive:
+        index = rng.randrange(len(alive))
+        vehicle = alive[index]
+        events.append(make_event(sent[vehicle], vehicle=vehicle))
+        sent[vehicle] += 1
+        if sent[vehicle] == per_vehicle:
+            alive[index] = alive[-1]
+            alive.pop()
     return events
 
 
