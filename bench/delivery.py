@@ -1,120 +1,208 @@
-"""Downstream delivery throughput: the drainer beside a bare loop of signed POSTs, measured in one run.
+"""Downstream delivery throughput: one worker process beside a bare client at the same concurrency, one run.
 
-    .venv/bin/python -m bench.delivery [--events 2000] [--urls 4]
+    .venv/bin/python -m bench.delivery [--events 20000] [--backlog 100000] [--concurrency 16] [--vehicles 1000]
 
-Starts its own redis-server on a free port (never touches another Redis) and a bare sink (a Starlette app
-answering 200, under uvicorn in its own process), then measures:
+Starts its own redis-server on a free port (never touches another Redis) and one fast sink (a bare ASGI
+app answering 200 under uvicorn with httptools, in its own process), then measures:
 
-  (a) baseline: one thread POSTing the events back to back with an httpx.Client and the same signing, no
-      Redis: the most one URL's in-order delivery can reach against this sink;
-  (b) the drainer for one URL: the events pre-loaded into the URL's outbox, then drained by the delivery
-      context's drainer thread (lease, consumer group, sign, POST, XACK+XDEL per event);
-  (c) the drainers for `--urls` URLs at once (one thread each, sharing the client).
+  (a) bare client: `--concurrency` threads sharing one httpx.Client, POSTing the same bodies with the same
+      signing to the same sink, no Redis: the ceiling of this client against this sink on this machine;
+  (b) one worker process (`python -m worker`, PLUGWATCH_DELIVERY_CONCURRENCY=`--concurrency`): the events
+      (of `--vehicles` vehicles, shuffled together, each vehicle's in order) put into the URL's outbox, then
+      one kick; timed from the kick until the outbox is empty (an entry leaves it only after a 2xx);
+  (c) the same worker draining a `--backlog`-event backlog for the URL (a consumer back after a day);
+  (d) a sink that answers after `--latency` ms (a consumer across a network), `--slow-events` events, by a
+      worker at concurrency 1 (one POST at a time, as before concurrency) and at `--concurrency`.
 
-Prints events/s for each and the ratio (b)/(a).  A run counts only when every outbox ends empty (an entry
-leaves its outbox only after a 2xx).
+Prints events/s for each, the ratio (b)/(a), and the time of (c).  The sink counts what it accepted, so a
+run counts only when it got every event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
-
-async def _ok(_: Request) -> Response:
-    return Response(b"")
+received = [0]  # in the sink process: POSTs answered
 
 
-sink_app = Starlette(routes=[Route("/hook/{n}", _ok, methods=["POST"])])  # the bare sink
+async def sink_app(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                   send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    """The fast sink: reads the body, answers 200 with an empty body; GET answers the count received."""
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    body = b""
+    if scope["path"].startswith("/slow/"):  # /slow/<ms>/...: answer after that many milliseconds
+        await asyncio.sleep(int(scope["path"].split("/")[2]) / 1000)
+    if scope["method"] == "GET":
+        body = str(received[0]).encode()
+    else:
+        received[0] += 1
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
-def baseline(url: str, events: list[bytes], key: bytes) -> float:
+def bare_client(url: str, events: list[bytes], key: bytes, concurrency: int) -> tuple[float, float]:
+    """(events/s, CPU ms per event of this process)."""
+    import resource
+    import threading
+
     import httpx
 
     from plugwatch.signing import signature_headers
 
-    with httpx.Client(timeout=httpx.Timeout(5.0)) as client:
-        started = time.perf_counter()
-        for number, body in enumerate(events):
-            headers = signature_headers(key, f"evt_{number}", int(time.time()), body)
-            client.post(url, content=body, headers=headers).raise_for_status()
-        return len(events) / (time.perf_counter() - started)
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    work = iter(enumerate(events))
+    lock = threading.Lock()
+    with httpx.Client(timeout=httpx.Timeout(5.0), limits=limits) as client:
+        def post_all() -> None:
+            while True:
+                with lock:
+                    item = next(work, None)
+                if item is None:
+                    return
+                number, body = item
+                headers = {**signature_headers(key, f"evt_{number}", int(time.time()), body),
+                           "content-type": "application/json"}
+                client.post(url, content=body, headers=headers).raise_for_status()
+
+        threads = [threading.Thread(target=post_all) for _ in range(concurrency)]
+        cpu, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
+        used = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
+        return len(events) / seconds, 1000 * used / len(events)
 
 
-def drained(context: object, urls: tuple[str, ...], events: list[bytes]) -> float:
-    from plugwatch import keys
-    from plugwatch.delivery_arming import backlog
+def cpu_seconds(pid: int) -> float:
+    import psutil
+
+    process = psutil.Process(pid)
+    times = [process.cpu_times(), *(child.cpu_times() for child in process.children(recursive=True))]
+    return sum(t.user + t.system for t in times)
+
+
+def drained_by_worker(connection: Any, url: str, events: list[bytes], sink_count: Callable[[], int]) -> float:
+    """Seconds from the kick until the outbox is empty and the sink has every event."""
+    from plugwatch import delivery_arming, keys
     from tests.support.servers import wait_until
-    from worker.delivery import DeliveryContext
 
-    assert isinstance(context, DeliveryContext)
-    connection = context.connection
-    pipe = connection.pipeline(transaction=False)
-    for url in urls:
-        for body in events:
+    before = sink_count()
+    for start in range(0, len(events), 5000):
+        pipe = connection.pipeline(transaction=False)
+        for body in events[start:start + 5000]:
             pipe.xadd(keys.outbox_stream(url), {"event": body})
-    pipe.execute()
+        pipe.execute()
     started = time.perf_counter()
-    for url in urls:
-        context.threads.request(url)
-    wait_until(lambda: all(backlog(connection, url) == 0 for url in urls), timeout=600, interval=0.01)
-    return len(events) * len(urls) / (time.perf_counter() - started)
+    delivery_arming.kick(connection, [url])
+    wait_until(lambda: delivery_arming.backlog(connection, url) == 0, timeout=3600, interval=0.02)
+    seconds = time.perf_counter() - started
+    wait_until(lambda: sink_count() - before >= len(events), timeout=30,
+               message=f"the sink got {sink_count() - before} of {len(events)}")
+    return seconds
+
+
+def measure(args: Any) -> dict[str, float]:
+    import os
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import httpx
+    import redis
+
+    from plugwatch.signing import decode_secret
+    from tests.conftest import TEST_DOWNSTREAM_SECRET
+    from tests.support.delivery import interleaved, start_worker
+    from tests.support.servers import Process, RedisServer, base_env, free_port, wait_until
+
+    key = decode_secret(TEST_DOWNSTREAM_SECRET)
+    events = interleaved(args.vehicles, max(1, -(-max(args.events, args.backlog) // args.vehicles)))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+
+    def sink_count() -> int:
+        return int(httpx.get(url, timeout=5).text)
+
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        server = RedisServer(Path(workdir) / "redis").start()
+        sink = Process([sys.executable, "-m", "uvicorn", "bench.delivery:sink_app", "--port", str(port),
+                        "--no-access-log", "--log-level", "warning", "--http", "httptools"], base_env(),
+                       Path(workdir) / "sink.log").start()
+        worker = None
+        try:
+            wait_until(lambda: _up(url), timeout=20)
+            figures["bare"], figures["bare_cpu_ms"] = bare_client(url, events[:args.events], key, args.concurrency)
+            env = base_env(REDIS_URL=server.url, DOWNSTREAM_WEBHOOK_URLS=url,
+                           DOWNSTREAM_WEBHOOK_SECRET=TEST_DOWNSTREAM_SECRET, PLUGWATCH_METRICS_PORT="0",
+                           PLUGWATCH_LOG_FORMAT="json", PLUGWATCH_DELIVERY_CONCURRENCY=str(args.concurrency))
+            worker = start_worker(env, Path(workdir) / "worker.log")
+            connection = redis.Redis.from_url(server.url)
+            drained_by_worker(connection, url, events[:200], sink_count)  # the worker is up and warm
+            figures["load"] = os.getloadavg()[0]
+            cpu_before = cpu_seconds(worker.pid)
+            figures["worker"] = args.events / drained_by_worker(connection, url, events[:args.events], sink_count)
+            figures["worker_cpu_ms"] = 1000 * (cpu_seconds(worker.pid) - cpu_before) / args.events
+            figures["backlog_seconds"] = drained_by_worker(connection, url, events[:args.backlog], sink_count)
+            worker.stop()
+            slow_url = f"http://127.0.0.1:{port}/slow/{args.latency}/hook"
+            for concurrency in (1, args.concurrency):
+                worker = start_worker({**env, "DOWNSTREAM_WEBHOOK_URLS": slow_url,
+                                       "PLUGWATCH_DELIVERY_CONCURRENCY": str(concurrency)},
+                                      Path(workdir) / f"worker-{concurrency}.log")
+                drained_by_worker(connection, slow_url, events[:20], sink_count)
+                count = args.slow_events // (4 if concurrency == 1 else 1)
+                figures[f"slow_{concurrency}"] = count / drained_by_worker(connection, slow_url, events[:count],
+                                                                         sink_count)
+                worker.stop()
+            worker = None
+            figures["load_after"] = os.getloadavg()[0]
+        finally:
+            if worker is not None:
+                worker.stop()
+            sink.stop()
+            server.stop()
+    return figures
 
 
 def main() -> None:
     import argparse
     import logging
-    import sys
-    import tempfile
-    from pathlib import Path
-
-    import redis
-    from prometheus_client import CollectorRegistry
 
     from plugwatch.logs import configure_logging
-    from plugwatch.settings import DeliverySettings, Settings
-    from plugwatch.signing import decode_secret
-    from tests.conftest import TEST_DOWNSTREAM_SECRET
-    from tests.support.delivery import make_event
-    from tests.support.servers import Process, RedisServer, base_env, free_port, wait_until
-    from worker import delivery
-    from worker.metrics import DeliveryMetrics
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--events", type=int, default=2000)
-    parser.add_argument("--urls", type=int, default=4)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--backlog", type=int, default=100_000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--vehicles", type=int, default=1000)
+    parser.add_argument("--latency", type=int, default=20, help="ms the slow sink of (d) takes to answer")
+    parser.add_argument("--slow-events", type=int, default=4000)
     args = parser.parse_args()
     configure_logging("console", level=logging.WARNING)
-    key = decode_secret(TEST_DOWNSTREAM_SECRET)
-    events = [make_event(n) for n in range(args.events)]
-    port = free_port()
-    urls = tuple(f"http://127.0.0.1:{port}/hook/{n}" for n in range(max(1, args.urls)))
-
-    with tempfile.TemporaryDirectory() as workdir:
-        server = RedisServer(Path(workdir) / "redis").start()
-        sink = Process([sys.executable, "-m", "uvicorn", "bench.delivery:sink_app", "--port", str(port),
-                        "--no-access-log", "--log-level", "warning"], base_env(), Path(workdir) / "sink.log").start()
-        try:
-            wait_until(lambda: _up(urls[0]), timeout=20)
-            bare = baseline(urls[0], events, key)
-            settings = Settings(delivery=DeliverySettings(downstream_urls=urls, downstream_key=key))
-            context = delivery.build(settings, connection=redis.Redis.from_url(server.url),
-                                     metrics=DeliveryMetrics(CollectorRegistry()))
-            one = drained(context, urls[:1], events)
-            many = drained(context, urls, events)
-            context.close()
-        finally:
-            sink.stop()
-            server.stop()
-
-    print(f"events per URL            {args.events}")
-    print(f"(a) bare signed POST loop {bare:8.0f} events/s (one thread, no Redis)")
-    print(f"(b) drainer, 1 URL        {one:8.0f} events/s   ratio (b)/(a) = {one / bare:.2f}")
-    print(f"(c) drainers, {len(urls)} URLs      {many:8.0f} events/s in total ({many / len(urls):.0f} per URL)")
+    f = measure(args)
+    print(f"concurrency {args.concurrency}, {args.vehicles} vehicles, load average {f['load']:.2f} before, "
+          f"{f['load_after']:.2f} after")
+    print(f"(a) bare httpx client, {args.concurrency} threads  {f['bare']:8.0f} events/s ({args.events} events, "
+          f"no Redis), {f['bare_cpu_ms']:.2f} CPU ms per event")
+    print(f"(b) one worker process           {f['worker']:8.0f} events/s ({args.events} events)   "
+          f"ratio (b)/(a) = {f['worker'] / f['bare']:.2f}, {f['worker_cpu_ms']:.2f} CPU ms per event")
+    print(f"(c) {args.backlog}-event backlog drained in {f['backlog_seconds']:.1f} s "
+          f"({args.backlog / f['backlog_seconds']:.0f} events/s)")
+    print(f"(d) sink answering after {args.latency} ms: concurrency 1 {f['slow_1']:6.0f} events/s, "
+          f"concurrency {args.concurrency} {f[f'slow_{args.concurrency}']:6.0f} events/s "
+          f"({f[f'slow_{args.concurrency}'] / f['slow_1']:.1f}x)")
 
 
 def _up(url: str) -> bool:

@@ -5,7 +5,8 @@
 Runs, one after the other (each starts and stops its own redis-server and processes):
   bench/receiver.py  receiver deliveries/s and latency beside a bare 200 endpoint
   bench/worker.py    worker events/s beside a plain Redis consumer loop and trivial RQ jobs
-  bench/delivery.py  downstream delivery events/s beside a bare signed-POST loop
+  bench/delivery.py  one worker process's delivery events/s to one URL (concurrency 16) beside a bare httpx
+                     client at the same concurrency; the time to drain a 100,000-event backlog
   bench/e2e.py       end-to-end latency at 500 events/s for 60 s, RSS, Redis memory per vehicle, growth;
                      then the latency run again with two workers, and with a 0.5 s ingest drain budget
   bench/state_memory.py  Redis memory of a vehicle with its charger by remembered actions (0, 12, 20, 40)
@@ -76,6 +77,11 @@ PATTERNS = {
     "drain1": r"1-event deliveries \(in process\)" + _RATE,
     "loop100": r"\(b\)[^\n]*\n\s+100-event deliveries" + _RATE,
     "loop1": r"(?s)\(b\).*?\n\s+1-event deliveries" + _RATE,
+    "delivery_bare": r"\(a\) bare httpx client[^\n]*?(\d+) events/s",
+    "delivery_worker": r"\(b\) one worker process\s+(\d+) events/s",
+    "delivery_ratio": r"ratio \(b\)/\(a\) = ([\d.]+)",
+    "delivery_backlog": r"\(c\) (\d+-event backlog drained in [\d.]+ s)",
+    "delivery_slow": r"\(d\) (sink answering after .*)",
 }
 
 
@@ -84,6 +90,17 @@ def state_memory_row(output: str) -> tuple[str, str, str, str]:
     rows = dict(re.findall(r"^\s+(\d+)\s+\d+ B\s+(\d+) B", output, re.MULTILINE))
     return ("Redis memory per vehicle with its charger, 20 remembered actions",
             f"{rows.get('20', 'n/a')} B (MEMORY USAGE)", f"no actions: {rows.get('0', 'n/a')} B", "≤ 1 KB")
+
+
+def delivery_rows(output: str) -> list[tuple[str, str, str, str]]:
+    """bench/delivery.py's figures beside the bare client measured in the same run."""
+    d = {k: _find(PATTERNS[k], output) for k in ("delivery_bare", "delivery_worker", "delivery_ratio",
+                                                  "delivery_backlog", "delivery_slow")}
+    return [("delivery events/s to one URL, one worker process, concurrency 16",
+             f"{d['delivery_worker']} events/s = {d['delivery_ratio']} of the bare client",
+             f"bare httpx client, 16 threads: {d['delivery_bare']} events/s", "≥ 3,000 and ≥ 50% of bare"),
+            ("time to drain a backlog for one URL", d["delivery_backlog"], "—", "—"),
+            ("delivery to a URL that answers slowly, concurrency 16 beside 1", d["delivery_slow"], "—", "—")]
 
 
 def goal_rows(receiver: str, worker: str, e2e: dict[str, Any],
@@ -158,7 +175,8 @@ def write(machine_info: dict[str, str], outputs: dict[str, tuple[str, float]], e
     lines += ["", "## Figures against the goals", "", "| figure | measured | ceiling / baseline (same run) | goal |",
               "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in
-              goal_rows(outputs["receiver"][0], outputs["worker"][0], e2e, outputs["state_memory"][0])]
+              goal_rows(outputs["receiver"][0], outputs["worker"][0], e2e, outputs["state_memory"][0])
+              + delivery_rows(outputs["delivery"][0])]
     growth = e2e.get("memory", {}).get("growth", {})
     if growth:
         lines += ["", "## Cost growth from 1,000 to 100,000 tracked vehicles", "",
@@ -188,7 +206,8 @@ def main() -> None:
         "receiver": ["bench/receiver.py", *(["--requests", "2000", "--rounds", "1"] if quick else [])],
         "worker": ["-m", "bench.worker",
                    *(["--events", "3000", "--single", "500", "--rq-jobs", "50"] if quick else [])],
-        "delivery": ["-m", "bench.delivery", *(["--events", "300", "--urls", "2"] if quick else [])],
+        "delivery": ["-m", "bench.delivery",
+                     *(["--events", "1000", "--backlog", "2000", "--slow-events", "400"] if quick else [])],
         "state_memory": ["-m", "bench.state_memory", *(["--users", "200"] if quick else [])],
         "e2e": ["-m", "bench.e2e", "--json", str(e2e_json),
                 *(["--rate", "200", "--seconds", "5", "--vehicles", "10000"] if quick else [])],

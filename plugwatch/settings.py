@@ -117,6 +117,8 @@ class DeliverySettings:
     # A drainer waits out pauses up to this long itself; a longer pause releases the URL and the pump resumes it.
     inline_wait_max: float = 5.0
     batch_size: int = 50  # outbox entries read per round trip (a count)
+    # POSTs in flight per URL at most (never two of one vehicle at once; see `worker.delivery.flight`).
+    concurrency: int = 16
     # A drainer that emptied its outbox keeps the URL's lease this long, waiting (a blocking read) for the next
     # events, so a steady flow is delivered as committed, without an arming, RQ job and drainer per commit.
     idle_wait: float = 0.5
@@ -316,6 +318,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PLUGWATCH_DELIVERY_INLINE_WAIT_SECONDS", "delivery", "inline_wait_max", _number),
     Variable("PLUGWATCH_DELIVERY_IDLE_WAIT_SECONDS", "delivery", "idle_wait", _seconds_or_off),
     Variable("PLUGWATCH_DELIVERY_BATCH_SIZE", "delivery", "batch_size", _count),
+    Variable("PLUGWATCH_DELIVERY_CONCURRENCY", "delivery", "concurrency", _whole),
     Variable("PLUGWATCH_DEAD_LETTER_TTL_SECONDS", "delivery", "dead_letter_ttl", _count),
     Variable("PLUGWATCH_EVENTS_STREAM_MAXLEN", "delivery", "events_stream_maxlen", _whole),
     Variable("PLUGWATCH_SECRET_OVERLAP_SECONDS", "delivery", "secret_overlap_seconds", _number),

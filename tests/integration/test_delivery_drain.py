@@ -23,7 +23,7 @@ from plugwatch import url_state as state
 from plugwatch.settings import Settings
 from plugwatch.signing import decode_secret
 from tests.conftest import TEST_DOWNSTREAM_SECRET
-from tests.support.delivery import emit, make_event, subscribe
+from tests.support.delivery import emit, first_arrivals_by_vehicle, interleaved, make_event, subscribe
 from tests.support.servers import wait_until
 from tests.support.sinks import Reply, Sink, SinkServer
 from tests.unit.test_signing import spec_verify
@@ -381,3 +381,56 @@ def test_close_hands_over_a_url_still_waiting_on_a_slow_reply(harness: Harness, 
     harness.context.close(timeout=0.2)
     assert harness.connection.get(keys.downstream_lease_key(url)) is None
     assert harness.backlog(url) == 1  # not acknowledged: the next drainer sends it again
+
+
+def test_sixteen_in_flight_keep_each_vehicles_order_and_never_overlap_a_vehicle(harness: Harness, sinks: list) -> None:
+    """8 vehicles x 40 events, shuffled together; the sink answers after random 0-30 ms: every vehicle's
+    events arrive in `sequence` order, one at a time, while several vehicles' POSTs are in flight together
+    (and 16 in flight in plain outbox order would overlap a vehicle's events)."""
+    (sink, _), _ = sinks
+    url = harness.settings.delivery.downstream_urls[0]
+    sink.set_default(Reply(200, jitter=0.03))
+    events = interleaved(8, 40)
+    harness.send(events, [url])
+    wait_until(lambda: harness.backlog(url) == 0, timeout=60, message="the outbox did not drain")
+    assert harness.settings.delivery.concurrency == 16
+    assert first_arrivals_by_vehicle(r.body for r in sink.requests) == {f"veh-{v}": list(range(40))
+                                                                        for v in range(8)}
+    assert len(sink.requests) == len(events)  # each once: nothing failed
+    assert sink.overlaps == []
+    assert 1 < sink.max_in_flight <= 16
+
+
+def test_a_retried_event_keeps_its_vehicles_order_and_the_others_go_on_after_the_pause(
+    harness: Harness, sinks: list
+) -> None:
+    """veh-3's third event gets a 503 while other vehicles' events are in flight: it is sent again before
+    any later event of veh-3, and every event arrives."""
+    (sink, _), _ = sinks
+    url = harness.settings.delivery.downstream_urls[0]
+    sink.set_default(Reply(200, jitter=0.02))
+    sink.fail_first("evt_veh-3_2", Reply(503))
+    harness.send(interleaved(6, 6), [url])
+    wait_until(lambda: harness.backlog(url) == 0, timeout=60, message="the outbox did not drain")
+    veh3 = [r for r in sink.requests if r.event["vehicleId"] == "veh-3"]
+    assert [(r.event["sequence"], r.status) for r in veh3] == [(0, 200), (1, 200), (2, 503), (2, 200), (3, 200),
+                                                               (4, 200), (5, 200)]
+    accepted = first_arrivals_by_vehicle(r.body for r in sink.accepted())
+    assert accepted == {f"veh-{v}": list(range(6)) for v in range(6)}
+    assert sink.overlaps == []
+    assert harness.metric("plugwatch_downstream_attempts_total", outcome="retry") >= 1
+    assert not state.read_state(harness.connection, url).failing(time.time())
+
+
+def test_events_without_a_vehicle_keep_their_users_order(harness: Harness, sinks: list) -> None:
+    (sink, _), _ = sinks
+    url = harness.settings.delivery.downstream_urls[0]
+    sink.set_default(Reply(200, jitter=0.02))
+    events = [orjson.dumps({**orjson.loads(make_event(n, vehicle=f"v{n}")), "vehicleId": None, "sequence": None,
+                            "userId": f"user-{n % 3}", "id": f"evt_{n}"}) for n in range(60)]
+    harness.send(events, [url])
+    wait_until(lambda: harness.backlog(url) == 0, timeout=60, message="the outbox did not drain")
+    for user in ("user-0", "user-1", "user-2"):
+        numbers = [int(r.event["id"].removeprefix("evt_")) for r in sink.requests if r.event["userId"] == user]
+        assert numbers == sorted(numbers)
+        assert len(numbers) == 20

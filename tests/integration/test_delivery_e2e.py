@@ -25,7 +25,7 @@ from plugwatch import delivery_arming, keys
 from plugwatch.settings import DeliverySettings, ProcessSettings, Settings
 from plugwatch.signing import decode_secret
 from tests.conftest import TEST_DOWNSTREAM_SECRET
-from tests.support.delivery import emit, make_event, start_worker, subscribe
+from tests.support.delivery import emit, first_arrivals_by_vehicle, interleaved, make_event, start_worker, subscribe
 from tests.support.servers import Process, base_env, wait_until
 from tests.support.sinks import Reply, Sink, SinkServer
 from tests.unit.test_signing import spec_verify
@@ -255,3 +255,28 @@ def test_a_dead_letter_requeued_through_rq_is_delivered(
         context.close()
         install(None)
 
+
+
+def test_sigkill_with_sixteen_in_flight_delivers_every_event_keeping_each_vehicles_first_arrivals_in_order(
+    real_redis: redis.Redis, settings: Settings, sinks: tuple, urls: tuple[str, str], env: dict[str, str],
+    workers: list[Process], tmp_path: Path,
+) -> None:
+    """A worker process is SIGKILLed while many POSTs are open; the next one sends every unfinished event
+    (at least once), and each vehicle's events first arrived in `sequence` order."""
+    sink, _, _, _ = sinks
+    sink.set_default(Reply(200, delay=0.05, jitter=0.1))
+    events = interleaved(12, 25)
+    fast = {"PLUGWATCH_DELIVERY_CONNECT_TIMEOUT_SECONDS": "0.5", "PLUGWATCH_DELIVERY_READ_TIMEOUT_SECONDS": "2"}
+    first = run(workers, env, tmp_path, **fast)
+    emit(real_redis, events, [urls[0]])
+    sink.wait_for(100, timeout=30)
+    assert sink.max_in_flight > 1
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    run(workers, env, tmp_path, **fast)
+    wait_until(lambda: delivery_arming.backlog(real_redis, urls[0]) == 0, timeout=60,
+               message="the outbox did not drain after the restart")
+    assert {r.body for r in sink.accepted()} == set(events)
+    assert first_arrivals_by_vehicle(r.body for r in sink.requests) == {f"veh-{v}": list(range(25))
+                                                                        for v in range(12)}
+    assert len(sink.requests) - len(events) <= 16  # only what was on the wire at the kill came twice

@@ -3,6 +3,7 @@ outboxes the way its commit does, and a real worker process (`python -m worker`)
 
 from __future__ import annotations
 
+import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -53,3 +54,32 @@ def subscribe(connection: redis.Redis, urls: Iterable[str], key: bytes = b"k" * 
 def start_worker(env: Mapping[str, str], log_path: Path) -> Process:
     """A real worker process, as Procfile's `worker:` runs it."""
     return Process([sys.executable, "-m", "worker"], env, log_path).start()
+
+
+def interleaved(vehicles: int, per_vehicle: int, seed: int = 14) -> list[bytes]:
+    """Events of `vehicles` vehicles, each vehicle's in `sequence` order, the vehicles shuffled together (so a
+    vehicle's next event is often close behind its last: plain FIFO concurrency would overlap them)."""
+    rng = random.Random(seed)
+    alive, sent = [f"veh-{v}" for v in range(vehicles)], dict.fromkeys((f"veh-{v}" for v in range(vehicles)), 0)
+    events = []
+    while alive:
+        index = rng.randrange(len(alive))
+        vehicle = alive[index]
+        events.append(make_event(sent[vehicle], vehicle=vehicle))
+        sent[vehicle] += 1
+        if sent[vehicle] == per_vehicle:
+            alive[index] = alive[-1]
+            alive.pop()
+    return events
+
+
+def first_arrivals_by_vehicle(bodies: Iterable[bytes]) -> dict[str, list[int]]:
+    """Each vehicle's `sequence` numbers in the order their events first arrived (repeats left out)."""
+    seen: set[str] = set()
+    order: dict[str, list[int]] = {}
+    for body in bodies:
+        event = orjson.loads(body)
+        if event["id"] not in seen:
+            seen.add(event["id"])
+            order.setdefault(event["vehicleId"], []).append(event["sequence"])
+    return order

@@ -9,6 +9,9 @@ as the test programs it, served by real uvicorn in a thread.
         server.down(); server.up()                  # connection refused while down, same port after
         sink.wait_for(3)                            # block until 3 requests were received
         sink.requests                               # [Received(method, path, headers, body, at, status)]
+        sink.set_default(Reply(200, jitter=0.02))   # each answer after a random 0-20 ms
+        sink.fail_first("evt_veh-1_3", Reply(503))  # that event's first arrival gets 503 (any order)
+        sink.max_in_flight, sink.overlaps           # most requests open at once; vehicles with two at once
 
 `Received.headers` has lower-case names; `Received.webhook_id` and `.event` help delivery assertions.
 Every webhook the sink receives (a request with a `webhook-id` header) is checked against the published
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import threading
 import time
 from collections import deque
@@ -42,6 +46,7 @@ class Reply:
 
     status: int = 200
     delay: float = 0.0  # seconds to wait before answering (asyncio: other requests are not held up)
+    jitter: float = 0.0  # and a random further 0 to `jitter` seconds
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
 
@@ -71,6 +76,11 @@ class Sink:
         self._scripted: deque[Reply] = deque()
         self._received: list[Received] = []
         self._off_schema: list[str] = []  # why received webhooks did not match the event catalog
+        self._first_replies: dict[str, Reply] = {}  # webhook-id -> the answer to its first arrival
+        self._open: dict[str, int] = {}  # vehicleId -> its requests being answered right now
+        self._in_flight = 0
+        self.max_in_flight = 0  # the most requests open at once
+        self.overlaps: list[str] = []  # a vehicleId each time a request came while another of it was open
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
         self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=methods)])
 
@@ -83,6 +93,11 @@ class Sink:
         """Answer the next requests with these replies, in order."""
         with self._lock:
             self._scripted.extend(replies)
+
+    def fail_first(self, webhook_id: str, reply: Reply) -> None:
+        """Answer the first request carrying this `webhook-id` with `reply` (whenever it comes)."""
+        with self._lock:
+            self._first_replies[webhook_id] = reply
 
     @property
     def requests(self) -> list[Received]:
@@ -111,18 +126,41 @@ class Sink:
 
     async def _handle(self, request: Request) -> Response:
         body = await request.body()
-        problems = schema_problems(body) if "webhook-id" in request.headers else []
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        vehicle = _vehicle_of(body)
+        problems = schema_problems(body) if "webhook-id" in headers else []
         with self._lock:
             if problems:
-                self._off_schema.append(f"{request.headers['webhook-id']}: {problems}")
-            reply = self._scripted.popleft() if self._scripted else self._default
-            self._received.append(Received(
-                request.method, request.url.path, {k.lower(): v for k, v in request.headers.items()},
-                body, time.time(), reply.status,
-            ))
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
-        return Response(reply.body, status_code=reply.status, headers=reply.headers)
+                self._off_schema.append(f"{headers['webhook-id']}: {problems}")
+            reply = (self._first_replies.pop(headers.get("webhook-id", ""), None)
+                     or (self._scripted.popleft() if self._scripted else self._default))
+            self._received.append(Received(request.method, request.url.path, headers, body, time.time(),
+                                           reply.status))
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            if vehicle is not None:
+                self._open[vehicle] = self._open.get(vehicle, 0) + 1
+                if self._open[vehicle] > 1:
+                    self.overlaps.append(vehicle)
+        try:
+            delay = reply.delay + (random.random() * reply.jitter if reply.jitter else 0.0)
+            if delay:
+                await asyncio.sleep(delay)
+            return Response(reply.body, status_code=reply.status, headers=reply.headers)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                if vehicle is not None:
+                    self._open[vehicle] -= 1
+
+
+def _vehicle_of(body: bytes) -> str | None:
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return None
+    vehicle = event.get("vehicleId") if isinstance(event, dict) else None
+    return vehicle if isinstance(vehicle, str) else None
 
 
 class SinkServer:

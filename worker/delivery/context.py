@@ -97,6 +97,9 @@ def build(
         timeout=httpx.Timeout(connect=config.connect_timeout, read=config.read_timeout,
                               write=config.read_timeout, pool=config.connect_timeout),
         follow_redirects=False,
+        # No shared cap: each URL's drainer has at most `concurrency` requests in flight, so a slow URL
+        # holds only its own connections (a shared cap would let it starve the others' pool).
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
     )
     cache = SubscriptionCache(connection, fallback_key=config.downstream_key, clock=clock)
     tools = Tools(connection=connection, client=client, signing_keys=cache.signing_keys, config=config,

@@ -1,9 +1,12 @@
-"""The drain of one URL's outbox: deliver its events in order until it is empty or its breaker opens.
+"""The drain of one URL's outbox: deliver its events, several at once in per-vehicle order, until it is
+empty or its breaker opens.
 
     claim the lease ─▶ loop: refresh lease, read state (and size the lease for the URL's read timeout)
                               disabled?  dead-letter everything queued, done
                               paused?    short: wait it out here; long: release, the pump resumes it
-                              read a batch ─▶ per event: POST ─▶ success: ack+del
+                              a window ─▶ up to `concurrency` POSTs in flight, one per order key (vehicle),
+                                          each key's events in outbox order (`flight`); per answer:
+                                                             ─▶ success: ack+del
                                                              ─▶ unwritable request: dead letter, next
                                                              ─▶ 410 or an unusable URL (InvalidURL):
                                                                 disable URL, dead-letter its events
@@ -12,12 +15,24 @@
                                                                 it and every event that waited that long;
                                                                 a timed-out attempt also raises the URL's
                                                                 read timeout (`slowness`)
+                                          a changed state (breaker, disabled, slowness) ends the window:
+                                          nothing more is sent, the attempts in flight are answered, and
+                                          the loop starts from the top
     empty ─▶ wait up to `idle_wait` for new events (a blocking read, lease kept): if some came, loop again
           ─▶ release the lease, re-check the outbox, take the lease again if there is more (and no kick did)
 
+The breaker stays per URL: one retryable failure pauses the whole URL (nearly always the URL is down or
+overloaded, not one event), and while the failed event is retried (the state's `head`) it goes alone,
+first, with the other events waiting behind it; its success closes the breaker and concurrency resumes.
+Within one window every attempt uses the same read timeout and at most one failure is recorded, so a
+round of time-outs raises a slow URL's timeout once, and each event still reaches a sink at most
+`slowness.attempts_bound` times.
+
 Runs in a drainer thread (see `threads.py`), never in the RQ worker's own thread, so a slow URL holds
-only its own thread.  `stop` (set at shutdown) ends the drain between attempts; an unfinished event stays
-pending in the consumer group and is delivered by the next drainer (at least once).
+only its own thread and its pool of at most `concurrency` POST threads.  `stop` (set at shutdown) sends
+nothing more and waits for the attempts in flight; an unfinished event stays pending in the consumer group
+and is delivered by the next drainer (at least once), which reads the unfinished entries in outbox order,
+so first deliveries keep each vehicle's order across a crash.
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ import enum
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import httpx
@@ -33,11 +49,12 @@ import redis
 import structlog
 from prometheus_client import Counter, Histogram
 
-from plugwatch import dead_letters, url_state
+from plugwatch import dead_letters, keys, url_state
 from plugwatch.delivery_arming import backlog
 from plugwatch.settings import DeliverySettings
 from worker.delivery import outbox, slowness
 from worker.delivery.event_info import EventInfo, parse_event
+from worker.delivery.flight import Pool, Window
 from worker.delivery.lease import Lease, attempt_seconds, lease_ms
 from worker.delivery.policy import AttemptResult, Outcome, retry_delay
 from worker.delivery.sender import post_event
@@ -48,6 +65,7 @@ log = structlog.get_logger(__name__)
 class Step(enum.Enum):
     NEXT = "next"  # go on with the next entry of the batch
     REREAD = "reread"  # state or outbox changed under the batch: read state and a fresh batch
+    EMPTY = "empty"  # the outbox is empty, nothing in flight
 
 
 class Ending(enum.Enum):
@@ -110,32 +128,116 @@ def _has_work(tools: Tools, url: str) -> bool:
 
 
 def _drain_leased(tools: Tools, url: str, lease: Lease, stop: threading.Event) -> Ending:
-    while not stop.is_set():
-        if not lease.refresh(force=True):
-            log.warning("delivery.lease_lost")
-            return Ending.LOST
-        current = url_state.read_state(tools.connection, url)
-        if not _fit_lease(tools, lease, current):
-            log.warning("delivery.lease_lost")
-            return Ending.LOST
-        if current.disabled:
-            _dead_letter_backlog(tools, url, f"URL disabled: {current.disabled_reason}")
-            return Ending.EMPTY
-        wait = current.paused_until - tools.clock()
-        if wait > tools.config.inline_wait_max:
-            return Ending.PAUSED
-        if wait > 0:
-            stop.wait(wait)  # the lease (just refreshed) outlives any inline wait
-            continue
-        batch = outbox.read_batch(tools.connection, url, tools.config.batch_size)
-        if not batch:
-            if _wait_for_more(tools, url):
-                continue  # from the top: the lease, the state (it may have changed meanwhile), the batch
-            return Ending.EMPTY
+    pool: Pool[Sent, Attempt] = Pool(tools.config.concurrency, name=f"post-{keys.url_key(url)}")
+    try:
+        while not stop.is_set():
+            if not lease.refresh(force=True):
+                log.warning("delivery.lease_lost")
+                return Ending.LOST
+            current = url_state.read_state(tools.connection, url)
+            if not _fit_lease(tools, lease, current):
+                log.warning("delivery.lease_lost")
+                return Ending.LOST
+            if current.disabled:
+                _dead_letter_backlog(tools, url, f"URL disabled: {current.disabled_reason}")
+                return Ending.EMPTY
+            wait = current.paused_until - tools.clock()
+            if wait > tools.config.inline_wait_max:
+                return Ending.PAUSED
+            if wait > 0:
+                stop.wait(wait)  # the lease (just refreshed) outlives any inline wait
+                continue
+            if _deliver_window(tools, url, current, lease, stop, pool) is Step.EMPTY:
+                if _wait_for_more(tools, url):
+                    continue  # from the top: the lease, the state (it may have changed meanwhile), the window
+                return Ending.EMPTY
+        return Ending.STOPPED
+    finally:
+        pool.close()
+
+
+Sent = tuple[outbox.OutboxEntry, EventInfo]
+Attempt = tuple[float, AttemptResult]  # (unix seconds when it started, its result)
+
+
+@dataclass
+class _Round:
+    """One window's bookkeeping: where reading got to, and whether a result asked to re-read the state."""
+
+    cursor: str = "0"  # pending entries (read before, unfinished) are read after this id, then new ones
+    pending_done: bool = False
+    step: Step = Step.NEXT  # REREAD once a result changed the URL's state: nothing more is sent
+    breaker_set: bool = False  # a retryable failure (or a 410) was recorded: later failures leave it be
+
+
+def _deliver_window(
+    tools: Tools, url: str, current: url_state.UrlState, lease: Lease, stop: threading.Event,
+    pool: Pool[Sent, Attempt],
+) -> Step:
+    """Send the outbox, up to `concurrency` POSTs at once and one per order key at a time (`flight.Window`),
+    until it is empty (EMPTY) or a result changed the URL's state (REREAD), with nothing left in flight.
+
+    While the head event of a retry is due (`current.head`: the breaker is half-open) only one event goes
+    at a time, the head first, as before concurrency: its answer closes the breaker or keeps it open."""
+    config = tools.config
+    probing = bool(current.head)
+    limit = 1 if probing else config.concurrency
+    timeout = slowness.timeout_for(current.read_timeout, config.read_timeout)
+    window, round_ = Window(), _Round()
+    while True:
+        going = round_.step is Step.NEXT and not stop.is_set() and lease.refresh()
+        if going:
+            if len(window.waiting) < limit:
+                _fill(tools, url, window, round_, room=max(config.batch_size, 4 * limit) - len(window.waiting))
+            for sent in window.ready(limit - pool.in_flight, first=current.head if probing else ""):
+                pool.submit(sent, partial(_attempt, tools, url, sent, timeout))
+        if pool.in_flight == 0:
+            return Step.EMPTY if going else Step.REREAD
+        finished: list[str] = []
+        for (entry, event), answer in pool.results(timeout=1.0):  # none within 1 s: refresh the lease
+            window.answered(event)
+            now, result = answer if isinstance(answer, tuple) else (tools.clock(), _crashed(answer))
+            if _handle(tools, url, current, entry, event, now, result, timeout, round_) is Step.NEXT:
+                finished.append(entry.entry_id)
+        if finished:  # before the next events of these vehicles go (a crash must not reorder first sends)
+            outbox.finish(tools.connection, url, *finished)
+
+
+def _fill(tools: Tools, url: str, window: Window, round_: _Round, room: int) -> None:
+    """Read up to `room` more entries: the pending ones after the cursor, then new ones."""
+    while room > 0:
+        count = min(room, tools.config.batch_size)
+        if not round_.pending_done:
+            batch = outbox.read_pending(tools.connection, url, count, round_.cursor)
+            round_.pending_done = not batch
+            round_.cursor = batch[-1].entry_id if batch else round_.cursor
+        else:
+            batch = outbox.read_new(tools.connection, url, count)
+            if not batch:
+                return
         for entry in batch:
-            if stop.is_set() or _deliver(tools, url, current, entry) is Step.REREAD or not lease.refresh():
-                break
-    return Ending.STOPPED
+            if entry.body is None:
+                outbox.finish(tools.connection, url, entry.entry_id)
+                continue
+            event = parse_event(entry.body)
+            if event is None:
+                _dead_letter(tools, url, entry, None, "malformed outbox entry: not a JSON object with an id")
+                continue
+            window.add(entry, event)
+            room -= 1
+
+
+def _attempt(tools: Tools, url: str, sent: Sent, timeout: float) -> Attempt:
+    """One POST (in a pool thread): the only call of `post_event`."""
+    entry, event = sent
+    now = tools.clock()
+    return now, post_event(tools.client, url, key=tools.signing_keys(url), event_id=event.id, body=entry.body or b"",
+                           now=now, read_timeout=timeout)
+
+
+def _crashed(error: Exception) -> AttemptResult:
+    log.warning("delivery.attempt_crashed", exc_info=error)
+    return AttemptResult(Outcome.RETRY, f"{type(error).__name__}: {error}"[:300])
 
 
 def _fit_lease(tools: Tools, lease: Lease, current: url_state.UrlState) -> bool:
@@ -153,36 +255,34 @@ def _wait_for_more(tools: Tools, url: str) -> bool:
     return wait_ms > 0 and outbox.wait_for_new(tools.connection, url, tools.config.batch_size, wait_ms)
 
 
-def _deliver(tools: Tools, url: str, current: url_state.UrlState, entry: outbox.OutboxEntry) -> Step:
-    if entry.body is None:
-        outbox.finish(tools.connection, url, entry.entry_id)
-        return Step.NEXT
-    event = parse_event(entry.body)
-    if event is None:
-        _dead_letter(tools, url, entry, None, "malformed outbox entry: not a JSON object with an id")
-        return Step.NEXT
-    now = tools.clock()
-    timeout = slowness.timeout_for(current.read_timeout, tools.config.read_timeout)
-    result = post_event(tools.client, url, key=tools.signing_keys(url), event_id=event.id, body=entry.body, now=now,
-                        read_timeout=timeout)
+def _handle(
+    tools: Tools, url: str, current: url_state.UrlState, entry: outbox.OutboxEntry, event: EventInfo, now: float,
+    result: AttemptResult, timeout: float, round_: _Round,
+) -> Step:
+    """Act on one attempt's result; NEXT: a success, for the caller to finish (in one round trip with the
+    others that ended together).  Marks the round REREAD when the URL's state changed."""
     tools.metrics.attempts.labels(result.outcome.value).inc()
     if result.outcome is Outcome.SUCCESS:
-        return _delivered(tools, url, current, entry, event, result.elapsed)
+        if _delivered(tools, url, current, event, result.elapsed) is Step.REREAD:
+            round_.step = Step.REREAD
+        return Step.NEXT
     if result.outcome is Outcome.DEAD_LETTER:
         _dead_letter(tools, url, entry, event, f"{result.detail}: rejected by the URL, not retried")
         if current.head:
             url_state.forget_head(tools.connection, url)
-        return Step.REREAD if current.head else Step.NEXT
-    if result.outcome is Outcome.DISABLED:
+            round_.step = Step.REREAD
+    elif round_.breaker_set:
+        pass  # the URL is already paused or disabled: this event stays pending, sent again after the pause
+    elif result.outcome is Outcome.DISABLED:
         _disable(tools, url, entry, event, result)
-        return Step.REREAD
-    return _retry_later(tools, url, current, entry, event, result, now, timeout)
+        round_.step, round_.breaker_set = Step.REREAD, True
+    else:
+        _retry_later(tools, url, current, entry, event, result, now, timeout)
+        round_.step, round_.breaker_set = Step.REREAD, True
+    return Step.REREAD
 
 
-def _delivered(
-    tools: Tools, url: str, current: url_state.UrlState, entry: outbox.OutboxEntry, event: EventInfo, elapsed: float
-) -> Step:
-    outbox.finish(tools.connection, url, entry.entry_id)
+def _delivered(tools: Tools, url: str, current: url_state.UrlState, event: EventInfo, elapsed: float) -> Step:
     if event.occurred_at is not None:
         tools.metrics.latency.observe(max(0.0, tools.clock() - event.occurred_at))
     log.debug("delivery.delivered", event_id=event.id)

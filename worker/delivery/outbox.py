@@ -2,8 +2,10 @@
 `keys.OUTBOX_CONSUMER` (the lease guarantees one drainer at a time).
 
 Entries a drainer read but did not finish (it was killed, or paused mid-batch) stay pending in the group
-and are read again first, so order is kept across crashes.  A finished entry (delivered or dead-lettered)
-is XACKed and XDELed in one transaction, so the stream's length is the URL's backlog.
+and are read again first, so order is kept across crashes.  Entries finish out of stream order (several
+are in flight at once, see `flight`); the pending ones are still read back in stream order.  A finished
+entry (delivered or dead-lettered) is XACKed and XDELed in one transaction, so the stream's length is the
+URL's backlog.
 """
 
 from __future__ import annotations
@@ -37,13 +39,23 @@ def ensure_group(connection: redis.Redis, url: str) -> None:
 
 def read_batch(connection: redis.Redis, url: str, count: int) -> list[OutboxEntry]:
     """The oldest unfinished entries: pending ones (read before, never finished) first, then new ones."""
-    stream = keys.outbox_stream(url)
-    for start in ("0", ">"):
-        reply: Any = connection.xreadgroup(keys.OUTBOX_GROUP, keys.OUTBOX_CONSUMER, {stream: start}, count=count)
-        entries = [_entry(entry_id, fields) for _, items in reply or [] for entry_id, fields in items]
-        if entries:
-            return entries
-    return []
+    return read_pending(connection, url, count) or read_new(connection, url, count)
+
+
+def read_pending(connection: redis.Redis, url: str, count: int, after: str = "0") -> list[OutboxEntry]:
+    """Entries read before and not finished yet, oldest first, after the entry id `after`."""
+    return _read(connection, url, after, count)
+
+
+def read_new(connection: redis.Redis, url: str, count: int) -> list[OutboxEntry]:
+    """Entries never read before, oldest first (they are pending from now on)."""
+    return _read(connection, url, ">", count)
+
+
+def _read(connection: redis.Redis, url: str, start: str, count: int) -> list[OutboxEntry]:
+    reply: Any = connection.xreadgroup(keys.OUTBOX_GROUP, keys.OUTBOX_CONSUMER, {keys.outbox_stream(url): start},
+                                       count=count)
+    return [_entry(entry_id, fields) for _, items in reply or [] for entry_id, fields in items]
 
 
 def wait_for_new(connection: redis.Redis, url: str, count: int, block_ms: int) -> bool:
@@ -57,12 +69,15 @@ def wait_for_new(connection: redis.Redis, url: str, count: int, block_ms: int) -
     return any(items for _, items in reply or [])
 
 
-def finish(connection: redis.Redis, url: str, entry_id: str) -> None:
-    """The entry was delivered or dead-lettered: remove it from the group and the stream, atomically."""
+def finish(connection: redis.Redis, url: str, *entry_ids: str) -> None:
+    """The entries were delivered or dead-lettered: remove them from the group and the stream, atomically.
+
+    Entries may finish in any order (XACK is per entry): what a later drainer reads is exactly the
+    unfinished ones, oldest first."""
     stream = keys.outbox_stream(url)
     pipe = connection.pipeline(transaction=True)
-    pipe.xack(stream, keys.OUTBOX_GROUP, entry_id)
-    pipe.xdel(stream, entry_id)
+    pipe.xack(stream, keys.OUTBOX_GROUP, *entry_ids)
+    pipe.xdel(stream, *entry_ids)
     pipe.execute()
 
 
