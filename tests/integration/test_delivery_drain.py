@@ -394,7 +394,7 @@ def test_sixteen_in_flight_keep_each_vehicles_order_and_never_overlap_a_vehicle(
     harness.send(events, [url])
     wait_until(lambda: harness.backlog(url) == 0, timeout=60, message="the outbox did not drain")
     assert harness.settings.delivery.concurrency == 16
-    assert first_arrivals_by_vehicle(r.body for r in sink.requests) == {f"veh-{v}": list(range(40))
+    assert first_arrivals_by_vehicle(r.body for r in sink.requests) == {f"veh-{v}": list(range(1, 41))
                                                                         for v in range(8)}
     assert len(sink.requests) == len(events)  # each once: nothing failed
     assert sink.overlaps == []
@@ -413,10 +413,10 @@ def test_a_retried_event_keeps_its_vehicles_order_and_the_others_go_on_after_the
     harness.send(interleaved(6, 6), [url])
     wait_until(lambda: harness.backlog(url) == 0, timeout=60, message="the outbox did not drain")
     veh3 = [r for r in sink.requests if r.event["vehicleId"] == "veh-3"]
-    assert [(r.event["sequence"], r.status) for r in veh3] == [(0, 200), (1, 200), (2, 503), (2, 200), (3, 200),
-                                                               (4, 200), (5, 200)]
+    assert [(r.event["sequence"], r.status) for r in veh3] == [(1, 200), (2, 200), (3, 503), (3, 200), (4, 200),
+                                                               (5, 200), (6, 200)]
     accepted = first_arrivals_by_vehicle(r.body for r in sink.accepted())
-    assert accepted == {f"veh-{v}": list(range(6)) for v in range(6)}
+    assert accepted == {f"veh-{v}": list(range(1, 7)) for v in range(6)}
     assert sink.overlaps == []
     assert harness.metric("plugwatch_downstream_attempts_total", outcome="retry") >= 1
     assert not state.read_state(harness.connection, url).failing(time.time())
@@ -426,8 +426,11 @@ def test_events_without_a_vehicle_keep_their_users_order(harness: Harness, sinks
     (sink, _), _ = sinks
     url = harness.settings.delivery.downstream_urls[0]
     sink.set_default(Reply(200, jitter=0.02))
-    events = [orjson.dumps({**orjson.loads(make_event(n, vehicle=f"v{n}")), "vehicleId": None, "sequence": None,
-                            "userId": f"user-{n % 3}", "id": f"evt_{n}"}) for n in range(60)]
+    failed = {"actionId": "act-1", "kind": "START", "targetType": "charger", "targetId": "chg-1", "state": "FAILED",
+              "failureReason": None, "consecutiveFailures": None}  # a charger's action, no vehicle paired
+    events = [orjson.dumps({**orjson.loads(make_event(n, vehicle=f"v{n}")), "type": "control.failed", "data": failed,
+                            "vehicleId": None, "sequence": None, "userId": f"user-{n % 3}", "id": f"evt_{n}"})
+              for n in range(60)]
     harness.send(events, [url])
     wait_until(lambda: harness.backlog(url) == 0, timeout=60, message="the outbox did not drain")
     for user in ("user-0", "user-1", "user-2"):

@@ -210,7 +210,9 @@ def test_302_then_401_for_a_while_then_200_receives_every_event_and_410_still_di
     assert [r.path for r in flaky.requests] == ["/hook"] * len(flaky.requests)  # the redirect is not followed
     assert deadletters.list_all(real_redis, urls[0]) == []
     wait_until(lambda: len(deadletters.list_all(real_redis, urls[1])) == len(emitted), timeout=30)
-    assert len(gone.requests) == 1
+    # the first 410 disables the URL; what was already in flight beside it (parallel delivery) is all it got
+    assert 1 <= len(gone.requests) <= 16
+    assert {r.status for r in gone.requests} == {410}
     rows = {row["url"]: row for row in map(orjson.loads, plugwatch(env, "subscriptions", "list", "--json").split())}
     assert rows[urls[1]]["state"] == "disabled"
     assert rows[urls[1]]["dead_letters"] == len(emitted)
@@ -239,7 +241,8 @@ def test_a_removed_url_drains_or_purges_its_backlog_and_is_then_forgotten(
     server.up()
     if not purge:
         received = sink.wait_for(len(emitted), accepted=True, timeout=30)
-        assert [r.body for r in received] == emitted  # in order, as committed
+        assert sorted(r.body for r in received) == sorted(emitted)
+        assert _by_order_key([r.body for r in received]) == _by_order_key(emitted)  # each vehicle's in order
     wait_until(lambda: urls[0] not in plugwatch(env, "subscriptions", "list"), timeout=20)
     if purge:
         assert sink.requests == []
@@ -267,3 +270,12 @@ def test_legacy_env_urls_are_subscribed_and_a_rolling_deploy_that_adds_a_url_los
         received = sink.wait_for(len(emitted), accepted=True, timeout=60)
         assert {r.body for r in received} == set(emitted)
         assert all(verifies(SECRET_A, r) for r in received)
+
+
+def _by_order_key(bodies: list[bytes]) -> dict[str, list[bytes]]:
+    """Each vehicle's (or, without one, each user's) events in the order given: what parallel delivery keeps."""
+    order: dict[str, list[bytes]] = {}
+    for body in bodies:
+        event = orjson.loads(body)
+        order.setdefault(event["vehicleId"] or f"user:{event['userId']}", []).append(body)
+    return order
