@@ -24,7 +24,7 @@ from plugwatch import command
 def status(as_json: bool, check: bool) -> None:
     """Show queue depths, oldest job age, dead letters, quarantine, last heartbeat and downstream URLs."""
     settings = command.settings()
-    connection = redis.Redis.from_url(settings.process.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    connection = command.connect(settings)
     try:
         snapshot = read_status(connection, settings.delivery.downstream_urls, time.time())
     except (redis.RedisError, OSError) as error:

@@ -21,6 +21,7 @@ import httpx
 import redis
 from fakeredis import TcpFakeServer
 
+from plugwatch import redis_clients
 from simulator.redis_binary import find_redis_server
 
 
@@ -36,7 +37,7 @@ def port_free(port: int) -> bool:
 
 
 def reachable(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    client = redis_clients.probe(url, 0.5)
     try:
         return bool(client.ping())
     except (redis.RedisError, OSError):

@@ -22,7 +22,7 @@ from types import FrameType
 import click
 import uvicorn
 
-from plugwatch import command
+from plugwatch import command, redis_clients
 from simulator.deliveries import Plan, plan_deliveries
 from simulator.demo_sink import create_sink
 from simulator.sender import SendOptions, send_all
@@ -86,8 +86,8 @@ def _run(stack: Stack, env: dict[str, str], users: int, seed: int, rate: float, 
         stack.spawn(f"worker-{index}", [sys.executable, "-m", "worker", "--name", f"up-{os.getpid()}-{index}"],
                     env | metrics)
     if dashboard and port_free(9181):
-        stack.spawn("rq-dashboard", [venv_script("rq-dashboard"), "--redis-url", url, "--port", "9181",
-                                     "--bind", "127.0.0.1"], env)
+        stack.spawn("rq-dashboard", [venv_script("rq-dashboard"), "--redis-url", redis_clients.dashboard_url(url),
+                                     "--port", "9181", "--bind", "127.0.0.1"], env)
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/readyz")
     _banner(how, url, base, sink_url, dashboard, enode, public_url, env, stack.log_dir)

@@ -3,8 +3,12 @@
 It runs an RQ `SimpleWorker` (jobs run in this process: one Redis pool, one HTTP client) on the ingest and
 delivery queues with RQ's scheduler (retries), a pump thread that re-arms drain jobs every
 `PLUGWATCH_PUMP_INTERVAL_SECONDS` (crash recovery), and Prometheus metrics on `PLUGWATCH_METRICS_PORT`
-(default 9100, 0 = off). SIGTERM is RQ's warm shutdown: the running job finishes (a drain job stops within
-its budget of a few seconds) and the process exits; a second SIGTERM is a cold shutdown.
+(default 9100, 0 = off). RQ gets a connection of its own (`redis_clients.rq`: a socket timeout just beyond its
+blocking dequeue) and registers with `PLUGWATCH_WORKER_TTL_SECONDS`; when Redis fails it (a restart, a
+blackhole, OOM), the process logs, backs off and runs a new RQ worker (`worker.supervision`). SIGTERM is RQ's
+warm shutdown: the running job finishes (a drain job stops within its budget of a few seconds) and the
+process exits, at the latest `PLUGWATCH_WORKER_SHUTDOWN_GRACE_SECONDS` after the signal; a second SIGTERM
+is a cold shutdown.
 `--burst` arms a drain for whatever waits, works until the queues are empty, then exits (benchmarks, ops).
 """
 
@@ -17,15 +21,15 @@ from collections.abc import Sequence
 
 import structlog
 from prometheus_client import start_http_server
-from rq import SimpleWorker
 
-from plugwatch import keys
+from plugwatch import keys, redis_clients
 from plugwatch.logs import configure_logging
 from plugwatch.settings import Settings
 from plugwatch.startup import exit_on_bad_settings
 from worker.bootstrap import WorkerContext, bootstrap, install
 from worker.ingest import drain
 from worker.jobs import WorkerJob
+from worker.supervision import Shutdown, SupervisedWorker, supervise
 
 log = structlog.get_logger("worker")
 
@@ -55,14 +59,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     pumping.start()
     # The dead-letter queue too: a dead letter requeued from rq-dashboard is replayed by any worker.
     queues = [keys.INGEST_QUEUE, keys.DELIVERY_QUEUE, keys.DEAD_LETTER_QUEUE]
-    worker = SimpleWorker(queues, connection=context.connection, name=args.name, job_class=WorkerJob)
-    log.info("worker.started", name=worker.name, burst=args.burst, metrics_port=port)
+    rq_connection = redis_clients.rq(settings)
+    shutdown = Shutdown(settings.process.worker_shutdown_grace_seconds)
+
+    def make_worker() -> SupervisedWorker:
+        worker = SupervisedWorker(queues, connection=rq_connection, name=args.name, job_class=WorkerJob,
+                                  worker_ttl=settings.process.worker_ttl_seconds)
+        log.info("worker.started", name=worker.name, burst=args.burst, metrics_port=port)
+        return worker
+
     try:
-        worker.work(burst=args.burst, with_scheduler=True)
+        supervise(make_worker, shutdown, burst=args.burst)
     finally:
         stop.set()
         context.close()
-    log.info("worker.stopped", name=worker.name)
+        rq_connection.close()
+    log.info("worker.stopped")
     return 0
 
 

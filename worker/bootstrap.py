@@ -19,6 +19,7 @@ from functools import partial
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from plugwatch import redis_clients
 from plugwatch.redis_collector import DeliveryStateCollector, RedisCollector, queues_with_outboxes
 from plugwatch.settings import IngestSettings, Settings
 from worker import delivery
@@ -53,7 +54,7 @@ def bootstrap(settings: Settings, *, registry: CollectorRegistry = REGISTRY, con
     """Build everything a worker process needs from `settings`; tests pass their own registry and connection
     (e.g. fakeredis)."""
     if connection is None:
-        connection = redis.Redis.from_url(settings.process.redis_url, health_check_interval=30)
+        connection = redis_clients.worker(settings)
     urls = settings.delivery.downstream_urls
     registry.register(RedisCollector(connection, queues=queues_with_outboxes(urls)))
     registry.register(DeliveryStateCollector(connection, urls))

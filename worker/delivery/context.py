@@ -85,5 +85,5 @@ def build(
     )
     tools = Tools(connection=connection, client=client, key=config.downstream_key or b"", config=config,
                   metrics=metrics, clock=clock, jitter=jitter)
-    threads = DrainerThreads(partial(drain, tools))
+    threads = DrainerThreads(partial(drain, tools), overdue=tools.overdue)
     return DeliveryContext(settings, connection, client, metrics, threads, tools)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import click
 import redis
 
-from plugwatch import delivery_arming, keys
+from plugwatch import delivery_arming, keys, redis_clients
 from plugwatch.enode_api.session import enode_api, fail, load_settings
 from plugwatch.settings import Settings
 from worker.enode import prune
@@ -47,7 +47,7 @@ def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted:
     """
     settings = load_settings()
     with enode_api(settings) as client:
-        connection = redis.Redis.from_url(settings.process.redis_url, socket_timeout=10)
+        connection = redis_clients.command(settings, timeout=10)
         try:
             _refuse_missing_urls(connection, settings, force)
             urls = settings.delivery.downstream_urls
