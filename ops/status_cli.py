@@ -13,7 +13,6 @@ import time
 
 import click
 import orjson
-import redis
 
 from ops.status import read_status, render_text
 from plugwatch import command
@@ -25,7 +24,7 @@ from plugwatch import command
 def status(as_json: bool, check: bool) -> None:
     """Show queue depths, oldest job age, dead letters, quarantine, last heartbeat and downstream URLs."""
     settings = command.settings()
-    connection = redis.Redis.from_url(settings.process.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    connection = command.connect(settings)
     try:  # Redis down: one line and exit 1 (cli)
         snapshot = read_status(connection, (), time.time())
     finally:

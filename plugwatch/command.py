@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import click
 import redis
 
+from plugwatch import redis_clients
 from plugwatch.settings import Settings
 
-MIN_TIMEOUT_SECONDS = 5.0
+MIN_TIMEOUT_SECONDS = redis_clients.MIN_COMMAND_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -41,5 +42,4 @@ def settings() -> Settings:
 
 
 def connect(settings: Settings) -> redis.Redis:
-    timeout = max(settings.process.redis_timeout_seconds, MIN_TIMEOUT_SECONDS)
-    return redis.Redis.from_url(settings.process.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    return redis_clients.command(settings)

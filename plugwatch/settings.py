@@ -58,6 +58,9 @@ class ProcessSettings:
     log_format: str = "auto"  # "json", "console" or "auto" (console on a TTY)
     metrics_port: int = 9100  # a worker's Prometheus port; 0: off
     pump_interval_seconds: float = 1.0  # how often a worker re-arms drains (crash recovery)
+    redis_socket_timeout_seconds: float = 10.0  # the longest a worker's or a command's Redis call waits
+    worker_ttl_seconds: int = 60  # a worker's RQ registration; RQ blocks on its queues 15 s less than this
+    worker_shutdown_grace_seconds: float = 20.0  # after SIGTERM a worker exits within this, Redis or not
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,12 @@ def _port_or_off(key: str, raw: str) -> int:
     return int(raw)
 
 
+def _worker_ttl(key: str, raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 20:
+        raise SettingsError(f"{key} must be a whole number of seconds, at least 20, got {raw!r}")
+    return int(raw)
+
+
 def _choice(*allowed: str) -> Parser:
     def parse(key: str, raw: str) -> str:
         if raw not in allowed:
@@ -288,6 +297,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PLUGWATCH_LOG_FORMAT", "process", "log_format", _choice(*LOG_FORMATS)),
     Variable("PLUGWATCH_METRICS_PORT", "process", "metrics_port", _port_or_off),
     Variable("PLUGWATCH_PUMP_INTERVAL_SECONDS", "process", "pump_interval_seconds", _number),
+    Variable("PLUGWATCH_REDIS_SOCKET_TIMEOUT_SECONDS", "process", "redis_socket_timeout_seconds", _number),
+    Variable("PLUGWATCH_WORKER_TTL_SECONDS", "process", "worker_ttl_seconds", _worker_ttl),
+    Variable("PLUGWATCH_WORKER_SHUTDOWN_GRACE_SECONDS", "process", "worker_shutdown_grace_seconds", _number),
     Variable("ENODE_WEBHOOK_SECRET", "receiver", "enode_webhook_secrets", _enode_secrets),
     Variable("PORT", "receiver", "port", _whole),
     Variable("PLUGWATCH_MAX_BODY_BYTES", "receiver", "max_body_bytes", _whole),

@@ -18,7 +18,6 @@ import redis
 import redis.asyncio
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.backoff import ExponentialBackoff
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -26,6 +25,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from plugwatch import redis_clients
 from plugwatch.logs import configure_logging
 from plugwatch.settings import Settings
 from plugwatch.startup import exit_on_bad_settings
@@ -38,18 +38,6 @@ log = structlog.get_logger(__name__)
 WEBHOOK_PATH = "/webhooks/enode"
 
 
-def _async_client(settings: Settings) -> redis.asyncio.Redis:
-    timeout = settings.process.redis_timeout_seconds
-    retry = redis.asyncio.retry.Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=2)
-    return redis.asyncio.Redis.from_url(settings.process.redis_url, socket_timeout=timeout,
-                                        socket_connect_timeout=timeout, retry=retry)
-
-
-def _sync_client(settings: Settings) -> redis.Redis:
-    timeout = settings.process.redis_timeout_seconds
-    return redis.Redis.from_url(settings.process.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
-
-
 def create_app(
     settings: Settings,
     *,
@@ -59,8 +47,8 @@ def create_app(
     """The receiver for `settings`; tests may inject Redis clients (e.g. fakeredis on one FakeServer)."""
     owned_async = redis is None
     owned_sync = sync_redis is None
-    connection = redis if redis is not None else _async_client(settings)
-    sync_connection = sync_redis if sync_redis is not None else _sync_client(settings)
+    connection = redis if redis is not None else redis_clients.receiver_async(settings)
+    sync_connection = sync_redis if sync_redis is not None else redis_clients.receiver_sync(settings)
     metrics = ReceiverMetrics.create(sync_connection)
     webhook = WebhookEndpoint(settings, connection, sync_connection, metrics)
 

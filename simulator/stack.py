@@ -21,6 +21,7 @@ import httpx
 import redis
 from fakeredis import TcpFakeServer
 
+from plugwatch import redis_clients
 from simulator.redis_binary import find_redis_server
 
 
@@ -37,7 +38,7 @@ def port_free(port: int) -> bool:
 
 def redis_problem(url: str) -> str | None:
     """Why the Redis at `url` does not answer a PING within a second (None: it does)."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    client = redis_clients.probe(url, 1.0)
     try:
         client.ping()
     except (redis.RedisError, OSError) as error:

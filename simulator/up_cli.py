@@ -29,7 +29,7 @@ from typing import NoReturn
 import click
 import uvicorn
 
-from plugwatch import command
+from plugwatch import command, redis_clients
 from plugwatch.settings import shown_redis_url
 from plugwatch.startup import RUNTIME_FAILURE_EXIT
 from simulator.deliveries import Plan, plan_deliveries
@@ -147,8 +147,8 @@ def _run(stack: Stack, env: dict[str, str], demo: Demo, ports: Ports, workers: i
                     env | metrics)
     base = f"http://127.0.0.1:{ports.receiver}"
     if ports.dashboard is not None:
-        stack.spawn("rq-dashboard", [venv_script("rq-dashboard"), "--redis-url", url, "--port",
-                                     str(ports.dashboard), "--bind", "127.0.0.1"], env)
+        stack.spawn("rq-dashboard", [venv_script("rq-dashboard"), "--redis-url", redis_clients.dashboard_url(url),
+                                     "--port", str(ports.dashboard), "--bind", "127.0.0.1"], env)
         wait_http(f"http://127.0.0.1:{ports.dashboard}/",
                   f"rq-dashboard did not start on port {ports.dashboard} (see {stack.log_dir}/rq-dashboard.log)")
     wait_http(base + "/readyz", f"the receiver did not get ready at {base} (see {stack.log_dir}/receiver.log)")

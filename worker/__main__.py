@@ -3,8 +3,12 @@
 It runs an RQ `SimpleWorker` (jobs run in this process: one Redis pool, one HTTP client) on the ingest and
 delivery queues with RQ's scheduler (retries), a pump thread that re-arms drain jobs every
 `PLUGWATCH_PUMP_INTERVAL_SECONDS` (crash recovery), and Prometheus metrics on `PLUGWATCH_METRICS_PORT`
-(default 9100, 0 = off). SIGTERM is RQ's warm shutdown: the running job finishes (a drain job stops within
-its budget of a few seconds) and the process exits; a second SIGTERM is a cold shutdown.
+(default 9100, 0 = off). RQ gets a connection of its own (`redis_clients.rq`: a socket timeout just beyond its
+blocking dequeue) and registers with `PLUGWATCH_WORKER_TTL_SECONDS`; when Redis fails it (a restart, a
+blackhole, OOM), the process logs, backs off and runs a new RQ worker (`worker.supervision`). SIGTERM is RQ's
+warm shutdown: the running job finishes (a drain job stops within its budget of a few seconds) and the
+process exits, at the latest `PLUGWATCH_WORKER_SHUTDOWN_GRACE_SECONDS` after the signal; a second SIGTERM
+is a cold shutdown.
 `--burst` arms a drain for whatever waits, works until the queues are empty, then exits (benchmarks, ops).
 """
 
@@ -19,16 +23,16 @@ from collections.abc import Sequence
 import redis
 import structlog
 from prometheus_client import start_http_server
-from rq import SimpleWorker
 
-from plugwatch import keys, subscriptions
+from plugwatch import keys, redis_clients, subscriptions
 from plugwatch.logs import configure_logging
 from plugwatch.redis_health import HealthWatch
-from plugwatch.settings import Settings
-from plugwatch.startup import exit_on_bad_settings, exit_on_redis_failure
+from plugwatch.settings import Settings, shown_redis_url
+from plugwatch.startup import exit_on_bad_settings
 from worker.bootstrap import WorkerContext, bootstrap, install
 from worker.ingest import drain
 from worker.jobs import WorkerJob
+from worker.supervision import Shutdown, SupervisedWorker, supervise
 
 log = structlog.get_logger("worker")
 
@@ -43,14 +47,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env(os.environ, require_enode_secret=False)
         context = bootstrap(settings)
     configure_logging(settings.process.log_format)
-    with exit_on_redis_failure("python -m worker", settings.process.redis_url):  # one line, exit 1
-        context.connection.ping()  # Redis down at start: say so, rather than a traceback from RQ
-        return _run(context, settings, args)
+    _wait_for_redis(context, settings)
+    return _run(context, settings, args)
+
+
+def _wait_for_redis(context: WorkerContext, settings: Settings) -> None:
+    """Redis down (or refusing) at start: one log line per try, naming REDIS_URL, and try again with a growing
+    pause (up to 10 s) until it answers; a process manager's SIGTERM ends the wait (the default handler)."""
+    pause = 0.5
+    while True:
+        try:
+            context.connection.ping()
+            return
+        except (redis.RedisError, OSError) as error:
+            log.error("worker.redis_unreachable", redis_url=shown_redis_url(settings.process.redis_url),
+                      variable="REDIS_URL", error=str(error) or type(error).__name__, retry_in_seconds=pause)
+        time.sleep(pause)
+        pause = min(2 * pause, 10.0)
 
 
 def _run(context: WorkerContext, settings: Settings, args: argparse.Namespace) -> int:
     install(context)
-    ensure_subscriptions(context)
+    ensured = ensure_subscriptions(context)
     port = settings.process.metrics_port
     if port:
         try:
@@ -62,34 +80,44 @@ def _run(context: WorkerContext, settings: Settings, args: argparse.Namespace) -
     health = HealthWatch(context.connection)  # logs Redis health findings even with no scrape
     pump_once(context, health)
     stop = threading.Event()
-    pumping = threading.Thread(target=_pump_loop, args=(context, stop, interval, health), name="pump", daemon=True)
+    pumping = threading.Thread(target=_pump_loop, args=(context, stop, interval, health, ensured), name="pump",
+                               daemon=True)
     pumping.start()
     # The dead-letter queue too: a dead letter requeued from rq-dashboard is replayed by any worker.
     queues = [keys.INGEST_QUEUE, keys.DELIVERY_QUEUE, keys.DEAD_LETTER_QUEUE]
-    worker = SimpleWorker(queues, connection=context.connection, name=args.name, job_class=WorkerJob)
-    log.info("worker.started", name=worker.name, burst=args.burst, metrics_port=port)
+    rq_connection = redis_clients.rq(settings)
+    shutdown = Shutdown(settings.process.worker_shutdown_grace_seconds)
+
+    def make_worker() -> SupervisedWorker:
+        worker = SupervisedWorker(queues, connection=rq_connection, name=args.name, job_class=WorkerJob,
+                                  worker_ttl=settings.process.worker_ttl_seconds)
+        log.info("worker.started", name=worker.name, burst=args.burst, metrics_port=port)
+        return worker
+
     try:
-        worker.work(burst=args.burst, with_scheduler=True)
+        supervise(make_worker, shutdown, burst=args.burst)
     finally:
         stop.set()
         context.close()
-    log.info("worker.stopped", name=worker.name)
+        rq_connection.close()
+    log.info("worker.stopped")
     return 0
 
 
-def ensure_subscriptions(context: WorkerContext) -> None:
+def ensure_subscriptions(context: WorkerContext) -> bool:
     """`DOWNSTREAM_WEBHOOK_URLS` with `DOWNSTREAM_WEBHOOK_SECRET`: each URL a subscription of every type
-    (`plugwatch.subscriptions.ensure_from_env`); a Redis error is logged, the worker runs on."""
+    (`plugwatch.subscriptions.ensure_from_env`); False after a Redis error (logged): the pump tries again."""
     delivery = context.settings.delivery
     try:
         changed = subscriptions.ensure_from_env(context.connection, delivery.downstream_urls,
                                                 delivery.downstream_key, now=time.time(),
                                                 overlap=delivery.secret_overlap_seconds)
     except redis.RedisError:
-        log.exception("subscriptions.ensure_failed", hint="DOWNSTREAM_WEBHOOK_URLS not ensured; restart the worker")
-        return
+        log.exception("subscriptions.ensure_failed", hint="DOWNSTREAM_WEBHOOK_URLS not ensured yet; the pump retries")
+        return False
     if changed:
         log.info("subscriptions.ensured_from_env", changes=changed)
+    return True
 
 
 def pump_once(context: WorkerContext, health: HealthWatch | None = None) -> None:
@@ -104,8 +132,10 @@ def pump_once(context: WorkerContext, health: HealthWatch | None = None) -> None
         log.exception("worker.pump_failed")
 
 
-def _pump_loop(context: WorkerContext, stop: threading.Event, interval: float, health: HealthWatch) -> None:
+def _pump_loop(context: WorkerContext, stop: threading.Event, interval: float, health: HealthWatch,
+               ensured: bool = True) -> None:
     while not stop.wait(interval):
+        ensured = ensured or ensure_subscriptions(context)
         pump_once(context, health)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from plugwatch import subscriptions
+from plugwatch import redis_clients, subscriptions
 from plugwatch.redis_collector import DeliveryStateCollector, RedisCollector, queues_with_outboxes
 from plugwatch.redis_health import RedisHealthCollector
 from plugwatch.settings import IngestSettings, Settings
@@ -54,7 +54,7 @@ def bootstrap(settings: Settings, *, registry: CollectorRegistry = REGISTRY, con
     """Build everything a worker process needs from `settings`; tests pass their own registry and connection
     (e.g. fakeredis)."""
     if connection is None:
-        connection = redis.Redis.from_url(settings.process.redis_url, health_check_interval=30)
+        connection = redis_clients.worker(settings)
     registry.register(RedisCollector(connection, queues=queues_with_outboxes(subscriptions.known_urls)))
     registry.register(DeliveryStateCollector(connection, subscriptions.known_urls))
     registry.register(RedisHealthCollector(connection))

@@ -14,7 +14,7 @@ import pytest
 from plugwatch.settings import Settings, SettingsError
 from tests.conftest import TEST_DOWNSTREAM_SECRET, TEST_SECRET
 from tests.support.entry_points import ENTRY_POINTS
-from tests.support.servers import ROOT, Process, base_env, free_port
+from tests.support.servers import ROOT, Process, RedisServer, base_env, free_port, wait_until
 from tests.unit.test_settings_readme import README, readme_table
 
 pytestmark = [pytest.mark.slow]
@@ -103,7 +103,6 @@ def test_a_redis_url_that_is_no_url_is_refused_with_one_line_and_exit_2(program:
 PLUGWATCH = str(ROOT / ".venv" / "bin" / "plugwatch")
 CANNOT_REACH = "plugwatch: cannot reach Redis at {url} (REDIS_URL): "
 REDIS_COMMANDS = {  # the command, and how its line begins
-    "python -m worker": ([sys.executable, "-m", "worker"], "python -m worker" + CANNOT_REACH.removeprefix("plugwatch")),
     "plugwatch status": ([PLUGWATCH, "status"], CANNOT_REACH),
     "plugwatch quarantine list": ([PLUGWATCH, "quarantine", "list"], CANNOT_REACH),
     "plugwatch quarantine replay": ([PLUGWATCH, "quarantine", "replay", "--all"], CANNOT_REACH),
@@ -126,3 +125,23 @@ def test_a_redis_that_does_not_answer_is_one_line_naming_redis_url_and_exit_1(co
     lines = process.output().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith(begins.format(url=url)), lines
+
+
+def test_a_worker_started_before_its_redis_says_so_and_waits_for_it(tmp_path: Path) -> None:
+    """Unlike a command, a worker rides through a Redis that is not there yet (issue 13): a log line naming
+    REDIS_URL per try, no traceback, and it starts working once that Redis answers."""
+    server = RedisServer(tmp_path / "redis")
+    env = base_env(REDIS_URL=server.url, PLUGWATCH_METRICS_PORT="0", PLUGWATCH_LOG_FORMAT="json")
+    worker = Process([sys.executable, "-m", "worker"], env, tmp_path / "worker.log").start()
+    try:
+        wait_until(lambda: "worker.redis_unreachable" in worker.output(), timeout=30, message="no unreachable line")
+        assert worker.alive()
+        assert "Traceback" not in worker.output()
+        assert "REDIS_URL" in worker.output()
+        server.start()
+        client = server.client()
+        wait_until(lambda: bool(client.smembers("rq:workers")), timeout=30, message="the worker did not register")
+        client.close()
+    finally:
+        worker.stop(timeout=10)
+        server.stop()

@@ -202,3 +202,29 @@ def process_state(tree: ast.Module) -> set[str]:
                     and isinstance(node.func.value, ast.Name) and node.func.attr in mutators):
                 written.add(node.func.value.id)
     return written & module_names
+
+
+REDIS_CLIENT_MODULE = "plugwatch.redis_clients"
+_REDIS_CLASSES = {"Redis", "StrictRedis"}
+
+
+def redis_client_constructions(tree: ast.AST) -> list[tuple[int, str]]:
+    """Where a module builds a Redis client itself: `Redis(…)`, `StrictRedis(…)`, `….from_url(…)` of a Redis
+    class or of the `redis` module (line, what)."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = _last_name(func)
+        if name in _REDIS_CLASSES:
+            found.append((node.lineno, f"{name}(…)"))
+        elif name == "from_url" and isinstance(func, ast.Attribute):
+            owner_name = _last_name(func.value)
+            if owner_name in _REDIS_CLASSES | {"redis", "asyncio"}:
+                found.append((node.lineno, f"{owner_name}.from_url(…)"))
+    return found
+
+
+def _last_name(node: ast.expr) -> str:
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""

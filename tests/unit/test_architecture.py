@@ -136,3 +136,27 @@ def test_the_checked_modules_are_the_shipped_ones() -> None:
     assert modules["worker.core"] == arch.ROOT / "worker" / "core" / "__init__.py"
     assert all(Path(path).is_relative_to(arch.ROOT / name.split(".")[0]) for name, path in modules.items())
     assert "tests.support.architecture" not in modules
+
+
+def test_every_redis_client_is_built_by_plugwatch_redis_clients() -> None:
+    """Timeouts, keepalive, health checks and the retry policy are decided in one module, for every process."""
+    building = {module: uses for module, path in arch.product_modules().items()
+                if (uses := arch.redis_client_constructions(ast.parse(path.read_text())))}
+    assert set(building) == {arch.REDIS_CLIENT_MODULE}, building
+
+
+@pytest.mark.parametrize("source", [
+    "import redis\nclient = redis.Redis.from_url(url)",
+    "import redis.asyncio\nclient = redis.asyncio.Redis.from_url(url, socket_timeout=1)",
+    "from redis import Redis\nclient = Redis(host='h')",
+    "import redis\nclient = redis.StrictRedis(host='h')",
+    "import redis\nclient = redis.from_url(url)",
+    "from redis.asyncio import Redis\ndef late():\n    return Redis.from_url(url)",
+])
+def test_the_client_checker_notices_a_redis_client_built_elsewhere(source: str) -> None:
+    assert arch.redis_client_constructions(ast.parse(source))
+
+
+def test_the_client_checker_leaves_other_calls_alone() -> None:
+    source = "import httpx\nclient = httpx.Client()\nurl = URL.from_url('x')\nconnection.ping()"
+    assert arch.redis_client_constructions(ast.parse(source)) == []

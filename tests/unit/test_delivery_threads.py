@@ -69,3 +69,36 @@ def test_close_waits_at_most_the_timeout_in_total_and_refuses_new_work() -> None
     threads.request("http://d")
     assert "http://d" not in threads.active()
     recorder.release.set()
+
+
+def test_an_overdue_drainer_is_abandoned_and_replaced_and_the_old_one_leaves_the_new_alone() -> None:
+    """A drain stuck past its lease must not keep its URL: the next request starts a new thread beside it;
+    when the stuck one wakes, it exits without ending the new one's bookkeeping."""
+    recorder = Recorder()
+    overdue = {"http://a": False}
+    threads = DrainerThreads(recorder.drain, overdue=lambda url: overdue[url])
+    threads.request("http://a")
+    wait_until(lambda: len(recorder.calls) == 1, timeout=5)
+    threads.request("http://a")
+    assert len(recorder.calls) == 1, "a drainer within its lease is not replaced"
+    overdue["http://a"] = True
+    threads.request("http://a")
+    wait_until(lambda: len(recorder.calls) == 2, timeout=5)  # a second drain runs while the first is stuck
+    overdue["http://a"] = False
+    recorder.release.set()
+    wait_until(lambda: threads.active() == [], timeout=5)
+
+
+def test_a_stuck_drainers_lease_is_overdue_once_its_ttl_passed_unrenewed() -> None:
+    import fakeredis
+
+    from worker.delivery.lease import Lease
+
+    lease = Lease(fakeredis.FakeRedis(), "http://a", ttl_ms=50)
+    assert not lease.overdue(), "a lease never claimed (or released) is not overdue"
+    assert lease.claim()
+    assert not lease.overdue()
+    time.sleep(0.1)
+    assert lease.overdue()
+    lease.release()
+    assert not lease.overdue()

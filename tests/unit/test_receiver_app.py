@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from collections.abc import AsyncIterator
 
 import fakeredis
@@ -316,32 +315,65 @@ def _sample(receiver: InProcessReceiver, name: str, text: str | None = None, **l
     return None
 
 
-def test_every_caller_behind_a_silent_redis_gets_its_503_within_the_budget() -> None:
-    """1,200 deliveries queue behind pipelines that never answer; none may wait much longer than the budget
-    (without a per-call deadline the last ones waited for every pipeline ahead of them: ~2.5 s here)."""
-    async def main() -> list[tuple[int, float]]:
-        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.read(-1)  # never answers
+class SilentOnScripts:
+    """A fake Redis that answers the connection handshake (+OK) but never a script call, and records the
+    delivery id of every EVALSHA that reaches it (a minimal RESP reader: arrays of bulk strings)."""
+
+    def __init__(self) -> None:
+        self.script_calls: list[bytes] = []
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                command = await self._command(reader)
+                if command[0].upper() == b"EVALSHA":
+                    self.script_calls.append(command[3 + int(command[2])])  # the first ARGV: the delivery id
+                else:
+                    writer.write(b"+OK\r\n")
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
-        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    @staticmethod
+    async def _command(reader: asyncio.StreamReader) -> list[bytes]:
+        header = await reader.readuntil(b"\r\n")
+        assert header.startswith(b"*"), header
+        parts = []
+        for _ in range(int(header[1:-2])):
+            length = int((await reader.readuntil(b"\r\n"))[1:-2])
+            parts.append((await reader.readexactly(length + 2))[:-2])
+        return parts
+
+
+def test_every_caller_behind_a_silent_redis_gets_its_503_and_a_late_caller_is_never_sent() -> None:
+    """1,200 deliveries queue behind pipelines of 128 that never answer (the batcher gives each pipeline half
+    the budget). Each caller's own deadline must answer it 503 and drop its call before it is sent: without
+    that deadline every one of them is sent, pipeline after pipeline (the tenth 4.5 budgets after the first),
+    long after its budget was spent. A 2 s budget keeps this true however slowly the callers are started."""
+    fake = SilentOnScripts()
+
+    async def main() -> list[int]:
+        server = await asyncio.start_server(fake.serve, "127.0.0.1", 0)
         url = f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0"
-        connection = redis.asyncio.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        settings = Settings(process=ProcessSettings(redis_url=url, redis_timeout_seconds=0.5),
+        connection = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        settings = Settings(process=ProcessSettings(redis_url=url, redis_timeout_seconds=2),
                             receiver=ReceiverSettings(enode_webhook_secrets=(TEST_SECRET,)))
         app = create_app(settings, redis=connection, sync_redis=fakeredis.FakeRedis())
 
-        async def one(client: httpx.AsyncClient, i: int) -> tuple[int, float]:
-            started = time.perf_counter()
-            response = await client.post("/webhooks/enode", content=BODY, headers=signed(BODY, f"d{i}"))
-            return response.status_code, time.perf_counter() - started
+        async def one(client: httpx.AsyncClient, i: int) -> int:
+            response = await client.post("/webhooks/enode", content=BODY, headers=signed(BODY, f"dlv-{i:05d}"))
+            return response.status_code
 
         async with server, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as client:
-            results = await asyncio.gather(*(one(client, i) for i in range(1200)))
-            await asyncio.sleep(0.6)  # the flusher ends its last, abandoned pipeline
+            await connection.ping()  # connected before the flood (the fake answers +OK to the handshake)
+            statuses = await asyncio.gather(*(one(client, i) for i in range(1200)))
+            await asyncio.sleep(1.1)  # the flusher ends its last, abandoned pipeline
             await connection.aclose(close_connection_pool=True)
-        return results
+        return statuses
 
-    results = asyncio.run(main())
-    assert {status for status, _ in results} == {503}
-    assert max(elapsed for _, elapsed in results) < 1.5
+    statuses = asyncio.run(main())
+    assert statuses == [503] * 1200
+    sent = set(fake.script_calls)
+    assert sent, "the fake saw script calls: the test exercises the pipelines"
+    assert sent <= {f"dlv-{i:05d}".encode() for i in range(1200)}
+    assert len(sent) < 1200, "callers past their deadline were still sent to Redis"

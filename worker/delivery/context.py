@@ -104,5 +104,5 @@ def build(
     cache = SubscriptionCache(connection, fallback_key=config.downstream_key, clock=clock)
     tools = Tools(connection=connection, client=client, signing_keys=cache.signing_keys, config=config,
                   metrics=metrics, clock=clock, jitter=jitter)
-    threads = DrainerThreads(partial(drain, tools))
+    threads = DrainerThreads(partial(drain, tools), overdue=tools.overdue)
     return DeliveryContext(settings, connection, client, metrics, threads, tools, cache)

@@ -98,6 +98,11 @@ class Tools:
     jitter: Callable[[], float]
     leases: dict[str, Lease] = field(default_factory=dict)  # held right now, by URL (for shutdown)
 
+    def overdue(self, url: str) -> bool:
+        """This process's drainer of `url` holds a lease it has not renewed within its TTL (it is stuck)."""
+        lease = self.leases.get(url)
+        return lease is not None and lease.overdue()
+
     def release_leases(self) -> None:
         """Let other worker processes take over the URLs this process still drains (at shutdown)."""
         for lease in list(self.leases.values()):
@@ -118,7 +123,8 @@ def drain(tools: Tools, url: str, stop: threading.Event) -> None:
             if not (_has_work(tools, url) and lease.reacquire()):
                 return
     finally:
-        tools.leases.pop(url, None)
+        if tools.leases.get(url) is lease:  # not a newer drainer's, if this one was abandoned
+            del tools.leases[url]
         lease.release()
 
 

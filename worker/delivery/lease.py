@@ -80,6 +80,11 @@ class Lease:
         """After a release: take the lease again only if nobody armed the URL meanwhile."""
         return self._renewed(self.connection.set(self.key, self.token, nx=True, px=self.ttl_ms))
 
+    def overdue(self) -> bool:
+        """True once the lease has lived out its TTL since its last renewal: whoever holds it is stuck."""
+        released = self._renewed_at == float("-inf")  # between a release and a reacquire: not stuck
+        return not released and (time.monotonic() - self._renewed_at) * 1000 > self.ttl_ms
+
     def _renewed(self, reply: object) -> bool:
         if reply:
             self._renewed_at = time.monotonic()

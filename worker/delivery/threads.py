@@ -4,6 +4,11 @@ own thread while the RQ worker thread stays free for ingest and the other URLs' 
 `request(url)` is what the `drain_outbox` RQ job calls: it starts the URL's thread, or, if that thread is
 still running, tells it to run the drain once more before it exits (the job may have been armed after the
 running drain released the lease).  All threads share the process's httpx.Client (thread-safe).
+
+A thread whose drain has outlived its lease (`overdue(url)`: stuck in a call that did not end in time) is
+abandoned: the next request for its URL starts a new thread beside it (`delivery.drainer_abandoned`).  The
+abandoned one cannot act when it wakes: its lease is gone, and the drain checks the lease before each
+attempt; it then exits without touching the new thread's bookkeeping.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ DrainFunction = Callable[[str, threading.Event], None]
 
 
 class DrainerThreads:
-    def __init__(self, drain: DrainFunction) -> None:
+    def __init__(self, drain: DrainFunction, overdue: Callable[[str], bool] = lambda _url: False) -> None:
         self._drain = drain
+        self._overdue = overdue
         self._lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
         self._requested: set[str] = set()
@@ -35,7 +41,10 @@ class DrainerThreads:
                 return
             self._requested.add(url)
             if url in self._threads:
-                return
+                if not self._overdue(url):
+                    return
+                log.error("delivery.drainer_abandoned", url_key=keys.url_key(url),
+                          hint="its drain outlived its lease (stuck on Redis or the URL); a new one takes over")
             thread = threading.Thread(target=self._run, args=(url,), daemon=True,
                                       name=f"drainer-{keys.url_key(url)}")
             self._threads[url] = thread
@@ -45,6 +54,8 @@ class DrainerThreads:
         with structlog.contextvars.bound_contextvars(url_key=keys.url_key(url)):
             while True:
                 with self._lock:
+                    if self._threads.get(url) is not threading.current_thread():
+                        return  # abandoned: a newer thread serves the URL
                     if url not in self._requested or self.stop.is_set():
                         del self._threads[url]
                         return

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import click
 import redis
 
-from plugwatch import delivery_arming, subscriptions
+from plugwatch import delivery_arming, redis_clients, subscriptions
 from plugwatch.enode_api.session import enode_api, fail, load_settings
 from worker.enode import prune
 from worker.enode.observe import apply_observations
@@ -39,7 +39,7 @@ def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted:
     """
     settings = load_settings()
     with enode_api(settings) as client:
-        connection = redis.Redis.from_url(settings.process.redis_url, socket_timeout=10)
+        connection = redis_clients.command(settings, timeout=10)
         try:
             store = Store.from_settings(connection, settings)
             deliver = functools.partial(_kick_subscribed, connection)

@@ -1,0 +1,138 @@
+"""Every Redis client of every plugwatch process is built here (an architecture test keeps it so).
+
+    receiver_async(settings) / receiver_sync(settings)   the receiver: every call within the Redis budget
+    worker(settings)                                      a worker's jobs, drainers and pump
+    rq(settings)                                          RQ's own connection in a worker (blocking dequeue)
+    command(settings)                                     a `plugwatch` command: the budget, at least 5 s
+    probe(url, timeout)                                   a quick look at a URL (`plugwatch up` picking a Redis)
+    dashboard_url(url)                                    a URL with these options, for rq-dashboard
+
+Every client has a connect timeout and a socket timeout (no call waits for ever: a network blackhole ends
+as a `TimeoutError` within the bound), TCP keepalive with short probes where the platform has the options
+(a dead peer of an idle pooled connection is noticed in ~15 s, not the kernel's 2 h), and a health check
+(a PING before a command on a connection idle for `HEALTH_CHECK_SECONDS`).
+
+**Retries: on `ConnectionError` only, never on `TimeoutError`.** A timeout is what a blackhole looks like,
+so retrying it would multiply the bound (redis-py's default: 3 retries with up to 10 s of backoff each);
+the callers' own loops (the next batch, the pump, the drainer's next round, Enode's retry for the receiver)
+retry later instead. A refused or reset connection fails at once, so a few quick retries with exponential
+backoff ride through a Redis restart or a failover. Yet a reset can come after the command ran and before
+its reply, so every command retried must be safe to run twice. plugwatch's are:
+
+- the receiver's dedupe-and-append Lua (`plugwatch.ingest_protocol`): run again with the same id and body it
+  finds its own mark with the same digest and answers "duplicate" without a second XADD;
+- the worker's commit (`worker.ingest.store`): a compare-and-set on the user's state version; run again
+  after it applied, the version no longer matches, the store re-reads and the core finds nothing new, so no
+  event is appended twice; XACK, XDEL, DEL, SET of a lease to its own token, PEXPIRE are idempotent;
+- arming a drain (SET NX "queued", then an RQ enqueue): a second drain job finds the work done or the lease
+  held and returns;
+- the outbox XADD of a dead-letter replay may append an event twice: it is the same id and bytes, which
+  consumers deduplicate (delivery is at least once anyway).
+
+RQ's connection gets no retries at all: a BLMOVE that moved a job before its reply was lost must not be
+sent again (RQ catches connection errors of its dequeue and backs off by itself). Its socket timeout is
+RQ's own `connection_timeout` (the dequeue block + 10 s), set here so that RQ's `Worker._set_connection`
+does not raise it; with RQ's default worker TTL of 420 s that would be 415 s, a 7-minute wedge after a
+blackhole, so the worker uses `PLUGWATCH_WORKER_TTL_SECONDS` (default 60: block 45 s, socket 55 s).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+from urllib.parse import urlencode
+
+import redis
+import redis.asyncio
+import redis.asyncio.retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
+
+from plugwatch.settings import Settings
+
+MIN_COMMAND_TIMEOUT_SECONDS = 5.0
+HEALTH_CHECK_SECONDS = 15
+RETRIES = 3
+# RQ's dequeue blocks this much shorter than its worker TTL, and its socket waits this much longer (RQ 3.0).
+RQ_DEQUEUE_MARGIN_SECONDS = 15
+RQ_SOCKET_MARGIN_SECONDS = 10
+
+
+def _keepalive_options() -> dict[int, int]:
+    """Probe an idle connection after 5 s, every 3 s, give up after 3 probes (where the platform can)."""
+    wanted = {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 3, "TCP_KEEPCNT": 3}
+    return {getattr(socket, name): value for name, value in wanted.items() if hasattr(socket, name)}
+
+
+def _options(url: str, socket_timeout: float, connect_timeout: float) -> dict[str, Any]:
+    options: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout,
+                               "health_check_interval": HEALTH_CHECK_SECONDS}
+    if not url.startswith("unix:"):  # a Unix socket has no TCP keepalive
+        options.update(socket_keepalive=True, socket_keepalive_options=_keepalive_options())
+    return options
+
+
+def _backoff(budget: float) -> ExponentialBackoff:
+    """Retries spaced 2, 4, 8 … % of the budget apart, at most a quarter of it."""
+    return ExponentialBackoff(cap=budget / 4, base=budget / 50)
+
+
+def connect(url: str, *, socket_timeout: float, connect_timeout: float | None = None,
+            retries: int = RETRIES) -> redis.Redis:
+    """A sync client for `url` (the other functions are this with plugwatch's numbers)."""
+    connect_timeout = socket_timeout if connect_timeout is None else connect_timeout
+    retry = Retry(_backoff(socket_timeout), retries, supported_errors=(RedisConnectionError,))
+    return redis.Redis.from_url(url, retry=retry, **_options(url, socket_timeout, connect_timeout))
+
+
+def connect_async(url: str, *, socket_timeout: float, retries: int = RETRIES) -> redis.asyncio.Redis:
+    retry = redis.asyncio.retry.Retry(_backoff(socket_timeout), retries, supported_errors=(RedisConnectionError,))
+    return redis.asyncio.Redis.from_url(url, retry=retry, **_options(url, socket_timeout, socket_timeout))
+
+
+def receiver_async(settings: Settings) -> redis.asyncio.Redis:
+    return connect_async(settings.process.redis_url, socket_timeout=settings.process.redis_timeout_seconds)
+
+
+def receiver_sync(settings: Settings) -> redis.Redis:
+    return connect(settings.process.redis_url, socket_timeout=settings.process.redis_timeout_seconds)
+
+
+def worker(settings: Settings) -> redis.Redis:
+    process = settings.process
+    return connect(process.redis_url, socket_timeout=process.redis_socket_timeout_seconds,
+                   connect_timeout=min(process.redis_socket_timeout_seconds, MIN_COMMAND_TIMEOUT_SECONDS))
+
+
+def rq_dequeue_timeout(settings: Settings) -> int:
+    """How long RQ's dequeue blocks (RQ 3.0: `Worker.dequeue_timeout`, the worker TTL - 15 s)."""
+    return max(1, settings.process.worker_ttl_seconds - RQ_DEQUEUE_MARGIN_SECONDS)
+
+
+def rq(settings: Settings) -> redis.Redis:
+    """RQ's connection in a worker: a socket timeout just beyond its blocking dequeue, no retries."""
+    process = settings.process
+    return connect(process.redis_url, socket_timeout=rq_dequeue_timeout(settings) + RQ_SOCKET_MARGIN_SECONDS,
+                   connect_timeout=min(process.redis_socket_timeout_seconds, MIN_COMMAND_TIMEOUT_SECONDS),
+                   retries=0)
+
+
+def command(settings: Settings, timeout: float | None = None) -> redis.Redis:
+    """A `plugwatch` command's client: `timeout`, else the Redis budget but at least 5 s."""
+    if timeout is None:
+        timeout = max(settings.process.redis_timeout_seconds, MIN_COMMAND_TIMEOUT_SECONDS)
+    return connect(settings.process.redis_url, socket_timeout=timeout)
+
+
+def probe(url: str, timeout: float) -> redis.Redis:
+    """A client for a quick reachability check: no retries (an answer or not, now)."""
+    return connect(url, socket_timeout=timeout, retries=0)
+
+
+def dashboard_url(url: str, timeout: float = MIN_COMMAND_TIMEOUT_SECONDS) -> str:
+    """`url` with the timeouts, keepalive and health check in its query (rq-dashboard builds its own client
+    from a URL; redis-py reads these query arguments; no retries there, and no keepalive options)."""
+    query = urlencode({"socket_timeout": timeout, "socket_connect_timeout": timeout, "socket_keepalive": "true",
+                       "health_check_interval": HEALTH_CHECK_SECONDS})
+    return f"{url}{'&' if '?' in url else '?'}{query}"
