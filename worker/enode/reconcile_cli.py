@@ -41,6 +41,7 @@ def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted:
     with enode_api(settings) as client:
         connection = redis_clients.command(settings, timeout=10)
         try:
+            connection.ping()  # Redis first: a Redis that does not answer is one line, before any Enode call
             store = Store.from_settings(connection, settings)
             deliver = functools.partial(_kick_subscribed, connection)
             apply = functools.partial(apply_observations, store, deliver)
