@@ -1,7 +1,8 @@
 """`plugwatch status`: queue depths, oldest job age, dead letters, quarantine, Enode heartbeat, URLs.
 
 Plain text for people, `--json` for scripts. Exit status 0, or 1 when Redis cannot be read; with `--check`,
-2 when something needs attention (dead letters, no workers, a paused/disabled URL, a backlog over 60 s),
+2 when something needs attention (dead letters, no workers, a paused/disabled URL, a backlog over 60 s, Redis
+lost plugwatch's state and no full `enode reconcile` ran since),
 listed at the end of the text output and as `problems` in the JSON.
 """
 

@@ -19,6 +19,7 @@ from functools import partial
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from plugwatch.epoch import EpochCollector
 from plugwatch.redis_collector import DeliveryStateCollector, RedisCollector, queues_with_outboxes
 from plugwatch.settings import IngestSettings, Settings
 from worker import delivery
@@ -57,6 +58,7 @@ def bootstrap(settings: Settings, *, registry: CollectorRegistry = REGISTRY, con
     urls = settings.delivery.downstream_urls
     registry.register(RedisCollector(connection, queues=queues_with_outboxes(urls)))
     registry.register(DeliveryStateCollector(connection, urls))
+    registry.register(EpochCollector(connection))
     store = Store.from_settings(connection, settings)
     deliveries = delivery.build(settings, connection=connection, metrics=DeliveryMetrics(registry))
     return WorkerContext(
