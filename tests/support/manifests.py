@@ -43,6 +43,7 @@ EXTRA_METRICS = frozenset({
     "plugwatch_receiver_connections_cut_total",  # receiver/connections.py
     "plugwatch_receiver_open_connections",  # receiver/connections.py
     "plugwatch_receiver_max_connections",  # receiver/connections.py
+    "plugwatch_state_lost_unreconciled",  # plugwatch/epoch.py
 })
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 _METRIC = re.compile(r"\bplugwatch_[a-z0-9_]+\b")
