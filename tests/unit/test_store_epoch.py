@@ -6,15 +6,36 @@ Every test runs twice: against fakeredis (with Lua) and against the suite's priv
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import redis
-from structlog.testing import capture_logs
 
 from plugwatch import epoch, keys
 from tests.support.eventlog import START, vehicle_event
 from tests.unit.test_store import CHARGER, HOME, USER, VEHICLE, observe, plug_in_at_home, stream_events, unplug
+from worker.ingest import store as store_module
 from worker.ingest.store import Store
+
+
+class Recorder:
+    """Stands in for the store's logger (a cached structlog logger escapes `capture_logs`)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda event, **_fields: self.lines.append((level, event))
+
+    def errors(self) -> list[str]:
+        return [event for level, event in self.lines if level == "error"]
+
+
+@pytest.fixture
+def logs(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    recorder = Recorder()
+    monkeypatch.setattr(store_module, "log", recorder)
+    return recorder
 
 
 @pytest.fixture(params=["fake_redis", "real_redis"])
@@ -32,27 +53,26 @@ def test_the_first_store_writes_a_first_start_epoch_and_numbers_from_its_base(co
     assert [e.sequence for e in result.events] == [1_000_001]
 
 
-def test_data_without_a_marker_is_an_upgrade_not_a_loss(connection: redis.Redis) -> None:
+def test_data_without_a_marker_is_an_upgrade_not_a_loss(connection: redis.Redis, logs: Recorder) -> None:
     Store(connection).apply_batch(plug_in_at_home())
     connection.delete(keys.EPOCH)  # as a plugwatch before epochs left it
     store = Store(connection, clock_ms=lambda: 9_000_000_000_000)
-    with capture_logs() as logs:
-        result = store.apply_batch(unplug(5))
+    result = store.apply_batch(unplug(5))
     assert store.epoch().began == epoch.EXISTING_DATA
     assert not store.epoch().needs_reconcile
     assert next(e.sequence for e in result.events) < 9_000_000_000_000, "a tracked vehicle counts on"
-    assert not [entry for entry in logs if entry["log_level"] == "error"]
+    assert logs.errors() == []
 
 
-def test_a_wipe_under_a_running_store_is_detected_logged_and_the_batch_reapplied(connection: redis.Redis) -> None:
+def test_a_wipe_under_a_running_store_is_detected_logged_and_the_batch_reapplied(connection: redis.Redis,
+                                                                                logs: Recorder) -> None:
     store = Store(connection, clock_ms=lambda: 1_000)
     first = store.apply_batch(plug_in_at_home())
     before = store.epoch()
     connection.flushall()
     store._clock_ms = lambda: 5_000  # a later time for the new epoch
-    with capture_logs() as logs:
-        result = store.apply_batch(observe(vehicle_event(USER, VEHICLE, START + timedelta(minutes=9), charger=None,
-                                                         location="loc-work")))
+    result = store.apply_batch(observe(vehicle_event(USER, VEHICLE, START + timedelta(minutes=9), charger=None,
+                                                     location="loc-work")))
     now = epoch.read(connection)
     assert now is not None
     assert (now.began, now.previous, now.sequence_base) == (epoch.LOST_STATE, before.id, 5_000)
@@ -61,7 +81,7 @@ def test_a_wipe_under_a_running_store_is_detected_logged_and_the_batch_reapplied
     assert [(e.type.value, e.data.get("reason"), e.sequence) for e in result.events] == [
         ("vehicle.unplugged_from_home", "state_lost", 5_001)]
     assert result.events[0].sequence > max(e.sequence or 0 for e in first.events)
-    assert [e["event"] for e in logs if e["log_level"] == "error"][:1] == ["redis.state_lost"]
+    assert logs.errors() == ["redis.state_lost"]
     assert stream_events(connection)[0]["data"] == {"reason": "state_lost"}, "the re-applied batch committed"
 
 
