@@ -21,7 +21,7 @@ from prometheus_client.core import Metric
 from rq.registry import FailedJobRegistry
 from rq.worker import Worker
 
-from plugwatch import keys, subscriptions
+from plugwatch import epoch, keys, subscriptions
 from plugwatch.redis_collector import RedisCollector, queues_with_outboxes
 from plugwatch.redis_health import RedisHealth, read_health
 from plugwatch.url_state import UrlState, read_states
@@ -73,6 +73,7 @@ class Status:
     downstream: tuple[UrlStatus, ...]
     reconcile_suggested: str | None = None  # why, while a suggestion stands (see worker.enode.suggest)
     redis: RedisHealth | None = None  # Redis's own health (plugwatch.redis_health): its fail findings are problems
+    state_lost: str | None = None  # Redis lost plugwatch's state and no full reconcile ran since (plugwatch.epoch)
 
     @property
     def problems(self) -> list[str]:
@@ -85,6 +86,8 @@ class Status:
                   for queue in self.queues if queue.oldest_age_seconds > BACKLOG_ALERT_SECONDS]
         found += [f"{url.health.value}: {url.url}" for url in self.downstream
                   if url.health in {UrlHealth.PAUSED, UrlHealth.DISABLED}]
+        if self.state_lost is not None:
+            found.append(f"{self.state_lost}; run `plugwatch enode reconcile`")
         if self.reconcile_suggested is not None:
             found.append(f"reconcile suggested ({self.reconcile_suggested}): plugwatch enode reconcile")
         return found
@@ -119,6 +122,7 @@ def read_status(connection: redis.Redis, urls: Iterable[str], now: float) -> Sta
         downstream=tuple(_url_status(state, now) for state in read_states(connection, all_urls)),
         reconcile_suggested=_reconcile_suggested(connection),
         redis=read_health(connection),
+        state_lost=_state_lost(connection),
     )
 
 
@@ -132,6 +136,13 @@ def _reconcile_suggested(connection: redis.Redis) -> str | None:
     if at is None:
         return None
     return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason or "no reason recorded")
+
+
+def _state_lost(connection: redis.Redis) -> str | None:
+    current = epoch.read(connection)
+    if current is None or not current.needs_reconcile:
+        return None
+    return f"state lost at {_iso(current.started_at_ms / 1000)} (epoch {current.id})"
 
 
 def _known_urls(connection: redis.Redis, configured: Iterable[str]) -> list[str]:

@@ -2,7 +2,8 @@
 
 Plain text for people, `--json` for scripts. Exit status 0, or 1 when Redis cannot be read; with `--check`,
 2 when something needs attention (dead letters, no workers, a paused/disabled URL, a backlog over 60 s, a
-failing Redis health check: refusing writes, an evicting maxmemory-policy, evicted keys),
+failing Redis health check: refusing writes, an evicting maxmemory-policy, evicted keys; Redis lost plugwatch's
+state and no full `enode reconcile` ran since),
 listed at the end of the text output and as `problems` in the JSON.
 """
 

@@ -43,6 +43,8 @@ HEARTBEAT = f"{PREFIX}:heartbeat"  # hash: at (unix seconds, float), created_at,
 
 # --- state -----------------------------------------------------------------------------------------
 USER_STATE_PREFIX = f"{PREFIX}:user:"  # + Enode user id -> encoded UserState (msgpack)
+# hash: id, started_at_ms, sequence_base, began, previous, reconciled_at_ms (`plugwatch.epoch`)
+EPOCH = f"{PREFIX}:epoch"
 
 # --- emitted events --------------------------------------------------------------------------------
 EVENTS_STREAM = f"{PREFIX}:events"  # one field per entry: event (JSON text); MAXLEN ~ bounded

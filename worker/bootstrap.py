@@ -19,6 +19,7 @@ import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from plugwatch import redis_clients, subscriptions
+from plugwatch.epoch import EpochCollector
 from plugwatch.redis_collector import DeliveryStateCollector, RedisCollector, queues_with_outboxes
 from plugwatch.redis_health import RedisHealthCollector
 from plugwatch.settings import IngestSettings, Settings
@@ -58,6 +59,7 @@ def bootstrap(settings: Settings, *, registry: CollectorRegistry = REGISTRY, con
     registry.register(RedisCollector(connection, queues=queues_with_outboxes(subscriptions.known_urls)))
     registry.register(DeliveryStateCollector(connection, subscriptions.known_urls))
     registry.register(RedisHealthCollector(connection))
+    registry.register(EpochCollector(connection))
     store = Store.from_settings(connection, settings)
     deliveries = delivery.build(settings, connection=connection, metrics=DeliveryMetrics(registry))
     return WorkerContext(

@@ -37,6 +37,7 @@ class WorkerMetrics:
     store_conflicts: Counter
     clock_skew: Counter  # labels: kind (vehicle|charger|action)
     registry: CollectorRegistry
+    state_lost: Counter | None = None  # commits that found the epoch marker gone or replaced
 
     def record_batch(self, counts: collections.Counter[tuple[str, str]], result: BatchResult, *,
                      deliveries: int, seconds: float) -> None:
@@ -45,6 +46,8 @@ class WorkerMetrics:
             self.events.labels(kind, outcome).inc(number)
         self.record_emitted(result.events)
         self.store_conflicts.inc(result.conflicts)
+        if self.state_lost is not None:
+            self.state_lost.inc(result.state_lost)
         self.deliveries.inc(deliveries)
         self.batch_seconds.observe(seconds)
 
@@ -81,6 +84,9 @@ class WorkerMetrics:
                                "PLUGWATCH_MAX_CLOCK_SKEW_SECONDS, clamped to the receipt time, by kind",
                                ["kind"], registry=registry),
             registry=registry,
+            state_lost=Counter("plugwatch_state_lost_total",
+                               "Commits that found Redis's epoch marker gone or replaced: Redis lost plugwatch's "
+                               "state (run `plugwatch enode reconcile`)", registry=registry),
         )
 
 

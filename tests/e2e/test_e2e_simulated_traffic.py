@@ -28,6 +28,7 @@ from tests.e2e.harness import (
     assert_nothing_lost,
     at_home,
     comparable,
+    comparable_in,
     emitted,
     in_order,
     per_user,
@@ -60,7 +61,7 @@ def test_thousand_users_in_order_emit_exactly_the_ground_truth(system: System, r
     report = send(system.url, deliveries, concurrency=1)
     assert_nothing_lost(real_redis, report, deliveries)
     got = wait_for_events(real_redis, len(truth), timeout=120)
-    assert per_user(map(comparable, got)) == per_user(truth)
+    assert per_user(map(comparable_in(real_redis), got)) == per_user(truth)
 
 
 def _order(e: Expected) -> tuple[str, str, int]:
@@ -79,7 +80,7 @@ def test_sink_receives_each_ground_truth_event_once_signed(
         signing.verify(TEST_DOWNSTREAM_SECRET, request.headers, request.body)
     by_id = {r.webhook_id: r.event for r in received}
     assert len(by_id) == len(truth)
-    assert sorted(map(comparable, by_id.values()), key=_order) == sorted(truth, key=_order)
+    assert sorted(map(comparable_in(real_redis), by_id.values()), key=_order) == sorted(truth, key=_order)
 
 
 def _shuffled_run(system: System, client: redis.Redis, users: int, seed: int) -> list[dict[str, object]]:
@@ -120,7 +121,7 @@ def _assert_exactly_the_ground_truth(client: redis.Redis, scenario_users: int, s
     truth = expected_events(scenario.events)
     got = wait_for_events(client, len(truth), timeout=120)
     assert_invariants(got)
-    assert per_user(map(comparable, got)) == per_user(truth)
+    assert per_user(map(comparable_in(client), got)) == per_user(truth)
     assert stored_facts(client) == reference_facts(scenario)
 
 

@@ -34,6 +34,7 @@ from simulator.stories import build_scenario
 from tests.conftest import TEST_DOWNSTREAM_SECRET, TEST_SECRET
 from tests.support.delivery import emit, make_event
 from tests.support.event_schema import stream_bodies
+from tests.support.eventlog import epoch_config
 from tests.support.platform import platform_env, start_process_type, wait_for_http
 from tests.support.servers import Process, free_port, start_receiver, wait_until
 from tests.support.sinks import Reply, Sink, SinkServer
@@ -89,6 +90,8 @@ def test_sigterm_to_a_worker_mid_job_loses_nothing(redis_url: str, tmp_path: Pat
     backlog = connection.xlen(keys.INGEST_STREAM)
     assert backlog == report.accepted
     _copy_ingest(connection, redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/1"))
+    epoch_config(connection)  # both runs commit under one epoch, so their sequences and ids can agree
+    redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/1").hset(keys.EPOCH, mapping=connection.hgetall(keys.EPOCH))
     reference = _reference_run(redis_url, tmp_path)
     assert reference, "the scenario must emit events"
 

@@ -14,7 +14,7 @@ import redis
 from rq import Worker
 
 from plugwatch import ingest_arming
-from tests.support.eventlog import Delivery, feed, generate, reference
+from tests.support.eventlog import Delivery, epoch_config, feed, generate, reference
 from tests.support.servers import Process, wait_until
 from tests.support.workers import PATIENT, drained, emitted_ids, kill_hard, start_worker, stored_states
 
@@ -66,7 +66,7 @@ def test_sigkilled_workers_lose_and_duplicate_no_event(redis_url: str, real_redi
     worker is replaced. The events stream must then hold exactly the ids of an undisturbed in-order run."""
     rng = random.Random(7)
     log = generate(5, users=500, events_per_user=20)
-    expected_states, expected_events = reference(log)
+    expected_states, expected_events = reference(log, epoch_config(real_redis))
     expected_ids = [orjson.loads(event)["id"] for event in expected_events]
     assert len(expected_ids) == len(set(expected_ids))
     deliveries = per_user_deliveries(log, rng)

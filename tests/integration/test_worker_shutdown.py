@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from plugwatch import ingest_arming, keys
-from tests.support.eventlog import batch, feed, generate, reference
+from tests.support.eventlog import batch, epoch_config, feed, generate, reference
 from tests.support.servers import wait_until
 from tests.support.workers import drained, emitted_ids, start_worker
 
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 def test_sigterm_stops_the_worker_within_the_drain_budget_and_a_successor_finishes(
         redis_url: str, real_redis: redis.Redis, tmp_path: Path) -> None:
     log = generate(3, users=200, events_per_user=100)
-    _, expected_events = reference(log)
+    _, expected_events = reference(log, epoch_config(real_redis))
     total = feed(real_redis, batch(log, size=20, rng=random.Random(3)))
     ingest_arming.arm(real_redis)
     worker = start_worker(redis_url, tmp_path / "first.log", PLUGWATCH_INGEST_BUDGET_SECONDS="1")

@@ -26,10 +26,10 @@ from typing import Any
 import orjson
 import redis
 
-from plugwatch import keys
+from plugwatch import epoch, keys
 from tests.support.event_schema import check_event
+from worker.core import DEFAULT_CONFIG, CoreConfig, UserState, apply, decode_event
 from worker.core import Ignored as IgnoredEvent
-from worker.core import UserState, apply, decode_event
 
 VERSION = "2024-10-01"
 START = datetime(2025, 3, 14, 6, 0, tzinfo=UTC)
@@ -252,17 +252,26 @@ def feed(connection: redis.Redis, deliveries: Iterable[Delivery], *, received_ms
     return count
 
 
-def reference(events: Iterable[dict[str, Any]]) -> tuple[dict[str, UserState], list[bytes]]:
-    """Every user's state and the emitted events' JSON, applying the log in order with the pure core."""
+def reference(events: Iterable[dict[str, Any]],
+              config: CoreConfig = DEFAULT_CONFIG) -> tuple[dict[str, UserState], list[bytes]]:
+    """Every user's state and the emitted events' JSON, applying the log in order with the pure core.
+
+    `config`: the store's, e.g. `epoch_config(connection)` for the epoch a store commits under."""
     states: dict[str, UserState] = {}
     emitted: list[bytes] = []
     for raw in events:
         observation = decode_event(raw, received_at(raw))
         if isinstance(observation, IgnoredEvent):
             continue
-        applied = apply(states.get(observation.user_id, UserState()), observation)
+        applied = apply(states.get(observation.user_id, UserState()), observation, config)
         states[observation.user_id] = applied.state
         emitted.extend(event.to_json() for event in applied.events)
         for body in emitted[len(emitted) - len(applied.events):]:
             check_event(body)  # the reference events a test compares with are catalog events too
     return {user: state for user, state in states.items() if not state.is_empty()}, emitted
+
+
+def epoch_config(connection: redis.Redis) -> CoreConfig:
+    """The core's config a store (or worker) will commit under on this Redis: its epoch's sequence base,
+    the epoch created now if there is none yet."""
+    return CoreConfig(sequence_base=epoch.ensure(connection, time.time_ns() // 1_000_000).sequence_base)

@@ -47,6 +47,7 @@ EXTRA_METRICS = frozenset({
     "plugwatch_redis_evicted_keys",  # plugwatch/redis_health.py
     "plugwatch_redis_used_memory_bytes",  # plugwatch/redis_health.py
     "plugwatch_redis_maxmemory_bytes",  # plugwatch/redis_health.py
+    "plugwatch_state_lost_unreconciled",  # plugwatch/epoch.py
 })
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 _METRIC = re.compile(r"\bplugwatch_[a-z0-9_]+\b")

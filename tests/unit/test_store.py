@@ -19,6 +19,7 @@ from tests.support.eventlog import (
     START,
     action_event,
     charger_event,
+    epoch_config,
     generate,
     received_at,
     reference,
@@ -218,7 +219,7 @@ def test_a_key_created_after_it_was_read_as_absent_is_a_conflict(connection: red
 
 def test_a_generated_log_ends_in_the_reference_state_and_events(connection: redis.Redis) -> None:
     events = generate(7, users=20, events_per_user=30)
-    expected_states, expected_events = reference(events)
+    expected_states, expected_events = reference(events, epoch_config(connection))
     store = Store(connection)
     observations = observe(*events)
     rng = random.Random(7)

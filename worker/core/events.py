@@ -25,6 +25,7 @@ class UnplugReason(enum.StrEnum):
     CHARGER_LOCATION_CHANGED = "charger_location_changed"
     VEHICLE_DELETED = "vehicle_deleted"
     CHARGER_DELETED = "charger_deleted"
+    STATE_LOST = "state_lost"  # plugwatch lost its state; the vehicle is not at home (it may never have been)
 
 
 class EmittedEvent(msgspec.Struct, frozen=True):

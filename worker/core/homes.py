@@ -6,6 +6,10 @@ C's `location.id` is L. Every vehicle of the user is re-derived, because one rep
 charger naming car 2 ends car 1's at-home and may begin car 2's. The derived fact is compared with the one
 last emitted (`Vehicle.home`), which makes plugged-in and unplugged events alternate per vehicle; within
 one change all unplugs come before all plug-ins, so no moment has two vehicles at home on one charger.
+
+After plugwatch lost its state (`CoreConfig.announce_first_status`) a vehicle tracked anew announces its
+first decided status once, also "not at home" (`unplugged_from_home`, reason `state_lost`, no charger or
+Location): a consumer that still holds it at home from before the loss learns that it left.
 """
 
 from __future__ import annotations
@@ -29,11 +33,14 @@ def settle(
     changed: dict[str, Vehicle] = {}
     vehicles = state.vehicles.items() if len(state.vehicles) < 2 else sorted(state.vehicles.items())
     for vid, vehicle in vehicles:
-        if vehicle.home is None and (vehicle.location is None or vehicle.location.value is None):
+        if vehicle.home is None and not vehicle.announce and (vehicle.location is None
+                                                              or vehicle.location.value is None):
             continue  # not at home before, and cannot be without a location
         derived = _derive_home(state, vid, vehicle)
         if (derived[0] if derived is not None else None) != vehicle.home:
             changed[vid] = _transition(state, user_id, vid, vehicle, derived, cause_at, deleted, unplugs, plugins)
+        elif vehicle.announce and _decided(state, vehicle):
+            changed[vid] = _announce_away(unplugs, vehicle, user_id, vid, cause_at)
     if not changed:
         return state, ()
     return replace(state, vehicles={**state.vehicles, **changed}), (*unplugs, *plugins)
@@ -49,9 +56,33 @@ def _transition(
         vehicle = _emit(unplugs, vehicle, user_id, vid, EventType.UNPLUGGED_FROM_HOME, vehicle.home,
                         cause_at if at is None else at, {"reason": reason.value})
     if derived is None:
-        return replace(vehicle, home=None)
+        return replace(vehicle, home=None, announce=False)
     vehicle = _emit(plugins, vehicle, user_id, vid, EventType.PLUGGED_IN_AT_HOME, *derived, {})
-    return replace(vehicle, home=derived[0])
+    return replace(vehicle, home=derived[0], announce=False)
+
+
+def _decided(state: UserState, vehicle: Vehicle) -> bool:
+    """Whether the vehicle's not-at-home is settled: it reports no plug or no Location, or it and the charger
+    it names both have reported their plug and Location (so a later report is news, not a missing half)."""
+    plug, location = vehicle.plug, vehicle.location
+    if (plug is not None and plug.value is None) or (location is not None and location.value is None):
+        return True
+    if plug is None or location is None or plug.value is None:
+        return False
+    charger = state.chargers.get(plug.value)
+    return charger is not None and charger.plug is not None and charger.location is not None
+
+
+def _announce_away(
+    unplugs: list[EmittedEvent], vehicle: Vehicle, user_id: str, vid: str, at: int
+) -> Vehicle:
+    """`unplugged_from_home` (reason `state_lost`) for a vehicle tracked anew after a loss, not at home."""
+    sequence = vehicle.sequence + 1
+    reason = UnplugReason.STATE_LOST.value
+    eid = event_id(EventType.UNPLUGGED_FROM_HOME, user_id, vid, "", "", at, reason, sequence)
+    unplugs.append(EmittedEvent(eid, EventType.UNPLUGGED_FROM_HOME, at, user_id, vid, None, None, sequence,
+                                {"reason": reason}))
+    return replace(vehicle, sequence=sequence, announce=False)
 
 
 def _derive_home(state: UserState, vid: str, vehicle: Vehicle) -> tuple[Home, int] | None:

@@ -59,9 +59,9 @@ class Applied(msgspec.Struct, frozen=True):
 
 def apply(state: UserState, obs: Observation, config: CoreConfig = DEFAULT_CONFIG) -> Applied:
     if isinstance(obs, VehicleObserved):
-        return _vehicle_observed(state, obs)
+        return _vehicle_observed(state, obs, config)
     if isinstance(obs, ChargerObserved):
-        return _charger_observed(state, obs)
+        return _charger_observed(state, obs, config)
     if isinstance(obs, DeviceDeleted):
         return _device_deleted(state, obs)
     return _action_updated(state, obs, config)
@@ -105,17 +105,17 @@ def _mirrored(
     return _merged(state, named[0], known, blank, named[1], None)
 
 
-def _vehicle_observed(state: UserState, obs: VehicleObserved) -> Applied:
-    vehicles, outcome = _merged(state, obs.vehicle_id, state.vehicles, Vehicle(), obs.plug, obs.location)
+def _vehicle_observed(state: UserState, obs: VehicleObserved, config: CoreConfig) -> Applied:
+    vehicles, outcome = _merged(state, obs.vehicle_id, state.vehicles, config.new_vehicle(), obs.plug, obs.location)
     chargers, mirrored = _mirrored(state, state.chargers, Charger(), obs.plug, obs.vehicle_id)
     if Outcome.APPLIED not in (outcome, mirrored):
         return Applied(state, (), outcome)
     return _settled(replace(state, vehicles=vehicles, chargers=chargers), obs)
 
 
-def _charger_observed(state: UserState, obs: ChargerObserved) -> Applied:
+def _charger_observed(state: UserState, obs: ChargerObserved, config: CoreConfig) -> Applied:
     chargers, outcome = _merged(state, obs.charger_id, state.chargers, Charger(), obs.plug, obs.location)
-    vehicles, mirrored = _mirrored(state, state.vehicles, Vehicle(), obs.plug, obs.charger_id)
+    vehicles, mirrored = _mirrored(state, state.vehicles, config.new_vehicle(), obs.plug, obs.charger_id)
     if Outcome.APPLIED not in (outcome, mirrored):
         return Applied(state, (), outcome)
     return _settled(replace(state, vehicles=vehicles, chargers=chargers), obs)
@@ -169,7 +169,7 @@ def _action_updated(state: UserState, obs: ActionUpdated, config: CoreConfig) ->
     vehicles = dict(state.vehicles)
     vehicle = vehicles.get(vid) if vid is not None and not state.retired(vid) else None
     if vehicle is None and obs.target_type == "vehicle" and vid not in state.tombstones:
-        vehicle = Vehicle()  # the action targets a vehicle plugwatch has not seen yet: track it from now on
+        vehicle = config.new_vehicle()  # the action targets a vehicle plugwatch has not seen yet: track it from now on
     events: list[EmittedEvent] = []
     if confirmed and vehicle is not None:
         vehicle = record_success(vehicle, obs.at)

@@ -31,6 +31,7 @@ class Vehicle(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
     failure_times: tuple[int, ...] = ()  # the newest failures' times (at most STREAK_THRESHOLD)
     confirmed_at: int = 0  # updatedAt of the newest CONFIRMED action
     streak_reported: bool = False
+    announce: bool = False  # its first decided at-home status is still to be announced (`CoreConfig`)
 
 
 class Charger(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):

@@ -6,8 +6,10 @@ already knows is a duplicate and emits nothing; what changed while webhooks were
 missed transitions (each with its deterministic id, so a late webhook for the same change adds nothing).
 Chargers go first so that a vehicle's at-home is judged against its charger's current Location.
 
-A full (all users) reconcile records itself in `plugwatch:enode:reconcile:last` and clears the standing
-suggestion (`suggest`).  Devices deleted during the outage are found by the optional `prune` step.
+A full (all users) reconcile records itself in `plugwatch:enode:reconcile:last`, clears the standing
+suggestion (`suggest`) and, after Redis lost plugwatch's state, records on the epoch marker that the lost state
+was rebuilt (`plugwatch.epoch`: every vehicle's first status was announced).  Devices deleted during the
+outage are found by the optional `prune` step.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import redis
 import structlog
 
-from plugwatch import keys
+from plugwatch import epoch, keys
 from plugwatch.enode_api.assets import iter_chargers, iter_vehicles
 from plugwatch.enode_api.client import EnodeClient
 from worker.core import DEFAULT_CONFIG, CoreConfig
@@ -65,8 +67,10 @@ def reconcile(client: EnodeClient, apply_batch: ApplyBatch, now: datetime, *, us
     return report
 
 
-def record(connection: redis.Redis, report: ReconcileReport, user_id: str | None) -> None:
-    """Remember the run; a full one also clears a standing reconcile suggestion."""
+def record(connection: redis.Redis, report: ReconcileReport, user_id: str | None, *,
+           epoch_id: str | None = None) -> None:
+    """Remember the run; a full one also clears a standing reconcile suggestion and, if it ran entirely in
+    epoch `epoch_id`, marks that epoch reconciled."""
     pipe = connection.pipeline(transaction=True)
     pipe.hset(keys.RECONCILE_LAST, mapping={
         "at": time.time(), "scope": user_id or "all", "chargers": report.chargers,
@@ -74,6 +78,8 @@ def record(connection: redis.Redis, report: ReconcileReport, user_id: str | None
     if user_id is None:
         pipe.delete(keys.RECONCILE_SUGGESTED)
     pipe.execute()
+    if user_id is None and epoch_id is not None:
+        epoch.mark_reconciled(connection, epoch_id, time.time_ns() // 1_000_000)
 
 
 def _chunks(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

@@ -45,13 +45,13 @@ def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted:
             store = Store.from_settings(connection, settings)
             deliver = functools.partial(_kick_subscribed, connection)
             apply = functools.partial(apply_observations, store, deliver)
-            started = datetime.now(UTC)
+            started, epoch_id = datetime.now(UTC), store.epoch().id
             report = reconcile(client, apply, started, user_id=user_id, page_size=page_size, config=store.config)
             if prune_deleted:
                 limit = 1.0 if force else prune.DEFAULT_MAX_FRACTION
                 report.emitted.update(prune.prune_deleted(connection, store, apply, report, started,
                                                           user_id=user_id, max_fraction=limit))
-            record(connection, report, user_id)
+            record(connection, report, user_id, epoch_id=epoch_id if store.epoch().id == epoch_id else None)
         except redis.RedisError as error:
             fail(f"Redis at REDIS_URL failed: {error} (safe to re-run)", 1)
         except prune.PruneRefused as error:

@@ -20,17 +20,27 @@ and the acknowledgement of its input are one atomic step (an outbox), so a worke
 either committed all of it or nothing: a redelivered entry meets the already-updated state, which the core
 answers with `duplicate`/`stale` and no event.
 
+Each commit also checks that the epoch marker (`plugwatch.epoch`) the store committed under is still the one
+in Redis. If it is gone or replaced, Redis lost its state (a wipe, an old backup): nothing is written, the store
+logs `redis.state_lost` at error, adopts the new epoch (creating it as `lost_state`), whose `sequence_base` and
+once-only first status go into the core's config, and applies the whole batch again against the (empty) state.
+
 Users whose state an observation did not change are neither compared nor written: the core's state only
 ever grows towards newer facts, so "nothing to do" against the state read stays true against any later one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import redis
+import structlog
+from msgspec.structs import replace
 
+from plugwatch import epoch as marker
 from plugwatch import keys
 from plugwatch.settings import Settings
 from plugwatch.subscriptions import ROUTES
@@ -46,14 +56,16 @@ from worker.core import (
     encode_state,
 )
 
+log = structlog.get_logger(__name__)
+
 MAX_ATTEMPTS = 50
 # A user without live devices keeps what it remembers (tombstones of deleted devices, handled actions) so
 # that late or redelivered updates stay stale/duplicate, for longer than Enode retries a delivery (about a
 # day) and the receiver dedupes (3 days), and at least as long as the action memory; then the key expires.
 TOMBSTONE_TTL_MS = 7 * 24 * 3600 * 1000
 
-# KEYS: users (n), events stream, fixed outboxes (m), ingest stream, subscription routes (a hash).
-# ARGV: n, m, events count, acks count, events MAXLEN, ingest group, tombstone TTL (ms),
+# KEYS: users (n), events stream, fixed outboxes (m), ingest stream, subscription routes (a hash), epoch marker.
+# ARGV: n, m, events count, acks count, events MAXLEN, ingest group, tombstone TTL (ms), epoch id,
 #       then per user: old present ("1"/"0"), old bytes, new ("1" set, "0" delete, "2" set with the TTL),
 #       new bytes, then the event JSON texts, then their types, then the ingest entry ids to acknowledge.
 # Reply: the indexes of conflicting users, or "ok" followed by the subscribed URLs that received events.
@@ -62,9 +74,10 @@ TOMBSTONE_TTL_MS = 7 * 24 * 3600 * 1000
 COMMIT_LUA = """
 local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])
 local n_events, n_acks = tonumber(ARGV[3]), tonumber(ARGV[4])
+if redis.call('HGET', KEYS[#KEYS], 'id') ~= ARGV[8] then return {'epoch'} end
 local conflicts = {}
 for i = 1, n do
-  local base = 7 + (i - 1) * 4
+  local base = 8 + (i - 1) * 4
   local current = redis.call('GET', KEYS[i])
   if ARGV[base + 1] == '1' then
     if current ~= ARGV[base + 2] then conflicts[#conflicts + 1] = i - 1 end
@@ -74,7 +87,7 @@ for i = 1, n do
 end
 if #conflicts > 0 then return conflicts end
 for i = 1, n do
-  local base = 7 + (i - 1) * 4
+  local base = 8 + (i - 1) * 4
   if ARGV[base + 3] == '1' then
     redis.call('SET', KEYS[i], ARGV[base + 4])
   elseif ARGV[base + 3] == '2' then
@@ -83,7 +96,7 @@ for i = 1, n do
     redis.call('DEL', KEYS[i])
   end
 end
-local first_event = 7 + n * 4 + 1
+local first_event = 8 + n * 4 + 1
 local fixed, targets, reached = {}, {}, {}
 for o = 1, m do fixed[KEYS[n + 1 + o]] = true end
 if n_events > 0 then
@@ -127,6 +140,11 @@ return reply
 
 
 _BLANK = UserState()
+_EPOCH_CHANGED = [b"epoch"]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class StoreConflictError(RuntimeError):
@@ -149,6 +167,7 @@ class BatchResult:
     conflicts: int  # commits refused because another worker changed one of our users first
     states: Mapping[str, UserState] = field(default_factory=dict)  # the batch's users, as committed
     urls: tuple[str, ...] = ()  # the downstream URLs whose outboxes received events (to kick their drains)
+    state_lost: int = 0  # commits refused because the epoch marker was gone or replaced (state lost)
 
 
 @dataclass
@@ -170,7 +189,8 @@ class Store:
 
     def __init__(self, connection: redis.Redis, downstream_urls: Sequence[str] = (), *,  # fixed outboxes (tests)
                  events_maxlen: int = keys.EVENTS_STREAM_MAXLEN,
-                 tombstone_ttl_ms: int = TOMBSTONE_TTL_MS, config: CoreConfig = DEFAULT_CONFIG) -> None:
+                 tombstone_ttl_ms: int = TOMBSTONE_TTL_MS, config: CoreConfig = DEFAULT_CONFIG,
+                 clock_ms: Callable[[], int] = _now_ms) -> None:
         self._connection = connection
         self._fixed = tuple(downstream_urls)  # besides the subscriptions (benchmarks, tests); never both for a URL
         self._outboxes = [keys.outbox_stream(url) for url in downstream_urls]
@@ -178,6 +198,8 @@ class Store:
         self._tombstone_ttl_ms = tombstone_ttl_ms
         self.config = config  # the core's rules; decoders feeding this store use the same
         self._commit = connection.register_script(COMMIT_LUA)  # computes the SHA only; no I/O
+        self._clock_ms = clock_ms  # only to date a new epoch marker
+        self._epoch: marker.Epoch | None = None  # the epoch this store commits under
 
     @classmethod
     def from_settings(cls, connection: redis.Redis, settings: Settings) -> Store:
@@ -191,18 +213,49 @@ class Store:
         raw = self._connection.get(keys.user_state_key(user_id))
         return decode_state(_as_bytes(raw))
 
+    def epoch(self) -> marker.Epoch:
+        """The epoch this store commits under (read, or created, on first use)."""
+        if self._epoch is not None:
+            return self._epoch
+        current = marker.ensure(self._connection, self._clock_ms())
+        self._adopt(current)
+        if current.needs_reconcile:  # lost before this process started, and not reconciled since
+            log.error("redis.state_lost_unreconciled", epoch=current.id, started_at_ms=current.started_at_ms,
+                      hint="run `plugwatch enode reconcile`")
+        return current
+
     def apply_batch(self, observations: Sequence[Observation], ack: Ack | None = None) -> BatchResult:
         """Apply `observations` in order and commit; return the events emitted (none twice, ever)."""
         indexes: dict[str, list[int]] = {}
         for index, observation in enumerate(observations):
             indexes.setdefault(observation.user_id, []).append(index)
+        self.epoch()
         runs = self._read(observations, indexes)
+        lost = 0
         for conflicts in range(MAX_ATTEMPTS):
             conflicting, urls = self._try_commit(runs, ack)
-            if not conflicting:
-                return replace(_result(observations, runs, conflicts), urls=urls)
-            runs.update(self._read(observations, {user: runs[user].indexes for user in conflicting}))
+            if conflicting is None:
+                lost += 1
+                self._state_lost()
+                runs = self._read(observations, indexes)
+            elif not conflicting:
+                return dataclasses.replace(_result(observations, runs, conflicts - lost, lost), urls=urls)
+            else:
+                runs.update(self._read(observations, {user: runs[user].indexes for user in conflicting}))
         raise StoreConflictError(f"users kept changing during {MAX_ATTEMPTS} commits")
+
+    def _state_lost(self) -> None:
+        """The marker we committed under is gone or replaced: adopt the current one (or create it)."""
+        previous = self.epoch()
+        self._adopt(marker.ensure(self._connection, self._clock_ms(), previous=previous.id))
+        current = self.epoch()
+        log.error("redis.state_lost", epoch=current.id, previous=previous.id, began=current.began,
+                  hint="Redis lost plugwatch's state; run `plugwatch enode reconcile`")
+
+    def _adopt(self, current: marker.Epoch) -> None:
+        self._epoch = current
+        self.config = replace(self.config, sequence_base=current.sequence_base,
+                              announce_first_status=current.lost)
 
     def _read(self, observations: Sequence[Observation],
               indexes: dict[str, list[int]]) -> dict[str, _UserRun]:
@@ -211,16 +264,18 @@ class Store:
         return {user: _run(_as_bytes(value), indexes[user], observations, self.config)
                 for user, value in zip(users, values, strict=True)}
 
-    def _try_commit(self, runs: dict[str, _UserRun], ack: Ack | None) -> tuple[list[str], tuple[str, ...]]:
-        """One COMMIT_LUA call; return the users whose stored value no longer matches what we read, and (once
-        committed) the URLs whose outboxes received events."""
+    def _try_commit(self, runs: dict[str, _UserRun], ack: Ack | None) -> tuple[list[str] | None, tuple[str, ...]]:
+        """One COMMIT_LUA call; return the users whose stored value no longer matches what we read (None: the
+        epoch marker is not ours any more, nothing was written), and (once committed) the URLs whose outboxes
+        received events."""
         changed = [user for user, run in runs.items() if run.changed]
         events = sorted((event for user in changed for event in runs[user].events), key=lambda pair: pair[0])
         ack_ids = list(ack.ids) if ack is not None else []
         if not changed and not ack_ids:
             return [], ()
         args: list[bytes | str | int] = [len(changed), len(self._outboxes), len(events), len(ack_ids),
-                                         self._maxlen, ack.group if ack is not None else "", self._tombstone_ttl_ms]
+                                         self._maxlen, ack.group if ack is not None else "", self._tombstone_ttl_ms,
+                                         self.epoch().id]
         for user in changed:
             run = runs[user]
             new_flag = "0" if run.new is None else "2" if run.expires else "1"
@@ -230,8 +285,10 @@ class Store:
         args += ack_ids
         script_keys = [keys.user_state_key(user) for user in changed]
         script_keys += [keys.EVENTS_STREAM, *self._outboxes,
-                        ack.stream if ack is not None else keys.INGEST_STREAM, ROUTES]
+                        ack.stream if ack is not None else keys.INGEST_STREAM, ROUTES, keys.EPOCH]
         reply = self._commit(keys=script_keys, args=args)
+        if reply == _EPOCH_CHANGED:
+            return None, ()
         if reply and reply[0] == b"ok":
             reached = (url.decode() for url in reply[1:])
             return [], (*self._fixed, *sorted(reached)) if events else ()
@@ -254,7 +311,8 @@ def _run(old: bytes | None, indexes: list[int], observations: Sequence[Observati
     return run
 
 
-def _result(observations: Sequence[Observation], runs: dict[str, _UserRun], conflicts: int) -> BatchResult:
+def _result(observations: Sequence[Observation], runs: dict[str, _UserRun], conflicts: int,
+            state_lost: int) -> BatchResult:
     outcomes: list[Outcome | None] = [None] * len(observations)
     events: list[tuple[int, EmittedEvent]] = []
     for run in runs.values():
@@ -269,6 +327,7 @@ def _result(observations: Sequence[Observation], runs: dict[str, _UserRun], conf
                        in zip(observations, outcomes, strict=True) if outcome is not None),
         conflicts=conflicts,
         states={user: run.state for user, run in runs.items()},
+        state_lost=state_lost,
     )
 
 
