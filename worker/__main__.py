@@ -24,12 +24,12 @@ import redis
 import structlog
 from prometheus_client import start_http_server
 
-from plugwatch import keys, redis_clients, subscriptions
+from plugwatch import keys, redis_clients
 from plugwatch.logs import configure_logging
 from plugwatch.redis_health import HealthWatch
 from plugwatch.settings import Settings, shown_redis_url
 from plugwatch.startup import exit_on_bad_settings
-from worker.bootstrap import WorkerContext, bootstrap, install
+from worker.bootstrap import WorkerContext, bootstrap, ensure_env_subscriptions, install
 from worker.ingest import drain
 from worker.jobs import WorkerJob
 from worker.supervision import Shutdown, SupervisedWorker, supervise
@@ -107,11 +107,8 @@ def _run(context: WorkerContext, settings: Settings, args: argparse.Namespace) -
 def ensure_subscriptions(context: WorkerContext) -> bool:
     """`DOWNSTREAM_WEBHOOK_URLS` with `DOWNSTREAM_WEBHOOK_SECRET`: each URL a subscription of every type
     (`plugwatch.subscriptions.ensure_from_env`); False after a Redis error (logged): the pump tries again."""
-    delivery = context.settings.delivery
     try:
-        changed = subscriptions.ensure_from_env(context.connection, delivery.downstream_urls,
-                                                delivery.downstream_key, now=time.time(),
-                                                overlap=delivery.secret_overlap_seconds)
+        changed = ensure_env_subscriptions(context.connection, context.settings)
     except redis.RedisError:
         log.exception("subscriptions.ensure_failed", hint="DOWNSTREAM_WEBHOOK_URLS not ensured yet; the pump retries")
         return False

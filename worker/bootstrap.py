@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass
+from functools import partial
 
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -61,6 +63,7 @@ def bootstrap(settings: Settings, *, registry: CollectorRegistry = REGISTRY, con
     registry.register(RedisHealthCollector(connection))
     registry.register(EpochCollector(connection))
     store = Store.from_settings(connection, settings)
+    store.on_state_lost = partial(ensure_env_subscriptions, connection, settings)
     deliveries = delivery.build(settings, connection=connection, metrics=DeliveryMetrics(registry))
     return WorkerContext(
         settings=settings,
@@ -85,3 +88,12 @@ def current() -> WorkerContext:
     if not _installed:
         raise RuntimeError("no WorkerContext installed: start workers with `python -m worker`")
     return _installed[0]
+
+
+def ensure_env_subscriptions(connection: redis.Redis, settings: Settings) -> list[str]:
+    """`DOWNSTREAM_WEBHOOK_URLS` with `DOWNSTREAM_WEBHOOK_SECRET`: each URL a subscription of every type
+    (`plugwatch.subscriptions.ensure_from_env`); at start-up, and again after Redis lost its state."""
+    delivery_settings = settings.delivery
+    return subscriptions.ensure_from_env(connection, delivery_settings.downstream_urls,
+                                         delivery_settings.downstream_key, now=time.time(),
+                                         overlap=delivery_settings.secret_overlap_seconds)

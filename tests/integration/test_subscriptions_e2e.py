@@ -21,7 +21,7 @@ from plugwatch import dead_letters as deadletters
 from plugwatch import keys, subscriptions
 from tests.conftest import TEST_DOWNSTREAM_SECRET
 from tests.support.delivery import start_worker
-from tests.support.eventlog import batch, feed, generate, reference
+from tests.support.eventlog import batch, epoch_config, feed, generate, reference
 from tests.support.servers import Process, base_env, wait_until
 from tests.support.sinks import Received, Reply, Sink, SinkServer
 
@@ -76,7 +76,7 @@ def send_log(connection: redis.Redis, seed: int, users: int = 8) -> list[bytes]:
     """Put a generated Enode log on the ingest stream (as the receiver does); return what it must emit."""
     events = generate(seed, users=users, events_per_user=30)
     feed(connection, batch(events, size=(1, 8), rng=random.Random(seed)))
-    _, emitted = reference(events)
+    _, emitted = reference(events, epoch_config(connection))
     return emitted
 
 

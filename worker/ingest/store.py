@@ -200,6 +200,9 @@ class Store:
         self._commit = connection.register_script(COMMIT_LUA)  # computes the SHA only; no I/O
         self._clock_ms = clock_ms  # only to date a new epoch marker
         self._epoch: marker.Epoch | None = None  # the epoch this store commits under
+        # Called once a lost state is detected, before the batch is applied again: the worker restores what it
+        # keeps in Redis from its settings (DOWNSTREAM_WEBHOOK_URLS' subscriptions) so the batch reaches them.
+        self.on_state_lost: Callable[[], object] | None = None
 
     @classmethod
     def from_settings(cls, connection: redis.Redis, settings: Settings) -> Store:
@@ -251,6 +254,8 @@ class Store:
         current = self.epoch()
         log.error("redis.state_lost", epoch=current.id, previous=previous.id, began=current.began,
                   hint="Redis lost plugwatch's state; run `plugwatch enode reconcile`")
+        if self.on_state_lost is not None:
+            self.on_state_lost()
 
     def _adopt(self, current: marker.Epoch) -> None:
         self._epoch = current
