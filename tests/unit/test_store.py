@@ -237,7 +237,7 @@ def test_a_generated_log_ends_in_the_reference_state_and_events(connection: redi
 def test_the_events_stream_keeps_about_the_configured_maxlen(connection: redis.Redis) -> None:
     """PLUGWATCH_EVENTS_STREAM_MAXLEN reaches the commit: the stream is trimmed (approximately) to it, newest kept."""
     events = generate(3, users=60, events_per_user=40)
-    expected = reference(events)[1]
+    expected = reference(events, epoch_config(connection))[1]
     settings = Settings.from_env({"PLUGWATCH_EVENTS_STREAM_MAXLEN": "100"}, require_enode_secret=False)
     store = Store.from_settings(connection, settings)
     observations = observe(*events)
