@@ -22,6 +22,8 @@ Layout (INGEST_LUA in `plugwatch.ingest_protocol` writes it; these functions say
   a write finds its shard holding `cap` marks (a burst), the bucket gets a new generation sized for the rest
   of the bucket at the rate seen so far, and new marks go there. A look-up checks every generation of a
   bucket, so nothing is ever moved and a generation never changes its shard count.
+- The script builds the mark hashes' names from the marks hash's name (its KEYS[6]): on a Redis Cluster a
+  partition hash tag in that name (`plugwatch:marks:{p}`) keeps every key of one call in one slot.
 
 False duplicates. A delivery is dropped as a duplicate only if its (hash, field) — 32 + 80 bits of BLAKE2b
 over (delivery id, body) — equals a remembered mark's in the same shard; counting the 80 field bits alone
