@@ -197,7 +197,7 @@ def growth_run(workdir: Path) -> Callable[[str, int], dict[str, Any]]:
         client = redis.Redis.from_url(redis_url)
         for key in client.scan_iter(match=keys.USER_STATE_PREFIX + "usr-77-*"):
             client.delete(key)
-        client.delete(keys.EVENTS_STREAM, keys.INGEST_STREAM, *client.keys(keys.DEDUPE_PREFIX + "*"))
+        client.delete(keys.EVENTS_STREAM, keys.INGEST_STREAM, *client.keys(keys.DEDUPE_MARKS + "*"))
         system = System(redis_url, None, workdir / f"logs-growth-{vehicles}", workers=1)
         try:
             worker = psutil.Process(system.workers[0].pid)

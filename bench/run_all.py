@@ -10,6 +10,7 @@ Runs, one after the other (each starts and stops its own redis-server and proces
   bench/e2e.py       end-to-end latency at 500 events/s for 60 s, RSS, Redis memory per vehicle, growth;
                      then the latency run again with two workers, and with a 0.5 s ingest drain budget
   bench/state_memory.py  Redis memory of a vehicle with its charger by remembered actions (0, 12, 20, 40)
+  bench/dedupe_memory.py  Redis memory per dedupe mark (1M marks) beside the previous key-per-delivery layout
 Each one's full output is kept in RESULTS.md; the headline figures are put beside their goals.
 `--quick` shortens every run (a smoke test of this script, not figures to publish).
 """
@@ -103,8 +104,18 @@ def delivery_rows(output: str) -> list[tuple[str, str, str, str]]:
             ("delivery to a URL that answers slowly, concurrency 16 beside 1", d["delivery_slow"], "—", "—")]
 
 
+def dedupe_memory_row(output: str) -> tuple[str, str, str, str]:
+    """bench/dedupe_memory.py's figure, beside the previous layout measured in the same run."""
+    match = re.search(r"\(([\d.]+) B used_memory, ([\d.]+) B MEMORY USAGE; previous layout ([\d.]+) B / ([\d.]+) B",
+                      output)
+    used, usage, old_used, old_usage = match.groups() if match else ("n/a",) * 4
+    return ("Redis memory per remembered delivery (dedupe mark), 1M marks",
+            f"{used} B (used_memory), {usage} B (MEMORY USAGE)",
+            f"previous layout, a key per delivery: {old_used} B / {old_usage} B", "≤ 24 B")
+
+
 def goal_rows(receiver: str, worker: str, e2e: dict[str, Any],
-              state_memory: str = "") -> list[tuple[str, str, str, str]]:
+              state_memory: str = "", dedupe_memory: str = "") -> list[tuple[str, str, str, str]]:
     """(figure, measured, ceiling measured in the same run, goal)."""
     best = _best(receiver)
     r = {k: _find(PATTERNS[k], best if k.endswith("rps") else receiver) for k in
@@ -135,6 +146,7 @@ def goal_rows(receiver: str, worker: str, e2e: dict[str, Any],
                  f"one 1-byte key per user: {mem.get('floor_one_byte_key', 0) * mem.get('users_per_vehicle', 0):.0f} B"
                  " per vehicle", "≤ 1 KB"))
     rows.append(state_memory_row(state_memory))
+    rows.append(dedupe_memory_row(dedupe_memory))
     rss = lat.get("rss_mb", {})
     rows.append(("receiver / worker resident memory under that load",
                  f"{rss.get('receiver', 0):.0f} MB / {rss.get('worker', 0):.0f} MB (max RSS)", "—",
@@ -175,7 +187,8 @@ def write(machine_info: dict[str, str], outputs: dict[str, tuple[str, float]], e
     lines += ["", "## Figures against the goals", "", "| figure | measured | ceiling / baseline (same run) | goal |",
               "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in
-              goal_rows(outputs["receiver"][0], outputs["worker"][0], e2e, outputs["state_memory"][0])
+              goal_rows(outputs["receiver"][0], outputs["worker"][0], e2e, outputs["state_memory"][0],
+                        outputs["dedupe_memory"][0])
               + delivery_rows(outputs["delivery"][0])]
     growth = e2e.get("memory", {}).get("growth", {})
     if growth:
@@ -209,6 +222,8 @@ def main() -> None:
         "delivery": ["-m", "bench.delivery",
                      *(["--events", "1000", "--backlog", "2000", "--slow-events", "400"] if quick else [])],
         "state_memory": ["-m", "bench.state_memory", *(["--users", "200"] if quick else [])],
+        "dedupe_memory": ["-m", "bench.dedupe_memory",
+                          *(["--marks", "20000", "--low-limit-marks", "5000"] if quick else [])],
         "e2e": ["-m", "bench.e2e", "--json", str(e2e_json),
                 *(["--rate", "200", "--seconds", "5", "--vehicles", "10000"] if quick else [])],
     }

@@ -8,13 +8,15 @@ store it in ONE Lua call, which also arms a drain job (`plugwatch.ingest_arming`
 
 The script sets the dedupe mark and appends the delivery to the ingest stream (or the quarantine stream,
 or only the heartbeat hash; odd system events get their own quarantine entries beside it) atomically, so a
-crash or a Redis error can never leave a delivery marked as seen but not stored. The mark holds the body's
-digest: the same id with the same body is a duplicate, the same id with another body is new input (Enode
-does not promise an id is never reused) and is stored; a mark of `1` (written before marks held digests)
-still counts as seen. It then tries `SET plugwatch:ingest:armed 1 NX PX <ARMED_TTL_MS>`; only the caller that
-wins that SET enqueues the RQ drain job (`ingest_arming.enqueue_after_arming`). The worker reads what the
-script wrote: an ingest-stream entry is `d` (delivery id), `b` (raw body), `t` (received at, unix ms), and `q`
-(the quarantine entry) on replays.
+crash or a Redis error can never leave a delivery marked as seen but not stored. The mark is a digest of
+(delivery id, body) in a small time-bucketed hash (`plugwatch.dedupe_marks`): the same id with the same body
+is a duplicate, the same id with another body is new input (Enode does not promise an id is never reused)
+and is stored. The previous version's mark (`keys.dedupe_key`: the body's digest, or `1` from before marks
+held digests) still counts as seen until it expires. It then tries
+`SET plugwatch:ingest:armed 1 NX PX <ARMED_TTL_MS>`; only the caller that wins that SET enqueues the RQ
+drain job (`ingest_arming.enqueue_after_arming`). The worker reads what the script wrote: an ingest-stream
+entry is `d` (delivery id), `b` (raw body), `t` (received at, unix ms), and `q` (the quarantine entry) on
+replays.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from typing import Any
 import msgspec
 import orjson
 
-from plugwatch import jsonarray, keys
+from plugwatch import dedupe_marks, jsonarray, keys
 from plugwatch.ingest_arming import ARMED_TTL_MS
 
+DEFAULT_BUCKET_SECONDS = 24 * 3600  # PLUGWATCH_DEDUPE_BUCKET_SECONDS
 KNOWN_VERSIONS = frozenset({"2024-10-01"})
 HEARTBEAT_EVENT = "system:heartbeat"
 TEST_EVENT = "enode:webhook:test"
@@ -182,15 +185,64 @@ class IngestResult(enum.StrEnum):
     RECORDED = "recorded"  # system events only (recorded or quarantined one by one): nothing to process
 
 
-INGEST_LUA = """
+# The dedupe part (plugwatch.dedupe_marks describes the layout). KEYS[6] is the marks hash and the prefix of
+# the mark hashes; ARGV[3] the receipt time (ms), [4] the window, [13] the mark's hash, [14] its field,
+# [15] the bucket width, [16] a shard's cap, [17] the marks per shard a new bucket is sized for.
+_DEDUPE_LUA = """
 local seen = redis.call('GET', KEYS[1])
 if seen == ARGV[12] or seen == '1' then return 'duplicate' end
-redis.call('SET', KEYS[1], ARGV[12], 'EX', ARGV[4])
+local now, window, width = tonumber(ARGV[3]) / 1000, tonumber(ARGV[4]), tonumber(ARGV[15])
+local hash, mark, cap, target = tonumber(ARGV[13]), ARGV[14], tonumber(ARGV[16]), tonumber(ARGV[17])
+local bucket, oldest = math.floor(now / width), math.floor((now - window) / width)
+local function shard(b, bits) return string.format('%s:%d:%d:%d', KEYS[6], b, bits, hash % 2 ^ bits) end
+local function bits_for(marks)
+  local bits = 0
+  while marks > target * 2 ^ bits and bits < 24 do bits = bits + 1 end  -- 24: dedupe_marks.MAX_SHARD_BITS
+  return bits
+end
+local names = {}
+for b = oldest, bucket do names[#names + 1] = b end
+names[#names + 1] = 'n' .. (bucket - 1)
+local found = redis.call('HMGET', KEYS[6], unpack(names))
+for i = 1, bucket - oldest + 1 do
+  if found[i] then
+    for bits in string.gmatch(found[i], '%d+') do
+      if redis.call('HEXISTS', shard(oldest + i - 1, tonumber(bits)), mark) == 1 then return 'duplicate' end
+    end
+  end
+end
+local ttl = math.ceil((bucket + 1) * width + window - now)
+local gens, bits = found[bucket - oldest + 1], nil
+if gens then
+  bits = tonumber(string.match(gens, '(%d+)$'))
+else
+  bits = bits_for(tonumber(found[#found]) or 0)
+  for _, name in ipairs(redis.call('HKEYS', KEYS[6])) do
+    local b = tonumber(string.match(name, '%-?%d+'))
+    if b and b < oldest then redis.call('HDEL', KEYS[6], name) end
+  end
+  gens = tostring(bits)
+  redis.call('HSET', KEYS[6], bucket, gens)
+  redis.call('EXPIRE', KEYS[6], ttl)
+end
+if bits < 24 and redis.call('HLEN', shard(bucket, bits)) >= cap then
+  local into = now - bucket * width
+  local more = (tonumber(redis.call('HGET', KEYS[6], 'n' .. bucket)) or 0) * (width - into) / math.max(into, 1)
+  bits = math.min(math.max(bits_for(more), bits + 1), bits + 6, 24)
+  redis.call('HSET', KEYS[6], bucket, gens .. ' ' .. bits)
+end
+local key = shard(bucket, bits)
+redis.call('HSET', key, mark, '')
+redis.call('EXPIRE', key, ttl)
+redis.call('HINCRBY', KEYS[6], 'n' .. bucket, 1)
+"""
+
+INGEST_LUA = _DEDUPE_LUA + """
 if ARGV[6] ~= '' then
   redis.call('XADD', KEYS[3], '*', 'd', ARGV[1], 'b', ARGV[2], 'reason', ARGV[6], 'at', ARGV[7])
   return 'quarantined'
 end
-for i = 13, #ARGV, 4 do
+for i = 18, #ARGV, 4 do
   redis.call('XADD', KEYS[3], '*', 'd', ARGV[1], 'b', ARGV[i + 2], 'reason', ARGV[i + 1], 'at', ARGV[7],
              'event_index', ARGV[i], 'alone', ARGV[i + 3])
 end
@@ -210,18 +262,22 @@ def iso_time(unix_seconds: float) -> str:
 
 
 def script_call(
-    delivery_id: str, body: bytes, batch: Batch, *, now: float, dedupe_ttl_seconds: int
+    delivery_id: str, body: bytes, batch: Batch, *, now: float, dedupe_ttl_seconds: int,
+    dedupe_bucket_seconds: int = DEFAULT_BUCKET_SECONDS, shard_cap: int = dedupe_marks.DEFAULT_CAP,
 ) -> tuple[list[str], list[str | bytes | int]]:
-    """KEYS and ARGV for INGEST_LUA (`now` in unix seconds)."""
+    """KEYS and ARGV for INGEST_LUA (`now` in unix seconds; `shard_cap`: `dedupe_marks.cap_from_config`)."""
     pending, created_at = ("", "") if batch.heartbeat is None else (
         batch.heartbeat.pending_events, batch.heartbeat.created_at)
     script_keys = [keys.dedupe_key(delivery_id), keys.INGEST_STREAM, keys.QUARANTINE_STREAM,
-                   keys.HEARTBEAT, keys.INGEST_ARMED]
+                   keys.HEARTBEAT, keys.INGEST_ARMED, keys.DEDUPE_MARKS]
     quarantining = batch.quarantine is not None or bool(batch.quarantined_events)
+    mark = dedupe_marks.mark_of(delivery_id, body)
     args: list[str | bytes | int] = [
         delivery_id, body, int(now * 1000), dedupe_ttl_seconds, "1" if batch.enqueue else "0",
         batch.quarantine or "", iso_time(now) if quarantining else "",
         pending, created_at, ARMED_TTL_MS, f"{now:.3f}", body_digest(body),
+        mark.hash, mark.field, min(dedupe_bucket_seconds, dedupe_ttl_seconds), shard_cap,
+        dedupe_marks.target_for(shard_cap),
     ]
     odd = batch.quarantined_events  # each entry keeps its event alone (see plugwatch.quarantine)
     for (index, reason), (event, alone) in zip(odd, jsonarray.alone(body, [i for i, _ in odd]), strict=True):
@@ -230,8 +286,7 @@ def script_call(
 
 
 def body_digest(body: bytes) -> bytes:
-    """What a dedupe mark holds: 64 bits of BLAKE2b of the body, raw (+16 B per mark over a bare `1`; it is
-    only ever compared with bodies delivered under the same id)."""
+    """What the previous version's dedupe mark (`keys.dedupe_key`) held: 64 bits of BLAKE2b of the body."""
     return hashlib.blake2b(body, digest_size=8).digest()
 
 

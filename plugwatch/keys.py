@@ -31,7 +31,10 @@ INGEST_STREAM = f"{PREFIX}:ingest"  # fields: d (delivery id), b (raw body bytes
 # and q (the quarantine entry id) on replays
 INGEST_GROUP = "ingest"
 INGEST_ARMED = f"{PREFIX}:ingest:armed"  # set while a drain job is queued or running
-DEDUPE_PREFIX = f"{PREFIX}:dedupe:"  # + delivery id -> the body's digest, TTL = dedupe window
+DEDUPE_MARKS = f"{PREFIX}:marks"  # hash: per live bucket its shard generations and mark count; and the
+# prefix of the mark hashes `:<bucket>:<bits>:<shard>` (plugwatch.dedupe_marks)
+DEDUPE_PREFIX = f"{PREFIX}:dedupe:"  # + delivery id -> the body's digest: the previous version's marks, read
+# (never written) until they expire, at most PLUGWATCH_DEDUPE_TTL_SECONDS after the upgrade
 
 # --- quarantine (authentic but unusable input) -----------------------------------------------------
 QUARANTINE_STREAM = f"{PREFIX}:quarantine"  # fields: d, b, reason, at (ISO time), [event_index], [replay_of]
@@ -60,6 +63,7 @@ COUNTERS = f"{PREFIX}:counters"  # hash name -> int, for counters every process 
 
 
 def dedupe_key(delivery_id: str) -> str:
+    """The previous version's mark of a delivery (see DEDUPE_PREFIX)."""
     return DEDUPE_PREFIX + delivery_id
 
 

@@ -68,7 +68,8 @@ class ReceiverSettings:
     enode_webhook_secrets: tuple[str, ...] = ()  # new first, then old during a rotation
     port: int = 8000
     max_body_bytes: int = 1024 * 1024
-    dedupe_ttl_seconds: int = 72 * 3600
+    dedupe_ttl_seconds: int = 72 * 3600  # the dedupe window
+    dedupe_bucket_seconds: int = 24 * 3600  # marks are kept in buckets this wide (plugwatch.dedupe_marks)
     # Slow clients (enforced by `python -m receiver`, see receiver/connections.py)
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 30.0
@@ -304,6 +305,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PORT", "receiver", "port", _whole),
     Variable("PLUGWATCH_MAX_BODY_BYTES", "receiver", "max_body_bytes", _whole),
     Variable("PLUGWATCH_DEDUPE_TTL_SECONDS", "receiver", "dedupe_ttl_seconds", _whole),
+    Variable("PLUGWATCH_DEDUPE_BUCKET_SECONDS", "receiver", "dedupe_bucket_seconds", _whole),
     Variable("PLUGWATCH_RECEIVER_HEADER_TIMEOUT_SECONDS", "receiver", "header_timeout_seconds", _number),
     Variable("PLUGWATCH_RECEIVER_BODY_TIMEOUT_SECONDS", "receiver", "body_timeout_seconds", _number),
     Variable("PLUGWATCH_RECEIVER_MAX_CONNECTIONS", "receiver", "max_connections", _whole),
@@ -371,6 +373,7 @@ class Settings:
                                 "(unsigned delivery)")
         _read_timeout_max(values["delivery"])
         _both_credentials(values["enode"])
+        _dedupe_bucket(values["receiver"])
         return cls(**{name: section(**values[name]) for name, section in SECTIONS.items()})
 
 
@@ -394,6 +397,15 @@ def _both_credentials(enode: dict[str, Any]) -> None:
     for given, missing in (("client_id", "ENODE_CLIENT_SECRET"), ("client_secret", "ENODE_CLIENT_ID")):
         if given in enode and len(enode.keys() & {"client_id", "client_secret"}) == 1:
             raise SettingsError(f"{missing} is required when ENODE_{given.upper()} is set (set both, or neither)")
+
+
+def _dedupe_bucket(receiver: dict[str, Any]) -> None:
+    """A bucket no wider than the window (a look-up checks window / bucket + 1 of them)."""
+    window = receiver.get("dedupe_ttl_seconds", ReceiverSettings.dedupe_ttl_seconds)
+    bucket = receiver.setdefault("dedupe_bucket_seconds", min(ReceiverSettings.dedupe_bucket_seconds, window))
+    if bucket > window:
+        raise SettingsError(f"PLUGWATCH_DEDUPE_BUCKET_SECONDS ({bucket}) must be at most "
+                            f"PLUGWATCH_DEDUPE_TTL_SECONDS ({window})")
 
 
 _BY_NAME = {variable.name: variable for variable in VARIABLES}

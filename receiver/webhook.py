@@ -23,7 +23,7 @@ import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from plugwatch import ingest_arming
+from plugwatch import dedupe_marks, ingest_arming
 from plugwatch import ingest_protocol as ingest
 from plugwatch.enode_signature import SignatureFailure, check_header, verify
 from plugwatch.settings import Settings
@@ -95,6 +95,10 @@ class WebhookEndpoint:
         self._secrets = tuple(secret.encode() for secret in settings.receiver.enode_webhook_secrets)
         self._limit = settings.receiver.max_body_bytes
         self._dedupe_ttl = settings.receiver.dedupe_ttl_seconds
+        self._dedupe_bucket = settings.receiver.dedupe_bucket_seconds
+        self._connection = connection
+        self._shard_cap = dedupe_marks.DEFAULT_CAP  # until Redis's listpack limit is read (_read_shard_cap)
+        self._reading_cap: asyncio.Task[None] | None = None
         # Half the budget per pipeline; each call also gives up at the whole budget (behind a long queue of
         # pipelines), and a call that gave up before its pipeline was sent is never sent.
         self._redis_timeout = settings.process.redis_timeout_seconds
@@ -142,8 +146,11 @@ class WebhookEndpoint:
         batch = ingest.classify_quickly(body)
         if batch is None:  # an odd body: read element by element, without holding up other deliveries
             batch = await run_in_threadpool(ingest.classify_slowly, body)
+        if self._reading_cap is None:
+            self._reading_cap = asyncio.create_task(self._read_shard_cap())
         script_keys, args = ingest.script_call(delivery_id, body, batch, now=time.time(),
-                                               dedupe_ttl_seconds=self._dedupe_ttl)
+                                               dedupe_ttl_seconds=self._dedupe_ttl,
+                                               dedupe_bucket_seconds=self._dedupe_bucket, shard_cap=self._shard_cap)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._redis_timeout):
@@ -158,6 +165,22 @@ class WebhookEndpoint:
                 self._metrics.quarantined_events.labels(reason.value).inc()
         outcome = _FROM_RESULT.get(result) or _recorded(batch)
         return Handled(outcome, delivery_id, batch.events, armed=result is ingest.IngestResult.ARMED)
+
+    async def _read_shard_cap(self) -> None:
+        """Marks per dedupe shard under this Redis's `hash-max-listpack-entries`, read once beside the first
+        delivery (which never waits for it); the default where CONFIG is refused, as on managed Redis. A limit
+        below the default is logged; an unreachable Redis is asked again with a later delivery."""
+        try:
+            async with asyncio.timeout(self._redis_timeout):
+                config = await self._connection.config_get("hash-max-*-entries")
+        except redis.ResponseError:
+            config = {}
+        except (redis.RedisError, OSError, TimeoutError):
+            self._reading_cap = None
+            return
+        self._shard_cap = dedupe_marks.cap_from_config(config)
+        if self._shard_cap < dedupe_marks.DEFAULT_CAP:
+            log.warning("dedupe.listpack_limit_low", config=config, marks_per_shard=self._shard_cap)
 
     async def settled(self) -> None:
         """Wait for drain enqueues still running after their responses (shutdown, tests)."""

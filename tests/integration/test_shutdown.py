@@ -26,8 +26,9 @@ import redis
 from rq.registry import StartedJobRegistry
 
 from plugwatch import dead_letters as deadletters
-from plugwatch import keys
+from plugwatch import dedupe_marks, keys
 from plugwatch.delivery_arming import backlog
+from plugwatch.settings import ReceiverSettings
 from simulator.deliveries import Delivery, Plan, plan_deliveries
 from simulator.sender import SendOptions, send_all
 from simulator.stories import build_scenario
@@ -230,5 +231,8 @@ def test_sigterm_to_the_receiver_under_load_drops_no_accepted_request(redis_url:
     accepted = {d for d, outcome in {**slow_outcomes, **fast_outcomes}.items() if outcome == 200}
     stored = _stored(connection)
     assert accepted <= stored, sorted(accepted - stored)[:5]
-    assert all(connection.exists(keys.dedupe_key(d)) for d in accepted)
+    bodies = {d.id: d.body for d in deliveries}
+    window, width = ReceiverSettings.dedupe_ttl_seconds, ReceiverSettings.dedupe_bucket_seconds
+    assert all(dedupe_marks.is_marked(connection, d, bodies[d], now=time.time(), window=window, width=width)
+               for d in accepted)
     connection.close()

@@ -14,8 +14,8 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from plugwatch import dedupe_marks, keys
 from plugwatch import ingest_protocol as ingest
-from plugwatch import keys
 from plugwatch.ingest_protocol import Batch, Heartbeat, IngestResult, QuarantineReason
 
 VERSION = "2024-10-01"
@@ -179,7 +179,10 @@ def test_first_delivery_is_stored_and_arms_the_drain(connection: redis.Redis) ->
     [(_, fields)] = connection.xrange(keys.INGEST_STREAM)
     assert fields == {b"d": b"d1", b"b": body, b"t": b"1700000000000"}
     assert connection.pttl(keys.INGEST_ARMED) > 50_000
-    assert 3500 < connection.ttl(keys.dedupe_key("d1")) <= 3600
+    [mark_key] = connection.keys(keys.DEDUPE_MARKS + ":*")
+    assert mark_key == dedupe_marks.shard_key(keys.DEDUPE_MARKS, 1_700_000_000 // 3600, 0, 0).encode()
+    assert 3600 < connection.ttl(mark_key) <= 7200  # the window after the end of its one-hour bucket
+    assert not connection.exists(keys.dedupe_key("d1"))  # the previous version's mark is never written
 
 
 def test_a_second_delivery_while_armed_is_stored_without_arming(connection: redis.Redis) -> None:
