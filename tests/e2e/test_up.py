@@ -1,6 +1,7 @@
 """`plugwatch up` (what ./scripts/run runs): within seconds a newcomer sees a vehicle plugged in at home, a
-second terminal that sources `<logs>/env` talks to the running demo, and Ctrl-C stops every process it
-started. What it cannot start it refuses in one line naming the port, the flag or REDIS_URL."""
+second terminal that sources `<logs>/env` talks to the running demo (its Enode API too: `enode reconcile`), and
+Ctrl-C stops every process it started. What it cannot start it refuses in one line naming the port, the flag or
+REDIS_URL."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ import orjson
 import psutil
 import pytest
 
+from simulator.stories import build_scenario
+from simulator.truth import expected_events
+from tests.support.eventlog import alive_devices
 from tests.support.servers import ROOT, RedisServer, base_env, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
@@ -57,6 +61,15 @@ class Up:
                         return match
                 if self.ended or time.monotonic() > deadline:
                     raise AssertionError(f"no line matching {pattern!r}:\n" + "\n".join(self.lines))
+                self._changed.wait(0.5)
+
+    def wait_for_lines(self, pattern: str, count: int, timeout: float = 90) -> None:
+        """Wait up to `timeout` until `count` lines match `pattern` (a deadline, not a measurement)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len([line for line in self.lines if re.search(pattern, line)]) < count:
+                if self.ended or time.monotonic() > deadline:
+                    raise AssertionError(f"fewer than {count} lines matching {pattern!r}:\n" + self.text())
                 self._changed.wait(0.5)
 
     def text(self) -> str:
@@ -117,7 +130,8 @@ def test_up_shows_a_vehicle_at_home_a_second_terminal_talks_to_it_and_ctrl_c_sto
         assert [line.strip() for line in up.lines if line.startswith("  export ")] == exported
         values = dict(line.removeprefix("export ").split("=", 1) for line in exported)
         assert set(values) == {"REDIS_URL", "ENODE_WEBHOOK_SECRET", "DOWNSTREAM_WEBHOOK_URLS",
-                               "DOWNSTREAM_WEBHOOK_SECRET", "PORT"}
+                               "DOWNSTREAM_WEBHOOK_SECRET", "PORT", "ENODE_CLIENT_ID", "ENODE_CLIENT_SECRET",
+                               "ENODE_API_URL", "ENODE_TOKEN_URL"}
         assert len(values["ENODE_WEBHOOK_SECRET"]) == 64  # the whole secret, not its first 8 characters
         assert values["DOWNSTREAM_WEBHOOK_URLS"] == sink_url
 
@@ -132,6 +146,18 @@ def test_up_shows_a_vehicle_at_home_a_second_terminal_talks_to_it_and_ctrl_c_sto
         for command in ("quarantine list", "dead-letters list"):
             listed = in_second_terminal(env_file, f"{PLUGWATCH} {command}")
             assert listed.returncode == 0, listed.stderr
+
+        # The demo's Enode API serves the scenario's devices: once every event the truth expects was
+        # delivered, a reconcile from the second terminal reads exactly them and finds nothing new.
+        scenario = build_scenario(2, seed)
+        expected = len(expected_events(scenario.events))
+        up.wait_for("up: simulation sent")
+        up.wait_for_lines(rf"^sink: .* usr-{seed}-\d+ #", expected, timeout=60)
+        reconciled = in_second_terminal(env_file, f"{PLUGWATCH} enode reconcile --prune-deleted")
+        assert reconciled.returncode == 0, reconciled.stderr
+        chargers, vehicles = (len(alive_devices(scenario.events, kind)) for kind in ("charger", "vehicle"))
+        assert reconciled.stdout.strip() == (f"reconciled {chargers} chargers and {vehicles} vehicles; "
+                                             "0 events emitted (none)")
 
         other = seed + 1  # simulate from the second terminal: its users' events reach the demo's sink
         sent = in_second_terminal(env_file, f"{PLUGWATCH} simulate --users 2 --seed {other} --rate 500")

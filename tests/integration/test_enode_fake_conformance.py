@@ -11,9 +11,12 @@ from typing import Any
 import pytest
 
 from plugwatch.enode_api.client import EnodeClient
+from simulator.enode_demo import demo_enode, observe
+from simulator.fake_enode import CLIENT_ID, CLIENT_SECRET, FakeEnode
+from simulator.stories import build_scenario
+from tests.support.enode_fixtures import enode_settings, serve
 from tests.support.enode_objects import charger, vehicle
 from tests.support.enode_schema import _Resolver, load_spec, validator
-from tests.support.fake_enode import FakeEnode, enode_settings, serve
 
 
 def response_schema(path: str, method: str) -> dict[str, Any]:
@@ -70,3 +73,21 @@ def test_webhook_operations_conform(client: EnodeClient) -> None:
     assert tested["status"] == "FAILURE"  # nothing listens on port 9
     assert_conforms(tested, "/webhooks/{webhookId}/test", "post")
 
+
+
+def test_the_demo_enode_serves_the_scenario_in_the_spec_shapes() -> None:
+    """What `plugwatch up` serves as its Enode API: the scenario's final devices and Locations, spec-shaped."""
+    scenario = build_scenario(4, seed=11)
+    demo = demo_enode(scenario, CLIENT_ID, CLIENT_SECRET)
+    observe(demo, scenario.events)
+    assert demo.vehicles
+    assert demo.chargers
+    assert demo.locations
+    with serve(demo) as server, EnodeClient.from_settings(enode_settings(server.url)) as client:
+        for path in ("/vehicles", "/chargers", "/locations"):
+            assert_conforms(client.get(path, params={"pageSize": 50}), path)
+        user = next(iter(demo.locations.values()))["userId"]
+        assert_conforms(client.get(f"/users/{user}/locations"), "/users/{userId}/locations")
+        charger_id = next(iter(demo.chargers))
+        assert_conforms(client.get("/chargers/" + charger_id), "/chargers/{chargerId}")
+        assert_conforms(client.get("/vehicles/" + next(iter(demo.vehicles))), "/vehicles/{vehicleId}")
