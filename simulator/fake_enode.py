@@ -12,6 +12,11 @@ what it received:
 - records: `fake.requests` (every request, in order), `fake.calls("GET", "/chargers/c1")`.
 
 `POST /webhooks/{id}/test` really POSTs a signed `enode:webhook:test` delivery to the webhook's URL.
+
+Not Enode's: `fake.observe(events)` (or `POST /simulator/events` with a JSON array of webhook events, signed
+for like any API call) applies the simulator's webhook events, in the order Enode produced them, to what the
+API serves: a vehicle or charger as its newest `:discovered` / `:updated` event shows it, gone after its
+`:deleted` (charge actions are not listed: Enode has no endpoint listing them).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -37,6 +43,7 @@ from starlette.routing import Route
 from simulator.clock import iso
 from simulator.payloads import API_VERSION
 
+SIMULATOR_PATH = "/simulator/events"
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 (a path, not a password)
 CLIENT_ID = "fake-client-id"
 CLIENT_SECRET = "fake-client-secret-0123456789"  # noqa: S105 (the tests' default for a fake)
@@ -106,6 +113,21 @@ class FakeEnode:
     def api_calls(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path != TOKEN_PATH]
 
+    def observe(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Apply Enode webhook events (in Enode's order) to the vehicles and chargers the API serves."""
+        with self.lock:
+            for event in events:
+                parts = str(event.get("event", "")).split(":")
+                kind, verb = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
+                body = event.get(kind) if kind in ("vehicle", "charger") else None
+                if not isinstance(body, Mapping):
+                    continue
+                devices = self.vehicles if kind == "vehicle" else self.chargers
+                if verb == "deleted":
+                    devices.pop(str(body.get("id")), None)
+                else:
+                    devices[str(body.get("id"))] = dict(body)
+
     @property
     def app(self) -> Starlette:
         routes = [
@@ -126,6 +148,7 @@ class FakeEnode:
             Route("/webhooks/{item_id}", self._get(self.webhooks, "Webhook"), methods=["GET"]),
             Route("/webhooks/{item_id}", self._update_webhook, methods=["PATCH"]),
             Route("/webhooks/{item_id}/test", self._test_webhook, methods=["POST"]),
+            Route(SIMULATOR_PATH, self._observe, methods=["POST"]),
         ]
         return Starlette(routes=routes, middleware=[])
 
@@ -193,6 +216,15 @@ class FakeEnode:
         return endpoint
 
     # --- writes ------------------------------------------------------------------------------------
+    async def _observe(self, request: Request) -> Response:
+        if (early := await self._begin(request)) is not None:
+            return early
+        events = request.state.body
+        if not isinstance(events, list) or not all(isinstance(event, dict) for event in events):
+            return problem(400, "Invalid events", "a JSON array of Enode webhook events is required")
+        self.observe(events)
+        return JSONResponse({"observed": len(events)})
+
     async def _create_location(self, request: Request) -> Response:
         if (early := await self._begin(request)) is not None:
             return early

@@ -35,7 +35,7 @@ from plugwatch.settings import shown_redis_url
 from plugwatch.startup import RUNTIME_FAILURE_EXIT
 from simulator.deliveries import Delivery, Plan, plan_deliveries
 from simulator.demo_sink import create_sink
-from simulator.enode_demo import demo_enode, observe
+from simulator.enode_demo import DEMO_CLIENT_ID, demo_enode
 from simulator.fake_enode import TOKEN_PATH, FakeEnode
 from simulator.sender import SendOptions, send_all
 from simulator.stack import (
@@ -148,7 +148,8 @@ def _run(stack: Stack, env: dict[str, str], demo: Demo, ports: Ports, workers: i
     env["REDIS_URL"] = url
     sink_url = _start_sink(stack, env["DOWNSTREAM_WEBHOOK_SECRET"], ports.sink, url)
     scenario = None if demo.enode else build_scenario(demo.users, demo.seed)
-    enode_api = None if scenario is None else _start_enode(stack, env, scenario)
+    hook = (f"http://127.0.0.1:{ports.receiver}/webhooks/enode", env["ENODE_WEBHOOK_SECRET"].split(",")[0].strip())
+    enode_api = None if scenario is None else _start_enode(stack, env, scenario, hook)
     extra = [u for u in env.get("DOWNSTREAM_WEBHOOK_URLS", "").split(",") if u.strip()]
     env["DOWNSTREAM_WEBHOOK_URLS"] = ",".join([sink_url, *extra])
     env["PORT"] = str(ports.receiver)
@@ -179,7 +180,6 @@ def _run(stack: Stack, env: dict[str, str], demo: Demo, ports: Ports, workers: i
 
 EXPORTED = ("REDIS_URL", "ENODE_WEBHOOK_SECRET", "DOWNSTREAM_WEBHOOK_URLS", "DOWNSTREAM_WEBHOOK_SECRET", "PORT",
             "ENODE_CLIENT_ID", "ENODE_CLIENT_SECRET", "ENODE_API_URL", "ENODE_TOKEN_URL")
-DEMO_CLIENT_ID = "plugwatch-up-demo"
 
 
 def exports(env: Mapping[str, str]) -> str:
@@ -211,10 +211,10 @@ def _start_sink(stack: Stack, secret: str, port: int, redis_url: str) -> str:
     return serve_app(stack, app, port, "the demo sink (--sink-port)") + "/events"
 
 
-def _start_enode(stack: Stack, env: dict[str, str], scenario: Scenario) -> FakeEnode:
+def _start_enode(stack: Stack, env: dict[str, str], scenario: Scenario, webhook: tuple[str, str]) -> FakeEnode:
     """The simulated Enode API on a free port; `env` (every process's) gets its credentials and URLs."""
     env["ENODE_CLIENT_ID"], env["ENODE_CLIENT_SECRET"] = DEMO_CLIENT_ID, secrets.token_urlsafe(24)
-    fake = demo_enode(scenario, env["ENODE_CLIENT_ID"], env["ENODE_CLIENT_SECRET"])
+    fake = demo_enode(scenario, env["ENODE_CLIENT_ID"], env["ENODE_CLIENT_SECRET"], webhook)
     url = serve_app(stack, fake.app, free_port(), "the simulated Enode API")
     env["ENODE_API_URL"], env["ENODE_TOKEN_URL"] = url, url + TOKEN_PATH
     return fake
@@ -246,7 +246,7 @@ def _banner(how: str, redis_url: str, base: str, sink_url: str, dashboard_port: 
 
 def _simulate(url: str, secret: str, demo: Demo, scenario: Scenario, enode_api: FakeEnode) -> None:
     def sending(delivery: Delivery) -> None:  # Enode's API shows a change before its webhook arrives
-        observe(enode_api, orjson.loads(delivery.body))
+        enode_api.observe(orjson.loads(delivery.body))
 
     deliveries = plan_deliveries(scenario.events, Plan(min_batch=1, max_batch=5, heartbeat_every=10,
                                                        test_event=True, seed=demo.seed))

@@ -101,6 +101,28 @@ def in_second_terminal(env_file: Path, command: str) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=120, check=False)
 
 
+def reconcile_in_second_terminal(up: Up, env_file: Path, seeds: list[int]) -> None:
+    """The demo's Enode API lists the devices of `up`'s scenario and of the second terminal's `simulate`: once
+    the sink printed every event the truth expects, a reconcile reads exactly them and finds nothing new or
+    deleted; the API's webhook is the demo's receiver."""
+    scenarios = [build_scenario(2, seed) for seed in seeds]
+    for seed, scenario in zip(seeds, scenarios, strict=True):
+        up.wait_for_lines(rf"^sink: .* usr-{seed}-\d+ #", len(expected_events(scenario.events)), timeout=60)
+    reconciled = in_second_terminal(env_file, f"{PLUGWATCH} enode reconcile --prune-deleted")
+    assert reconciled.returncode == 0, reconciled.stderr
+    chargers, vehicles = (sum(len(alive_devices(scenario.events, kind)) for scenario in scenarios)
+                          for kind in ("charger", "vehicle"))
+    assert reconciled.stdout.strip() == (f"reconciled {chargers} chargers and {vehicles} vehicles; "
+                                         "0 events emitted (none)")
+    logged = [orjson.loads(line) for line in reconciled.stderr.splitlines() if line.startswith("{")]
+    assert [entry["deleted"] for entry in logged if entry["event"] == "enode.pruned"] == [0]
+    hooks = in_second_terminal(env_file, f"{PLUGWATCH} enode webhook show")
+    [hook] = orjson.loads(hooks.stdout)
+    assert hook["url"] == up.wait_for(r"up: receiver +(http://\S+)")[1]
+    tested = in_second_terminal(env_file, f"{PLUGWATCH} enode webhook test {hook['id']}")
+    assert tested.stdout.strip() == "SUCCESS: HTTP 200", tested.stdout + tested.stderr
+
+
 def refused(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`plugwatch up` with `args`, expected to end by itself (a refusal)."""
     return subprocess.run([PLUGWATCH, "up", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
@@ -147,22 +169,11 @@ def test_up_shows_a_vehicle_at_home_a_second_terminal_talks_to_it_and_ctrl_c_sto
             listed = in_second_terminal(env_file, f"{PLUGWATCH} {command}")
             assert listed.returncode == 0, listed.stderr
 
-        # The demo's Enode API serves the scenario's devices: once every event the truth expects was
-        # delivered, a reconcile from the second terminal reads exactly them and finds nothing new.
-        scenario = build_scenario(2, seed)
-        expected = len(expected_events(scenario.events))
-        up.wait_for("up: simulation sent")
-        up.wait_for_lines(rf"^sink: .* usr-{seed}-\d+ #", expected, timeout=60)
-        reconciled = in_second_terminal(env_file, f"{PLUGWATCH} enode reconcile --prune-deleted")
-        assert reconciled.returncode == 0, reconciled.stderr
-        chargers, vehicles = (len(alive_devices(scenario.events, kind)) for kind in ("charger", "vehicle"))
-        assert reconciled.stdout.strip() == (f"reconciled {chargers} chargers and {vehicles} vehicles; "
-                                             "0 events emitted (none)")
-
         other = seed + 1  # simulate from the second terminal: its users' events reach the demo's sink
         sent = in_second_terminal(env_file, f"{PLUGWATCH} simulate --users 2 --seed {other} --rate 500")
         assert sent.returncode == 0, sent.stderr
         up.wait_for(rf"sink: .* usr-{other}-0000\d\d #\d+ ", timeout=60)
+        reconcile_in_second_terminal(up, env_file, [seed, other])
 
         assert up.interrupt() == 0
         time.sleep(0.5)

@@ -3,7 +3,7 @@ gone once deleted, and every Location of the world (with its coordinates)."""
 
 from __future__ import annotations
 
-from simulator.enode_demo import demo_enode, observe
+from simulator.enode_demo import demo_enode
 from simulator.stories import build_scenario, user_world
 from tests.support.eventlog import alive_devices
 
@@ -11,7 +11,7 @@ from tests.support.eventlog import alive_devices
 def test_after_every_event_it_serves_the_worlds_devices_as_they_ended() -> None:
     scenario = build_scenario(6, seed=3)
     fake = demo_enode(scenario, "id", "secret")
-    observe(fake, scenario.events)
+    fake.observe(scenario.events)
     assert set(fake.vehicles) == alive_devices(scenario.events, "vehicle")
     assert set(fake.chargers) == alive_devices(scenario.events, "charger")
     world = user_world(3, 2)
@@ -30,10 +30,10 @@ def test_it_is_never_ahead_of_the_events_it_was_given() -> None:
     assert not fake.vehicles
     assert not fake.chargers
     first_vehicle = next(i for i, e in enumerate(scenario.events) if e["event"] == "user:vehicle:discovered")
-    observe(fake, scenario.events[:first_vehicle])
+    fake.observe(scenario.events[:first_vehicle])
     assert not fake.vehicles
     assert fake.chargers
-    observe(fake, scenario.events[first_vehicle:first_vehicle + 1])
+    fake.observe(scenario.events[first_vehicle:first_vehicle + 1])
     [served] = fake.vehicles.values()
     assert served["chargeState"]["isPluggedIn"] is None  # as just discovered: Enode knows nothing else yet
 
