@@ -15,6 +15,7 @@ import orjson
 from plugwatch import command
 from plugwatch.enode_api.errors import EnodeError
 from plugwatch.settings import Settings
+from plugwatch.urls import webhook_url_problem
 from simulator.deliveries import Plan, plan_deliveries
 from simulator.enode_demo import is_demo_enode, tell_demo_enode
 from simulator.payloads import Event
@@ -25,7 +26,7 @@ from simulator.truth import expected_events
 
 @click.command("simulate")
 @click.option("--url", default=None, show_default="http://127.0.0.1:$PORT/webhooks/enode, PORT 8000 if unset",
-              help="The receiver's webhook URL.")
+              callback=lambda ctx, param, value: _url(value), help="The receiver's webhook URL.")
 @click.option("--secret", envvar="ENODE_WEBHOOK_SECRET", help="Signing secret [env: ENODE_WEBHOOK_SECRET].")
 @click.option("--users", default=10, show_default=True, help="How many Enode users to simulate.")
 @click.option("--seed", default=1, show_default=True, help="Same seed, same traffic.")
@@ -102,6 +103,13 @@ def _progress(url: str, report: SendReport) -> None:
     else:
         click.echo(f"simulate: {report.sent}/{report.total} deliveries sent, {report.accepted} accepted, "
                    f"{report.retrying} retrying", err=True)
+
+
+def _url(value: str | None) -> str | None:
+    """A URL httpx can POST to (an unusable one would end in a traceback on the first send)."""
+    if value is not None and (problem := webhook_url_problem(value)):
+        raise click.BadParameter(f"{value!r}: {problem}", param_hint="--url")
+    return value
 
 
 def _batch(value: str) -> tuple[int, int]:
