@@ -194,6 +194,12 @@ def _ms_or_off(key: str, raw: str) -> int:
     return int(1000 * _seconds_or_off(key, raw))
 
 
+def _port(key: str, raw: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SettingsError(f"{key} must be a port number (1-65535), got {raw!r}")
+    return int(raw)
+
+
 def _port_or_off(key: str, raw: str) -> int:
     if not raw.isdigit() or int(raw) > 65535:
         raise SettingsError(f"{key} must be a port number or 0 (off), got {raw!r}")
@@ -302,7 +308,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PLUGWATCH_WORKER_TTL_SECONDS", "process", "worker_ttl_seconds", _worker_ttl),
     Variable("PLUGWATCH_WORKER_SHUTDOWN_GRACE_SECONDS", "process", "worker_shutdown_grace_seconds", _number),
     Variable("ENODE_WEBHOOK_SECRET", "receiver", "enode_webhook_secrets", _enode_secrets),
-    Variable("PORT", "receiver", "port", _whole),
+    Variable("PORT", "receiver", "port", _port),
     Variable("PLUGWATCH_MAX_BODY_BYTES", "receiver", "max_body_bytes", _whole),
     Variable("PLUGWATCH_DEDUPE_TTL_SECONDS", "receiver", "dedupe_ttl_seconds", _whole),
     Variable("PLUGWATCH_DEDUPE_BUCKET_SECONDS", "receiver", "dedupe_bucket_seconds", _whole),

@@ -1,5 +1,10 @@
 """The demo sink `plugwatch up` points plugwatch at: it verifies each emitted event's Standard Webhooks
-signature and prints one readable line per event ("vehicle 3f2a… plugged in at home at 9c1e…")."""
+signature and prints one readable line per event ("vehicle 3f2a… plugged in at home at 9c1e…").
+
+An event's `sequence` counts on from its epoch's base (Unix ms when plugwatch's state began, see
+`plugwatch.epoch`), so the sink prints it relative to that base (`#3`: the vehicle's third event in this
+epoch), given by `sequence_base()`; consumers get the real value.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +24,8 @@ def _short(value: object) -> str:
     return str(value)[:8] + "…" if value else "?"
 
 
-def describe(event: dict[str, Any]) -> str:
-    """One line a newcomer can read, for any emitted event."""
+def describe(event: dict[str, Any], sequence_base: int = 0) -> str:
+    """One line a newcomer can read, for any emitted event; its sequence relative to `sequence_base`."""
     kind, data = event.get("type"), event.get("data") or {}
     vehicle, charger, location = (_short(event.get(k)) for k in ("vehicleId", "chargerId", "locationId"))
     when = str(event.get("occurredAt", ""))[11:19]
@@ -37,10 +42,14 @@ def describe(event: dict[str, Any]) -> str:
         what = f"vehicle {vehicle}: {data.get('consecutiveFailures', 10)} failed commands in a row (streak)"
     else:
         what = f"{kind} for vehicle {vehicle}"
-    return f"[{when}] {event.get('userId')} #{event.get('sequence')} {what}"
+    sequence = event.get("sequence")
+    if isinstance(sequence, int) and 0 < sequence_base < sequence:
+        sequence -= sequence_base
+    return f"[{when}] {event.get('userId')} #{sequence} {what}"
 
 
-def create_sink(secret: str, echo: Callable[[str], None]) -> Starlette:
+def create_sink(secret: str, echo: Callable[[str], None], sequence_base: Callable[[], int] = lambda: 0
+                ) -> Starlette:
     """A Starlette app: POST any path with a signed event -> 204 and one printed line; bad signature -> 401."""
 
     async def receive(request: Request) -> Response:
@@ -48,9 +57,9 @@ def create_sink(secret: str, echo: Callable[[str], None]) -> Starlette:
         try:
             signing.verify(secret, request.headers, body)
         except signing.SignatureError:
-            echo("sink: rejected an event with a bad signature")
+            echo("rejected an event with a bad signature")
             return Response(status_code=401)
-        echo(describe(orjson.loads(body)))
+        echo(describe(orjson.loads(body), sequence_base()))
         return Response(status_code=204)
 
     return Starlette(routes=[Route("/{path:path}", receive, methods=["POST"])])

@@ -5,6 +5,7 @@ between deliveries. A 2xx ends a delivery; a 5xx, 429 or transport error is rese
 body) with capped exponential backoff until `give_up_after` seconds; any other 4xx is final (Enode, too,
 counts it as a failure but the body will never become acceptable).
 
+`on_sending(delivery)` is called before a delivery's first attempt, `on_accepted(delivery)` after its 2xx.
 `on_progress(report)` is called every `progress_every` seconds, and within half a second once nothing answers
 (a transport error: `report.unreachable_since` is set until the next HTTP answer). With `unreachable_limit`,
 sending stops once nothing has answered for that long (`report.stopped`; what was not accepted is `unsent`).
@@ -63,7 +64,8 @@ class SendReport:
 
 async def send_all(url: str, secret: str, deliveries: Sequence[Delivery], options: SendOptions,
                    on_accepted: Callable[[Delivery], None] | None = None,
-                   on_progress: Callable[[SendReport], None] | None = None) -> SendReport:
+                   on_progress: Callable[[SendReport], None] | None = None,
+                   on_sending: Callable[[Delivery], None] | None = None) -> SendReport:
     report = SendReport(total=len(deliveries))
     queue: asyncio.Queue[Delivery] = asyncio.Queue()
     for delivery in deliveries:
@@ -77,6 +79,8 @@ async def send_all(url: str, secret: str, deliveries: Sequence[Delivery], option
             while not queue.empty():
                 delivery = queue.get_nowait()
                 await pacer.wait(delivery.events)
+                if on_sending is not None:
+                    on_sending(delivery)
                 await _send_one(client, url, secret, delivery, options, report)
                 if on_accepted is not None and delivery.id in report.accepted_at:
                     on_accepted(delivery)

@@ -6,13 +6,19 @@ import asyncio
 import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 import orjson
 
 from plugwatch import command
+from plugwatch.enode_api.errors import EnodeError
+from plugwatch.settings import Settings
+from plugwatch.urls import webhook_url_problem
 from simulator.deliveries import Plan, plan_deliveries
+from simulator.enode_demo import is_demo_enode, tell_demo_enode
+from simulator.payloads import Event
 from simulator.sender import SendOptions, SendReport, send_all
 from simulator.stories import build_scenario
 from simulator.truth import expected_events
@@ -20,7 +26,7 @@ from simulator.truth import expected_events
 
 @click.command("simulate")
 @click.option("--url", default=None, show_default="http://127.0.0.1:$PORT/webhooks/enode, PORT 8000 if unset",
-              help="The receiver's webhook URL.")
+              callback=lambda ctx, param, value: _url(value), help="The receiver's webhook URL.")
 @click.option("--secret", envvar="ENODE_WEBHOOK_SECRET", help="Signing secret [env: ENODE_WEBHOOK_SECRET].")
 @click.option("--users", default=10, show_default=True, help="How many Enode users to simulate.")
 @click.option("--seed", default=1, show_default=True, help="Same seed, same traffic.")
@@ -62,7 +68,10 @@ def simulate(url: str | None, secret: str | None, users: int, seed: int, batch: 
                 duplicate_new_id=dup_new_id, heartbeat_every=heartbeat_every, test_event=True, seed=seed)
     deliveries = plan_deliveries(scenario.events, plan)
     options = SendOptions(concurrency=concurrency, rate=rate, delay=delay, unreachable_limit=give_up_after)
-    url = url or f"http://127.0.0.1:{command.settings().receiver.port}/webhooks/enode"
+    settings = command.settings()
+    url = url or f"http://127.0.0.1:{settings.receiver.port}/webhooks/enode"
+    if is_demo_enode(settings):  # after `source <logs>/env`: `plugwatch up`'s Enode API lists these devices too
+        _tell_demo_enode(settings, scenario.events)
     click.echo(f"simulate: {users} users, {len(scenario.events)} events, {len(deliveries)} deliveries -> {url}",
                err=True)
     report = asyncio.run(send_all(url, secret, deliveries, options, on_progress=lambda r: _progress(url, r)))
@@ -75,6 +84,17 @@ def simulate(url: str | None, secret: str | None, users: int, seed: int, batch: 
         raise SystemExit(1)
 
 
+def _tell_demo_enode(settings: Settings, events: Sequence[Event]) -> None:
+    try:
+        tell_demo_enode(settings, events)
+    except EnodeError as error:
+        click.echo(f"simulate: the demo's Enode API at {settings.enode.api_url} (ENODE_API_URL) did not take the "
+                   f"scenario: {error}; sending its webhooks only", err=True)
+    else:
+        click.echo(f"simulate: the demo's Enode API at {settings.enode.api_url} now lists this scenario's devices",
+                   err=True)
+
+
 def _progress(url: str, report: SendReport) -> None:
     if report.unreachable_since is not None:
         waited = time.monotonic() - report.unreachable_since
@@ -83,6 +103,13 @@ def _progress(url: str, report: SendReport) -> None:
     else:
         click.echo(f"simulate: {report.sent}/{report.total} deliveries sent, {report.accepted} accepted, "
                    f"{report.retrying} retrying", err=True)
+
+
+def _url(value: str | None) -> str | None:
+    """A URL httpx can POST to (an unusable one would end in a traceback on the first send)."""
+    if value is not None and (problem := webhook_url_problem(value)):
+        raise click.BadParameter(f"{value!r}: {problem}", param_hint="--url")
+    return value
 
 
 def _batch(value: str) -> tuple[int, int]:

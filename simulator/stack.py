@@ -1,5 +1,6 @@
-"""The processes `plugwatch up` runs: a Redis (found, started or in-process), and child processes each in
-its own process group so that stopping the stack stops everything they started, too."""
+"""The processes `plugwatch up` runs: a Redis (found, started or in-process), child processes each in its own
+process group so that stopping the stack stops everything they started, too, and in-process HTTP apps (the
+demo sink, the simulated Enode API) served in threads."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
+import uvicorn
 from fakeredis import TcpFakeServer
 
 from plugwatch import redis_clients
@@ -87,6 +90,24 @@ class Stack:
         self.processes.clear()
         while self.cleanups:
             self.cleanups.pop()()
+
+
+def serve_app(stack: Stack, app: Any, port: int, what: str) -> str:
+    """Serve the ASGI `app` on 127.0.0.1:`port` in a thread until the stack stops; its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, name=what, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=5)
+
+    stack.cleanups.append(stop)
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"{what} could not listen on port {port}")
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}"
 
 
 def provide_redis(stack: Stack, env: Mapping[str, str], private: bool = False, fake: bool = False

@@ -27,20 +27,26 @@ class Scenario:
     seed: int
     users: int
     events: tuple[Event, ...]
+    locations: tuple[tuple[str, Place], ...] = ()  # (user id, Location) for every Location the users have
 
 
 LONG_STREAK = (12, 16)  # counted failures per vehicle in a long streak
 
 
 def build_scenario(users: int, seed: int = 1, *, long_streaks: bool = False) -> Scenario:
-    stories = [user_story(seed, index, long_streaks=long_streaks) for index in range(users)]
-    keyed = ([(parse_iso(e["createdAt"]), index, pos, e) for pos, e in enumerate(story)]
-             for index, story in enumerate(stories))
+    worlds = [user_world(seed, index, long_streaks=long_streaks) for index in range(users)]
+    keyed = ([(parse_iso(e["createdAt"]), index, pos, e) for pos, e in enumerate(world.events)]
+             for index, world in enumerate(worlds))
     merged = tuple(item[3] for item in heapq.merge(*keyed))
-    return Scenario(seed, users, merged)
+    return Scenario(seed, users, merged, tuple((w.user_id, place) for w in worlds for place in w.locations))
 
 
 def user_story(seed: int, index: int, *, long_streaks: bool = False) -> list[Event]:
+    return user_world(seed, index, long_streaks=long_streaks).events
+
+
+def user_world(seed: int, index: int, *, long_streaks: bool = False) -> UserWorld:
+    """The world of user `index` after its whole story (its events in `.events`)."""
     rng = random.Random(f"{seed}:{index}")  # noqa: S311 (seeded on purpose)
     world = UserWorld(rng, f"usr-{seed}-{index:06d}", BASE_MS + rng.randint(0, 3_600_000))
     home = world.new_place()
@@ -58,7 +64,7 @@ def user_story(seed: int, index: int, *, long_streaks: bool = False) -> list[Eve
     if long_streaks:
         for vehicle in list(world.vehicles.values()):
             long_failure_streak(world, vehicle)
-    return world.events
+    return world
 
 
 # --- helpers ---------------------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 
 Redis (REDIS_URL, refused if it does not answer; unset or `--private-redis`: a private redis-server, else
 fakeredis in-process), the receiver, worker(s), rq-dashboard, a demo sink that prints each emitted event, and a
-short simulated Enode scenario with a new seed each run. `<logs>/env` holds the `export` lines that point
-another shell's plugwatch commands at it. Ctrl-C stops everything it started. With `--enode`, no simulator:
-point a real Enode webhook at the receiver instead. A busy port or a Redis that does not answer: one line
-naming it (and the flag to change), exit 1.
+short simulated Enode scenario with a new seed each run: its webhooks, and its Enode API (`enode_demo`: the
+same vehicles and chargers, for `enode reconcile` and the worker's look-ups). `<logs>/env` holds the `export`
+lines that point another shell's plugwatch commands at it. Ctrl-C stops everything it started. With `--enode`,
+no simulator: point a real Enode webhook at the receiver instead. A busy port or a Redis that does not answer:
+one line naming it (and the flag to change), exit 1.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import shlex
 import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,16 +27,28 @@ from types import FrameType
 from typing import NoReturn
 
 import click
-import uvicorn
+import orjson
+import redis
 
-from plugwatch import command, redis_clients
+from plugwatch import command, epoch, redis_clients
 from plugwatch.settings import shown_redis_url
 from plugwatch.startup import RUNTIME_FAILURE_EXIT
-from simulator.deliveries import Plan, plan_deliveries
+from simulator.deliveries import Delivery, Plan, plan_deliveries
 from simulator.demo_sink import create_sink
+from simulator.enode_demo import DEMO_CLIENT_ID, demo_enode
+from simulator.fake_enode import TOKEN_PATH, FakeEnode
 from simulator.sender import SendOptions, send_all
-from simulator.stack import Stack, free_port, port_free, provide_redis, redis_problem, venv_script, wait_http
-from simulator.stories import build_scenario
+from simulator.stack import (
+    Stack,
+    free_port,
+    port_free,
+    provide_redis,
+    redis_problem,
+    serve_app,
+    venv_script,
+    wait_http,
+)
+from simulator.stories import Scenario, build_scenario
 
 
 @click.command("up")
@@ -134,7 +146,10 @@ def _run(stack: Stack, env: dict[str, str], demo: Demo, ports: Ports, workers: i
          fake: bool) -> None:
     url, how = provide_redis(stack, env, private, fake)
     env["REDIS_URL"] = url
-    sink_url = _start_sink(stack, env["DOWNSTREAM_WEBHOOK_SECRET"], ports.sink)
+    sink_url = _start_sink(stack, env["DOWNSTREAM_WEBHOOK_SECRET"], ports.sink, url)
+    scenario = None if demo.enode else build_scenario(demo.users, demo.seed)
+    hook = (f"http://127.0.0.1:{ports.receiver}/webhooks/enode", env["ENODE_WEBHOOK_SECRET"].split(",")[0].strip())
+    enode_api = None if scenario is None else _start_enode(stack, env, scenario, hook)
     extra = [u for u in env.get("DOWNSTREAM_WEBHOOK_URLS", "").split(",") if u.strip()]
     env["DOWNSTREAM_WEBHOOK_URLS"] = ",".join([sink_url, *extra])
     env["PORT"] = str(ports.receiver)
@@ -154,8 +169,8 @@ def _run(stack: Stack, env: dict[str, str], demo: Demo, ports: Ports, workers: i
     wait_http(base + "/readyz", f"the receiver did not get ready at {base} (see {stack.log_dir}/receiver.log)")
     env_file = _write_env_file(stack.log_dir, env)
     _banner(how, url, base, sink_url, ports.dashboard, demo, env, env_file)
-    if not demo.enode:
-        _simulate(base + "/webhooks/enode", env["ENODE_WEBHOOK_SECRET"], demo)
+    if scenario is not None and enode_api is not None:
+        _simulate(base + "/webhooks/enode", env["ENODE_WEBHOOK_SECRET"], demo, scenario, enode_api)
     while True:
         time.sleep(0.5)
         if stack.exited():
@@ -163,7 +178,8 @@ def _run(stack: Stack, env: dict[str, str], demo: Demo, ports: Ports, workers: i
             raise RuntimeError(f"{names} exited (see {stack.log_dir}/<name>.log)")
 
 
-EXPORTED = ("REDIS_URL", "ENODE_WEBHOOK_SECRET", "DOWNSTREAM_WEBHOOK_URLS", "DOWNSTREAM_WEBHOOK_SECRET", "PORT")
+EXPORTED = ("REDIS_URL", "ENODE_WEBHOOK_SECRET", "DOWNSTREAM_WEBHOOK_URLS", "DOWNSTREAM_WEBHOOK_SECRET", "PORT",
+            "ENODE_CLIENT_ID", "ENODE_CLIENT_SECRET", "ENODE_API_URL", "ENODE_TOKEN_URL")
 
 
 def exports(env: Mapping[str, str]) -> str:
@@ -180,23 +196,28 @@ def _write_env_file(log_dir: Path, env: Mapping[str, str]) -> Path:
     return path
 
 
-def _start_sink(stack: Stack, secret: str, port: int) -> str:
-    config = uvicorn.Config(create_sink(secret, lambda line: click.echo(f"sink: {line}")), host="127.0.0.1",
-                            port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="demo-sink", daemon=True)
-    thread.start()
+def _start_sink(stack: Stack, secret: str, port: int, redis_url: str) -> str:
+    reader = redis_clients.probe(redis_url, 1.0)
+    stack.cleanups.append(reader.close)
 
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(timeout=5)
+    def sequence_base() -> int:  # printed sequences count from the epoch's base, as the core numbers them
+        try:
+            current = epoch.read(reader)
+        except redis.RedisError:
+            return 0
+        return current.sequence_base if current else 0
 
-    stack.cleanups.append(stop)
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError(f"the demo sink could not listen on port {port} (--sink-port)")
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}/events"
+    app = create_sink(secret, lambda line: click.echo(f"sink: {line}"), sequence_base)
+    return serve_app(stack, app, port, "the demo sink (--sink-port)") + "/events"
+
+
+def _start_enode(stack: Stack, env: dict[str, str], scenario: Scenario, webhook: tuple[str, str]) -> FakeEnode:
+    """The simulated Enode API on a free port; `env` (every process's) gets its credentials and URLs."""
+    env["ENODE_CLIENT_ID"], env["ENODE_CLIENT_SECRET"] = DEMO_CLIENT_ID, secrets.token_urlsafe(24)
+    fake = demo_enode(scenario, env["ENODE_CLIENT_ID"], env["ENODE_CLIENT_SECRET"], webhook)
+    url = serve_app(stack, fake.app, free_port(), "the simulated Enode API")
+    env["ENODE_API_URL"], env["ENODE_TOKEN_URL"] = url, url + TOKEN_PATH
+    return fake
 
 
 def _banner(how: str, redis_url: str, base: str, sink_url: str, dashboard_port: int | None, demo: Demo,
@@ -214,20 +235,24 @@ def _banner(how: str, redis_url: str, base: str, sink_url: str, dashboard_port: 
         lines.append(f"up: register with Enode: POST /webhooks {{url: {target}, secret: $ENODE_WEBHOOK_SECRET}}")
     else:
         lines.append(f"up: scenario     {demo.users} users, seed {demo.seed} (--seed {demo.seed} repeats it)")
+        lines.append(f"up: Enode API    {env['ENODE_API_URL']}   (simulated: the scenario's vehicles and chargers)")
     lines.append(f"up: logs         {env_file.parent}/*.log")
     lines.append(f"up: in another terminal: source {shlex.quote(str(env_file))}   (then plugwatch status, "
-                 "quarantine list, dead-letters urls, simulate --users 2 --seed 7, …); it holds:")
+                 "quarantine list, dead-letters urls, enode reconcile, simulate --users 2 --seed 7, …); it holds:")
     lines.extend("  " + line for line in exports(env).splitlines())
     lines.append("up: Ctrl-C stops everything")
     click.echo("\n".join(lines), err=True)
 
 
-def _simulate(url: str, secret: str, demo: Demo) -> None:
-    scenario = build_scenario(demo.users, demo.seed)
+def _simulate(url: str, secret: str, demo: Demo, scenario: Scenario, enode_api: FakeEnode) -> None:
+    def sending(delivery: Delivery) -> None:  # Enode's API shows a change before its webhook arrives
+        enode_api.observe(orjson.loads(delivery.body))
+
     deliveries = plan_deliveries(scenario.events, Plan(min_batch=1, max_batch=5, heartbeat_every=10,
                                                        test_event=True, seed=demo.seed))
     click.echo(f"up: simulating {demo.users} Enode users: {len(scenario.events)} events in {len(deliveries)} "
                "deliveries", err=True)
-    report = asyncio.run(send_all(url, secret, deliveries, SendOptions(concurrency=1, rate=demo.rate)))
+    report = asyncio.run(send_all(url, secret, deliveries, SendOptions(concurrency=1, rate=demo.rate),
+                                  on_sending=sending))
     click.echo(f"up: simulation sent ({report.accepted} deliveries accepted); still running, Ctrl-C to stop",
                err=True)

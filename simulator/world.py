@@ -33,6 +33,7 @@ class UserWorld:
         self.events: list[Event] = []
         self.vehicles: dict[str, Vehicle] = {}
         self.chargers: dict[str, Charger] = {}
+        self.locations: list[Place] = []  # the user's Enode Locations, in the order they were made
 
     # --- helpers -------------------------------------------------------------------------------------
     def new_id(self) -> str:
@@ -40,7 +41,10 @@ class UserWorld:
 
     def new_place(self, with_location: bool = True) -> Place:
         lat, lon = self.rng.uniform(55.0, 63.0), self.rng.uniform(5.0, 15.0)
-        return Place(self.new_id() if with_location else None, round(lat, 5), round(lon, 5))
+        place = Place(self.new_id() if with_location else None, round(lat, 5), round(lon, 5))
+        if with_location:
+            self.locations.append(place)
+        return place
 
     def _created(self, observed_ms: int) -> int:
         """An event's createdAt: a little after the observation, before the next tick (≥ 1 s later)."""

@@ -1,6 +1,7 @@
 """`plugwatch up` (what ./scripts/run runs): within seconds a newcomer sees a vehicle plugged in at home, a
-second terminal that sources `<logs>/env` talks to the running demo, and Ctrl-C stops every process it
-started. What it cannot start it refuses in one line naming the port, the flag or REDIS_URL."""
+second terminal that sources `<logs>/env` talks to the running demo (its Enode API too: `enode reconcile`), and
+Ctrl-C stops every process it started. What it cannot start it refuses in one line naming the port, the flag or
+REDIS_URL."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ import orjson
 import psutil
 import pytest
 
+from simulator.stories import build_scenario
+from simulator.truth import expected_events
+from tests.support.eventlog import alive_devices
 from tests.support.servers import ROOT, RedisServer, base_env, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
@@ -59,6 +63,15 @@ class Up:
                     raise AssertionError(f"no line matching {pattern!r}:\n" + "\n".join(self.lines))
                 self._changed.wait(0.5)
 
+    def wait_for_lines(self, pattern: str, count: int, timeout: float = 90) -> None:
+        """Wait up to `timeout` until `count` lines match `pattern` (a deadline, not a measurement)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len([line for line in self.lines if re.search(pattern, line)]) < count:
+                if self.ended or time.monotonic() > deadline:
+                    raise AssertionError(f"fewer than {count} lines matching {pattern!r}:\n" + self.text())
+                self._changed.wait(0.5)
+
     def text(self) -> str:
         return "\n".join(self.lines)
 
@@ -86,6 +99,28 @@ def in_second_terminal(env_file: Path, command: str) -> subprocess.CompletedProc
     """`command` in a fresh shell that has only sourced the env file `up` wrote (no other plugwatch settings)."""
     return subprocess.run(["bash", "-c", f"source {env_file} && {command}"], env=base_env(), cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=False)
+
+
+def reconcile_in_second_terminal(up: Up, env_file: Path, seeds: list[int]) -> None:
+    """The demo's Enode API lists the devices of `up`'s scenario and of the second terminal's `simulate`: once
+    the sink printed every event the truth expects, a reconcile reads exactly them and finds nothing new or
+    deleted; the API's webhook is the demo's receiver."""
+    scenarios = [build_scenario(2, seed) for seed in seeds]
+    for seed, scenario in zip(seeds, scenarios, strict=True):
+        up.wait_for_lines(rf"^sink: .* usr-{seed}-\d+ #", len(expected_events(scenario.events)), timeout=60)
+    reconciled = in_second_terminal(env_file, f"{PLUGWATCH} enode reconcile --prune-deleted")
+    assert reconciled.returncode == 0, reconciled.stderr
+    chargers, vehicles = (sum(len(alive_devices(scenario.events, kind)) for scenario in scenarios)
+                          for kind in ("charger", "vehicle"))
+    assert reconciled.stdout.strip() == (f"reconciled {chargers} chargers and {vehicles} vehicles; "
+                                         "0 events emitted (none)")
+    logged = [orjson.loads(line) for line in reconciled.stderr.splitlines() if line.startswith("{")]
+    assert [entry["deleted"] for entry in logged if entry["event"] == "enode.pruned"] == [0]
+    hooks = in_second_terminal(env_file, f"{PLUGWATCH} enode webhook show")
+    [hook] = orjson.loads(hooks.stdout)
+    assert hook["url"] == up.wait_for(r"up: receiver +(http://\S+)")[1]
+    tested = in_second_terminal(env_file, f"{PLUGWATCH} enode webhook test {hook['id']}")
+    assert tested.stdout.strip() == "SUCCESS: HTTP 200", tested.stdout + tested.stderr
 
 
 def refused(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -117,7 +152,8 @@ def test_up_shows_a_vehicle_at_home_a_second_terminal_talks_to_it_and_ctrl_c_sto
         assert [line.strip() for line in up.lines if line.startswith("  export ")] == exported
         values = dict(line.removeprefix("export ").split("=", 1) for line in exported)
         assert set(values) == {"REDIS_URL", "ENODE_WEBHOOK_SECRET", "DOWNSTREAM_WEBHOOK_URLS",
-                               "DOWNSTREAM_WEBHOOK_SECRET", "PORT"}
+                               "DOWNSTREAM_WEBHOOK_SECRET", "PORT", "ENODE_CLIENT_ID", "ENODE_CLIENT_SECRET",
+                               "ENODE_API_URL", "ENODE_TOKEN_URL"}
         assert len(values["ENODE_WEBHOOK_SECRET"]) == 64  # the whole secret, not its first 8 characters
         assert values["DOWNSTREAM_WEBHOOK_URLS"] == sink_url
 
@@ -137,6 +173,7 @@ def test_up_shows_a_vehicle_at_home_a_second_terminal_talks_to_it_and_ctrl_c_sto
         sent = in_second_terminal(env_file, f"{PLUGWATCH} simulate --users 2 --seed {other} --rate 500")
         assert sent.returncode == 0, sent.stderr
         up.wait_for(rf"sink: .* usr-{other}-0000\d\d #\d+ ", timeout=60)
+        reconcile_in_second_terminal(up, env_file, [seed, other])
 
         assert up.interrupt() == 0
         time.sleep(0.5)

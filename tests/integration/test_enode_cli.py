@@ -11,9 +11,9 @@ from click.testing import CliRunner, Result
 from cli import main
 from plugwatch.settings import ReceiverSettings, Settings
 from receiver.app import create_app
+from simulator.fake_enode import TOKEN_PATH, FakeEnode
 from tests.conftest import TEST_SECRET
 from tests.support.enode_objects import charger
-from tests.support.fake_enode import TOKEN_PATH, FakeEnode
 from tests.support.servers import ThreadedUvicorn, free_port
 
 ENODE_VARS = ("ENODE_CLIENT_ID", "ENODE_CLIENT_SECRET", "ENODE_API_URL", "ENODE_TOKEN_URL")

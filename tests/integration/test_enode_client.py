@@ -16,8 +16,9 @@ from plugwatch.enode_api.errors import (
     EnodeTransientError,
     EnodeUnavailable,
 )
+from simulator.fake_enode import TOKEN_PATH, FakeEnode
+from tests.support.enode_fixtures import enode_settings
 from tests.support.enode_objects import vehicle
-from tests.support.fake_enode import TOKEN_PATH, FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn, free_port
 
 FAST_RETRIES = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05)

@@ -11,9 +11,14 @@ from typing import Any
 import pytest
 
 from plugwatch.enode_api.client import EnodeClient
+from plugwatch.enode_api.errors import EnodeError
+from simulator.enode_demo import DEMO_CLIENT_ID, demo_enode, is_demo_enode, tell_demo_enode
+from simulator.fake_enode import CLIENT_ID, CLIENT_SECRET, FakeEnode
+from simulator.stories import build_scenario
+from tests.support.enode_fixtures import enode_settings, serve
 from tests.support.enode_objects import charger, vehicle
 from tests.support.enode_schema import _Resolver, load_spec, validator
-from tests.support.fake_enode import FakeEnode, enode_settings, serve
+from tests.support.eventlog import alive_devices
 
 
 def response_schema(path: str, method: str) -> dict[str, Any]:
@@ -70,3 +75,38 @@ def test_webhook_operations_conform(client: EnodeClient) -> None:
     assert tested["status"] == "FAILURE"  # nothing listens on port 9
     assert_conforms(tested, "/webhooks/{webhookId}/test", "post")
 
+
+
+def test_the_demo_enode_serves_the_scenario_in_the_spec_shapes() -> None:
+    """What `plugwatch up` serves as its Enode API: the scenario's final devices and Locations, spec-shaped."""
+    scenario = build_scenario(4, seed=11)
+    demo = demo_enode(scenario, CLIENT_ID, CLIENT_SECRET, ("http://127.0.0.1:9/webhooks/enode", "s" * 64))
+    demo.observe(scenario.events)
+    assert demo.vehicles
+    assert demo.chargers
+    assert demo.locations
+    with serve(demo) as server, EnodeClient.from_settings(enode_settings(server.url)) as client:
+        for path in ("/vehicles", "/chargers", "/locations"):
+            assert_conforms(client.get(path, params={"pageSize": 50}), path)
+        user = next(iter(demo.locations.values()))["userId"]
+        assert_conforms(client.get(f"/users/{user}/locations"), "/users/{userId}/locations")
+        charger_id = next(iter(demo.chargers))
+        assert_conforms(client.get("/chargers/" + charger_id), "/chargers/{chargerId}")
+        assert_conforms(client.get("/vehicles/" + next(iter(demo.vehicles))), "/vehicles/{vehicleId}")
+        assert_conforms(client.get("/webhooks"), "/webhooks")
+
+
+def test_simulate_tells_the_demo_api_its_scenario_over_http_signed_for_like_any_call() -> None:
+    """`plugwatch simulate` in a second terminal: the demo's API then lists that scenario's devices too."""
+    scenario = build_scenario(3, seed=12)
+    demo = demo_enode(scenario, DEMO_CLIENT_ID, CLIENT_SECRET)
+    with serve(demo) as server:
+        settings = enode_settings(server.url, client_id=DEMO_CLIENT_ID)
+        assert is_demo_enode(settings)
+        assert not is_demo_enode(enode_settings(server.url))  # another client id: a real Enode, never told
+        tell_demo_enode(settings, scenario.events)
+        assert set(demo.vehicles) == alive_devices(scenario.events, "vehicle")
+        assert set(demo.chargers) == alive_devices(scenario.events, "charger")
+        with pytest.raises(EnodeError):
+            tell_demo_enode(enode_settings(server.url, client_id=DEMO_CLIENT_ID, client_secret="wrong" * 4),
+                            scenario.events)

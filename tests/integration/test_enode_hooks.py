@@ -13,8 +13,9 @@ from redis.retry import Retry
 
 from plugwatch import keys
 from plugwatch.settings import Settings
+from simulator.fake_enode import FakeEnode
+from tests.support.enode_fixtures import enode_settings
 from tests.support.enode_objects import charger, vehicle
-from tests.support.fake_enode import FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn, free_port
 from worker.core import Observation
 from worker.enode.hooks import build_hooks

@@ -10,8 +10,9 @@ import redis
 
 from plugwatch import keys
 from plugwatch.settings import Settings
+from simulator.fake_enode import FakeEnode
+from tests.support.enode_fixtures import enode_settings
 from tests.support.enode_objects import charger, vehicle
-from tests.support.fake_enode import FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn
 from worker.core import Observation
 from worker.enode.lookup import ChargerLookup

@@ -16,9 +16,10 @@ from plugwatch import keys, subscriptions
 from plugwatch.delivery_arming import kick
 from plugwatch.enode_api.client import EnodeClient
 from plugwatch.settings import Settings
+from simulator.fake_enode import TOKEN_PATH, FakeEnode
+from tests.support.enode_fixtures import enode_settings
 from tests.support.enode_objects import charger, vehicle
 from tests.support.event_schema import stream_events
-from tests.support.fake_enode import TOKEN_PATH, FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn
 from worker.enode.observe import Kind, apply_observations, as_event, decode_all
 from worker.enode.reconcile import reconcile

@@ -15,9 +15,10 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from plugwatch import keys
+from simulator.fake_enode import FakeEnode
+from tests.support.enode_fixtures import enode_settings
 from tests.support.enode_objects import charger, vehicle
 from tests.support.event_schema import stream_events
-from tests.support.fake_enode import FakeEnode, enode_settings
 from tests.support.servers import ThreadedUvicorn
 from worker.bootstrap import bootstrap
 from worker.enode.observe import as_event

@@ -20,9 +20,9 @@ import redis
 from click.testing import CliRunner
 
 from cli import main
+from simulator.fake_enode import TOKEN_PATH, FakeEnode
 from tests.conftest import TEST_DOWNSTREAM_SECRET, TEST_SECRET
 from tests.support.enode_objects import charger, vehicle
-from tests.support.fake_enode import TOKEN_PATH, FakeEnode
 from tests.support.receiver_app import signed
 from tests.support.servers import Process, RedisServer, ThreadedUvicorn, base_env, start_receiver, wait_until
 from tests.support.sinks import Received, Sink

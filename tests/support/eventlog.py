@@ -6,6 +6,7 @@
     feed(connection, deliveries)                                         XADD d/b/t as the receiver does
     received_at(event) -> ms                                             a receipt time for direct decoding
     reference_facts(events) -> {user id: facts}                         the pure core, applied in order
+    alive_devices(events, "vehicle") -> {id}                            discovered and not deleted in a log
 
 Each user has a vehicle, a home charger at a home Location (the charger's location is learnt after a while,
 as when an installer sets it late), sometimes a second charger that is later deleted, and wanders through
@@ -18,7 +19,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -275,3 +276,14 @@ def epoch_config(connection: redis.Redis) -> CoreConfig:
     """The core's config a store (or worker) will commit under on this Redis: its epoch's sequence base,
     the epoch created now if there is none yet."""
     return CoreConfig(sequence_base=epoch.ensure(connection, time.time_ns() // 1_000_000).sequence_base)
+
+
+def alive_devices(events: Iterable[Mapping[str, Any]], kind: str) -> set[str]:
+    """The ids of the `kind` ("vehicle" or "charger") devices an Enode event log discovered and did not delete."""
+    alive: set[str] = set()
+    for event in events:
+        if event.get("event") == f"user:{kind}:discovered":
+            alive.add(event[kind]["id"])
+        elif event.get("event") == f"user:{kind}:deleted":
+            alive.discard(event[kind]["id"])
+    return alive

@@ -59,7 +59,8 @@ def test_a_present_secret_is_still_checked_when_not_required() -> None:
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("PORT", "eighty"), ("PORT", "-1"), ("PORT", "80.5"), ("PLUGWATCH_MAX_BODY_BYTES", "0"),
+    [("PORT", "eighty"), ("PORT", "-1"), ("PORT", "80.5"), ("PORT", "99999"), ("PORT", "0"),
+     ("PLUGWATCH_MAX_BODY_BYTES", "0"),
      ("PLUGWATCH_REDIS_TIMEOUT_SECONDS", "soon"), ("PLUGWATCH_DEDUPE_TTL_SECONDS", "-5"),
      ("PLUGWATCH_LOG_FORMAT", "xml"), ("PLUGWATCH_RECEIVER_HEADER_TIMEOUT_SECONDS", "0"),
      ("PLUGWATCH_RECEIVER_BODY_TIMEOUT_SECONDS", "never"), ("PLUGWATCH_RECEIVER_MAX_CONNECTIONS", "1.5")],

@@ -45,3 +45,23 @@ def test_sink_prints_signed_events_and_rejects_unsigned_ones() -> None:
         assert httpx.post(server.url + "/events", content=body).status_code == 401
     assert printed[0] == describe(EVENT)
     assert "bad signature" in printed[1]
+
+
+def test_the_sequence_is_printed_relative_to_the_epoch_base() -> None:
+    """The core numbers a vehicle's events from its epoch's base (Unix ms): the line shows the count in it."""
+    base = 1_764_855_000_000
+    assert " #3 " in describe({**EVENT, "sequence": base + 3}, sequence_base=base)
+    assert " #7 " in describe(EVENT, sequence_base=base)  # tracked before the epoch: its own number
+
+
+def test_the_sink_prints_relative_sequences_while_consumers_get_the_real_value() -> None:
+    base = 1_764_855_000_000
+    printed: list[str] = []
+    event = {**EVENT, "sequence": base + 2}
+    body = orjson.dumps(event)
+    headers = signing.signature_headers(signing.decode_secret(TEST_DOWNSTREAM_SECRET), "evt_1", int(time.time()),
+                                        body)
+    with ThreadedUvicorn(create_sink(TEST_DOWNSTREAM_SECRET, printed.append, lambda: base)) as server:
+        assert httpx.post(server.url + "/events", content=body, headers=headers).status_code == 204
+    assert " #2 vehicle b3f1c0de… plugged in at home" in printed[0]
+    assert str(base + 2) not in printed[0]

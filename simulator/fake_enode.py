@@ -1,14 +1,22 @@
 """A fake Enode: OAuth token endpoint plus the API paths plugwatch uses, as a real Starlette app.
 
-Run it under real uvicorn (`with serve(fake) as server:`), point a client at `server.url` (API) and
-`server.url + TOKEN_PATH` (OAuth), then program it and inspect what it received:
+`plugwatch up` serves one as the demo's Enode API, holding the devices of its simulated scenario
+(`simulator.enode_demo`); the tests serve their own (`tests.support.enode_fixtures.serve`). Run it under
+real uvicorn, point a client at its URL (API) and its URL + `TOKEN_PATH` (OAuth), then program it and inspect
+what it received:
 
-- state: `fake.vehicles`, `fake.chargers`, `fake.locations`, `fake.webhooks` (dicts by id; edit freely);
+- state: `fake.vehicles`, `fake.chargers`, `fake.locations`, `fake.webhooks` (dicts by id; edit freely, holding
+  `fake.lock` while it is served);
 - faults: `fake.fail("GET", "/vehicles", 429, headers={"Retry-After": "2"})`, `fake.revoke_tokens()` (the
   next API call with an old token gets 401), `fake.token_ttl` (the `expires_in` it issues), `fake.page_size`;
 - records: `fake.requests` (every request, in order), `fake.calls("GET", "/chargers/c1")`.
 
 `POST /webhooks/{id}/test` really POSTs a signed `enode:webhook:test` delivery to the webhook's URL.
+
+Not Enode's: `fake.observe(events)` (or `POST /simulator/events` with a JSON array of webhook events, signed
+for like any API call) applies the simulator's webhook events, in the order Enode produced them, to what the
+API serves: a vehicle or charger as its newest `:discovered` / `:updated` event shows it, gone after its
+`:deleted` (charge actions are not listed: Enode has no endpoint listing them).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -31,13 +40,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from plugwatch.settings import EnodeSettings, ProcessSettings, Settings
-from tests.support.enode_objects import API_VERSION, iso
-from tests.support.servers import ThreadedUvicorn
+from simulator.clock import iso
+from simulator.payloads import API_VERSION
 
-TOKEN_PATH = "/oauth2/token"
+SIMULATOR_PATH = "/simulator/events"
+TOKEN_PATH = "/oauth2/token"  # noqa: S105 (a path, not a password)
 CLIENT_ID = "fake-client-id"
-CLIENT_SECRET = "fake-client-secret-0123456789"
+CLIENT_SECRET = "fake-client-secret-0123456789"  # noqa: S105 (the tests' default for a fake)
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,10 @@ class _Fault:
     status: int
     headers: dict[str, str]
     remaining: int
+
+
+def now_iso() -> str:
+    return iso(time.time_ns() // 1_000_000)
 
 
 def problem(status: int, title: str, detail: str) -> JSONResponse:
@@ -81,7 +94,7 @@ class FakeEnode:
     issued_tokens: list[str] = field(default_factory=list)
     _valid_tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry (monotonic)
     _faults: list[_Fault] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # hold it to edit state from another thread
 
     # --- programming -------------------------------------------------------------------------------
     def fail(self, method: str, path: str, status: int, *, times: int = 1,
@@ -99,6 +112,21 @@ class FakeEnode:
 
     def api_calls(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path != TOKEN_PATH]
+
+    def observe(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Apply Enode webhook events (in Enode's order) to the vehicles and chargers the API serves."""
+        with self.lock:
+            for event in events:
+                parts = str(event.get("event", "")).split(":")
+                kind, verb = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
+                body = event.get(kind) if kind in ("vehicle", "charger") else None
+                if not isinstance(body, Mapping):
+                    continue
+                devices = self.vehicles if kind == "vehicle" else self.chargers
+                if verb == "deleted":
+                    devices.pop(str(body.get("id")), None)
+                else:
+                    devices[str(body.get("id"))] = dict(body)
 
     @property
     def app(self) -> Starlette:
@@ -120,6 +148,7 @@ class FakeEnode:
             Route("/webhooks/{item_id}", self._get(self.webhooks, "Webhook"), methods=["GET"]),
             Route("/webhooks/{item_id}", self._update_webhook, methods=["PATCH"]),
             Route("/webhooks/{item_id}/test", self._test_webhook, methods=["POST"]),
+            Route(SIMULATOR_PATH, self._observe, methods=["POST"]),
         ]
         return Starlette(routes=routes, middleware=[])
 
@@ -132,7 +161,7 @@ class FakeEnode:
             request.method, request.url.path, dict(request.query_params),
             request.headers.get("authorization"), request.headers.get("enode-version"), body))
         request.state.body = body
-        with self._lock:
+        with self.lock:
             fault = next((f for f in self._faults if f.remaining > 0 and f.method == request.method
                           and f.path == request.url.path), None)
             if fault is not None:
@@ -165,7 +194,8 @@ class FakeEnode:
             if (early := await self._begin(request)) is not None:
                 return early
             user = request.path_params.get("user_id") if by_user else None
-            rows = [item for item in items.values() if user is None or item.get("userId") == user]
+            with self.lock:
+                rows = [item for item in items.values() if user is None or item.get("userId") == user]
             size = min(int(request.query_params.get("pageSize") or self.page_size), self.page_size)
             after = request.query_params.get("after")
             start = int(base64.urlsafe_b64decode(after).decode()) if after else 0
@@ -178,13 +208,23 @@ class FakeEnode:
         async def endpoint(request: Request) -> Response:
             if (early := await self._begin(request)) is not None:
                 return early
-            item = items.get(request.path_params["item_id"])
+            with self.lock:
+                item = items.get(request.path_params["item_id"])
             if item is None:
                 return problem(404, f"{kind} not found", f"Could not find {request.path_params['item_id']}")
             return JSONResponse(item)
         return endpoint
 
     # --- writes ------------------------------------------------------------------------------------
+    async def _observe(self, request: Request) -> Response:
+        if (early := await self._begin(request)) is not None:
+            return early
+        events = request.state.body
+        if not isinstance(events, list) or not all(isinstance(event, dict) for event in events):
+            return problem(400, "Invalid events", "a JSON array of Enode webhook events is required")
+        self.observe(events)
+        return JSONResponse({"observed": len(events)})
+
     async def _create_location(self, request: Request) -> Response:
         if (early := await self._begin(request)) is not None:
             return early
@@ -193,7 +233,7 @@ class FakeEnode:
             return problem(400, "Invalid location", "name, latitude, longitude and timezoneName are required")
         location = {"id": str(uuid.uuid4()), "userId": request.path_params["user_id"], "name": body["name"],
                     "latitude": body["latitude"], "longitude": body["longitude"],
-                    "timezoneName": body["timezoneName"], "createdAt": iso()}
+                    "timezoneName": body["timezoneName"], "createdAt": now_iso()}
         self.locations[location["id"]] = location
         return JSONResponse(location)
 
@@ -209,7 +249,7 @@ class FakeEnode:
         location_id = body["locationId"]
         if location_id is not None and self.locations.get(location_id, {}).get("userId") != charger["userId"]:
             return problem(400, "Invalid location", "no such location for the charger's user")
-        charger["location"] = {"id": location_id, "lastUpdated": iso()}
+        charger["location"] = {"id": location_id, "lastUpdated": now_iso()}
         return JSONResponse(charger)
 
     async def _create_webhook(self, request: Request) -> Response:
@@ -220,7 +260,7 @@ class FakeEnode:
             return problem(400, "Webhook input is not valid.", "url and secret are required")
         if any(hook["url"] == body["url"] for hook in self.webhooks.values()):
             return problem(400, "Webhook input is not valid.", "Webhook already exists")
-        created = iso()
+        created = now_iso()
         hook = {"id": str(uuid.uuid4()), "url": body["url"], "events": body.get("events") or ["*"],
                 "lastSuccess": created, "isActive": True, "createdAt": created,  # the spec: always a string
                 "apiVersion": body.get("apiVersion"), "authentication": None}
@@ -247,7 +287,7 @@ class FakeEnode:
         hook = self.webhooks.get(request.path_params["item_id"])
         if hook is None:
             return problem(404, "Webhook not found", "Could not find " + request.path_params["item_id"])
-        raw = orjson.dumps([{"event": "enode:webhook:test", "createdAt": iso(), "version": API_VERSION}])
+        raw = orjson.dumps([{"event": "enode:webhook:test", "createdAt": now_iso(), "version": API_VERSION}])
         digest = hmac.new(self.webhook_secrets[hook["id"]].encode(), raw, hashlib.sha1).hexdigest()
         headers = {"content-type": "application/json", "x-enode-delivery": str(uuid.uuid4()),
                    "x-enode-signature": "sha1=" + digest}
@@ -258,19 +298,8 @@ class FakeEnode:
             return JSONResponse({"status": "FAILURE", "description": repr(exc), "response": None})
         ok = sent.is_success
         if ok:
-            hook.update(isActive=True, lastSuccess=iso())
+            hook.update(isActive=True, lastSuccess=now_iso())
         return JSONResponse({"status": "SUCCESS" if ok else "FAILURE",
                              "description": f"HTTP {sent.status_code}",
                              "response": {"code": sent.status_code, "body": sent.text, "headers": []}})
 
-
-def serve(fake: FakeEnode) -> ThreadedUvicorn:
-    """`with serve(fake) as server:` runs the fake under real uvicorn on a free port."""
-    return ThreadedUvicorn(fake.app)
-
-
-def enode_settings(server_url: str, *, redis_url: str = ProcessSettings.redis_url, **overrides: Any) -> Settings:
-    """Settings whose Enode API and token URLs point at a served fake, with the fake's credentials."""
-    values: dict[str, Any] = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-                              "api_url": server_url, "token_url": server_url + TOKEN_PATH}
-    return Settings(process=ProcessSettings(redis_url=redis_url), enode=EnodeSettings(**(values | overrides)))
