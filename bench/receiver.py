@@ -10,7 +10,7 @@ back to back) with ~3 KB signed Enode batches, every one with its own delivery i
 and p99 for both, the ratio, and CPU per request of the server, of redis-server and of the load generator
 itself: the client's ceiling (requests/s it could send on a whole core) shows whether it, not the server,
 was the limit. Goal (issue 17): receiver >= 50% of the bare throughput, p99 < 10 ms at 32 clients.
-`--profile DIR` also samples the receiver with py-spy during its last round and prints its top 20.
+`--profile DIR` also samples both servers with py-spy during the last round and prints their top 20s.
 No worker runs, so every delivery stays in the ingest stream (as under a burst).
 """
 
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="alternate bare/receiver this many times")
     parser.add_argument("--profile", type=Path, default=None,
-                        help="sample the receiver with py-spy during its last round; raw stacks go here")
+                        help="sample both servers with py-spy during the last round; raw stacks go here")
     parser.add_argument("--serve-bare", type=int, default=None, metavar="PORT", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve_bare is not None:
@@ -86,8 +86,8 @@ def main() -> None:
         for round_no in range(options.rounds):
             for name, port in targets.items():
                 requests = _requests(secret, options.requests, f"{name}-{round_no}")
-                profiling = options.profile is not None and name == "receiver" and round_no == options.rounds - 1
-                sampler = _py_spy(servers[name].pid, options.profile) if profiling else None
+                profiling = options.profile is not None and round_no == options.rounds - 1
+                sampler = _py_spy(servers[name].pid, options.profile / f"{name}.txt") if profiling else None
                 result = _measured(port, requests, options.concurrency,
                                    psutil.Process(servers[name].pid), redis_process)
                 results[name].append(result)
@@ -97,7 +97,8 @@ def main() -> None:
                     sampler.wait(timeout=30)
         _report(results, redis_server)
         if options.profile is not None:
-            print(_top(options.profile / "receiver.txt"))
+            for name in targets:
+                print(_top(options.profile / f"{name}.txt", name))
     finally:
         for proc in processes:
             proc.stop()
@@ -139,19 +140,31 @@ def _measured(port: int, requests: list[bytes], concurrency: int, server: Any, r
     return result
 
 
-def _py_spy(pid: int, folder: Path) -> Any:
+def _py_spy(pid: int, raw: Path) -> Any:
     import shutil
     import subprocess
     import sys
 
-    folder.mkdir(parents=True, exist_ok=True)
+    raw.parent.mkdir(parents=True, exist_ok=True)
     binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     return subprocess.Popen([binary, "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
-                             "--nonblocking", "-o", str(folder / "receiver.txt")],
-                            stdout=subprocess.DEVNULL, stderr=(folder / "py-spy.log").open("wb"))
+                             "--nonblocking", "-o", str(raw)],
+                            stdout=subprocess.DEVNULL, stderr=raw.with_suffix(".log").open("wb"))
 
 
-def _top(raw: Path, count: int = 20) -> str:
+# frames under every sample of the event loop's own thread: their total says nothing
+_ROOTS = {"_run_module_as_main <frozen runpy>", "_run_code <frozen runpy>", "<module> __main__.py", "main __main__.py",
+          "serve __main__.py", "Server.run server.py", "asyncio_run _compat.py", "Runner.run runners.py",
+          "serve_bare receiver.py"}
+
+
+def _frame(frame: str) -> str:
+    """`function (path/file.py:line)` as `function file.py`."""
+    function, _, where = frame.partition(" (")
+    return f"{function} {where.rsplit('/', 1)[-1].rsplit(':', 1)[0]}"
+
+
+def _top(raw: Path, name: str, count: int = 20) -> str:
     """py-spy's raw (collapsed) stacks: the functions with the most samples, by own and by total time."""
     own: dict[str, int] = {}
     total: dict[str, int] = {}
@@ -162,15 +175,14 @@ def _top(raw: Path, count: int = 20) -> str:
         stack, _, n = line.rpartition(" ")
         if not stack or not n.isdigit():
             continue
-        frames = [frame.split(" (", 1)[0] + " " + frame.rsplit("/", 1)[-1].split(":", 1)[0].rstrip(")")
-                  for frame in stack.split(";")]
+        frames = [_frame(frame) for frame in stack.split(";")]
         samples += int(n)
         own[frames[-1]] = own.get(frames[-1], 0) + int(n)
-        for frame in set(frames):
+        for frame in set(frames) - _ROOTS:
             total[frame] = total.get(frame, 0) + int(n)
-    lines = [f"\nprofile of the receiver (py-spy, {samples} samples): top {count} by own time"]
+    lines = [f"\nprofile of {name} (py-spy, {samples} samples): top {count} by own time"]
     lines += [f"  {n / samples:6.1%}  {name}" for name, n in sorted(own.items(), key=lambda kv: -kv[1])[:count]]
-    lines += [f"top {count} by total time (the function and what it calls)"]
+    lines += [f"top {count} by total time (the function and what it calls; the loop's entry frames left out)"]
     lines += [f"  {n / samples:6.1%}  {name}" for name, n in sorted(total.items(), key=lambda kv: -kv[1])[:count]]
     return "\n".join(lines)
 

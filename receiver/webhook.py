@@ -102,7 +102,8 @@ class WebhookEndpoint:
         # Half the budget per pipeline; each call also gives up at the whole budget (behind a long queue of
         # pipelines), and a call that gave up before its pipeline was sent is never sent.
         self._redis_timeout = settings.process.redis_timeout_seconds
-        self._script = ScriptBatcher(connection, ingest.INGEST_LUA, timeout=self._redis_timeout / 2)
+        self._script = ScriptBatcher(connection, ingest.INGEST_LUA, timeout=self._redis_timeout / 2,
+                                     deadline=self._redis_timeout)
         self._sync_connection = sync_connection
         self._metrics = metrics
         self._requests = {outcome: metrics.requests.labels(outcome.value) for outcome in Outcome}
@@ -153,8 +154,7 @@ class WebhookEndpoint:
                                                dedupe_bucket_seconds=self._dedupe_bucket, shard_cap=self._shard_cap)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._redis_timeout):
-                reply = await self._script(script_keys, args)
+            reply = await self._script(script_keys, args)
         except (redis.RedisError, OSError, TimeoutError) as error:
             log.warning("delivery.store_failed", delivery_id=delivery_id, error=repr(error))
             return Handled(Outcome.UNAVAILABLE, delivery_id, batch.events)
