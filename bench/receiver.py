@@ -1,16 +1,23 @@
 """Receiver throughput and latency against a bare endpoint, measured in the same run.
 
-    .venv/bin/python bench/receiver.py [--requests 20000] [--concurrency 32] [--rounds 2]
+    .venv/bin/python bench/receiver.py [--requests 20000] [--concurrency 32] [--rounds 2] [--profile DIR]
 
-Starts a private redis-server and two real uvicorn processes (one worker process each): a bare Starlette
-endpoint that answers 200, and the receiver (`python -m receiver`, as in the Procfile). Each is
-loaded by a raw asyncio HTTP/1.1 keep-alive client (`concurrency` connections, each sending requests back
-to back) with ~3 KB signed Enode batches, every one with its own delivery id. Prints requests/s, p50
-and p99 for both and the ratio. Goal (issue 2): receiver >= 25% of the bare throughput, p99 < 25 ms.
+Starts a private redis-server and two servers on the same uvicorn configuration (`receiver.__main__.serve`:
+the receiver's httptools protocol with its slow-client limits, uvloop, no access log, one process each): a
+bare Starlette endpoint that answers 200, and the receiver (`python -m receiver`, as in the Procfile). Each
+is loaded by a raw HTTP/1.1 keep-alive client on uvloop (`concurrency` connections, each sending requests
+back to back) with ~3 KB signed Enode batches, every one with its own delivery id. Prints requests/s, p50
+and p99 for both, the ratio, and CPU per request of the server, of redis-server and of the load generator
+itself: the client's ceiling (requests/s it could send on a whole core) shows whether it, not the server,
+was the limit. Goal (issue 17): receiver >= 50% of the bare throughput, p99 < 10 ms at 32 clients.
+`--profile DIR` also samples both servers with py-spy during the last round and prints their top 20s.
 No worker runs, so every delivery stays in the ingest stream (as under a burst).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,79 +32,191 @@ async def _ok(_: Request) -> Response:
 bare_app = Starlette(routes=[Route("/webhooks/enode", _ok, methods=["POST"])])  # the baseline
 
 
+def serve_bare(port: int) -> None:
+    """The bare endpoint on the receiver's uvicorn configuration (its settings, limits and logging)."""
+    import os
+
+    from prometheus_client import CollectorRegistry
+
+    from plugwatch.logs import configure_logging
+    from plugwatch.settings import Settings
+    from receiver.__main__ import raise_open_file_limit, serve
+    from receiver.connections import ConnectionLimits
+
+    settings = Settings.from_env(os.environ)
+    configure_logging(settings.process.log_format)
+    limits = ConnectionLimits.of(settings, raise_open_file_limit())
+    serve(bare_app, CollectorRegistry(), limits, host="127.0.0.1", port=port)
+
+
 def main() -> None:
     import argparse
-    import asyncio
-    import sys
+    import signal
     import tempfile
-    from pathlib import Path
 
     import psutil
 
-    from tests.support.servers import Process, RedisServer, base_env, free_port, wait_until
+    from tests.support.servers import Process, RedisServer, base_env
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="alternate bare/receiver this many times")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="sample both servers with py-spy during the last round; raw stacks go here")
+    parser.add_argument("--serve-bare", type=int, default=None, metavar="PORT", help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.serve_bare is not None:
+        serve_bare(options.serve_bare)
+        return
     secret = "bench-secret-0123456789abcdef"
     workdir = Path(tempfile.mkdtemp(prefix="plugwatch-bench-"))
     redis_server = RedisServer(workdir / "redis").start()
+    assert redis_server.process is not None
+    redis_process = psutil.Process(redis_server.process.pid)
     processes: list[Process] = []
     try:
         targets: dict[str, int] = {}
         servers: dict[str, Process] = {}
         env = base_env(REDIS_URL=redis_server.url, ENODE_WEBHOOK_SECRET=secret)
         for name in ("bare", "receiver"):
-            port = free_port()
-            args = [sys.executable, "-m", "uvicorn", "bench.receiver:bare_app", "--host", "127.0.0.1", "--port",
-                    str(port), "--no-access-log", "--log-level", "warning"]
-            if name == "receiver":
-                args = [sys.executable, "-m", "receiver", "--host", "127.0.0.1", "--port", str(port)]
-            proc = Process(args, {**env, "PORT": str(port)}, workdir / f"{name}.log").start()
-            processes.append(proc)
-            servers[name] = proc
-            wait_until(lambda port=port: _listening(port), timeout=20, message=f"{name} did not start")
-            targets[name] = port
+            targets[name], servers[name] = _start(name, env, workdir)
+            processes.append(servers[name])
         results: dict[str, list[Result]] = {name: [] for name in targets}
         for round_no in range(options.rounds):
             for name, port in targets.items():
                 requests = _requests(secret, options.requests, f"{name}-{round_no}")
-                server = psutil.Process(servers[name].pid)
-                cpu_before = sum(server.cpu_times()[:2])
-                result = asyncio.run(_load(port, requests, options.concurrency))
-                result.cpu_us = (sum(server.cpu_times()[:2]) - cpu_before) / len(requests) * 1e6
+                profiling = options.profile is not None and round_no == options.rounds - 1
+                sampler = _py_spy(servers[name].pid, options.profile / f"{name}.txt") if profiling else None
+                result = _measured(port, requests, options.concurrency,
+                                   psutil.Process(servers[name].pid), redis_process)
                 results[name].append(result)
-                print(f"round {round_no + 1} {name:9s} {result}")
+                print(f"round {round_no + 1} {name:9s} {result}", flush=True)
+                if sampler is not None:
+                    sampler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                    sampler.wait(timeout=30)
         _report(results, redis_server)
+        if options.profile is not None:
+            for name in targets:
+                print(_top(options.profile / f"{name}.txt", name))
     finally:
         for proc in processes:
             proc.stop()
         redis_server.stop()
 
 
+def _start(name: str, env: dict[str, str], workdir: Path) -> tuple[int, Any]:
+    import sys
+
+    from tests.support.servers import Process, free_port, wait_until
+
+    port = free_port()
+    args = [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port)]
+    if name == "receiver":
+        args = [sys.executable, "-m", "receiver", "--host", "127.0.0.1", "--port", str(port)]
+    proc = Process(args, {**env, "PORT": str(port)}, workdir / f"{name}.log").start()
+    try:
+        wait_until(lambda: _listening(port), timeout=20, message=f"{name} did not start")
+    except AssertionError:
+        proc.stop()
+        raise
+    return port, proc
+
+
+def _measured(port: int, requests: list[bytes], concurrency: int, server: Any, redis_process: Any) -> Result:
+    """One load run, with the CPU time the server, redis-server and this client spent on it."""
+    import psutil
+    import uvloop
+
+    client = psutil.Process()
+    before = [sum(p.cpu_times()[:2]) for p in (server, redis_process, client)]
+    result = uvloop.run(_load(port, requests, concurrency))
+    after = [sum(p.cpu_times()[:2]) for p in (server, redis_process, client)]
+    server_s, redis_s, client_s = (b - a for a, b in zip(before, after, strict=True))
+    result.cpu_us = server_s / len(requests) * 1e6
+    result.redis_us = redis_s / len(requests) * 1e6
+    result.client_us = client_s / len(requests) * 1e6
+    result.client_busy = client_s / result.seconds
+    return result
+
+
+def _py_spy(pid: int, raw: Path) -> Any:
+    import shutil
+    import subprocess
+    import sys
+
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([binary, "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+                             "--nonblocking", "-o", str(raw)],
+                            stdout=subprocess.DEVNULL, stderr=raw.with_suffix(".log").open("wb"))
+
+
+# frames under every sample of the event loop's own thread: their total says nothing
+_ROOTS = {"_run_module_as_main <frozen runpy>", "_run_code <frozen runpy>", "<module> __main__.py", "main __main__.py",
+          "serve __main__.py", "Server.run server.py", "asyncio_run _compat.py", "Runner.run runners.py",
+          "serve_bare receiver.py"}
+
+
+def _frame(frame: str) -> str:
+    """`function (path/file.py:line)` as `function file.py`."""
+    function, _, where = frame.partition(" (")
+    return f"{function} {where.rsplit('/', 1)[-1].rsplit(':', 1)[0]}"
+
+
+def _top(raw: Path, name: str, count: int = 20) -> str:
+    """py-spy's raw (collapsed) stacks: the functions with the most samples, by own and by total time."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    if not raw.exists():
+        return f"no profile at {raw} (py-spy not installed, or not allowed to attach)"
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        frames = [_frame(frame) for frame in stack.split(";")]
+        samples += int(n)
+        own[frames[-1]] = own.get(frames[-1], 0) + int(n)
+        for frame in set(frames) - _ROOTS:
+            total[frame] = total.get(frame, 0) + int(n)
+    lines = [f"\nprofile of {name} (py-spy, {samples} samples): top {count} by own time"]
+    lines += [f"  {n / samples:6.1%}  {name}" for name, n in sorted(own.items(), key=lambda kv: -kv[1])[:count]]
+    lines += [f"top {count} by total time (the function and what it calls; the loop's entry frames left out)"]
+    lines += [f"  {n / samples:6.1%}  {name}" for name, n in sorted(total.items(), key=lambda kv: -kv[1])[:count]]
+    return "\n".join(lines)
+
+
 class Result:
     def __init__(self, seconds: float, latencies: list[float], statuses: dict[int, int]) -> None:
         latencies.sort()
+        self.seconds = seconds
         self.rps = len(latencies) / seconds
         self.p50_ms = latencies[len(latencies) // 2] * 1000
         self.p99_ms = latencies[int(len(latencies) * 0.99)] * 1000
         self.statuses = statuses
         self.cpu_us = 0.0  # server CPU time (user + system) per request
+        self.redis_us = 0.0  # redis-server's
+        self.client_us = 0.0  # the load generator's (this process)
+        self.client_busy = 0.0  # the load generator's CPU seconds per second (1.0: a whole core)
 
     def __str__(self) -> str:
         return (f"{self.rps:8.0f} req/s  p50 {self.p50_ms:6.2f} ms  p99 {self.p99_ms:6.2f} ms  "
-                f"server CPU {self.cpu_us:5.0f} us/req  statuses {self.statuses}")
+                f"server CPU {self.cpu_us:5.0f} us/req  redis {self.redis_us:4.0f} us/req  "
+                f"client {self.client_us:4.0f} us/req ({self.client_busy:4.0%} of a core, ceiling "
+                f"{1e6 / max(self.client_us, 1e-9):6.0f} req/s)  statuses {self.statuses}")
 
 
 def _report(results: dict[str, list[Result]], redis_server: object) -> None:
     best = {name: max(runs, key=lambda r: r.rps) for name, runs in results.items()}
     bare, receiver = best["bare"], best["receiver"]
     print(f"\nbest of rounds\n  bare      {bare}\n  receiver  {receiver}")
-    print(f"  ratio receiver/bare throughput: {receiver.rps / bare.rps:.1%} (goal >= 25%); "
-          f"receiver p99 {receiver.p99_ms:.2f} ms (goal < 25 ms); "
-          f"server CPU per request: bare {bare.cpu_us:.0f} us, receiver {receiver.cpu_us:.0f} us")
+    print(f"  ratio receiver/bare throughput: {receiver.rps / bare.rps:.1%} (goal >= 50%); "
+          f"receiver p99 {receiver.p99_ms:.2f} ms (goal < 10 ms); "
+          f"server CPU per request: bare {bare.cpu_us:.0f} us, receiver {receiver.cpu_us:.0f} us "
+          f"(+ redis-server {receiver.redis_us:.0f} us); "
+          f"client ceiling: {1e6 / max(bare.client_us, 1e-9):.0f} req/s, "
+          f"{bare.client_busy:.0%} of a core busy against bare")
     client = redis_server.client()  # type: ignore[attr-defined]
     print(f"  ingest stream entries: {client.xlen('plugwatch:ingest')}")
     client.close()
@@ -159,35 +278,62 @@ async def _load(port: int, requests: list[bytes], concurrency: int) -> Result:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     queue = iter(requests)
+    loop = asyncio.get_running_loop()
+
+    class Client(asyncio.Protocol):
+        """Sends the next request as soon as the previous response is complete (a lean client: the load
+        generator must cost far less than the server it loads)."""
+
+        def __init__(self) -> None:
+            self.done = loop.create_future()
+            self.buffer = b""
+            self.started = 0.0
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            self.send()
+
+        def send(self) -> None:
+            request = next(queue, None)  # shared iterator: each request is sent once
+            if request is None:
+                self.transport.close()
+                return
+            self.started = time.perf_counter()
+            self.transport.write(request)  # type: ignore[attr-defined]
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            length = _content_length(self.buffer[:end])
+            if len(self.buffer) < end + 4 + length:
+                return
+            latencies.append(time.perf_counter() - self.started)
+            status = int(self.buffer[9:12])
+            statuses[status] = statuses.get(status, 0) + 1
+            self.buffer = self.buffer[end + 4 + length:]
+            self.send()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not self.done.done():
+                self.done.set_result(None)
 
     async def connection() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            for request in queue:  # shared iterator: each request is sent once
-                started = time.perf_counter()
-                writer.write(request)
-                status = await _read_response(reader)
-                latencies.append(time.perf_counter() - started)
-                statuses[status] = statuses.get(status, 0) + 1
-        finally:
-            writer.close()
+        _, client = await loop.create_connection(Client, "127.0.0.1", port)
+        await client.done
 
     started = time.perf_counter()
     await asyncio.gather(*(connection() for _ in range(concurrency)))
     return Result(time.perf_counter() - started, latencies, statuses)
 
 
-async def _read_response(reader: object) -> int:
-    head = await reader.readuntil(b"\r\n\r\n")  # type: ignore[attr-defined]
-    lines = head.split(b"\r\n")
-    length = 0
-    for line in lines[1:]:
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
-            length = int(value)
-    if length:
-        await reader.readexactly(length)  # type: ignore[attr-defined]
-    return int(lines[0].split()[1])
+            return int(value)
+    return 0
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 import structlog
 import uvicorn
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
 
 from plugwatch.logs import configure_logging
 from plugwatch.settings import Settings
@@ -51,16 +53,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                     max_connections=limits.max_connections, open_file_limit=open_files,
                     hint="raise the hard open-file limit (ulimit -Hn, the container's nofile) to allow more")
     app = create_app(settings)
-    guard = ConnectionGuard(limits, app.metrics.registry)
-    config = uvicorn.Config(
-        app, host=args.host, port=args.port or settings.receiver.port, http=guarded_protocol(guard), ws="none",
-        lifespan="on", log_config=None, access_log=False,
-        timeout_graceful_shutdown=args.timeout_graceful_shutdown,
-    )
     log.info("receiver.limits", header_timeout=limits.header_timeout, body_timeout=limits.body_timeout,
              max_connections=limits.max_connections, open_file_limit=open_files)
-    GuardedServer(config, guard).run()
+    serve(app, app.metrics.registry, limits, host=args.host, port=args.port or settings.receiver.port,
+          timeout_graceful_shutdown=args.timeout_graceful_shutdown)
     return 0
+
+
+def serve(app: ASGIApp, registry: CollectorRegistry, limits: ConnectionLimits, *, host: str, port: int,
+          timeout_graceful_shutdown: int = GRACEFUL_SHUTDOWN_SECONDS) -> None:
+    """Run `app` in uvicorn as the receiver runs (its HTTP protocol, loop and limits; bench/receiver.py's
+    bare endpoint runs here too, so the two differ only in the app)."""
+    guard = ConnectionGuard(limits, registry)
+    config = uvicorn.Config(
+        app, host=host, port=port, http=guarded_protocol(guard), ws="none", lifespan="on", log_config=None,
+        access_log=False, timeout_graceful_shutdown=timeout_graceful_shutdown,
+    )
+    GuardedServer(config, guard).run()
 
 
 class GuardedServer(uvicorn.Server):

@@ -29,6 +29,7 @@ from plugwatch.enode_signature import SignatureFailure, check_header, verify
 from plugwatch.settings import Settings
 from receiver.batching import ScriptBatcher
 from receiver.connections import CUT_SCOPE_KEY
+from receiver.handled_log import HandledLog
 from receiver.metrics import Outcome, ReceiverMetrics
 from receiver.request_body import BadBody, BodyTooLarge, read_limited
 
@@ -102,20 +103,21 @@ class WebhookEndpoint:
         # Half the budget per pipeline; each call also gives up at the whole budget (behind a long queue of
         # pipelines), and a call that gave up before its pipeline was sent is never sent.
         self._redis_timeout = settings.process.redis_timeout_seconds
-        self._script = ScriptBatcher(connection, ingest.INGEST_LUA, timeout=self._redis_timeout / 2)
+        self._script = ScriptBatcher(connection, ingest.INGEST_LUA, timeout=self._redis_timeout / 2,
+                                     deadline=self._redis_timeout)
         self._sync_connection = sync_connection
         self._metrics = metrics
         self._requests = {outcome: metrics.requests.labels(outcome.value) for outcome in Outcome}
         self._failures = {reason: metrics.signature_failures.labels(reason.value) for reason in SignatureFailure}
         self._background: set[asyncio.Task[None]] = set()
+        self._log = HandledLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         handled = await self._handle(_Headers.of(scope), receive)
         self._requests[handled.outcome].inc()
         if CUT_SCOPE_KEY not in scope:  # a body too slow to arrive: the cut is logged, rate-limited
-            log.info("delivery.handled", delivery_id=handled.delivery_id, events=handled.events,
-                     outcome=handled.outcome.value, ms=round((time.perf_counter() - started) * 1000, 2))
+            self._log.handled(handled.outcome, handled.delivery_id, handled.events, time.perf_counter() - started)
         body = _BODIES[handled.outcome]
         await send({"type": "http.response.start", "status": _STATUS.get(handled.outcome, 200),
                     "headers": [(b"content-type", b"application/json"),
@@ -153,8 +155,7 @@ class WebhookEndpoint:
                                                dedupe_bucket_seconds=self._dedupe_bucket, shard_cap=self._shard_cap)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._redis_timeout):
-                reply = await self._script(script_keys, args)
+            reply = await self._script(script_keys, args)
         except (redis.RedisError, OSError, TimeoutError) as error:
             log.warning("delivery.store_failed", delivery_id=delivery_id, error=repr(error))
             return Handled(Outcome.UNAVAILABLE, delivery_id, batch.events)
@@ -183,9 +184,10 @@ class WebhookEndpoint:
             log.warning("dedupe.listpack_limit_low", config=config, marks_per_shard=self._shard_cap)
 
     async def settled(self) -> None:
-        """Wait for drain enqueues still running after their responses (shutdown, tests)."""
+        """Wait for drain enqueues still running after their responses, log what is counted (shutdown, tests)."""
         if self._background:
             await asyncio.gather(*self._background)
+        self._log.flush()
 
     def _enqueue_drain(self) -> None:
         """Runs after the response, in the threadpool (RQ is synchronous)."""

@@ -157,8 +157,8 @@ def test_2000_trickling_connections_are_cut_at_their_deadlines_while_real_delive
     for line in lines:
         totals[line["reason"]] += line["count"]  # type: ignore[operator]
     assert totals == {"idle": 600, "header_timeout": 700, "body_timeout": 700}
-    handled = Counter(line["outcome"] for line in logged(log_path, "delivery.handled"))
-    assert handled == {"accepted": 50}, "a cut body is logged by the cut line only, not once per socket"
+    assert not logged(log_path, "delivery.handled"), "a cut body is logged by the cut line only, not once per socket"
+    assert sum(int(line.get("accepted", 0)) for line in logged(log_path, "deliveries.handled")) == 50  # type: ignore[call-overload]
 
 
 def test_over_the_open_file_limit_idle_sockets_are_evicted_and_real_deliveries_still_get_200(

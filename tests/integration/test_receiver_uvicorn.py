@@ -111,20 +111,36 @@ def test_a_bad_signature_is_401_and_nothing_is_stored(receiver_url: str, real_re
     assert not real_redis.keys("plugwatch:*")
 
 
-def test_each_delivery_is_one_json_log_line(shared_receiver: tuple[str, Path], redis_url: str) -> None:
-    url, log_path = shared_receiver
-    post(url, BODY, signed(BODY, "logged-delivery"))
+def test_deliveries_off_the_success_path_get_a_line_each_the_others_a_summary(
+    private_redis: RedisServer, tmp_path: Path
+) -> None:
+    """Accepted and duplicate deliveries are counted in `deliveries.handled` (the first at once, the rest at
+    shutdown), never one line each; a refused delivery keeps its own `delivery.handled` line."""
+    log_path = tmp_path / "receiver.log"
+    proc, url = start_receiver(base_env(REDIS_URL=private_redis.url, ENODE_WEBHOOK_SECRET=TEST_SECRET), log_path)
+    try:
+        outcomes = [post(url, BODY, signed(BODY, delivery_id)).json()["outcome"]
+                    for delivery_id in ("first", "second", "third", "third")]
+        assert outcomes == ["accepted", "accepted", "accepted", "duplicate"]
+        assert post(url, BODY, signed(BODY, "forged", secret="not-the-secret-0123456789")).status_code == 401
+        wait_until(lambda: bool(records(log_path, "deliveries.handled")), timeout=5,
+                   message="the first accepted delivery's summary was not logged at once")
+    finally:
+        proc.stop()
+    summaries = records(log_path, "deliveries.handled")
+    totals = {outcome: sum(int(line.get(outcome, 0)) for line in summaries)  # type: ignore[call-overload]
+              for outcome in ("accepted", "duplicate", "deliveries", "events")}
+    assert totals == {"accepted": 3, "duplicate": 1, "deliveries": 4, "events": 8}
+    assert all(isinstance(line["slowest_ms"], float | int) for line in summaries)
+    assert len(summaries) == 2, summaries  # the first at once, the other three at shutdown
+    [refused] = records(log_path, "delivery.handled")
+    assert (refused["delivery_id"], refused["events"], refused["outcome"]) == ("forged", 0, "unauthorized")
+    assert isinstance(refused["ms"], float | int)
 
-    def logged() -> list[dict[str, object]]:
-        lines = [json.loads(line) for line in iter_lines(log_path) if "logged-delivery" in line]
-        return [line for line in lines if line.get("event") == "delivery.handled"]
 
-    deadline = time.monotonic() + 5
-    while not logged() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    [line] = logged()
-    assert (line["delivery_id"], line["events"], line["outcome"]) == ("logged-delivery", 2, "accepted")
-    assert isinstance(line["ms"], float | int)
+def records(log_path: Path, event: str) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in iter_lines(log_path) if line.startswith("{")]
+    return [line for line in lines if line.get("event") == event]
 
 
 def test_health_readiness_and_metrics(receiver_url: str) -> None:
