@@ -41,7 +41,7 @@ from simulator.deliveries import Plan, plan_deliveries
 from simulator.sender import SendOptions, send_all
 from simulator.stories import build_scenario
 from simulator.truth import Expected, Replay
-from tests.e2e.harness import System, comparable
+from tests.e2e.harness import System, comparable_in
 from tests.support.servers import RedisServer, wait_until
 from tests.support.sinks import Sink, SinkServer
 
@@ -110,12 +110,13 @@ def latency_run(workdir: Path, rate: float, seconds: float, workers: int = 1,
                            message="the sink did not receive every event")
                 drained_seconds = time.time() - started
             client = server.client()
-            committed = _stream_latencies(client, cause, report.accepted_at)
+            key_of = comparable_in(client)  # sequences count from the epoch's base, as the truth's do
+            committed = _stream_latencies(client, cause, report.accepted_at, key_of)
         finally:
             system.stop()
             server.stop()
-    received = [r.at - report.accepted_at[cause[_key(r.event)]] for r in sink.accepted()
-                if _key(r.event) in cause]
+    received = [r.at - report.accepted_at[cause[key_of(r.event)]] for r in sink.accepted()
+                if key_of(r.event) in cause]
     return {"workers": workers, "env": env or {}, "rate_target": rate, "events_sent": report.events,
             "deliveries": report.accepted,
             "send_seconds": sent_seconds, "achieved_rate": report.events / sent_seconds,
@@ -124,14 +125,11 @@ def latency_run(workdir: Path, rate: float, seconds: float, workers: int = 1,
             "post_p99_ms": percentiles(report.latencies).get("p99_ms"), "rss_mb": rss.max_rss}
 
 
-def _key(event: dict[str, Any]) -> Expected:
-    return comparable(event)
-
-
-def _stream_latencies(client: redis.Redis, cause: dict[Expected, str], accepted: dict[str, float]) -> list[float]:
+def _stream_latencies(client: redis.Redis, cause: dict[Expected, str], accepted: dict[str, float],
+                      key_of: Callable[[dict[str, Any]], Expected]) -> list[float]:
     out = []
     for entry_id, fields in client.xrange(keys.EVENTS_STREAM):
-        key = _key(orjson.loads(fields[b"event"]))
+        key = key_of(orjson.loads(fields[b"event"]))
         if key in cause:
             out.append(int(entry_id.split(b"-")[0]) / 1000 - accepted[cause[key]])
     return out
