@@ -118,6 +118,8 @@ def _described(error: Exception) -> str:
 async def _discard(response: aiohttp.ClientResponse) -> None:
     """Read a short body to its end without keeping it, so the connection can be reused; a longer or slower
     one is dropped with its connection (the 2xx status already arrived: the event was accepted)."""
+    if response.content.at_eof():
+        return  # the usual empty answer: nothing to read
     received = 0
     try:
         async with asyncio.timeout(BODY_READ_SECONDS):
