@@ -160,6 +160,7 @@ def test_add_rotate_and_remove_take_effect_on_a_running_worker(
     received = first.wait_for(start + len(four), timeout=30)[start:]
     assert all(verifies(new_secret, r) and not verifies(SECRET_A, r) for r in received)
 
+    wait_until(lambda: real_redis.xlen(keys.outbox_stream(urls[1])) == 0, timeout=30)  # four reached it too
     assert "removed" in plugwatch(env, "subscriptions", "remove", urls[1])
     before = len(second.requests)
     start = len(first.requests)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from functools import partial
 
 import pytest
@@ -35,10 +35,28 @@ def test_a_keys_next_entry_goes_only_once_its_previous_one_was_answered() -> Non
     first = window.ready(16)
     assert ids(first) == ["1-0", "2-0"]
     window.answered(first[1][1])  # b answered: nothing of a may go yet
+    window.settled()
     assert window.ready(16) == []
     window.answered(first[0][1])
+    window.settled()
     assert ids(window.ready(16)) == ["3-0"]
     assert window.ready(16) == []
+
+
+def test_a_keys_next_entry_waits_until_its_answered_one_is_settled_and_says_so() -> None:
+    """Answered is not enough: the next event of a key goes only once the answered one was finished in the
+    outbox (a crash in between would otherwise let the later event's first send overtake the earlier's)."""
+    window = window_of("a", "b", "a", "c")
+    first = window.ready(16)
+    assert ids(first) == ["1-0", "2-0", "4-0"]
+    window.answered(first[1][1])  # b: no later entry of b waits
+    assert not window.waits_on_settling()
+    window.answered(first[0][1])  # a: 3-0 waits for it
+    assert window.waits_on_settling()
+    assert window.ready(16) == []
+    window.settled()
+    assert not window.waits_on_settling()
+    assert ids(window.ready(16)) == ["3-0"]
 
 
 def test_the_retried_head_goes_first_but_never_before_an_earlier_entry_of_its_key() -> None:
@@ -61,27 +79,43 @@ def test_the_order_key_is_the_vehicle_else_the_user_else_the_event(event: bytes,
 
 
 def test_the_pool_returns_every_result_and_an_exception_as_a_result() -> None:
-    pool: Pool[int, int] = Pool(4, name="test")
-    gate = threading.Event()
+    async def run() -> tuple[dict[int, int | Exception], list[tuple[int, int | Exception]]]:
+        pool: Pool[int, int] = Pool()
+        gate = asyncio.Event()
 
-    def slow(n: int) -> int:
-        gate.wait(5)
-        return n * 10
+        async def slow(n: int) -> int:
+            await gate.wait()
+            return n * 10
 
-    def broken() -> int:
-        raise RuntimeError("boom")
+        async def broken() -> int:
+            raise RuntimeError("boom")
 
-    for n in range(3):
-        pool.submit(n, partial(slow, n))
-    pool.submit(3, broken)
-    assert pool.in_flight == 4
-    got: dict[int, int | Exception] = {}
-    first = pool.results(timeout=5)  # the broken one ends at once, the others wait for the gate
-    got.update(first)
-    gate.set()
-    while pool.in_flight:
-        got.update(pool.results(timeout=5))
-    pool.close()
+        for n in range(3):
+            pool.submit(n, partial(slow, n))
+        pool.submit(3, broken)
+        assert pool.in_flight == 4
+        got: dict[int, int | Exception] = dict(await pool.results(wait=5))  # the broken one ends at once
+        assert list(got) == [3]
+        gate.set()
+        while pool.in_flight:
+            got.update(await pool.results(wait=5))
+        left = await pool.results(wait=0.01)
+        await pool.close()
+        return got, left
+
+    got, left = asyncio.run(run())
     assert {k: v for k, v in got.items() if not isinstance(v, Exception)} == {0: 0, 1: 10, 2: 20}
     assert isinstance(got[3], RuntimeError)
-    assert pool.results(timeout=0.01) == []
+    assert left == []
+
+
+def test_a_pool_closed_early_cancels_what_is_still_in_flight() -> None:
+    async def run() -> bool:
+        pool: Pool[int, None] = Pool()
+        never = asyncio.Event()
+        pool.submit(1, never.wait)  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        await pool.close()
+        return pool.in_flight == 1 and await pool.results(wait=0.01) == []
+
+    assert asyncio.run(run())

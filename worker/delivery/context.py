@@ -1,4 +1,4 @@
-"""The per-process delivery context: one httpx.Client, the drainer threads, metrics, configuration.
+"""The per-process delivery context: the drainer threads (each with its own HTTP session), metrics, configuration.
 
 Wiring, done once by the worker's `bootstrap(settings)` (tests build their own the same way):
 
@@ -6,7 +6,7 @@ Wiring, done once by the worker's `bootstrap(settings)` (tests build their own t
     context.kick(urls)      # after committing events: arm the URLs' drains, and start them here at once
     context.pump()          # every ~1 s: re-arm what should run (crash recovery, pauses that are over),
                             # refresh the subscriptions, forget removed URLs once drained
-    context.close()         # at shutdown: stop drainers between attempts, close the client
+    context.close()         # at shutdown: stop drainers between attempts
 
 The RQ jobs of `worker.jobs` reach it through the worker's one context (`worker.bootstrap.current()`).
 """
@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
-import httpx
 import redis
 import structlog
 
@@ -38,7 +37,6 @@ log = structlog.get_logger(__name__)
 class DeliveryContext:
     settings: Settings
     connection: redis.Redis
-    client: httpx.Client
     metrics: AttemptMetrics
     threads: DrainerThreads
 
@@ -79,8 +77,6 @@ class DeliveryContext:
         self.threads.close(timeout)
         if self.threads.active():
             self.tools.release_leases()
-        else:
-            self.client.close()
 
 
 def build(
@@ -91,18 +87,11 @@ def build(
     clock: Callable[[], float] = time.time,
     jitter: Callable[[], float] = random.random,
 ) -> DeliveryContext:
-    """The context for `settings.delivery`; no I/O (the HTTP client connects on first use)."""
+    """The context for `settings.delivery`; no I/O (each drain opens its own HTTP session: a slow URL holds
+    only its own connections, at most `concurrency` of them)."""
     config = settings.delivery
-    client = httpx.Client(
-        timeout=httpx.Timeout(connect=config.connect_timeout, read=config.read_timeout,
-                              write=config.read_timeout, pool=config.connect_timeout),
-        follow_redirects=False,
-        # No shared cap: each URL's drainer has at most `concurrency` requests in flight, so a slow URL
-        # holds only its own connections (a shared cap would let it starve the others' pool).
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
-    )
     cache = SubscriptionCache(connection, fallback_key=config.downstream_key, clock=clock)
-    tools = Tools(connection=connection, client=client, signing_keys=cache.signing_keys, config=config,
+    tools = Tools(connection=connection, signing_keys=cache.signing_keys, config=config,
                   metrics=metrics, clock=clock, jitter=jitter)
     threads = DrainerThreads(partial(drain, tools), overdue=tools.overdue)
-    return DeliveryContext(settings, connection, client, metrics, threads, tools, cache)
+    return DeliveryContext(settings, connection, metrics, threads, tools, cache)

@@ -29,14 +29,18 @@ round of time-outs raises a slow URL's timeout once, and each event still reache
 `slowness.attempts_bound` times.
 
 Runs in a drainer thread (see `threads.py`), never in the RQ worker's own thread, so a slow URL holds
-only its own thread and its pool of at most `concurrency` POST threads.  `stop` (set at shutdown) sends
-nothing more and waits for the attempts in flight; an unfinished event stays pending in the consumer group
-and is delivered by the next drainer (at least once), which reads the unfinished entries in outbox order,
-so first deliveries keep each vehicle's order across a crash.
+only its own thread.  The thread runs an event loop of its own (uvloop) while a window is
+sent: the POSTs are tasks on one aiohttp session of at most `concurrency` keep-alive connections
+(`sender.open_session`, one per drain), and the drainer's Redis calls (reads of up to `batch_size` entries,
+one XACK+XDEL for every answer that came in together) are made between the answers, in this thread.
+`stop` (set at shutdown) sends nothing more and waits for the attempts in flight; an unfinished event
+stays pending in the consumer group and is delivered by the next drainer (at least once), which reads the
+unfinished entries in outbox order, so first deliveries keep each vehicle's order across a crash.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import threading
 from collections.abc import Callable, Sequence
@@ -44,12 +48,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
-import httpx
+import aiohttp
 import redis
 import structlog
+import uvloop
 from prometheus_client import Counter, Histogram
 
-from plugwatch import dead_letters, keys, url_state
+from plugwatch import dead_letters, url_state
 from plugwatch.delivery_arming import backlog
 from plugwatch.settings import DeliverySettings
 from worker.delivery import outbox, slowness
@@ -57,9 +62,12 @@ from worker.delivery.event_info import EventInfo, parse_event
 from worker.delivery.flight import Pool, Window
 from worker.delivery.lease import Lease, attempt_seconds, lease_ms
 from worker.delivery.policy import AttemptResult, Outcome, retry_delay
-from worker.delivery.sender import post_event
+from worker.delivery.sender import open_session, post_event
 
 log = structlog.get_logger(__name__)
+
+
+SETTLE_WAIT = 0.005  # s: delivered entries are finished at the latest this long after no further answer came
 
 
 class Step(enum.Enum):
@@ -90,7 +98,6 @@ class Tools:
     """What a drain needs, built once per worker process (see `worker.delivery.context.build`)."""
 
     connection: redis.Redis
-    client: httpx.Client
     signing_keys: Callable[[str], Sequence[bytes]]  # a URL's keys now, newest first (`SubscriptionCache`)
     config: DeliverySettings
     metrics: AttemptMetrics
@@ -134,7 +141,9 @@ def _has_work(tools: Tools, url: str) -> bool:
 
 
 def _drain_leased(tools: Tools, url: str, lease: Lease, stop: threading.Event) -> Ending:
-    pool: Pool[Sent, Attempt] = Pool(tools.config.concurrency, name=f"post-{keys.url_key(url)}")
+    loop = uvloop.new_event_loop()
+    session = loop.run_until_complete(open_session(tools.config, url))
+    pool: Pool[Sent, Attempt] = Pool()
     try:
         while not stop.is_set():
             if not lease.refresh(force=True):
@@ -153,13 +162,16 @@ def _drain_leased(tools: Tools, url: str, lease: Lease, stop: threading.Event) -
             if wait > 0:
                 stop.wait(wait)  # the lease (just refreshed) outlives any inline wait
                 continue
-            if _deliver_window(tools, url, current, lease, stop, pool) is Step.EMPTY:
+            window = _deliver_window(tools, url, current, lease, stop, pool, session)
+            if loop.run_until_complete(window) is Step.EMPTY:
                 if _wait_for_more(tools, url):
                     continue  # from the top: the lease, the state (it may have changed meanwhile), the window
                 return Ending.EMPTY
         return Ending.STOPPED
     finally:
-        pool.close()
+        loop.run_until_complete(pool.close())
+        loop.run_until_complete(session.close())
+        loop.close()
 
 
 Sent = tuple[outbox.OutboxEntry, EventInfo]
@@ -176,9 +188,9 @@ class _Round:
     breaker_set: bool = False  # a retryable failure (or a 410) was recorded: later failures leave it be
 
 
-def _deliver_window(
+async def _deliver_window(
     tools: Tools, url: str, current: url_state.UrlState, lease: Lease, stop: threading.Event,
-    pool: Pool[Sent, Attempt],
+    pool: Pool[Sent, Attempt], session: aiohttp.ClientSession,
 ) -> Step:
     """Send the outbox, up to `concurrency` POSTs at once and one per order key at a time (`flight.Window`),
     until it is empty (EMPTY) or a result changed the URL's state (REREAD), with nothing left in flight.
@@ -190,23 +202,38 @@ def _deliver_window(
     limit = 1 if probing else config.concurrency
     timeout = slowness.timeout_for(current.read_timeout, config.read_timeout)
     window, round_ = Window(), _Round()
+    finished: list[str] = []  # delivered, not finished in the outbox yet (one round trip for many)
+    await asyncio.sleep(0)  # the loop notes connections the sink closed while it did not run, before reuse
     while True:
         going = round_.step is Step.NEXT and not stop.is_set() and lease.refresh()
         if going:
             if len(window.waiting) < limit:
                 _fill(tools, url, window, round_, room=max(config.batch_size, 4 * limit) - len(window.waiting))
+            if len(finished) >= limit or window.waits_on_settling():
+                _settle(tools, url, window, finished)  # before the next events of these vehicles go
             for sent in window.ready(limit - pool.in_flight, first=current.head if probing else ""):
-                pool.submit(sent, partial(_attempt, tools, url, sent, timeout))
+                pool.submit(sent, partial(_attempt, tools, session, url, sent, timeout))
         if pool.in_flight == 0:
+            _settle(tools, url, window, finished)
             return Step.EMPTY if going else Step.REREAD
-        finished: list[str] = []
-        for (entry, event), answer in pool.results(timeout=1.0):  # none within 1 s: refresh the lease
+        # None within SETTLE_WAIT: finish what was delivered; none within 1 s: refresh the lease.
+        answers = await pool.results(wait=SETTLE_WAIT if finished else 1.0)
+        for (entry, event), answer in answers:
             window.answered(event)
             now, result = answer if isinstance(answer, tuple) else (tools.clock(), _crashed(answer))
             if _handle(tools, url, current, entry, event, now, result, timeout, round_) is Step.NEXT:
                 finished.append(entry.entry_id)
-        if finished:  # before the next events of these vehicles go (a crash must not reorder first sends)
-            outbox.finish(tools.connection, url, *finished)
+        if not answers or round_.step is not Step.NEXT:
+            _settle(tools, url, window, finished)
+
+
+def _settle(tools: Tools, url: str, window: Window, finished: list[str]) -> None:
+    """Finish the delivered entries in one round trip; then their vehicles' next events may go (a crash
+    before it sends them again, first: nothing is finished before its 2xx, and first sends keep order)."""
+    if finished:
+        outbox.finish(tools.connection, url, *finished)
+        finished.clear()
+    window.settled()
 
 
 def _fill(tools: Tools, url: str, window: Window, round_: _Round, room: int) -> None:
@@ -233,12 +260,13 @@ def _fill(tools: Tools, url: str, window: Window, round_: _Round, room: int) -> 
             room -= 1
 
 
-def _attempt(tools: Tools, url: str, sent: Sent, timeout: float) -> Attempt:
-    """One POST (in a pool thread): the only call of `post_event`."""
+async def _attempt(tools: Tools, session: aiohttp.ClientSession, url: str, sent: Sent,
+                   read_timeout: float) -> Attempt:
+    """One POST (a task of the drain's event loop): the only call of `post_event`."""
     entry, event = sent
     now = tools.clock()
-    return now, post_event(tools.client, url, key=tools.signing_keys(url), event_id=event.id, body=entry.body or b"",
-                           now=now, read_timeout=timeout)
+    return now, await post_event(session, url, key=tools.signing_keys(url), event_id=event.id, body=entry.body or b"",
+                           now=now, read_timeout=read_timeout)
 
 
 def _crashed(error: Exception) -> AttemptResult:
