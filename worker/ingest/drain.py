@@ -143,7 +143,8 @@ def _apply(context: IngestContext, entries: Sequence[Entry], drained: Drained) -
     for entry in entries:
         observations.extend(decode_delivery(context.connection, entry, counts, context.store.config))
     result = context.store.apply_batch(observations, Ack([entry_id for entry_id, _ in entries]))
-    counts.update((kind, str(outcome)) for kind, outcome in result.outcomes)
+    for (kind, outcome), number in Counter(result.outcomes).items():  # str() once per distinct pair
+        counts[(kind, str(outcome))] += number
     context.metrics.record_skewed(observations)
     context.metrics.record_batch(counts, result, deliveries=len(entries), seconds=time.perf_counter() - started)
     drained.deliveries += len(entries)

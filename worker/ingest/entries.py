@@ -21,8 +21,8 @@ import orjson
 import redis
 import structlog
 
-from plugwatch import ingest_protocol as ingest
 from plugwatch import jsonarray, quarantine
+from plugwatch.ingest_protocol import envelope_problem
 from worker.core import CoreConfig, DecodeError, Ignored, Observation, decode_body, decode_event
 
 log = structlog.get_logger(__name__)
@@ -70,7 +70,10 @@ def decode_delivery(connection: redis.Redis, entry: Entry, counts: Counter[tuple
     observations: list[Observation] = []
     for index, raw in enumerate(events):
         try:
-            decoded = _decode(raw, received_at, config)
+            problem = raw.reason if isinstance(raw, _Unparseable) else envelope_problem(raw)
+            if problem is not None:
+                raise DecodeError(problem)
+            decoded = decode_event(raw, received_at, config)
         except DecodeError as error:
             _quarantine(connection, delivery, error.reason, index, counts, _kind_of(raw))
             continue
@@ -83,13 +86,6 @@ def decode_delivery(connection: redis.Redis, entry: Entry, counts: Counter[tuple
         else:
             observations.append(decoded)
     return observations
-
-
-def _decode(raw: object, received_at: int, config: CoreConfig) -> Observation | Ignored:
-    problem = raw.reason if isinstance(raw, _Unparseable) else ingest.envelope_problem(raw)
-    if problem is not None:
-        raise DecodeError(problem)
-    return decode_event(raw, received_at, config)
 
 
 def _element(raw: bytes) -> object:

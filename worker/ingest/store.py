@@ -304,11 +304,13 @@ def _run(old: bytes | None, indexes: list[int], observations: Sequence[Observati
          config: CoreConfig) -> _UserRun:
     run = _UserRun(old=old, indexes=indexes)
     state: UserState = decode_state(old)
+    outcomes, events = run.outcomes, run.events
     for index in indexes:
         applied = apply(state, observations[index], config)
         state = applied.state
-        run.outcomes.append((index, applied.outcome))
-        run.events.extend((index, event) for event in applied.events)
+        outcomes.append((index, applied.outcome))
+        if applied.events:  # most observations emit nothing: no generator, no extend
+            events.extend([(index, event) for event in applied.events])
     run.state = state
     run.expires = state.is_empty() and state != _BLANK  # no devices, but tombstones or handled actions
     run.new = None if state.is_empty() and not run.expires else encode_state(state)
