@@ -8,6 +8,7 @@ from pathlib import Path
 import fakeredis
 import pytest
 import redis
+import structlog
 
 from plugwatch.settings import ProcessSettings, ReceiverSettings, Settings
 from tests.support.servers import RedisServer
@@ -15,6 +16,21 @@ from tests.support.sinks import Sink, SinkServer
 
 TEST_SECRET = "test-secret-0123456789abcdef"
 TEST_DOWNSTREAM_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks example key
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _structlog_never_caches() -> Iterator[None]:
+    """In-process CLI and app tests configure structlog, which caches each logger on its first use; a cached
+    module logger ignores `structlog.testing.capture_logs` in every later test on that worker, so whether a log
+    test passed depended on xdist's test order. Real processes keep caching; this one never does."""
+    configure = structlog.configure
+
+    def uncached(**kwargs: object) -> None:
+        configure(**{**kwargs, "cache_logger_on_first_use": False})  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(structlog, "configure", uncached)
+        yield
 
 
 @pytest.fixture(scope="session")
