@@ -149,7 +149,7 @@ def goal_rows(receiver: str, worker: str, e2e: dict[str, Any],
                  f"{lat.get('achieved_rate', 0):.0f} events/s for {lat.get('send_seconds', 0):.0f} s",
                  f"p50 {sink.get('p50_ms', float('nan')):.0f} ms, p99 {sink.get('p99_ms', float('nan')):.0f} ms",
                  f"→ committed to plugwatch:events: p50 {commit.get('p50_ms', float('nan')):.0f} ms, "
-                 f"p99 {commit.get('p99_ms', float('nan')):.0f} ms", "p50 < 50 ms, p99 < 250 ms"))
+                 f"p99 {commit.get('p99_ms', float('nan')):.0f} ms", "p50 < 25 ms, p99 < 100 ms"))
     mem = e2e.get("memory", {})
     last = (mem.get("rows") or [{}])[-1]
     rows.append((f"Redis memory per tracked vehicle at {last.get('vehicles', 0):,} vehicles",
