@@ -24,6 +24,7 @@ from ops.events_cli import events
 from ops.quarantine_cli import quarantine
 from ops.status_cli import status
 from ops.subscriptions_cli import subscriptions_group
+from plugwatch import redis_clients
 from plugwatch.command import Invocation
 from plugwatch.logs import configure_logging
 from plugwatch.settings import read
@@ -38,6 +39,7 @@ class _Main(click.Group):
         # One line, no traceback: unusable configuration exits 2, a Redis down (or failing) exits 1.
         with exit_on_bad_settings("plugwatch"):
             redis_url = read(os.environ, "REDIS_URL")
+            redis_clients.check_startup(redis_url, read(os.environ, "RQ_REDIS_URL"))
             with exit_on_redis_failure("plugwatch", redis_url):
                 try:
                     return super().invoke(ctx)

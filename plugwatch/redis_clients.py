@@ -39,17 +39,21 @@ blackhole, so the worker uses `PLUGWATCH_WORKER_TTL_SECONDS` (default 60: block 
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 import redis
 import redis.asyncio
 import redis.asyncio.retry
-from redis.backoff import ExponentialBackoff
+import redis.asyncio.sentinel
+import redis.sentinel
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
-from plugwatch.settings import Settings
+from plugwatch import redis_urls
+from plugwatch.redis_urls import Kind, RedisUrl
+from plugwatch.settings import Settings, SettingsError
 
 MIN_COMMAND_TIMEOUT_SECONDS = 5.0
 HEALTH_CHECK_SECONDS = 15
@@ -57,6 +61,7 @@ RETRIES = 3
 # RQ's dequeue blocks this much shorter than its worker TTL, and its socket waits this much longer (RQ 3.0).
 RQ_DEQUEUE_MARGIN_SECONDS = 15
 RQ_SOCKET_MARGIN_SECONDS = 10
+SENTINEL_TIMEOUT_SECONDS = 1.0  # a sentinel's answer (the primary's address) is waited for this long at most
 
 
 def _keepalive_options() -> dict[int, int]:
@@ -78,17 +83,92 @@ def _backoff(budget: float) -> ExponentialBackoff:
     return ExponentialBackoff(cap=budget / 4, base=budget / 50)
 
 
+def _sentinel_options(target: RedisUrl, socket_timeout: float) -> dict[str, Any]:
+    """How the sentinels are asked: within a second (or the budget), never retried (the next one is asked)."""
+    timeout = min(socket_timeout, SENTINEL_TIMEOUT_SECONDS)
+    return {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0),
+            "username": target.sentinel_username, "password": target.sentinel_password}
+
+
+def _primary_options(target: RedisUrl, retry: object) -> dict[str, Any]:
+    return {"db": target.db, "username": target.username, "password": target.password, "retry": retry}
+
+
+def _unsupported(target: RedisUrl) -> NoReturn:
+    raise SettingsError(f"{target.shown}: a redis+cluster:// URL names a Redis Cluster, which this build of "
+                        "plugwatch cannot connect to yet")
+
+
 def connect(url: str, *, socket_timeout: float, connect_timeout: float | None = None,
             retries: int = RETRIES) -> redis.Redis:
-    """A sync client for `url` (the other functions are this with plugwatch's numbers)."""
+    """A sync client for `url` (the other functions are this with plugwatch's numbers); a sentinel URL's
+    client asks the sentinels for the primary on each new connection, so it follows a failover."""
     connect_timeout = socket_timeout if connect_timeout is None else connect_timeout
     retry = Retry(_backoff(socket_timeout), retries, supported_errors=(RedisConnectionError,))
-    return redis.Redis.from_url(url, retry=retry, **_options(url, socket_timeout, connect_timeout))
+    options = _options(url, socket_timeout, connect_timeout)
+    target = redis_urls.parse(url)
+    if target.kind is Kind.SENTINEL:
+        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            target.nodes, sentinel_kwargs=_sentinel_options(target, socket_timeout), **options)
+        client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+            target.service, redis_class=redis.Redis, **_primary_options(target, retry))
+        return client
+    if target.kind is Kind.CLUSTER:
+        _unsupported(target)
+    return redis.Redis.from_url(url, retry=retry, **options)
 
 
 def connect_async(url: str, *, socket_timeout: float, retries: int = RETRIES) -> redis.asyncio.Redis:
     retry = redis.asyncio.retry.Retry(_backoff(socket_timeout), retries, supported_errors=(RedisConnectionError,))
-    return redis.asyncio.Redis.from_url(url, retry=retry, **_options(url, socket_timeout, socket_timeout))
+    options = _options(url, socket_timeout, socket_timeout)
+    target = redis_urls.parse(url)
+    if target.kind is Kind.SENTINEL:
+        sentinel_options = _sentinel_options(target, socket_timeout)
+        sentinel_options["retry"] = redis.asyncio.retry.Retry(NoBackoff(), 0)
+        sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            target.nodes, sentinel_kwargs=sentinel_options, **options)
+        return sentinel.master_for(target.service, redis_class=redis.asyncio.Redis,  # type: ignore[no-any-return]
+                                   **_primary_options(target, retry))
+    if target.kind is Kind.CLUSTER:
+        _unsupported(target)
+    return redis.asyncio.Redis.from_url(url, retry=retry, **options)
+
+
+def check_sentinels(variable: str, url: str, timeout: float = SENTINEL_TIMEOUT_SECONDS) -> None:
+    """At start-up: for a sentinel URL, that at least one sentinel answers and knows its service; else
+    `SettingsError` naming `variable` (a primary that is down is no such error: it is Redis down, as for any
+    URL, and the processes ride through it). Other URLs: nothing to check."""
+    target = redis_urls.parse(url)
+    if target.kind is not Kind.SENTINEL:
+        return
+    answered = []
+    for host, port in target.nodes:
+        client = redis.Redis(host, port, **_sentinel_options(target, timeout))
+        try:
+            masters = client.sentinel_masters()
+        except (redis.RedisError, OSError):
+            continue
+        finally:
+            client.close()
+        if target.service in masters:
+            return
+        answered.append(f"{host}:{port}")
+    if not answered:
+        raise SettingsError(f"{variable}: none of the sentinels {target.nodes_text} answers "
+                            f"(in {target.shown})")
+    raise SettingsError(f"{variable}: the sentinels ({', '.join(answered)}) know no service "
+                        f"{target.service!r} (in {target.shown})")
+
+
+def check_startup(redis_url: str, rq_url: str | None = None) -> None:
+    """At a process's start: `check_sentinels` for REDIS_URL and for RQ_REDIS_URL if that is another URL;
+    `SettingsError` naming the variable."""
+    check_sentinels("REDIS_URL", redis_url)
+    if rq_url and rq_url != redis_url:
+        if redis_urls.parse(redis_url).kind is not Kind.CLUSTER:
+            raise SettingsError("RQ_REDIS_URL: RQ on a Redis other than REDIS_URL's is taken only beside a "
+                                "redis+cluster:// REDIS_URL in this build; leave RQ_REDIS_URL unset")
+        check_sentinels("RQ_REDIS_URL", rq_url)
 
 
 def receiver_async(settings: Settings) -> redis.asyncio.Redis:
@@ -113,7 +193,7 @@ def rq_dequeue_timeout(settings: Settings) -> int:
 def rq(settings: Settings) -> redis.Redis:
     """RQ's connection in a worker: a socket timeout just beyond its blocking dequeue, no retries."""
     process = settings.process
-    return connect(process.redis_url, socket_timeout=rq_dequeue_timeout(settings) + RQ_SOCKET_MARGIN_SECONDS,
+    return connect(process.rq_url, socket_timeout=rq_dequeue_timeout(settings) + RQ_SOCKET_MARGIN_SECONDS,
                    connect_timeout=min(process.redis_socket_timeout_seconds, MIN_COMMAND_TIMEOUT_SECONDS),
                    retries=0)
 

@@ -24,14 +24,11 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.connection import parse_url
-
-from plugwatch import keys
+from plugwatch import keys, redis_urls
 from plugwatch.urls import webhook_url_problem
 
 SANDBOX_API_URL = "https://enode-api.sandbox.enode.io"
@@ -54,6 +51,7 @@ class ProcessSettings:
     """What every process is run with (the worker's metrics port and pump interval too)."""
 
     redis_url: str = "redis://localhost:6379/0"
+    rq_redis_url: str | None = None  # RQ's queues and jobs; None: those of redis_url (`rq_url`)
     redis_timeout_seconds: float = 1.0  # the longest a delivery waits for Redis before a 503; tools wait ≥ 5 s
     log_format: str = "auto"  # "json", "console" or "auto" (console on a TTY)
     metrics_port: int = 9100  # a worker's Prometheus port; 0: off
@@ -61,6 +59,11 @@ class ProcessSettings:
     redis_socket_timeout_seconds: float = 10.0  # the longest a worker's or a command's Redis call waits
     worker_ttl_seconds: int = 60  # a worker's RQ registration; RQ blocks on its queues 15 s less than this
     worker_shutdown_grace_seconds: float = 20.0  # after SIGTERM a worker exits within this, Redis or not
+
+    @property
+    def rq_url(self) -> str:
+        """The Redis of RQ's queues and jobs: RQ_REDIS_URL, else REDIS_URL."""
+        return self.rq_redis_url or self.redis_url
 
 
 @dataclass(frozen=True)
@@ -221,21 +224,31 @@ def _choice(*allowed: str) -> Parser:
     return parse
 
 
+URL_FORMS = ("a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL such as "
+             "redis://localhost:6379/0 or redis+sentinel://host1:26379,host2:26379/mymaster/0")
+
+
 def _redis_url(key: str, raw: str) -> str:
-    """A URL redis-py can connect with (parsed as it parses it: scheme, host, port, database)."""
+    """A URL `plugwatch.redis_urls` parses (a plain one as redis-py parses it: scheme, host, port, database)."""
     try:
-        parse_url(raw)  # type: ignore[no-untyped-call]  # redis-py parses it so when it connects
+        redis_urls.parse(raw)
     except ValueError as error:
-        shown = shown_redis_url(raw)
         detail = "" if "scheme" in str(error) else f": {error}"
-        raise SettingsError(f"{key} must be a redis://, rediss:// or unix:// URL such as "
-                            f"redis://localhost:6379/0, got {shown!r}{detail}") from None
+        raise SettingsError(f"{key} must be {URL_FORMS}, got {shown_redis_url(raw)!r}{detail}") from None
+    return raw
+
+
+def _rq_redis_url(key: str, raw: str) -> str:
+    """The Redis of RQ's queues: any URL of REDIS_URL's forms but a cluster (RQ cannot run on one)."""
+    if _redis_url(key, raw) and redis_urls.parse(raw).kind is redis_urls.Kind.CLUSTER:
+        raise SettingsError(f"{key} must not be a redis+cluster:// URL (RQ cannot run on Redis Cluster): "
+                            f"give RQ a Redis of its own (redis://, rediss://, unix:// or redis+sentinel://)")
     return raw
 
 
 def shown_redis_url(url: str) -> str:
     """`url` fit to print: a password in it replaced by `…`."""
-    return re.sub(r"//([^@/:]*):[^@/]*@", r"//\1:…@", url)
+    return redis_urls.shown(url)
 
 
 def _api_url(example: str) -> Parser:
@@ -300,6 +313,7 @@ class Variable:
 
 VARIABLES: tuple[Variable, ...] = (
     Variable("REDIS_URL", "process", "redis_url", _redis_url),
+    Variable("RQ_REDIS_URL", "process", "rq_redis_url", _rq_redis_url),
     Variable("PLUGWATCH_REDIS_TIMEOUT_SECONDS", "process", "redis_timeout_seconds", _number),
     Variable("PLUGWATCH_LOG_FORMAT", "process", "log_format", _choice(*LOG_FORMATS)),
     Variable("PLUGWATCH_METRICS_PORT", "process", "metrics_port", _port_or_off),
@@ -377,6 +391,7 @@ class Settings:
         if values["delivery"].get("downstream_urls") and "downstream_key" not in values["delivery"]:
             raise SettingsError("DOWNSTREAM_WEBHOOK_SECRET is required when DOWNSTREAM_WEBHOOK_URLS is set "
                                 "(unsigned delivery)")
+        _rq_needed(values["process"])
         _read_timeout_max(values["delivery"])
         _both_credentials(values["enode"])
         _dedupe_bucket(values["receiver"])
@@ -387,6 +402,15 @@ SECTIONS: dict[str, Callable[..., Any]] = {
     "process": ProcessSettings, "receiver": ReceiverSettings, "core": CoreSettings, "ingest": IngestSettings,
     "delivery": DeliverySettings, "enode": EnodeSettings,
 }
+
+
+def _rq_needed(process: dict[str, Any]) -> None:
+    """A cluster REDIS_URL needs RQ_REDIS_URL: RQ cannot run on Redis Cluster (rq/rq#1942)."""
+    url = process.get("redis_url", ProcessSettings.redis_url)
+    if redis_urls.parse(url).kind is redis_urls.Kind.CLUSTER and not process.get("rq_redis_url"):
+        raise SettingsError("RQ_REDIS_URL is required when REDIS_URL is a redis+cluster:// URL (RQ cannot run on "
+                            "Redis Cluster): give RQ a Redis of its own (redis://, rediss://, unix:// or "
+                            "redis+sentinel://)")
 
 
 def _read_timeout_max(delivery: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
+from plugwatch import redis_clients
 from plugwatch.logs import configure_logging
 from plugwatch.settings import Settings
 from plugwatch.startup import exit_on_bad_settings
@@ -45,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with exit_on_bad_settings("python -m receiver"):
         settings = Settings.from_env(os.environ)
+        redis_clients.check_startup(settings.process.redis_url, settings.process.rq_url)
     configure_logging(settings.process.log_format)
     open_files = raise_open_file_limit()
     limits = ConnectionLimits.of(settings, open_files)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
 import pytest
+import redis
 
-from plugwatch.settings import Settings, SettingsError
+from plugwatch.settings import URL_FORMS, Settings, SettingsError
+from simulator.redis_binary import find_redis_server
 from tests.conftest import TEST_DOWNSTREAM_SECRET, TEST_SECRET
 from tests.support.entry_points import ENTRY_POINTS
 from tests.support.servers import ROOT, Process, RedisServer, base_env, free_port, wait_until
@@ -96,8 +99,65 @@ def test_a_redis_url_that_is_no_url_is_refused_with_one_line_and_exit_2(program:
     process = Process(PROCESSES[program], env, tmp_path / "out.log").start()
     assert process.wait(timeout=60) == 2
     assert process.output().splitlines() == [
-        f"{program}: REDIS_URL must be a redis://, rediss:// or unix:// URL such as redis://localhost:6379/0, "
-        "got 'notaurl'"]
+        f"{program}: REDIS_URL must be {URL_FORMS}, got 'notaurl'"]
+
+
+SENTINEL_PROGRAMS = ["python -m worker", "python -m receiver", "receiver", "plugwatch"]
+
+
+def _refusal(program: str, env: dict[str, str], tmp_path: Path) -> list[str]:
+    process = Process(PROCESSES[program], base_env(ENODE_WEBHOOK_SECRET=TEST_SECRET, **env),
+                      tmp_path / f"{program.replace(' ', '_')}-{uuid.uuid4().hex[:8]}.log").start()
+    assert process.wait(timeout=60) == 2, process.output()
+    return process.output().splitlines()
+
+
+@pytest.mark.parametrize("program", SENTINEL_PROGRAMS)
+def test_a_cluster_redis_url_without_rq_redis_url_is_refused_naming_rq_redis_url(program: str,
+                                                                                tmp_path: Path) -> None:
+    lines = _refusal(program, {"REDIS_URL": "redis+cluster://127.0.0.1:1,127.0.0.1:2"}, tmp_path)
+    assert lines == [f"{program}: RQ_REDIS_URL is required when REDIS_URL is a redis+cluster:// URL (RQ cannot run "
+                     "on Redis Cluster): give RQ a Redis of its own (redis://, rediss://, unix:// or redis+sentinel://)"]
+
+
+def test_sentinels_none_of_which_answers_are_refused_at_start_up_naming_the_variable(tmp_path: Path) -> None:
+    nodes = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()},127.0.0.1:{free_port()}"  # nothing listens there
+    url = f"redis+sentinel://:hunter2@{nodes}/plugwatch/0"
+    for program in SENTINEL_PROGRAMS:
+        lines = _refusal(program, {"REDIS_URL": url}, tmp_path)
+        assert lines == [f"{program}: REDIS_URL: none of the sentinels {nodes} answers "
+                         f"(in redis+sentinel://:…@{nodes}/plugwatch/0)"]
+
+
+def test_sentinels_that_know_no_such_service_are_refused_at_start_up_naming_the_variable(tmp_path: Path) -> None:
+    binary = find_redis_server()
+    assert binary is not None
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {tmp_path}\n")  # monitors nothing
+    sentinel = subprocess.Popen([binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _answers(port), timeout=10, message="the sentinel did not start")
+        url = f"redis+sentinel://127.0.0.1:{port}/nosuch"
+        for program in SENTINEL_PROGRAMS:
+            lines = _refusal(program, {"REDIS_URL": url}, tmp_path)
+            assert lines == [f"{program}: REDIS_URL: the sentinels (127.0.0.1:{port}) know no service 'nosuch' "
+                             f"(in {url})"]
+        # the same for RQ's own Redis (beside a cluster REDIS_URL, the one case it may differ in this build)
+        lines = _refusal("plugwatch", {"REDIS_URL": "redis+cluster://127.0.0.1:1", "RQ_REDIS_URL": url}, tmp_path)
+        assert lines == [f"plugwatch: RQ_REDIS_URL: the sentinels (127.0.0.1:{port}) know no service 'nosuch' "
+                         f"(in {url})"]
+    finally:
+        sentinel.terminate()
+        sentinel.wait(timeout=10)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with redis.Redis(port=port, socket_timeout=0.5) as client:
+            return bool(client.ping())
+    except redis.RedisError:
+        return False
 
 
 PLUGWATCH = str(ROOT / ".venv" / "bin" / "plugwatch")

@@ -1,0 +1,121 @@
+"""What `REDIS_URL` and `RQ_REDIS_URL` may hold, parsed without I/O (`plugwatch.redis_clients` connects).
+
+    parse(url) -> RedisUrl          raises ValueError saying what is wrong (settings name the variable)
+    shown(url) -> str               the URL fit to print: a password replaced by `…`
+
+    redis://[user:password@]host[:port][/db]        one Redis (rediss://: over TLS; unix://[…@]/path[?db=n])
+    redis+sentinel://[user:password@]host:port[,host:port…]/<service-name>[/<db>]
+                                                    the primary of <service-name>, as the sentinels say, and
+                                                    followed across failovers (redis-py's SentinelConnectionPool)
+    redis+cluster://[user:password@]host:port[,host:port…]
+                                                    the seed nodes of a Redis Cluster (database 0 only)
+
+The credentials of a sentinel URL are those of the Redis servers behind the service (primary and replicas);
+sentinels that want their own are given them as `?sentinel_username=…&sentinel_password=…` (redis-py's and
+rq-dashboard's habit). A port left out is 26379 for a sentinel and 6379 for a cluster node. The query of a
+plain URL is redis-py's (e.g. `?ssl_cert_reqs=none`); a sentinel or cluster URL takes no other query.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from redis.connection import parse_url as parse_plain_url
+
+SENTINEL_SCHEME = "redis+sentinel"
+CLUSTER_SCHEME = "redis+cluster"
+PLAIN_SCHEMES = ("redis", "rediss", "unix")
+SENTINEL_PORT = 26379
+CLUSTER_PORT = 6379
+_SENTINEL_QUERY = frozenset({"sentinel_username", "sentinel_password"})
+
+
+class Kind(enum.Enum):
+    PLAIN = "plain"  # redis://, rediss://, unix://: one server
+    SENTINEL = "sentinel"
+    CLUSTER = "cluster"
+
+
+@dataclass(frozen=True)
+class RedisUrl:
+    url: str  # as given
+    kind: Kind
+    nodes: tuple[tuple[str, int], ...] = ()  # the sentinels, or the cluster's seed nodes
+    service: str = ""  # the sentinels' name for the primary
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+
+    @property
+    def shown(self) -> str:
+        return shown(self.url)
+
+    @property
+    def nodes_text(self) -> str:
+        return ",".join(f"{host}:{port}" for host, port in self.nodes)
+
+
+def shown(url: str) -> str:
+    """`url` fit to print: a password in it replaced by `…`."""
+    return re.sub(r"//([^@/:]*):[^@/]*@", r"//\1:…@", url)
+
+
+def parse(url: str) -> RedisUrl:
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme in PLAIN_SCHEMES:
+        parse_plain_url(url)  # type: ignore[no-untyped-call]  # as redis-py parses it when it connects
+        return RedisUrl(url, Kind.PLAIN)
+    if scheme == SENTINEL_SCHEME:
+        return _multi_node(url, Kind.SENTINEL, SENTINEL_PORT)
+    if scheme == CLUSTER_SCHEME:
+        return _multi_node(url, Kind.CLUSTER, CLUSTER_PORT)
+    raise ValueError("unknown scheme")
+
+
+def _multi_node(url: str, kind: Kind, default_port: int) -> RedisUrl:
+    parts = urlsplit(url)
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    username, password = _credentials(userinfo)
+    nodes = tuple(_node(text, default_port) for text in hostlist.split(","))
+    query = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
+    allowed = _SENTINEL_QUERY if kind is Kind.SENTINEL else frozenset()
+    if unknown := sorted(set(query) - allowed):
+        raise ValueError(f"unknown query option {unknown[0]!r}" + (
+            " (only sentinel_username, sentinel_password)" if allowed else " (none is taken)"))
+    if parts.fragment:
+        raise ValueError("a URL fragment (#…) is not taken")
+    path = [unquote(segment) for segment in parts.path.split("/")[1:]]
+    if kind is Kind.CLUSTER:
+        if any(path) and path != ["0"]:
+            raise ValueError("a cluster has database 0 only: no path after the nodes")
+        return RedisUrl(url, kind, nodes, username=username, password=password)
+    if not path or not path[0]:
+        raise ValueError("the service name is missing: …/<service-name>[/<db>] after the sentinels")
+    if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError("after the service name only a database number may follow: …/<service-name>/<db>")
+    return RedisUrl(url, kind, nodes, service=path[0], db=int(path[1]) if len(path) == 2 else 0,
+                    username=username, password=password, sentinel_username=query.get("sentinel_username") or None,
+                    sentinel_password=query.get("sentinel_password") or None)
+
+
+def _credentials(userinfo: str) -> tuple[str | None, str | None]:
+    if not userinfo:
+        return None, None
+    username, colon, password = userinfo.partition(":")
+    return unquote(username) or None, unquote(password) if colon and password else None
+
+
+def _node(text: str, default_port: int) -> tuple[str, int]:
+    """`host[:port]` or `[v6]:port` of one node."""
+    match = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]/?#\s]+)(?::(\d*))?", text)
+    if not match:
+        raise ValueError(f"{text!r} is no host:port" if text else "a node's host:port is missing")
+    host, port = match.group(1).strip("[]"), match.group(2)
+    if port is not None and not (port.isdigit() and 0 < int(port) <= 65535):
+        raise ValueError(f"{text!r} has no valid port")
+    return host, int(port) if port else default_port
