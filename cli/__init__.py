@@ -39,7 +39,7 @@ class _Main(click.Group):
         # One line, no traceback: unusable configuration exits 2, a Redis down (or failing) exits 1.
         with exit_on_bad_settings("plugwatch"):
             redis_url = read(os.environ, "REDIS_URL")
-            redis_clients.check_startup(redis_url, read(os.environ, "RQ_REDIS_URL"))
+            redis_clients.check_startup(redis_url)
             with exit_on_redis_failure("plugwatch", redis_url):
                 try:
                     return super().invoke(ctx)

@@ -31,6 +31,7 @@ INGEST_STREAM = f"{PREFIX}:ingest"  # fields: d (delivery id), b (raw body bytes
 # and q (the quarantine entry id) on replays
 INGEST_GROUP = "ingest"
 INGEST_ARMED = f"{PREFIX}:ingest:armed"  # set while a drain job is queued or running
+ACK_MARK = f"{PREFIX}:ingest:ack"  # written before each WAIT of PLUGWATCH_ACK_REPLICAS (receiver.batching)
 DEDUPE_MARKS = f"{PREFIX}:marks"  # hash: per live bucket its shard generations and mark count; and the
 # prefix of the mark hashes `:<bucket>:<bits>:<shard>` (plugwatch.dedupe_marks)
 DEDUPE_PREFIX = f"{PREFIX}:dedupe:"  # + delivery id -> the body's digest: the previous version's marks, read

@@ -39,7 +39,7 @@ blackhole, so the worker uses `PLUGWATCH_WORKER_TTL_SECONDS` (default 60: block 
 from __future__ import annotations
 
 import socket
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlencode
 
 import redis
@@ -94,11 +94,6 @@ def _primary_options(target: RedisUrl, retry: object) -> dict[str, Any]:
     return {"db": target.db, "username": target.username, "password": target.password, "retry": retry}
 
 
-def _unsupported(target: RedisUrl) -> NoReturn:
-    raise SettingsError(f"{target.shown}: a redis+cluster:// URL names a Redis Cluster, which this build of "
-                        "plugwatch cannot connect to yet")
-
-
 def connect(url: str, *, socket_timeout: float, connect_timeout: float | None = None,
             retries: int = RETRIES) -> redis.Redis:
     """A sync client for `url` (the other functions are this with plugwatch's numbers); a sentinel URL's
@@ -113,8 +108,6 @@ def connect(url: str, *, socket_timeout: float, connect_timeout: float | None = 
         client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
             target.service, redis_class=redis.Redis, **_primary_options(target, retry))
         return client
-    if target.kind is Kind.CLUSTER:
-        _unsupported(target)
     return redis.Redis.from_url(url, retry=retry, **options)
 
 
@@ -129,8 +122,6 @@ def connect_async(url: str, *, socket_timeout: float, retries: int = RETRIES) ->
             target.nodes, sentinel_kwargs=sentinel_options, **options)
         return sentinel.master_for(target.service, redis_class=redis.asyncio.Redis,  # type: ignore[no-any-return]
                                    **_primary_options(target, retry))
-    if target.kind is Kind.CLUSTER:
-        _unsupported(target)
     return redis.asyncio.Redis.from_url(url, retry=retry, **options)
 
 
@@ -160,15 +151,9 @@ def check_sentinels(variable: str, url: str, timeout: float = SENTINEL_TIMEOUT_S
                         f"{target.service!r} (in {target.shown})")
 
 
-def check_startup(redis_url: str, rq_url: str | None = None) -> None:
-    """At a process's start: `check_sentinels` for REDIS_URL and for RQ_REDIS_URL if that is another URL;
-    `SettingsError` naming the variable."""
+def check_startup(redis_url: str) -> None:
+    """At a process's start: `check_sentinels` for REDIS_URL (`SettingsError` naming it)."""
     check_sentinels("REDIS_URL", redis_url)
-    if rq_url and rq_url != redis_url:
-        if redis_urls.parse(redis_url).kind is not Kind.CLUSTER:
-            raise SettingsError("RQ_REDIS_URL: RQ on a Redis other than REDIS_URL's is taken only beside a "
-                                "redis+cluster:// REDIS_URL in this build; leave RQ_REDIS_URL unset")
-        check_sentinels("RQ_REDIS_URL", rq_url)
 
 
 def receiver_async(settings: Settings) -> redis.asyncio.Redis:
@@ -193,7 +178,7 @@ def rq_dequeue_timeout(settings: Settings) -> int:
 def rq(settings: Settings) -> redis.Redis:
     """RQ's connection in a worker: a socket timeout just beyond its blocking dequeue, no retries."""
     process = settings.process
-    return connect(process.rq_url, socket_timeout=rq_dequeue_timeout(settings) + RQ_SOCKET_MARGIN_SECONDS,
+    return connect(process.redis_url, socket_timeout=rq_dequeue_timeout(settings) + RQ_SOCKET_MARGIN_SECONDS,
                    connect_timeout=min(process.redis_socket_timeout_seconds, MIN_COMMAND_TIMEOUT_SECONDS),
                    retries=0)
 
@@ -212,7 +197,10 @@ def probe(url: str, timeout: float) -> redis.Redis:
 
 def dashboard_url(url: str, timeout: float = MIN_COMMAND_TIMEOUT_SECONDS) -> str:
     """`url` with the timeouts, keepalive and health check in its query (rq-dashboard builds its own client
-    from a URL; redis-py reads these query arguments; no retries there, and no keepalive options)."""
+    from a URL; redis-py reads these query arguments; no retries there, and no keepalive options). A sentinel
+    URL is given as it is: rq-dashboard parses `redis+sentinel://` itself."""
+    if redis_urls.parse(url).kind is Kind.SENTINEL:
+        return url
     query = urlencode({"socket_timeout": timeout, "socket_connect_timeout": timeout, "socket_keepalive": "true",
                        "health_check_interval": HEALTH_CHECK_SECONDS})
     return f"{url}{'&' if '?' in url else '?'}{query}"

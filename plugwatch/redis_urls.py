@@ -1,4 +1,4 @@
-"""What `REDIS_URL` and `RQ_REDIS_URL` may hold, parsed without I/O (`plugwatch.redis_clients` connects).
+"""What `REDIS_URL` may hold, parsed without I/O (`plugwatch.redis_clients` connects).
 
     parse(url) -> RedisUrl          raises ValueError saying what is wrong (settings name the variable)
     shown(url) -> str               the URL fit to print: a password replaced by `…`
@@ -7,13 +7,14 @@
     redis+sentinel://[user:password@]host:port[,host:port…]/<service-name>[/<db>]
                                                     the primary of <service-name>, as the sentinels say, and
                                                     followed across failovers (redis-py's SentinelConnectionPool)
-    redis+cluster://[user:password@]host:port[,host:port…]
-                                                    the seed nodes of a Redis Cluster (database 0 only)
+
+Redis Cluster (`redis+cluster://`) is refused: this version keeps every Lua call's keys on one Redis
+(partitioning by user is not built yet).
 
 The credentials of a sentinel URL are those of the Redis servers behind the service (primary and replicas);
 sentinels that want their own are given them as `?sentinel_username=…&sentinel_password=…` (redis-py's and
-rq-dashboard's habit). A port left out is 26379 for a sentinel and 6379 for a cluster node. The query of a
-plain URL is redis-py's (e.g. `?ssl_cert_reqs=none`); a sentinel or cluster URL takes no other query.
+rq-dashboard's habit). A port left out is 26379. The query of a plain URL is redis-py's (e.g. `?ssl_cert_reqs=none`); a
+sentinel URL takes no other query.
 """
 
 from __future__ import annotations
@@ -26,24 +27,22 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from redis.connection import parse_url as parse_plain_url
 
 SENTINEL_SCHEME = "redis+sentinel"
-CLUSTER_SCHEME = "redis+cluster"
+CLUSTER_SCHEME = "redis+cluster"  # refused, by name
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_PORT = 26379
-CLUSTER_PORT = 6379
 _SENTINEL_QUERY = frozenset({"sentinel_username", "sentinel_password"})
 
 
 class Kind(enum.Enum):
     PLAIN = "plain"  # redis://, rediss://, unix://: one server
     SENTINEL = "sentinel"
-    CLUSTER = "cluster"
 
 
 @dataclass(frozen=True)
 class RedisUrl:
     url: str  # as given
     kind: Kind
-    nodes: tuple[tuple[str, int], ...] = ()  # the sentinels, or the cluster's seed nodes
+    nodes: tuple[tuple[str, int], ...] = ()  # the sentinels
     service: str = ""  # the sentinels' name for the primary
     db: int = 0
     username: str | None = None
@@ -71,34 +70,28 @@ def parse(url: str) -> RedisUrl:
         parse_plain_url(url)  # type: ignore[no-untyped-call]  # as redis-py parses it when it connects
         return RedisUrl(url, Kind.PLAIN)
     if scheme == SENTINEL_SCHEME:
-        return _multi_node(url, Kind.SENTINEL, SENTINEL_PORT)
+        return _sentinels(url)
     if scheme == CLUSTER_SCHEME:
-        return _multi_node(url, Kind.CLUSTER, CLUSTER_PORT)
+        raise ValueError("Redis Cluster is not supported by this version (one Redis, or Sentinel)")
     raise ValueError("unknown scheme")
 
 
-def _multi_node(url: str, kind: Kind, default_port: int) -> RedisUrl:
+def _sentinels(url: str) -> RedisUrl:
     parts = urlsplit(url)
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     username, password = _credentials(userinfo)
-    nodes = tuple(_node(text, default_port) for text in hostlist.split(","))
+    nodes = tuple(_node(text, SENTINEL_PORT) for text in hostlist.split(","))
     query = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
-    allowed = _SENTINEL_QUERY if kind is Kind.SENTINEL else frozenset()
-    if unknown := sorted(set(query) - allowed):
-        raise ValueError(f"unknown query option {unknown[0]!r}" + (
-            " (only sentinel_username, sentinel_password)" if allowed else " (none is taken)"))
+    if unknown := sorted(set(query) - _SENTINEL_QUERY):
+        raise ValueError(f"unknown query option {unknown[0]!r} (only sentinel_username, sentinel_password)")
     if parts.fragment:
         raise ValueError("a URL fragment (#…) is not taken")
     path = [unquote(segment) for segment in parts.path.split("/")[1:]]
-    if kind is Kind.CLUSTER:
-        if any(path) and path != ["0"]:
-            raise ValueError("a cluster has database 0 only: no path after the nodes")
-        return RedisUrl(url, kind, nodes, username=username, password=password)
     if not path or not path[0]:
         raise ValueError("the service name is missing: …/<service-name>[/<db>] after the sentinels")
     if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
         raise ValueError("after the service name only a database number may follow: …/<service-name>/<db>")
-    return RedisUrl(url, kind, nodes, service=path[0], db=int(path[1]) if len(path) == 2 else 0,
+    return RedisUrl(url, Kind.SENTINEL, nodes, service=path[0], db=int(path[1]) if len(path) == 2 else 0,
                     username=username, password=password, sentinel_username=query.get("sentinel_username") or None,
                     sentinel_password=query.get("sentinel_password") or None)
 

@@ -51,7 +51,6 @@ class ProcessSettings:
     """What every process is run with (the worker's metrics port and pump interval too)."""
 
     redis_url: str = "redis://localhost:6379/0"
-    rq_redis_url: str | None = None  # RQ's queues and jobs; None: those of redis_url (`rq_url`)
     redis_timeout_seconds: float = 1.0  # the longest a delivery waits for Redis before a 503; tools wait ≥ 5 s
     log_format: str = "auto"  # "json", "console" or "auto" (console on a TTY)
     metrics_port: int = 9100  # a worker's Prometheus port; 0: off
@@ -59,11 +58,6 @@ class ProcessSettings:
     redis_socket_timeout_seconds: float = 10.0  # the longest a worker's or a command's Redis call waits
     worker_ttl_seconds: int = 60  # a worker's RQ registration; RQ blocks on its queues 15 s less than this
     worker_shutdown_grace_seconds: float = 20.0  # after SIGTERM a worker exits within this, Redis or not
-
-    @property
-    def rq_url(self) -> str:
-        """The Redis of RQ's queues and jobs: RQ_REDIS_URL, else REDIS_URL."""
-        return self.rq_redis_url or self.redis_url
 
 
 @dataclass(frozen=True)
@@ -77,6 +71,8 @@ class ReceiverSettings:
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 30.0
     max_connections: int = 2048
+    # Replicas that must hold a delivery (Redis WAIT) before it is answered 200; 0: the primary's word is enough
+    ack_replicas: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,6 +185,16 @@ def _count(key: str, raw: str) -> int:
     return int(_number(key, raw))
 
 
+def _whole_or_zero(key: str, raw: str) -> int:
+    """A whole number >= 0."""
+    if raw.strip() in ("0", "0.0"):
+        return 0
+    try:
+        return _whole(key, raw)
+    except SettingsError:
+        raise SettingsError(f"{key} must be a whole number >= 0, got {raw!r}") from None
+
+
 def _ms(key: str, raw: str) -> int:
     return int(1000 * _number(key, raw))
 
@@ -224,7 +230,7 @@ def _choice(*allowed: str) -> Parser:
     return parse
 
 
-URL_FORMS = ("a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL such as "
+URL_FORMS = ("a redis://, rediss://, unix:// or redis+sentinel:// URL such as "
              "redis://localhost:6379/0 or redis+sentinel://host1:26379,host2:26379/mymaster/0")
 
 
@@ -235,14 +241,6 @@ def _redis_url(key: str, raw: str) -> str:
     except ValueError as error:
         detail = "" if "scheme" in str(error) else f": {error}"
         raise SettingsError(f"{key} must be {URL_FORMS}, got {shown_redis_url(raw)!r}{detail}") from None
-    return raw
-
-
-def _rq_redis_url(key: str, raw: str) -> str:
-    """The Redis of RQ's queues: any URL of REDIS_URL's forms but a cluster (RQ cannot run on one)."""
-    if _redis_url(key, raw) and redis_urls.parse(raw).kind is redis_urls.Kind.CLUSTER:
-        raise SettingsError(f"{key} must not be a redis+cluster:// URL (RQ cannot run on Redis Cluster): "
-                            f"give RQ a Redis of its own (redis://, rediss://, unix:// or redis+sentinel://)")
     return raw
 
 
@@ -313,7 +311,6 @@ class Variable:
 
 VARIABLES: tuple[Variable, ...] = (
     Variable("REDIS_URL", "process", "redis_url", _redis_url),
-    Variable("RQ_REDIS_URL", "process", "rq_redis_url", _rq_redis_url),
     Variable("PLUGWATCH_REDIS_TIMEOUT_SECONDS", "process", "redis_timeout_seconds", _number),
     Variable("PLUGWATCH_LOG_FORMAT", "process", "log_format", _choice(*LOG_FORMATS)),
     Variable("PLUGWATCH_METRICS_PORT", "process", "metrics_port", _port_or_off),
@@ -326,6 +323,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PLUGWATCH_MAX_BODY_BYTES", "receiver", "max_body_bytes", _whole),
     Variable("PLUGWATCH_DEDUPE_TTL_SECONDS", "receiver", "dedupe_ttl_seconds", _whole),
     Variable("PLUGWATCH_DEDUPE_BUCKET_SECONDS", "receiver", "dedupe_bucket_seconds", _whole),
+    Variable("PLUGWATCH_ACK_REPLICAS", "receiver", "ack_replicas", _whole_or_zero),
     Variable("PLUGWATCH_RECEIVER_HEADER_TIMEOUT_SECONDS", "receiver", "header_timeout_seconds", _number),
     Variable("PLUGWATCH_RECEIVER_BODY_TIMEOUT_SECONDS", "receiver", "body_timeout_seconds", _number),
     Variable("PLUGWATCH_RECEIVER_MAX_CONNECTIONS", "receiver", "max_connections", _whole),
@@ -391,7 +389,6 @@ class Settings:
         if values["delivery"].get("downstream_urls") and "downstream_key" not in values["delivery"]:
             raise SettingsError("DOWNSTREAM_WEBHOOK_SECRET is required when DOWNSTREAM_WEBHOOK_URLS is set "
                                 "(unsigned delivery)")
-        _rq_needed(values["process"])
         _read_timeout_max(values["delivery"])
         _both_credentials(values["enode"])
         _dedupe_bucket(values["receiver"])
@@ -402,15 +399,6 @@ SECTIONS: dict[str, Callable[..., Any]] = {
     "process": ProcessSettings, "receiver": ReceiverSettings, "core": CoreSettings, "ingest": IngestSettings,
     "delivery": DeliverySettings, "enode": EnodeSettings,
 }
-
-
-def _rq_needed(process: dict[str, Any]) -> None:
-    """A cluster REDIS_URL needs RQ_REDIS_URL: RQ cannot run on Redis Cluster (rq/rq#1942)."""
-    url = process.get("redis_url", ProcessSettings.redis_url)
-    if redis_urls.parse(url).kind is redis_urls.Kind.CLUSTER and not process.get("rq_redis_url"):
-        raise SettingsError("RQ_REDIS_URL is required when REDIS_URL is a redis+cluster:// URL (RQ cannot run on "
-                            "Redis Cluster): give RQ a Redis of its own (redis://, rediss://, unix:// or "
-                            "redis+sentinel://)")
 
 
 def _read_timeout_max(delivery: dict[str, Any]) -> None:

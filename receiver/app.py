@@ -106,6 +106,6 @@ def app_from_env() -> WebhookFastPath:
     """uvicorn's factory: settings from the environment (unusable: one line, exit 2), logging configured once."""
     with exit_on_bad_settings("receiver"):
         settings = Settings.from_env(os.environ)
-        redis_clients.check_startup(settings.process.redis_url, settings.process.rq_url)
+        redis_clients.check_startup(settings.process.redis_url)
     configure_logging(settings.process.log_format)
     return create_app(settings)

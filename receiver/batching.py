@@ -11,6 +11,15 @@ safe to run twice).
 
     __call__ ─▶ pending ─▶ _flush: take a batch ─▶ _run (write, read every reply; within `timeout`)
                                                     └─▶ the batch's writes are acknowledged ─▶ answer each caller
+                                                    └─▶ with `replicas` > 0: SET a mark, WAIT ─▶ answer each caller
+                                                        (fewer replicas within `timeout`: NotReplicated for each)
+
+Acknowledged means replicated (`PLUGWATCH_ACK_REPLICAS`). Redis' WAIT counts the replicas holding everything
+*this connection* wrote, and a duplicate's script writes nothing, so before each WAIT the batch writes one small
+key (`keys.ACK_MARK`): replicas acknowledging that write hold every write the primary made before it (the
+replication stream is one ordered stream), among them the first attempt of a delivery this batch found to be
+a duplicate. So a retry of a delivery whose first attempt was answered 503 (not confirmed) is answered 200 only
+once that first attempt is on the replicas; if a failover lost it, the retry is no duplicate and is stored.
 """
 
 from __future__ import annotations
@@ -41,11 +50,25 @@ class _Call:
     future: asyncio.Future[Any] = field(repr=False)
 
 
+ACK_MARK_TTL_MS = 60_000
+
+
+class NotReplicated(redis.RedisError):
+    """The script ran on the primary (`reply`) but fewer than the wanted replicas confirmed it in time."""
+
+    def __init__(self, reply: Any, acknowledged: int, wanted: int) -> None:
+        super().__init__(f"{acknowledged} of {wanted} replicas acknowledged the write within the budget")
+        self.reply = reply
+
+
 class ScriptBatcher:
     def __init__(self, connection: redis.asyncio.Redis, script: str, *, timeout: float, deadline: float | None = None,
-                 max_batch: int = 128, max_batch_bytes: int = 4 * 1024 * 1024) -> None:
-        """`timeout`: for one batch's round trip; `deadline`: a call gives up (TimeoutError) after this long
-        in all, however long the queue of batches before it (None: it waits for its batch)."""
+                 max_batch: int = 128, max_batch_bytes: int = 4 * 1024 * 1024, replicas: int = 0,
+                 ack_mark: str = "") -> None:
+        """`timeout`: for one batch's round trip (and its WAIT); `deadline`: a call gives up (TimeoutError)
+        after this long in all, however long the queue of batches before it (None: it waits for its batch);
+        `replicas` > 0: a reply is given only once that many replicas hold the batch (`ack_mark` is written
+        before each WAIT)."""
         self._connection = connection
         self._script = script
         self._sha = hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
@@ -56,6 +79,8 @@ class ScriptBatcher:
         self._pending: list[_Call] = []
         self._flusher: asyncio.Task[None] | None = None
         self._link: AbstractConnection | None = None  # the batches' own connection, from the client's pool
+        self._replicas = replicas
+        self._ack_mark = ack_mark
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """The script's reply; raises what Redis raised (cancel the await to give up waiting)."""
@@ -78,10 +103,14 @@ class ScriptBatcher:
             if not batch:
                 continue
             try:
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(self._timeout) as budget:
                     replies = await self._run(batch)
-                    # Here every write of the batch is acknowledged by the Redis it was sent to: what must
-                    # also hold before any caller hears of it (e.g. replicas' acknowledgement) goes here.
+                    # Here every write of the batch is acknowledged by the Redis it was sent to.
+                    if self._replicas:
+                        acknowledged = await self._replicated(budget.when())
+                        if acknowledged < self._replicas:
+                            replies = [reply if isinstance(reply, BaseException) else
+                                       NotReplicated(reply, acknowledged, self._replicas) for reply in replies]
             except Exception as error:  # every waiter must hear of it, whatever it is
                 failure = error if isinstance(error, redis.RedisError | OSError | TimeoutError) else (
                     redis.RedisError(f"ingest batch failed: {error!r}"))
@@ -114,18 +143,38 @@ class ScriptBatcher:
                 replies[i] = reply
         return replies
 
+    async def _replicated(self, until: float | None) -> int:
+        """How many replicas hold everything written before now (SET the ack mark, WAIT until about `until`)."""
+        left = (until - asyncio.get_running_loop().time()) if until is not None else self._timeout
+        wait_ms = max(1, int(left * 1000) - 20)  # WAIT 0 would wait for ever; 20 ms left to read its answer
+        commands = [hiredis.pack_command(cast(Any, ("SET", self._ack_mark, b"1", "PX", ACK_MARK_TTL_MS))),
+                    hiredis.pack_command(cast(Any, ("WAIT", self._replicas, wait_ms)))]
+        link = await self._own_link()
+        replies = await link.retry.call_with_retry(lambda: _exchange(link, commands), lambda _: link.disconnect())
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return int(replies[1])
+
+    async def _own_link(self) -> AbstractConnection:
+        if self._link is None:  # kept, never released (the client's aclose() disconnects it with the pool)
+            self._link = await self._connection.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+        return self._link
+
     async def _pipeline(self, batch: list[_Call]) -> list[Any]:
         """One write of the batch's EVALSHAs and their replies in order (an error reply in its place), with
         the client's retry policy (a refused or reset connection: reconnect and send the batch again)."""
         commands = [hiredis.pack_command(cast(Any, ("EVALSHA", self._sha, len(call.keys), *call.keys, *call.args)))
                     for call in batch]  # (hiredis' stub types its argument as a 1-tuple)
-        if self._link is None:  # kept, never released (the client's aclose() disconnects it with the pool)
-            self._link = await self._connection.connection_pool.get_connection()  # type: ignore[no-untyped-call]
-        link = self._link
+        link = await self._own_link()
         return await link.retry.call_with_retry(lambda: _exchange(link, commands), lambda _: link.disconnect())
 
 
 async def _exchange(link: AbstractConnection, commands: list[bytes]) -> list[Any]:
+    if not link.is_connected:
+        # connect() first: send_packed_command alone reconnects to the address the link had, where a
+        # Sentinel-managed link must ask the sentinels for the primary again (after a failover).
+        await link.connect()  # type: ignore[no-untyped-call]
     await link.send_packed_command(commands)
     replies: list[Any] = []
     for _ in commands:

@@ -5,6 +5,8 @@
     classify (an odd body: in the threadpool) ─▶ ONE Lua call (dedupe + ingest/quarantine/heartbeat + arm) ─▶ 200
                 (script calls of concurrent deliveries share one pipelined round trip: receiver.batching)
     Redis error or no answer within the budget ─▶ 503 (nothing marked as seen: Enode's retry is accepted)
+    PLUGWATCH_ACK_REPLICAS=N and fewer replicas confirm the write within the budget ─▶ 503 (stored on the
+                primary; the retry is answered 200 once the replicas hold it, or stored anew if a failover lost it)
 
 If this request armed the drain, the RQ job is enqueued after the response (threadpool, sync client);
 a failure there is logged and left to the worker's pump: the delivery is already in the stream.
@@ -23,11 +25,11 @@ import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from plugwatch import dedupe_marks, ingest_arming
+from plugwatch import dedupe_marks, ingest_arming, keys
 from plugwatch import ingest_protocol as ingest
 from plugwatch.enode_signature import SignatureFailure, check_header, verify
 from plugwatch.settings import Settings
-from receiver.batching import ScriptBatcher
+from receiver.batching import NotReplicated, ScriptBatcher
 from receiver.connections import CUT_SCOPE_KEY
 from receiver.handled_log import HandledLog
 from receiver.metrics import Outcome, ReceiverMetrics
@@ -104,7 +106,8 @@ class WebhookEndpoint:
         # pipelines), and a call that gave up before its pipeline was sent is never sent.
         self._redis_timeout = settings.process.redis_timeout_seconds
         self._script = ScriptBatcher(connection, ingest.INGEST_LUA, timeout=self._redis_timeout / 2,
-                                     deadline=self._redis_timeout)
+                                     deadline=self._redis_timeout, replicas=settings.receiver.ack_replicas,
+                                     ack_mark=keys.ACK_MARK)
         self._sync_connection = sync_connection
         self._metrics = metrics
         self._requests = {outcome: metrics.requests.labels(outcome.value) for outcome in Outcome}
@@ -156,6 +159,10 @@ class WebhookEndpoint:
         started = time.perf_counter()
         try:
             reply = await self._script(script_keys, args)
+        except NotReplicated as error:  # stored on the primary only: 503, Enode's retry waits for the replicas
+            log.warning("delivery.not_replicated", delivery_id=delivery_id, error=str(error))
+            armed = ingest.result_of(error.reply) is ingest.IngestResult.ARMED
+            return Handled(Outcome.UNAVAILABLE, delivery_id, batch.events, armed=armed)
         except (redis.RedisError, OSError, TimeoutError) as error:
             log.warning("delivery.store_failed", delivery_id=delivery_id, error=repr(error))
             return Handled(Outcome.UNAVAILABLE, delivery_id, batch.events)

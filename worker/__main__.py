@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with exit_on_bad_settings("python -m worker"):
         settings = Settings.from_env(os.environ, require_enode_secret=False)
-        redis_clients.check_startup(settings.process.redis_url, settings.process.rq_url)
+        redis_clients.check_startup(settings.process.redis_url)
         context = bootstrap(settings)
     configure_logging(settings.process.log_format)
     _wait_for_redis(context, settings)

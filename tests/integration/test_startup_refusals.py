@@ -113,11 +113,10 @@ def _refusal(program: str, env: dict[str, str], tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("program", SENTINEL_PROGRAMS)
-def test_a_cluster_redis_url_without_rq_redis_url_is_refused_naming_rq_redis_url(program: str,
-                                                                                tmp_path: Path) -> None:
+def test_a_cluster_redis_url_is_refused_in_one_line(program: str, tmp_path: Path) -> None:
     lines = _refusal(program, {"REDIS_URL": "redis+cluster://127.0.0.1:1,127.0.0.1:2"}, tmp_path)
-    assert lines == [f"{program}: RQ_REDIS_URL is required when REDIS_URL is a redis+cluster:// URL (RQ cannot run "
-                     "on Redis Cluster): give RQ a Redis of its own (redis://, rediss://, unix:// or redis+sentinel://)"]
+    assert lines == [f"{program}: REDIS_URL must be {URL_FORMS}, got 'redis+cluster://127.0.0.1:1,127.0.0.1:2': "
+                     "Redis Cluster is not supported by this version (one Redis, or Sentinel)"]
 
 
 def test_sentinels_none_of_which_answers_are_refused_at_start_up_naming_the_variable(tmp_path: Path) -> None:
@@ -143,10 +142,6 @@ def test_sentinels_that_know_no_such_service_are_refused_at_start_up_naming_the_
             lines = _refusal(program, {"REDIS_URL": url}, tmp_path)
             assert lines == [f"{program}: REDIS_URL: the sentinels (127.0.0.1:{port}) know no service 'nosuch' "
                              f"(in {url})"]
-        # the same for RQ's own Redis (beside a cluster REDIS_URL, the one case it may differ in this build)
-        lines = _refusal("plugwatch", {"REDIS_URL": "redis+cluster://127.0.0.1:1", "RQ_REDIS_URL": url}, tmp_path)
-        assert lines == [f"plugwatch: RQ_REDIS_URL: the sentinels (127.0.0.1:{port}) know no service 'nosuch' "
-                         f"(in {url})"]
     finally:
         sentinel.terminate()
         sentinel.wait(timeout=10)

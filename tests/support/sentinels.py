@@ -4,6 +4,8 @@
         group.url                 redis+sentinel://127.0.0.1:p1,…/plugwatch/0
         group.kill_primary()      SIGKILL the current primary (the replica is promoted within ~1-2 s)
         group.primary_port()      what the sentinels say now
+        group.replica_in_sync()   the other server replicates the current primary
+        group.replicate_through_proxy()   the replica's link through a TcpProxy (blackhole it: a lagging replica)
 
 Sentinels run as `redis-server <conf> --sentinel` (Debian's `redis-sentinel` is only that binary under another
 name), with a short down-after and failover timeout so a failover takes a second or two, not a minute.
@@ -20,6 +22,7 @@ import redis
 
 from simulator.redis_binary import find_redis_server
 from tests.support.servers import RedisServer, free_port, wait_until
+from tests.support.tcp_proxy import TcpProxy
 
 SERVICE = "plugwatch"
 DOWN_AFTER_MS = 500
@@ -48,7 +51,7 @@ class SentinelGroup:
         self.replica.start()
         with self.replica.client() as client:
             client.execute_command("REPLICAOF", "127.0.0.1", str(self.primary.port))
-        wait_until(self._replica_in_sync, timeout=20, message="the replica did not sync")
+        wait_until(self.replica_in_sync, timeout=20, message="the replica did not sync")
         binary = find_redis_server()
         assert binary is not None
         for index, port in enumerate(self.sentinel_ports):
@@ -66,10 +69,17 @@ class SentinelGroup:
         wait_until(self._sentinels_agree, timeout=20, message="the sentinels did not find each other and the replica")
         return self
 
-    def _replica_in_sync(self) -> bool:
-        with self.replica.client() as client:
-            info = client.info("replication")
-        return info.get("master_link_status") == "up"
+    def replica_in_sync(self) -> bool:
+        """The server that is not the primary (as the sentinels say) is connected to it and in sync."""
+        primary = self.primary_port() or self.primary.port
+        replica = self.replica if primary == self.primary.port else self.primary
+        try:
+            with replica.client(socket_timeout=0.5) as client:
+                info = client.info("replication")
+        except redis.RedisError:
+            return False
+        return info.get("role") == "slave" and info.get("master_port") == primary and \
+            info.get("master_link_status") == "up"
 
     def _sentinels_agree(self) -> bool:
         for port in self.sentinel_ports:
@@ -93,6 +103,27 @@ class SentinelGroup:
 
     def current_primary(self) -> RedisServer:
         return self.primary if self.primary_port() == self.primary.port else self.replica
+
+    def replica_server(self) -> RedisServer:
+        return self.replica if self.current_primary() is self.primary else self.primary
+
+    def replicate_through_proxy(self) -> TcpProxy:
+        """Point the replica at the primary through a TCP proxy the test owns (started; close it after):
+        `blackhole()` makes the replica lag (nothing written meanwhile reaches it), `reset()` drops what the
+        proxy holds. SIGSTOPping the replica would not do: the kernel's socket buffers still take the stream
+        and hand it over when the replica resumes, even after the primary died."""
+        primary, replica = self.current_primary(), self.replica_server()
+        proxy = TcpProxy(("127.0.0.1", primary.port)).__enter__()
+        with replica.client() as client:
+            client.execute_command("REPLICAOF", "127.0.0.1", str(proxy.port))
+        wait_until(lambda: self._linked(replica, proxy.port), timeout=20, message="the replica did not resync")
+        return proxy
+
+    @staticmethod
+    def _linked(replica: RedisServer, port: int) -> bool:
+        with replica.client(socket_timeout=0.5) as client:
+            info = client.info("replication")
+        return info.get("master_port") == port and info.get("master_link_status") == "up"
 
     def kill_primary(self) -> RedisServer:
         """SIGKILL the primary; returns the server killed (the replica is promoted by the sentinels)."""

@@ -159,8 +159,8 @@ def test_enode_api_is_configured_with_both_credentials_and_one_alone_is_refused(
     ("redis://:hunter2@h:abc/0", "got 'redis://:…@h:abc/0': Port could not be cast"),
 ])
 def test_a_redis_url_redis_cannot_parse_is_refused_without_its_password(raw: str, problem: str) -> None:
-    with pytest.raises(SettingsError, match=r"^REDIS_URL must be a redis://, rediss://, unix://, redis\+sentinel:// "
-                                            r"or redis\+cluster:// URL") as refused:
+    with pytest.raises(SettingsError, match=r"^REDIS_URL must be a redis://, rediss://, unix:// or "
+                                            r"redis\+sentinel:// URL") as refused:
         Settings.from_env(env(REDIS_URL=raw))
     assert re.search(problem, str(refused.value)), refused.value
     assert "hunter2" not in str(refused.value)
@@ -197,21 +197,13 @@ def test_bad_action_memory_or_clock_skew_is_refused_by_name(key: str, value: str
 def test_a_sentinel_url_names_its_sentinels_service_database_and_credentials() -> None:
     url = "redis+sentinel://app:s%40cret@10.0.0.1:26380,sentinel-b,[::1]:26381/mymaster/3?sentinel_password=pw"
     settings = Settings.from_env(env(REDIS_URL=url))
-    assert settings.process.redis_url == settings.process.rq_url == url
+    assert settings.process.redis_url == url
     target = redis_urls.parse(url)
     assert target.kind is redis_urls.Kind.SENTINEL
     assert target.nodes == (("10.0.0.1", 26380), ("sentinel-b", 26379), ("::1", 26381))
     assert (target.service, target.db, target.username, target.password) == ("mymaster", 3, "app", "s@cret")
     assert (target.sentinel_username, target.sentinel_password) == (None, "pw")
     assert redis_urls.parse("redis+sentinel://h:1/svc").db == 0
-
-
-def test_a_cluster_url_names_its_seed_nodes() -> None:
-    target = redis_urls.parse("redis+cluster://:pw@n1:7000,n2:7001,n3")
-    assert target.kind is redis_urls.Kind.CLUSTER
-    assert target.nodes == (("n1", 7000), ("n2", 7001), ("n3", 6379))
-    assert (target.username, target.password, target.db) == (None, "pw", 0)
-    assert redis_urls.parse("redis+cluster://n1:7000/0").nodes == (("n1", 7000),)
 
 
 @pytest.mark.parametrize(("raw", "problem"), [
@@ -223,31 +215,12 @@ def test_a_cluster_url_names_its_seed_nodes() -> None:
     ("redis+sentinel://h1:26379,,h2/svc", "a node's host:port is missing"),
     ("redis+sentinel://:hunter2@h1:abc/svc", "'h1:abc' is no host:port"),
     ("redis+sentinel://h1/svc?socket_timeout=1", "unknown query option 'socket_timeout'"),
-    ("redis+cluster://n1:7000/3", "database 0 only"),
-    ("redis+cluster://n1:7000?x=1", "unknown query option 'x'"),
-    ("redis+cluster://", "a node's host:port is missing"),
+    ("redis+cluster://n1:7000,n2:7001", "Redis Cluster is not supported by this version"),
     ("redis+sentinels://h1/svc", "got 'redis\\+sentinels://h1/svc'$"),
 ])
-def test_an_unusable_sentinel_or_cluster_url_is_refused_naming_the_variable_and_the_problem(raw: str,
-                                                                                          problem: str) -> None:
-    for variable in ("REDIS_URL", "RQ_REDIS_URL"):
-        with pytest.raises(SettingsError, match=rf"^{variable} must be a redis://") as refused:
-            Settings.from_env(env(**{variable: raw}))
-        assert re.search(problem, str(refused.value)), refused.value
-        assert "hunter2" not in str(refused.value)
-
-
-def test_a_cluster_redis_url_needs_rq_redis_url_and_rq_redis_url_is_never_a_cluster() -> None:
-    cluster = "redis+cluster://n1:7000,n2:7001"
-    with pytest.raises(SettingsError, match=r"^RQ_REDIS_URL is required when REDIS_URL is a redis\+cluster:// URL"):
-        Settings.from_env(env(REDIS_URL=cluster))
-    settings = Settings.from_env(env(REDIS_URL=cluster, RQ_REDIS_URL="redis+sentinel://s1:26379/rq"))
-    assert (settings.process.redis_url, settings.process.rq_url) == (cluster, "redis+sentinel://s1:26379/rq")
-    with pytest.raises(SettingsError, match=r"^RQ_REDIS_URL must not be a redis\+cluster:// URL"):
-        Settings.from_env(env(RQ_REDIS_URL=cluster))
-
-
-def test_rq_redis_url_defaults_to_redis_url() -> None:
-    settings = Settings.from_env(env(REDIS_URL="rediss://h:6380/2"))
-    assert settings.process.rq_redis_url is None
-    assert settings.process.rq_url == "rediss://h:6380/2"
+def test_an_unusable_sentinel_or_a_cluster_url_is_refused_naming_the_variable_and_the_problem(raw: str,
+                                                                                            problem: str) -> None:
+    with pytest.raises(SettingsError, match=r"^REDIS_URL must be a redis://") as refused:
+        Settings.from_env(env(REDIS_URL=raw))
+    assert re.search(problem, str(refused.value)), refused.value
+    assert "hunter2" not in str(refused.value)
