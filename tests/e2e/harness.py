@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import itertools
 import sys
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -55,6 +56,21 @@ class System:
 
 def send(url: str, deliveries: Sequence[Delivery], **options: float) -> SendReport:
     return asyncio.run(send_all(url, TEST_SECRET, deliveries, SendOptions(**options)))  # type: ignore[arg-type]
+
+
+def send_in_background(url: str, deliveries: Sequence[Delivery], **options: float) -> Callable[[], SendReport]:
+    """`send` in order (one delivery in flight) from a background thread; the returned join() waits for its
+    report, and join.alive() says whether it is still sending."""
+    results: list[SendReport] = []
+    thread = threading.Thread(target=lambda: results.append(send(url, deliveries, concurrency=1, **options)))
+    thread.start()
+
+    def join() -> SendReport:
+        thread.join()
+        return results[0]
+
+    join.alive = thread.is_alive  # type: ignore[attr-defined]
+    return join
 
 
 def in_order(scenario: Scenario, **plan: object) -> list[Delivery]:

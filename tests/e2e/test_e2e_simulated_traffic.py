@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from plugwatch import signing
-from simulator.deliveries import Delivery
-from simulator.sender import SendReport
 from simulator.stories import build_scenario
 from simulator.truth import Expected, expected_events
 from tests.conftest import TEST_DOWNSTREAM_SECRET
@@ -34,6 +31,7 @@ from tests.e2e.harness import (
     per_user,
     reference_facts,
     send,
+    send_in_background,
     stored_facts,
     wait_for_events,
     wait_until_idle,
@@ -101,20 +99,6 @@ def test_shuffled_duplicated_traffic_keeps_the_invariants_and_ends_in_the_in_ord
     assert stored_facts(real_redis) == reference_facts(scenario)
 
 
-def _send_in_background(url: str, deliveries: list[Delivery], delay: float) -> Callable[[], SendReport]:
-    """Send in order (one delivery in flight), as the in-order test does, from a background thread."""
-    results: list[SendReport] = []
-    thread = threading.Thread(target=lambda: results.append(send(url, deliveries, delay=delay, concurrency=1)))
-    thread.start()
-
-    def join() -> SendReport:
-        thread.join()
-        return results[0]
-
-    join.alive = thread.is_alive  # type: ignore[attr-defined]
-    return join
-
-
 def _assert_exactly_the_ground_truth(client: redis.Redis, scenario_users: int, seed: int) -> None:
     """Fed in order, a crash or an outage in between must not change a single emitted event or stored fact."""
     scenario = build_scenario(scenario_users, seed=seed)
@@ -130,7 +114,7 @@ def test_workers_killed_during_the_run_lose_and_duplicate_nothing(
 ) -> None:
     scenario = build_scenario(300, seed=3)
     deliveries = in_order(scenario)
-    join = _send_in_background(system.url, deliveries, delay=0.01)
+    join = send_in_background(system.url, deliveries, delay=0.01)
     kills = 0
     while join.alive() or kills < 2:  # type: ignore[attr-defined]
         time.sleep(1.0)
@@ -151,7 +135,7 @@ def test_redis_restart_during_the_run_loses_nothing(
     try:
         scenario = build_scenario(200, seed=5)
         deliveries = in_order(scenario)
-        join = _send_in_background(running.url, deliveries, delay=0.02)
+        join = send_in_background(running.url, deliveries, delay=0.02)
         time.sleep(1.0)
         private_redis.stop()
         time.sleep(2.0)

@@ -17,7 +17,6 @@ supervisor would), and the sentinels make it a replica of the new primary.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,7 +26,6 @@ import pytest
 import redis
 
 from plugwatch import keys
-from simulator.deliveries import Delivery
 from simulator.sender import SendReport
 from simulator.stories import build_scenario
 from simulator.truth import expected_events
@@ -39,7 +37,7 @@ from tests.e2e.harness import (
     in_order,
     per_user,
     reference_facts,
-    send,
+    send_in_background,
     stored_facts,
     wait_until_idle,
 )
@@ -57,22 +55,6 @@ LAG_SECONDS = 1.0  # how long the replica lags just before the primary dies
 def sentinels(tmp_path: Path) -> Iterator[SentinelGroup]:
     with SentinelGroup(tmp_path / "redis").start() as group:
         yield group
-
-
-def _send_in_background(url: str, deliveries: list[Delivery]) -> Callable[[], SendReport]:
-    """Deliveries in order, one in flight, paced (~8 s for the 153) so the run outlasts the failover, with
-    Enode's retries."""
-    results: list[SendReport] = []
-    thread = threading.Thread(target=lambda: results.append(
-        send(url, deliveries, delay=0.05, concurrency=1, give_up_after=60.0)))
-    thread.start()
-
-    def join() -> SendReport:
-        thread.join()
-        return results[0]
-
-    join.alive = thread.is_alive  # type: ignore[attr-defined]
-    return join
 
 
 def _fail_over(group: SentinelGroup, join: Callable[[], SendReport]) -> tuple[float, float]:
@@ -106,7 +88,8 @@ def _run(group: SentinelGroup, tmp_path: Path, **env: str) -> tuple[SendReport, 
     system = System(group.url, None, tmp_path / "logs", workers=2, **env)
     pids = [process.pid for process in [system.receiver, *system.workers]]
     deliveries = in_order(build_scenario(USERS, seed=SEED))
-    join = _send_in_background(system.url, deliveries)
+    # paced (~8 s for the 153 deliveries) so the run outlasts the failover; Enode's retries for a minute
+    join = send_in_background(system.url, deliveries, delay=0.05, give_up_after=60.0)
     try:
         lagging_since, killed_at = _fail_over(group, join)
         report = join()
