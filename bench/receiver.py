@@ -1,6 +1,6 @@
 """Receiver throughput and latency against a bare endpoint, measured in the same run.
 
-    .venv/bin/python bench/receiver.py [--requests 20000] [--concurrency 32] [--rounds 2] [--profile DIR]
+    .venv/bin/python bench/receiver.py [--requests 20000] [--concurrency 32] [--rounds 2] [--profile DIR [--native]]
 
 Starts a private redis-server and two servers on the same uvicorn configuration (`receiver.__main__.serve`:
 the receiver's httptools protocol with its slow-client limits, uvloop, no access log, one process each): a
@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternate bare/receiver this many times")
     parser.add_argument("--profile", type=Path, default=None,
                         help="sample both servers with py-spy during the last round; raw stacks go here")
+    parser.add_argument("--native", action="store_true",
+                        help="with --profile: C frames too (syscalls, hiredis, uvloop), the event loop's thread only")
     parser.add_argument("--serve-bare", type=int, default=None, metavar="PORT", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve_bare is not None:
@@ -87,7 +89,8 @@ def main() -> None:
             for name, port in targets.items():
                 requests = _requests(secret, options.requests, f"{name}-{round_no}")
                 profiling = options.profile is not None and round_no == options.rounds - 1
-                sampler = _py_spy(servers[name].pid, options.profile / f"{name}.txt") if profiling else None
+                sampler = (_py_spy(servers[name].pid, options.profile / f"{name}.txt", native=options.native)
+                           if profiling else None)
                 result = _measured(port, requests, options.concurrency,
                                    psutil.Process(servers[name].pid), redis_process)
                 results[name].append(result)
@@ -140,7 +143,7 @@ def _measured(port: int, requests: list[bytes], concurrency: int, server: Any, r
     return result
 
 
-def _py_spy(pid: int, raw: Path) -> Any:
+def _py_spy(pid: int, raw: Path, *, native: bool = False) -> Any:
     import shutil
     import subprocess
     import sys
@@ -148,7 +151,7 @@ def _py_spy(pid: int, raw: Path) -> Any:
     raw.parent.mkdir(parents=True, exist_ok=True)
     binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     return subprocess.Popen([binary, "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
-                             "--nonblocking", "-o", str(raw)],
+                             *(["--native"] if native else ["--nonblocking"]), "-o", str(raw)],
                             stdout=subprocess.DEVNULL, stderr=raw.with_suffix(".log").open("wb"))
 
 

@@ -12,7 +12,9 @@ crash or a Redis error can never leave a delivery marked as seen but not stored.
 (delivery id, body) in a small time-bucketed hash (`plugwatch.dedupe_marks`): the same id with the same body
 is a duplicate, the same id with another body is new input (Enode does not promise an id is never reused)
 and is stored. The previous version's mark (`keys.dedupe_key`: the body's digest, or `1` from before marks
-held digests) still counts as seen until it expires. It then tries
+held digests) still counts as seen until it expires; the script is given the body's digest to compare with
+only when it has answered `legacy_mark` (an old mark exists: nothing written, call again), so the common
+case hashes the body once. It then tries
 `SET plugwatch:ingest:armed 1 NX PX <ARMED_TTL_MS>`; only the caller that wins that SET enqueues the RQ
 drain job (`ingest_arming.enqueue_after_arming`). The worker reads what the script wrote: an ingest-stream
 entry is `d` (delivery id), `b` (raw body), `t` (received at, unix ms), and `q` (the quarantine entry) on
@@ -22,6 +24,7 @@ replays.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -113,6 +116,12 @@ def classify_slowly(body: bytes) -> Batch:
     return _batch([_envelope(raw) for raw in raw_events])
 
 
+@functools.lru_cache(maxsize=256)
+def _events_only(events: int) -> Batch:
+    """A batch of `events` events for the worker and no system event (one instance per count: it is frozen)."""
+    return Batch(events=events, enqueue=True)
+
+
 def _not_an_array_reason(body: bytes) -> QuarantineReason:
     try:
         orjson.loads(body)
@@ -131,6 +140,8 @@ def _envelope(raw: bytes) -> _Envelope:
 def _batch(envelopes: list[_Envelope]) -> Batch:
     if not envelopes:
         return Batch(events=0, quarantine=QuarantineReason.EMPTY_BATCH)
+    if all(envelope.event not in SYSTEM_EVENTS for envelope in envelopes):  # the common case
+        return _events_only(len(envelopes))
     enqueue, heartbeat, quarantined = False, None, []
     for index, envelope in enumerate(envelopes):
         if envelope.event not in SYSTEM_EVENTS:
@@ -183,14 +194,20 @@ class IngestResult(enum.StrEnum):
     ARMED = "armed"  # appended, and this caller armed the drain: it must enqueue the RQ job
     QUARANTINED = "quarantined"  # appended to the quarantine stream
     RECORDED = "recorded"  # system events only (recorded or quarantined one by one): nothing to process
+    LEGACY_MARK = "legacy_mark"  # nothing written: a previous version's mark exists; call again with its digest
 
 
-# The dedupe part (plugwatch.dedupe_marks describes the layout). KEYS[6] is the marks hash and the prefix of
+# The dedupe part (plugwatch.dedupe_marks describes the layout). KEYS[1] is the previous version's mark of the
+# delivery id and ARGV[12] the body's digest to compare it with, or '' when not computed (the common case: no
+# such mark; if there is one, the caller is asked for the digest). KEYS[6] is the marks hash and the prefix of
 # the mark hashes; ARGV[3] the receipt time (ms), [4] the window, [13] the mark's hash, [14] its field,
 # [15] the bucket width, [16] a shard's cap, [17] the marks per shard a new bucket is sized for.
 _DEDUPE_LUA = """
 local seen = redis.call('GET', KEYS[1])
-if seen == ARGV[12] or seen == '1' then return 'duplicate' end
+if seen then
+  if seen == ARGV[12] or seen == '1' then return 'duplicate' end
+  if ARGV[12] == '' then return 'legacy_mark' end
+end
 local now, window, width = tonumber(ARGV[3]) / 1000, tonumber(ARGV[4]), tonumber(ARGV[15])
 local hash, mark, cap, target = tonumber(ARGV[13]), ARGV[14], tonumber(ARGV[16]), tonumber(ARGV[17])
 local bucket, oldest = math.floor(now / width), math.floor((now - window) / width)
@@ -264,8 +281,11 @@ def iso_time(unix_seconds: float) -> str:
 def script_call(
     delivery_id: str, body: bytes, batch: Batch, *, now: float, dedupe_ttl_seconds: int,
     dedupe_bucket_seconds: int = DEFAULT_BUCKET_SECONDS, shard_cap: int = dedupe_marks.DEFAULT_CAP,
+    legacy_digest: bool = False,
 ) -> tuple[list[str], list[str | bytes | int]]:
-    """KEYS and ARGV for INGEST_LUA (`now` in unix seconds; `shard_cap`: `dedupe_marks.cap_from_config`)."""
+    """KEYS and ARGV for INGEST_LUA (`now` in unix seconds; `shard_cap`: `dedupe_marks.cap_from_config`).
+    `legacy_digest`: with the body's digest for a previous version's mark, which costs a hash of the body;
+    only needed after the script answered LEGACY_MARK (then call it again with the same `now`)."""
     pending, created_at = ("", "") if batch.heartbeat is None else (
         batch.heartbeat.pending_events, batch.heartbeat.created_at)
     script_keys = [keys.dedupe_key(delivery_id), keys.INGEST_STREAM, keys.QUARANTINE_STREAM,
@@ -275,7 +295,7 @@ def script_call(
     args: list[str | bytes | int] = [
         delivery_id, body, int(now * 1000), dedupe_ttl_seconds, "1" if batch.enqueue else "0",
         batch.quarantine or "", iso_time(now) if quarantining else "",
-        pending, created_at, ARMED_TTL_MS, f"{now:.3f}", body_digest(body),
+        pending, created_at, ARMED_TTL_MS, f"{now:.3f}", body_digest(body) if legacy_digest else "",
         mark.hash, mark.field, min(dedupe_bucket_seconds, dedupe_ttl_seconds), shard_cap,
         dedupe_marks.target_for(shard_cap),
     ]

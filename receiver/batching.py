@@ -1,13 +1,14 @@
 """Group commit for one Lua script: concurrent calls share one pipelined round trip to Redis.
 
 redis-py's asyncio pipeline spends ~18 us of CPU packing one 3 KB EVALSHA and more on its retry and
-observability wrappers; here each call is packed by hiredis (~3 us) and a batch goes out as one write on
-a connection of the batcher's own, its replies read one after the other. Requests that arrive while a
+observability wrappers; here each call is packed by hiredis (~3 us) as it comes and a batch goes out as one
+write on a connection of the batcher's own, its replies read one after the other. Requests that arrive while a
 batch is in flight wait for the next one, so the batch size follows the load (1 when idle) and no timer
 delays a lone request. Each call still gets its own reply or exception, and only once Redis has answered
 its batch; a script call is never retried here except after NOSCRIPT (which means it did not run), or by
 the client's retry policy after a refused or reset connection (`plugwatch.redis_clients`: the script is
-safe to run twice).
+safe to run twice). A call's `deadline` (its whole wait, queue included) is kept by one timer for all
+calls, not one per call. A batcher serves the one event loop it is first called on.
 
     __call__ ─▶ pending ─▶ _flush: take a batch ─▶ _run (write, read every reply; within `timeout`)
                                                     └─▶ the batch's writes are acknowledged ─▶ answer each caller
@@ -27,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import hiredis
@@ -43,11 +44,14 @@ log = structlog.get_logger(__name__)
 Arg = str | bytes | int
 
 
-@dataclass
 class _Call:
-    keys: Sequence[str]
-    args: Sequence[Arg]
-    future: asyncio.Future[Any] = field(repr=False)
+    """One script call: its EVALSHA packed once (its length counts against `max_batch_bytes`), its future."""
+
+    __slots__ = ("command", "future")
+
+    def __init__(self, command: bytes, future: asyncio.Future[Any]) -> None:
+        self.command = command
+        self.future = future
 
 
 ACK_MARK_TTL_MS = 60_000
@@ -77,6 +81,8 @@ class ScriptBatcher:
         self._max_batch = max_batch
         self._max_batch_bytes = max_batch_bytes
         self._pending: list[_Call] = []
+        self._expiries: deque[tuple[float, asyncio.Future[Any]]] = deque()  # (deadline, call), oldest first
+        self._expiring: asyncio.TimerHandle | None = None  # the one timer behind `deadline`
         self._flusher: asyncio.Task[None] | None = None
         self._link: AbstractConnection | None = None  # the batches' own connection, from the client's pool
         self._replicas = replicas
@@ -85,17 +91,29 @@ class ScriptBatcher:
     async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """The script's reply; raises what Redis raised (cancel the await to give up waiting)."""
         loop = asyncio.get_running_loop()
-        call = _Call(keys, args, loop.create_future())
+        call = _Call(hiredis.pack_command(cast(Any, ("EVALSHA", self._sha, len(keys), *keys, *args))),
+                     loop.create_future())  # (hiredis' stub types its argument as a 1-tuple)
         self._pending.append(call)
+        if self._deadline is not None:
+            while self._expiries and self._expiries[0][1].done():  # answered: only the unanswered are kept
+                self._expiries.popleft()
+            self._expiries.append((loop.time() + self._deadline, call.future))
+            if self._expiring is None:
+                self._expiring = loop.call_at(self._expiries[0][0], self._expire)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        if self._deadline is None:
-            return await call.future
-        expiry = loop.call_later(self._deadline, _give_up, call.future)  # cheaper than asyncio.timeout per call
-        try:
-            return await call.future
-        finally:
-            expiry.cancel()
+        return await call.future
+
+    def _expire(self) -> None:
+        """Fail every call past its deadline (TimeoutError), whether still pending or in a batch in flight;
+        one timer for all of them, at the oldest unanswered call's deadline (calls arrive in deadline order)."""
+        self._expiring = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._expiries and (self._expiries[0][1].done() or self._expiries[0][0] <= now):
+            _give_up(self._expiries.popleft()[1])
+        if self._expiries:
+            self._expiring = loop.call_at(self._expiries[0][0], self._expire)
 
     async def _flush(self) -> None:
         while self._pending:
@@ -124,10 +142,10 @@ class ScriptBatcher:
                     call.future.set_result(reply)
 
     def _take_batch(self) -> list[_Call]:
-        """The oldest pending calls, up to max_batch of them and (past the first) max_batch_bytes of args."""
+        """The oldest pending calls, up to max_batch of them and (past the first) max_batch_bytes of commands."""
         taken, size = 0, 0
         for call in self._pending[: self._max_batch]:
-            size += sum(len(arg) for arg in call.args if isinstance(arg, bytes))
+            size += len(call.command)
             if taken and size > self._max_batch_bytes:
                 break
             taken += 1
@@ -157,15 +175,22 @@ class ScriptBatcher:
         return int(replies[1])
 
     async def _own_link(self) -> AbstractConnection:
-        if self._link is None:  # kept, never released (the client's aclose() disconnects it with the pool)
-            self._link = await self._connection.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+        """The batches' connection, kept, never released (the client's aclose() disconnects it with the pool).
+        Every batch runs within its own `timeout`, which disconnects a link that stops answering, so the link
+        has no socket timeout of its own (redis-py would start a task per write to enforce it) and no health
+        check (a PING, and a clock read per reply): a dead link fails the write or the read, and the retry
+        policy reconnects and sends the batch again."""
+        if self._link is None:
+            link = await self._connection.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            link.socket_timeout = None
+            link.health_check_interval = 0
+            self._link = link
         return self._link
 
     async def _pipeline(self, batch: list[_Call]) -> list[Any]:
         """One write of the batch's EVALSHAs and their replies in order (an error reply in its place), with
         the client's retry policy (a refused or reset connection: reconnect and send the batch again)."""
-        commands = [hiredis.pack_command(cast(Any, ("EVALSHA", self._sha, len(call.keys), *call.keys, *call.args)))
-                    for call in batch]  # (hiredis' stub types its argument as a 1-tuple)
+        commands = [call.command for call in batch]
         link = await self._own_link()
         return await link.retry.call_with_retry(lambda: _exchange(link, commands), lambda _: link.disconnect())
 

@@ -14,6 +14,7 @@ from plugwatch import dedupe_marks, keys
 from plugwatch import ingest_protocol as ingest
 from plugwatch.dedupe_marks import Mark
 from plugwatch.ingest_protocol import IngestResult
+from tests.support.ingest_script import run_ingest
 from tests.support.servers import wait_until
 
 VEHICLE = {"event": "user:vehicle:updated", "version": "2024-10-01", "createdAt": "2025-03-14T18:02:05Z",
@@ -27,9 +28,8 @@ T0 = 1_700_000_000.0  # a bucket boundary is at every multiple of WIDTH: 1_699_9
 
 def run(connection: redis.Redis, delivery_id: str, body: bytes = BODY, *, now: float = T0,
         window: int = WINDOW, width: int = WIDTH, cap: int = dedupe_marks.DEFAULT_CAP) -> IngestResult:
-    script_keys, args = ingest.script_call(delivery_id, body, ingest.classify(body), now=now,
-                                           dedupe_ttl_seconds=window, dedupe_bucket_seconds=width, shard_cap=cap)
-    return ingest.result_of(connection.register_script(ingest.INGEST_LUA)(keys=script_keys, args=args))
+    return run_ingest(connection, delivery_id, body, now=now, dedupe_ttl_seconds=window, dedupe_bucket_seconds=width,
+                      shard_cap=cap)
 
 
 def mark_keys(connection: redis.Redis) -> list[bytes]:
@@ -136,6 +136,24 @@ def test_a_mark_of_the_previous_version_still_dedupes(connection: redis.Redis) -
     other = orjson.dumps([{**VEHICLE, "vehicle": {"id": "v2"}}])
     assert run(connection, "d1", other) is IngestResult.ARMED  # another body under an old id is new input
     assert connection.xlen(keys.INGEST_STREAM) == 1
+
+
+def test_the_body_digest_is_computed_only_when_a_mark_of_the_previous_version_exists(
+        connection: redis.Redis) -> None:
+    """The receiver sends no digest (a hash of the body saved per delivery); the script asks for it, writing
+    nothing, only where an old mark exists."""
+    script = connection.register_script(ingest.INGEST_LUA)
+
+    def first_try(delivery_id: str) -> IngestResult:
+        script_keys, args = ingest.script_call(delivery_id, BODY, ingest.classify(BODY), now=T0,
+                                               dedupe_ttl_seconds=WINDOW, dedupe_bucket_seconds=WIDTH)
+        return ingest.result_of(script(keys=script_keys, args=args))
+
+    connection.set(keys.dedupe_key("old"), ingest.body_digest(BODY), ex=WINDOW)
+    assert first_try("old") is IngestResult.LEGACY_MARK
+    assert not connection.exists(keys.INGEST_STREAM)
+    assert mark_keys(connection) == []
+    assert first_try("new") is IngestResult.ARMED
 
 
 def test_a_new_bucket_is_sized_from_the_previous_one(connection: redis.Redis) -> None:

@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
+from plugwatch import ingest_protocol as ingest
 from plugwatch import keys
 from plugwatch.settings import ProcessSettings, ReceiverSettings, Settings
 from receiver.app import create_app
@@ -92,6 +93,15 @@ def test_a_repeated_delivery_is_200_and_stored_once(receiver: InProcessReceiver)
         assert receiver.post(BODY, signed(BODY, "same")).status_code == 200
     assert receiver.ingest_count() == 1
     assert _sample(receiver, "plugwatch_receiver_requests_total", outcome="duplicate") == 2
+
+
+def test_a_mark_of_the_previous_version_is_honoured_by_the_app(receiver: InProcessReceiver) -> None:
+    """The app sends the body's digest only when the script finds an old mark and asks for it."""
+    receiver.redis.set(keys.dedupe_key("old"), ingest.body_digest(BODY))
+    assert receiver.post(BODY, signed(BODY, "old")).json() == {"outcome": "duplicate"}
+    other = vehicle_batch("v2")
+    assert receiver.post(other, signed(other, "old")).json() == {"outcome": "accepted"}  # another body: new input
+    assert [fields[b"b"] for _, fields in receiver.redis.xrange(keys.INGEST_STREAM)] == [other]
 
 
 def test_a_delivery_without_an_id_is_deduplicated_by_its_body(receiver: InProcessReceiver) -> None:

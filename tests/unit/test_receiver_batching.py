@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,6 +16,25 @@ from receiver.batching import ScriptBatcher
 from tests.support.servers import free_port
 
 ECHO = "redis.call('INCR', KEYS[1]); return ARGV[1]"
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[int]:
+    """The port of a server that accepts connections and never answers (a Redis that hangs)."""
+    stop = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await stop.wait()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        stop.set()
+        server.close()
+        await server.wait_closed()
 
 
 class CountingBatcher(ScriptBatcher):
@@ -101,22 +122,11 @@ def test_an_unreachable_redis_fails_every_caller_quickly() -> None:
 
 def test_a_redis_that_never_answers_times_out_instead_of_hanging() -> None:
     async def main() -> list[Any]:
-        stop = asyncio.Event()
-
-        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await stop.wait()
-            writer.close()
-            await writer.wait_closed()
-
-        server = await asyncio.start_server(silent, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        client = redis.asyncio.Redis(port=port, socket_timeout=5, socket_connect_timeout=5)
-        batcher = ScriptBatcher(client, ECHO, timeout=0.3)
-        results = await asyncio.gather(*(batcher(["n"], ["x"]) for _ in range(3)), return_exceptions=True)
-        await client.aclose()
-        stop.set()
-        server.close()
-        await server.wait_closed()
+        async with silent_server() as port:
+            client = redis.asyncio.Redis(port=port, socket_timeout=5, socket_connect_timeout=5)
+            batcher = ScriptBatcher(client, ECHO, timeout=0.3)
+            results = await asyncio.gather(*(batcher(["n"], ["x"]) for _ in range(3)), return_exceptions=True)
+            await client.aclose()
         return results
 
     started = time.monotonic()
@@ -154,3 +164,32 @@ def test_a_batch_is_capped_by_the_bytes_it_carries(redis_url: str) -> None:
         return batcher.sizes
 
     assert asyncio.run(main()) == [2, 2, 2]  # two calls of 1000 bytes fit under 2500, a third does not
+
+
+def test_calls_queued_behind_a_stuck_batch_give_up_at_their_deadline() -> None:
+    """The batch's own timeout is long; each call's deadline (one timer for all of them) ends its wait."""
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        async with silent_server() as port:
+            client = redis.asyncio.Redis(port=port, socket_timeout=30, socket_connect_timeout=30)
+            batcher = ScriptBatcher(client, ECHO, timeout=30, deadline=0.2)
+            first = await asyncio.gather(*(batcher(["n"], ["x"]) for _ in range(3)), return_exceptions=True)
+            later = await asyncio.gather(*(batcher(["n"], ["y"]) for _ in range(2)), return_exceptions=True)
+            await client.aclose()
+        return first, later
+
+    first, later = asyncio.run(asyncio.wait_for(main(), timeout=10))
+    assert all(isinstance(result, TimeoutError) for result in first + later), (first, later)
+
+
+def test_answered_calls_are_not_failed_by_their_deadline_later(redis_url: str) -> None:
+    async def main() -> list[Any]:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        batcher = ScriptBatcher(client, ECHO, timeout=2, deadline=0.1)
+        replies = list(await asyncio.gather(*(batcher(["n"], [str(i)]) for i in range(20))))
+        await asyncio.sleep(0.3)  # past every deadline of the calls above
+        replies.append(await batcher(["n"], ["last"]))
+        await client.aclose()
+        return replies
+
+    assert asyncio.run(main()) == [str(i).encode() for i in range(20)] + [b"last"]

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from plugwatch import dedupe_marks, keys
 from plugwatch import ingest_protocol as ingest
 from plugwatch.ingest_protocol import Batch, Heartbeat, IngestResult, QuarantineReason
+from tests.support.ingest_script import run_ingest
 
 VERSION = "2024-10-01"
 VEHICLE = {"event": "user:vehicle:updated", "version": VERSION, "createdAt": "2025-03-14T18:02:05Z",
@@ -168,9 +169,7 @@ def connection(request: pytest.FixtureRequest) -> redis.Redis:
 
 
 def run(connection: redis.Redis, delivery_id: str, body: bytes, now: float = 1_700_000_000.0) -> IngestResult:
-    script_keys, args = ingest.script_call(delivery_id, body, ingest.classify(body), now=now,
-                                           dedupe_ttl_seconds=3600)
-    return ingest.result_of(connection.register_script(ingest.INGEST_LUA)(keys=script_keys, args=args))
+    return run_ingest(connection, delivery_id, body, now=now, dedupe_ttl_seconds=3600)
 
 
 def test_first_delivery_is_stored_and_arms_the_drain(connection: redis.Redis) -> None:
