@@ -97,7 +97,7 @@ def test_sigterm_to_a_worker_mid_job_loses_nothing(redis_url: str, tmp_path: Pat
     assert reference, "the scenario must emit events"
 
     env = platform_env(REDIS_URL=redis_url, PLUGWATCH_METRICS_PORT="0", PLUGWATCH_INGEST_BATCH="2",
-                       PLUGWATCH_INGEST_BUDGET_SECONDS="0.5")
+                       PLUGWATCH_INGEST_BUDGET_SECONDS="0.1")
     first = start_process_type("worker", env, tmp_path / "worker-1.log")
     try:
         started = StartedJobRegistry(keys.INGEST_QUEUE, connection=connection)
