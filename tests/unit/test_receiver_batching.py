@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from receiver.batching import ScriptBatcher
 from tests.support.servers import free_port
@@ -193,3 +195,21 @@ def test_answered_calls_are_not_failed_by_their_deadline_later(redis_url: str) -
         return replies
 
     assert asyncio.run(main()) == [str(i).encode() for i in range(20)] + [b"last"]
+
+
+def test_a_link_that_redis_closed_while_idle_is_reconnected_for_the_next_batch(redis_url: str) -> None:
+    """The batcher's link has no health check (no PING before a write): a link Redis dropped fails the
+    exchange, and the retry policy reconnects and sends the batch again."""
+
+    async def main() -> list[Any]:
+        client = redis.asyncio.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 2),
+                                              retry_on_error=[redis.ConnectionError])
+        batcher = ScriptBatcher(client, ECHO, timeout=2)
+        replies = [await batcher(["n"], ["before"])]
+        killed = redis.Redis.from_url(redis_url).client_kill_filter(_type="normal", skipme=True)
+        assert killed >= 1
+        replies.append(await batcher(["n"], ["after"]))
+        await client.aclose()
+        return replies
+
+    assert asyncio.run(main()) == [b"before", b"after"]
