@@ -15,7 +15,9 @@ Layout (INGEST_LUA in `plugwatch.ingest_protocol` writes it; these functions say
   allocator's rounding, ~20 B in all (bench/dedupe_memory.py), where a key per delivery cost ~150 B.
 - Each bucket key expires `window` after the end of its bucket, so a mark lives between the window and the
   window + one bucket. A look-up checks the delivery's shard in every bucket that may still hold a mark
-  younger than the window (window / width + 1 buckets).
+  younger than the window (window / width + 1 buckets). In the shard being written that check is the write
+  itself: an HSET that adds no field found the mark (a duplicate; nothing else is written). A shard's TTL is
+  set once, by the mark that creates it (every mark of a bucket expires at the same time).
 - The shard count adapts to the rate, per bucket: the hash `plugwatch:marks` holds, per live bucket, its
   *generations* (field `<bucket>`: shard bits, e.g. `"9"`, or `"9 13"`) and its mark count (`n<bucket>`).
   A new bucket starts with enough shards for the previous bucket's count at `target` marks per shard; when

@@ -221,15 +221,19 @@ local names = {}
 for b = oldest, bucket do names[#names + 1] = b end
 names[#names + 1] = 'n' .. (bucket - 1)
 local found = redis.call('HMGET', KEYS[6], unpack(names))
-for i = 1, bucket - oldest + 1 do
-  if found[i] then
-    for bits in string.gmatch(found[i], '%d+') do
+local current = bucket - oldest + 1
+for i = 1, current do
+  -- (the current bucket's newest generation is checked by the HSET that writes the mark, below)
+  local older = found[i]
+  if older and i == current then older = string.match(older, '^(.*) %d+$') end
+  if older then
+    for bits in string.gmatch(older, '%d+') do
       if redis.call('HEXISTS', shard(oldest + i - 1, tonumber(bits)), mark) == 1 then return 'duplicate' end
     end
   end
 end
 local ttl = math.ceil((bucket + 1) * width + window - now)
-local gens, bits = found[bucket - oldest + 1], nil
+local gens, bits = found[current], nil
 if gens then
   bits = tonumber(string.match(gens, '(%d+)$'))
 else
@@ -242,15 +246,20 @@ else
   redis.call('HSET', KEYS[6], bucket, gens)
   redis.call('EXPIRE', KEYS[6], ttl)
 end
-if bits < 24 and redis.call('HLEN', shard(bucket, bits)) >= cap then
+local key = shard(bucket, bits)
+local size = redis.call('HLEN', key)
+if bits < 24 and size >= cap then
+  if redis.call('HEXISTS', key, mark) == 1 then return 'duplicate' end
   local into = now - bucket * width
   local more = (tonumber(redis.call('HGET', KEYS[6], 'n' .. bucket)) or 0) * (width - into) / math.max(into, 1)
   bits = math.min(math.max(bits_for(more), bits + 1), bits + 6, 24)
   redis.call('HSET', KEYS[6], bucket, gens .. ' ' .. bits)
+  key, size = shard(bucket, bits), 0  -- a generation has more bits than every one before it: a new key
 end
-local key = shard(bucket, bits)
-redis.call('HSET', key, mark, '')
-redis.call('EXPIRE', key, ttl)
+-- A mark already there is a duplicate (HSET adds no field; nothing else is written). A shard's keys all
+-- expire `window` after the end of their bucket: the TTL is set once, when the first mark creates the key.
+if redis.call('HSET', key, mark, '') == 0 then return 'duplicate' end
+if size == 0 then redis.call('EXPIRE', key, ttl) end
 redis.call('HINCRBY', KEYS[6], 'n' .. bucket, 1)
 """
 

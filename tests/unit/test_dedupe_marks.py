@@ -107,6 +107,23 @@ def test_the_same_id_and_body_is_a_duplicate_across_a_bucket_boundary(connection
     assert connection.xlen(keys.INGEST_STREAM) == 1
 
 
+def test_a_duplicate_in_the_current_bucket_writes_nothing(connection: redis.Redis) -> None:
+    """The mark's own HSET finds a duplicate in the bucket being written: no count, no entry, no TTL change."""
+    bucket = dedupe_marks.bucket_of(T0, WIDTH)
+    assert run(connection, "d1", now=T0) is IngestResult.ARMED
+    [key] = mark_keys(connection)
+    ttl = connection.ttl(key)
+    for later in (T0, T0 + 1):
+        assert run(connection, "d1", now=later) is IngestResult.DUPLICATE
+    assert connection.hget(keys.DEDUPE_MARKS, f"n{bucket}") == b"1"
+    assert connection.xlen(keys.INGEST_STREAM) == 1
+    assert run(connection, "d2", now=T0 + 100) is IngestResult.ACCEPTED
+    assert connection.hget(keys.DEDUPE_MARKS, f"n{bucket}") == b"2"
+    assert mark_keys(connection) == [key]  # one shard: the bucket's first generation has 0 bits
+    assert ttl - 1 <= connection.ttl(key) <= ttl  # set by the first mark (d2's, 100 s later, would be 100 s less)
+    assert ttl == dedupe_marks.expires_in(T0, WINDOW, WIDTH)
+
+
 def test_the_same_id_with_another_body_is_accepted(connection: redis.Redis) -> None:
     run(connection, "d1")
     other = orjson.dumps([{**VEHICLE, "vehicle": {"id": "v2"}}])
