@@ -19,11 +19,15 @@ Layout (INGEST_LUA in `plugwatch.ingest_protocol` writes it; these functions say
   itself: an HSET that adds no field found the mark (a duplicate; nothing else is written). A shard's TTL is
   set once, by the mark that creates it (every mark of a bucket expires at the same time).
 - The shard count adapts to the rate, per bucket: the hash `plugwatch:marks` holds, per live bucket, its
-  *generations* (field `<bucket>`: shard bits, e.g. `"9"`, or `"9 13"`) and its mark count (`n<bucket>`).
-  A new bucket starts with enough shards for the previous bucket's count at `target` marks per shard; when
-  a write finds its shard holding `cap` marks (a burst), the bucket gets a new generation sized for the rest
-  of the bucket at the rate seen so far, and new marks go there. A look-up checks every generation of a
-  bucket, so nothing is ever moved and a generation never changes its shard count.
+  *generations* (field `<bucket>`: shard bits, e.g. `"9"`, or `"9 13"`), its mark count (`n<bucket>`) and
+  the receipt time of its first mark (`f<bucket>`, unix ms). A new bucket starts with enough shards for the
+  previous bucket's count at `target` marks per shard; when a write finds its shard holding `cap` marks (a
+  burst), the bucket gets a new generation sized for the rest of the bucket at the rate seen since its first
+  mark, but at most 4 times the shards of the last (1 or 2 bits more: extrapolated over the rest of the
+  bucket, a burst of seconds would leave shards nearly empty), and new marks go there. A look-up checks
+  every generation of a bucket, so nothing is ever moved and a generation never changes its shard count.
+  (With the rate measured from the bucket's start, the first bucket after a start late in the day grew a
+  bit at a time: 32,000 marks in seconds made 9 generations, 8 look-ups per delivery; now 5.)
 - The script builds the mark hashes' names from the marks hash's name (its KEYS[6]): on a Redis Cluster a
   partition hash tag in that name (`plugwatch:marks:{p}`) keeps every key of one call in one slot.
 

@@ -243,16 +243,19 @@ else
     if b and b < oldest then redis.call('HDEL', KEYS[6], name) end
   end
   gens = tostring(bits)
-  redis.call('HSET', KEYS[6], bucket, gens)
+  redis.call('HSET', KEYS[6], bucket, gens, 'f' .. bucket, ARGV[3])  -- f: the bucket's first mark (ms)
   redis.call('EXPIRE', KEYS[6], ttl)
 end
 local key = shard(bucket, bits)
 local size = redis.call('HLEN', key)
 if bits < 24 and size >= cap then
   if redis.call('HEXISTS', key, mark) == 1 then return 'duplicate' end
-  local into = now - bucket * width
-  local more = (tonumber(redis.call('HGET', KEYS[6], 'n' .. bucket)) or 0) * (width - into) / math.max(into, 1)
-  bits = math.min(math.max(bits_for(more), bits + 1), bits + 6, 24)
+  -- the rest of the bucket at the rate since its first mark (not since its start: a bucket that began
+  -- receiving late, as after a first start, would be sized for a fraction of its rate, a bit at a time)
+  local seen = redis.call('HMGET', KEYS[6], 'n' .. bucket, 'f' .. bucket)
+  local since = math.max(bucket * width, (tonumber(seen[2]) or 0) / 1000)
+  local more = (tonumber(seen[1]) or 0) * ((bucket + 1) * width - now) / math.max(now - since, 1)
+  bits = math.min(math.max(bits_for(more), bits + 1), bits + 2, 24)  -- at most 4x: a short burst is no rate
   redis.call('HSET', KEYS[6], bucket, gens .. ' ' .. bits)
   key, size = shard(bucket, bits), 0  -- a generation has more bits than every one before it: a new key
 end

@@ -142,7 +142,7 @@ def test_a_mark_is_forgotten_once_the_window_has_passed(connection: redis.Redis)
     assert run(connection, "d1", now=later) is IngestResult.ACCEPTED
     oldest = dedupe_marks.live_buckets(later, WINDOW, WIDTH)[0]
     fields = connection.hkeys(keys.DEDUPE_MARKS)
-    assert all(int(f.decode().lstrip("n")) >= oldest for f in fields), fields
+    assert all(int(f.decode().lstrip("nf")) >= oldest for f in fields), fields
 
 
 def test_a_mark_of_the_previous_version_still_dedupes(connection: redis.Redis) -> None:
@@ -194,6 +194,19 @@ def test_a_burst_opens_a_new_generation_and_every_mark_stays_found(connection: r
     assert all(connection.hlen(key) <= 8 for key in mark_keys(connection))  # no shard beyond its cap
     for delivery in ids:
         assert run(connection, delivery, TEST_EVENT, now=T0 + WIDTH, cap=8) is IngestResult.DUPLICATE
+
+
+def test_a_burst_is_sized_by_the_rate_since_the_buckets_first_mark(connection: redis.Redis) -> None:
+    """The first mark comes 500 s into a 600 s bucket, then 100 marks a second fill a shard of the first
+    generation (cap 8) within a second. Since that first mark, the rate fills the 100 s left with ~10,000
+    marks: more shards than a step may add (2 bits). Measured from the bucket's start it would look like 8
+    marks in 500 s, and the bucket would grow by 1 bit, then again and again."""
+    late = dedupe_marks.bucket_of(T0, WIDTH) * WIDTH + 500
+    for i in range(12):
+        assert run(connection, f"d{i}", TEST_EVENT, now=late + i / 100, cap=8) is IngestResult.RECORDED
+    bucket = dedupe_marks.bucket_of(late, WIDTH)
+    assert dedupe_marks.generations(connection.hget(keys.DEDUPE_MARKS, str(bucket))) == [0, 2]
+    assert connection.hget(keys.DEDUPE_MARKS, f"f{bucket}") == str(int(late * 1000)).encode()
 
 
 def test_a_mark_key_expires_after_the_window(real_redis: redis.Redis) -> None:
