@@ -16,7 +16,7 @@ Layout (INGEST_LUA in `plugwatch.ingest_protocol` writes it; these functions say
 - Each bucket key expires `window` after the end of its bucket, so a mark lives between the window and the
   window + one bucket. A look-up checks the delivery's shard in every bucket that may still hold a mark
   younger than the window (window / width + 1 buckets). In the shard being written that check is the write
-  itself: an HSET that adds no field found the mark (a duplicate; nothing else is written). A shard's TTL is
+  itself: an HSET that adds no field found the mark (a duplicate; nothing more is written). A shard's TTL is
   set once, by the mark that creates it (every mark of a bucket expires at the same time).
 - The shard count adapts to the rate, per bucket: the hash `plugwatch:marks` holds, per live bucket, its
   *generations* (field `<bucket>`: shard bits, e.g. `"9"`, or `"9 13"`), its mark count (`n<bucket>`) and
@@ -27,7 +27,8 @@ Layout (INGEST_LUA in `plugwatch.ingest_protocol` writes it; these functions say
   bucket, a burst of seconds would leave shards nearly empty), and new marks go there. A look-up checks
   every generation of a bucket, so nothing is ever moved and a generation never changes its shard count.
   (With the rate measured from the bucket's start, the first bucket after a start late in the day grew a
-  bit at a time: 32,000 marks in seconds made 9 generations, 8 look-ups per delivery; now 5.)
+  bit at a time: 32,000 marks in seconds made 9 generations, 8 look-ups per delivery besides the write;
+  now 6 generations, 5 look-ups.)
 - The script builds the mark hashes' names from the marks hash's name (its KEYS[6]): on a Redis Cluster a
   partition hash tag in that name (`plugwatch:marks:{p}`) keeps every key of one call in one slot.
 

@@ -192,6 +192,7 @@ def test_a_burst_opens_a_new_generation_and_every_mark_stays_found(connection: r
     assert len(gens) >= 2, gens
     assert gens == sorted(set(gens)), gens
     assert all(connection.hlen(key) <= 8 for key in mark_keys(connection))  # no shard beyond its cap
+    assert all(connection.ttl(key) > 0 for key in mark_keys(connection))  # each new generation's keys too
     for delivery in ids:
         assert run(connection, delivery, TEST_EVENT, now=T0 + WIDTH, cap=8) is IngestResult.DUPLICATE
 
