@@ -31,6 +31,10 @@ INGEST_STREAM = f"{PREFIX}:ingest"  # fields: d (delivery id), b (raw body bytes
 # and q (the quarantine entry id) on replays
 INGEST_GROUP = "ingest"
 INGEST_ARMED = f"{PREFIX}:ingest:armed"  # set while a drain job is queued or running
+INGEST_USERS_PREFIX = f"{PREFIX}:ingest:users:"  # + entry id -> JSON array of the users its events concern,
+# recorded by the drain that read it, deleted by the commit that acknowledges it (worker.ingest.order)
+INGEST_WAITED_PREFIX = f"{PREFIX}:ingest:waited:"  # + entry id: it failed while applied after an older
+# pending entry of the same user (that one may be the poison, so its delivery count does not condemn it)
 ACK_MARK = f"{PREFIX}:ingest:ack"  # written before each WAIT of PLUGWATCH_ACK_REPLICAS (receiver.batching)
 DEDUPE_MARKS = f"{PREFIX}:marks"  # hash: per live bucket its shard generations and mark count; and the
 # prefix of the mark hashes `:<bucket>:<bits>:<shard>` (plugwatch.dedupe_marks)

@@ -2,7 +2,8 @@
 
     WorkerMetrics     plugwatch_worker_events_total{kind,outcome}, plugwatch_emitted_events_total{type},
                       plugwatch_worker_deliveries_total, plugwatch_worker_batch_seconds,
-                      plugwatch_worker_store_conflicts_total                        (the ingest drain)
+                      plugwatch_worker_store_conflicts_total,
+                      plugwatch_worker_ordered_entries_total                        (the ingest drain)
     DeliveryMetrics   plugwatch_downstream_attempts_total{outcome}: success, retry, dead_letter, disabled;
                       plugwatch_downstream_latency_seconds: now - occurredAt when delivered   (the drainers)
 
@@ -35,17 +36,20 @@ class WorkerMetrics:
     deliveries: Counter
     batch_seconds: Histogram
     store_conflicts: Counter
+    ordered: Counter  # older pending entries whose observations of a batch's users were applied first
     clock_skew: Counter  # labels: kind (vehicle|charger|action)
     registry: CollectorRegistry
     state_lost: Counter | None = None  # commits that found the epoch marker gone or replaced
 
     def record_batch(self, counts: collections.Counter[tuple[str, str]], result: BatchResult, *,
-                     deliveries: int, seconds: float) -> None:
-        """One processed batch: `counts` of (observation kind, outcome), what the store did, how long."""
+                     deliveries: int, seconds: float, ordered: int = 0) -> None:
+        """One processed batch: `counts` of (observation kind, outcome), what the store did, how long, and how
+        many older pending entries of its users went first (`worker.ingest.order`)."""
         for (kind, outcome), number in counts.items():
             self.events.labels(kind, outcome).inc(number)
         self.record_emitted(result.events)
         self.store_conflicts.inc(result.conflicts)
+        self.ordered.inc(ordered)
         if self.state_lost is not None:
             self.state_lost.inc(result.state_lost)
         self.deliveries.inc(deliveries)
@@ -79,6 +83,10 @@ class WorkerMetrics:
             store_conflicts=Counter("plugwatch_worker_store_conflicts_total",
                                     "State commits refused because another worker changed a user first",
                                     registry=registry),
+            ordered=Counter("plugwatch_worker_ordered_entries_total",
+                            "Older ingest entries another drain still held (read, not committed) whose observations "
+                            "of a batch's users were applied before the batch, keeping each user's order",
+                            registry=registry),
             clock_skew=Counter("plugwatch_worker_clock_skew_total",
                                "Enode events with a timestamp further ahead of their receipt than "
                                "PLUGWATCH_MAX_CLOCK_SKEW_SECONDS, clamped to the receipt time, by kind",

@@ -40,6 +40,7 @@ def test_worker_metrics_count_events_emissions_and_queues(redis_url: str, real_r
                  'plugwatch_emitted_events_total{type="vehicle.plugged_in_at_home"} 1.0',
                  "plugwatch_worker_deliveries_total 1.0",
                  "plugwatch_worker_store_conflicts_total 0.0",
+                 "plugwatch_worker_ordered_entries_total 0.0",
                  'plugwatch_queue_depth{queue="ingest"} 0.0',
                  "plugwatch_quarantine_entries 1.0"):
         assert line in text, line

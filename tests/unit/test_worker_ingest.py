@@ -79,6 +79,12 @@ def plug_in_at_home(user: str = USER, minute: int = 0) -> list[dict[str, Any]]:
             vehicle_event(user, VEHICLE, at, charger=CHARGER, location=HOME)]
 
 
+def unplug_at_home(user: str = USER, minute: int = 0) -> list[dict[str, Any]]:
+    at = START + timedelta(minutes=minute)
+    return [charger_event(user, CHARGER, at, vehicle=None, location=HOME),
+            vehicle_event(user, VEHICLE, at, charger=None, location=HOME)]
+
+
 def delivery(delivery_id: str, events: Sequence[object]) -> Delivery:
     return Delivery(delivery_id, orjson.dumps(list(events)))
 
@@ -296,6 +302,57 @@ def test_an_entry_delivered_too_often_is_quarantined_as_poison(
     assert connection.xlen(keys.INGEST_STREAM) == 0
 
 
+def held_by_a_stalled_drain(connection: redis.Redis, deliveries: Sequence[Delivery]) -> None:
+    """Feed `deliveries` and let a drain read them and stop (it lost Redis): they stay pending under it."""
+    feed(connection, deliveries)
+    connection.xgroup_create(keys.INGEST_STREAM, keys.INGEST_GROUP, id="0", mkstream=True)
+    connection.xreadgroup(keys.INGEST_GROUP, "stalled", {keys.INGEST_STREAM: ">"})
+
+
+def types(connection: redis.Redis) -> list[tuple[str, str]]:
+    return [(event["userId"], event["type"]) for event in emitted(connection)]
+
+
+PLUGGED, UNPLUGGED = "vehicle.plugged_in_at_home", "vehicle.unplugged_from_home"
+
+
+def test_a_users_delivery_another_drain_still_holds_is_applied_before_that_users_later_one(
+        connection: redis.Redis, make_context: Contexts, registry: CollectorRegistry) -> None:
+    context = make_context(PLUGWATCH_INGEST_CLAIM_IDLE_SECONDS="60")  # the stalled drain's entry is not claimed
+    held_by_a_stalled_drain(connection, [delivery("d1", plug_in_at_home())])
+    feed(connection, [delivery("d2", unplug_at_home(minute=5)), delivery("d3", plug_in_at_home("usr-other"))])
+
+    drained = ingest.drain(context)
+
+    # Applied after d2, d1's plug-in would be stale: neither transition would ever be emitted.
+    assert types(connection) == [(USER, PLUGGED), (USER, UNPLUGGED), ("usr-other", PLUGGED)]
+    assert (drained.deliveries, drained.events, drained.ordered) == (2, 4, 1)  # d1's events are not d2's
+    [held] = connection.xpending_range(keys.INGEST_STREAM, keys.INGEST_GROUP, min="-", max="+", count=10)
+    assert held["consumer"] == b"stalled"  # acknowledged by whoever applies d1 as its own
+    assert sample(context.metrics.registry, "plugwatch_worker_ordered_entries_total") == 1
+
+    claimer = make_context(**FAST)
+    time.sleep(0.01)
+    assert ingest.drain(claimer).deliveries == 1  # claimed: what it holds for USER is applied already
+
+    assert types(connection) == [(USER, PLUGGED), (USER, UNPLUGGED), ("usr-other", PLUGGED)]
+    assert connection.xlen(keys.INGEST_STREAM) == 0
+    assert list(connection.scan_iter(keys.INGEST_USERS_PREFIX + "*")) == []  # each commit deleted its records
+
+
+def test_an_older_pending_delivery_of_other_users_is_left_to_its_drain(
+        connection: redis.Redis, make_context: Contexts) -> None:
+    context = make_context(PLUGWATCH_INGEST_CLAIM_IDLE_SECONDS="60")
+    held_by_a_stalled_drain(connection, [delivery("d1", plug_in_at_home("usr-held"))])
+    feed(connection, [delivery("d2", plug_in_at_home())])
+
+    drained = ingest.drain(context)
+
+    assert types(connection) == [(USER, PLUGGED)]  # usr-held's delivery is the stalled drain's (or a claimer's)
+    assert drained.ordered == 0
+    assert connection.xpending(keys.INGEST_STREAM, keys.INGEST_GROUP)["pending"] == 1
+
+
 class FailingStore(Store):
     """A store that fails (as a bug would) on any batch holding an observation of `user`."""
 
@@ -307,6 +364,36 @@ class FailingStore(Store):
         if any(observation.user_id == self.user for observation in observations):
             raise RuntimeError("bug")
         return super().apply_batch(observations, ack)
+
+
+class PoisonStore(Store):
+    """A store that fails (as a bug would) on any batch holding `user`'s observations of START's minute (one
+    poison delivery)."""
+
+    def __init__(self, connection: redis.Redis, user: str) -> None:
+        super().__init__(connection)
+        self.user, self.at = user, int(START.timestamp() * 1000)
+
+    def apply_batch(self, observations: Sequence[Observation], ack: Ack | None = None) -> BatchResult:
+        if any(observation.user_id == self.user and observation.at < self.at + 60_000 for observation in observations):
+            raise RuntimeError("bug")
+        return super().apply_batch(observations, ack)
+
+
+def test_a_delivery_that_fails_only_behind_an_older_poison_one_is_not_quarantined_with_it(
+        connection: redis.Redis, make_context: Contexts) -> None:
+    context = make_context(PLUGWATCH_INGEST_MAX_DELIVERIES="2", PLUGWATCH_INGEST_IDLE_WAIT_SECONDS="0", **FAST)
+    poisoned = replace(context, store=PoisonStore(connection, "usr-bad"))
+    feed(connection, [delivery("d1", plug_in_at_home("usr-bad")), delivery("d2", plug_in_at_home("usr-bad", 5))])
+
+    for _ in range(3):  # each drain claims both again; d2, applied behind d1, fails as long as d1 is pending
+        ingest.drain(poisoned)
+        time.sleep(0.01)
+
+    [entry] = quarantine.entries(connection)
+    assert (entry.delivery_id, entry.reason.startswith("poison")) == ("d1", True)
+    assert types(connection) == [("usr-bad", PLUGGED)]  # d2, once d1 was quarantined
+    assert connection.xlen(keys.INGEST_STREAM) == 0
 
 
 def test_an_unexpected_failure_leaves_only_the_failing_delivery_pending(

@@ -38,7 +38,7 @@ from rq.timeouts import JobTimeoutException
 from plugwatch import ingest_arming, keys
 from plugwatch.settings import IngestSettings
 from worker.core import Observation
-from worker.ingest import stream
+from worker.ingest import order, stream
 from worker.ingest.entries import Entry, decode_delivery, text
 from worker.ingest.ports import IngestContext
 from worker.ingest.store import Ack
@@ -55,6 +55,7 @@ class Drained:
     emitted: int = 0
     batches: int = 0
     conflicts: int = 0  # commits retried because another drainer changed the same user first
+    ordered: int = 0  # older pending entries (another drain's) whose observations of a batch's users went first
     rearmed: bool = False
 
 
@@ -86,7 +87,7 @@ def drain(context: IngestContext, slot: int = 0) -> Drained:
     stream.forget_idle_consumers(context)
     drained.rearmed = needs_drain(connection, options.claim_idle_ms) and ingest_arming.arm(connection) is not None
     log.info("ingest.drained", deliveries=drained.deliveries, events=drained.events, emitted=drained.emitted,
-             batches=drained.batches, conflicts=drained.conflicts, rearmed=drained.rearmed)
+             batches=drained.batches, conflicts=drained.conflicts, ordered=drained.ordered, rearmed=drained.rearmed)
     return drained
 
 
@@ -122,35 +123,59 @@ def _gc_paused() -> Iterator[None]:
 
 def _process(context: IngestContext, entries: Sequence[Entry], drained: Drained) -> None:
     """Decode, apply and commit one batch; if that fails unexpectedly, retry entry by entry."""
+    batch: _Batch | None = None
     try:
         with _gc_paused():
-            _apply(context, entries, drained)
+            batch = _prepare(context, entries)
+            _commit(context, batch, drained)
     except (redis.ConnectionError, redis.TimeoutError, JobTimeoutException):
         raise  # the job fails and is retried; the entries stay pending and are claimed later
     except Exception:
         if len(entries) == 1:
             log.exception("ingest.entry_failed", entry_id=text(entries[0][0]))
+            if batch is not None and batch.earlier.entries:  # the older entry may be the poison
+                order.mark_waited(context, entries[0][0])
             return  # left pending: claimed again later, quarantined as poison after max_deliveries
         log.exception("ingest.batch_failed", entries=len(entries))
         for entry in entries:
             _process(context, [entry], drained)
 
 
-def _apply(context: IngestContext, entries: Sequence[Entry], drained: Drained) -> None:
+@dataclass
+class _Batch:
+    """A batch decoded, with what of older pending entries of its users must be applied before it."""
+
+    entries: Sequence[Entry]
+    observations: list[Observation]  # the batch's own, in entry and array order
+    counts: Counter[tuple[str, str]]
+    earlier: order.Earlier
+    started: float
+
+
+def _prepare(context: IngestContext, entries: Sequence[Entry]) -> _Batch:
     started = time.perf_counter()
     counts: Counter[tuple[str, str]] = Counter()
-    observations: list[Observation] = []
-    for entry in entries:
-        observations.extend(decode_delivery(context.connection, entry, counts, context.store.config))
-    result = context.store.apply_batch(observations, Ack([entry_id for entry_id, _ in entries]))
-    for (kind, outcome), number in Counter(result.outcomes).items():  # str() once per distinct pair
+    decoded = [decode_delivery(context.connection, entry, counts, context.store.config) for entry in entries]
+    earlier = order.earlier(context, entries, decoded)
+    return _Batch(entries, [observation for part in decoded for observation in part], counts, earlier, started)
+
+
+def _commit(context: IngestContext, batch: _Batch, drained: Drained) -> None:
+    entries, counts, observations = batch.entries, batch.counts, batch.observations
+    first = batch.earlier.observations
+    result = context.store.apply_batch([*first, *observations] if first else observations,
+                                       Ack([entry_id for entry_id, _ in entries]))
+    own = result.outcomes[len(first):] if first else result.outcomes  # (in observation order)
+    for (kind, outcome), number in Counter(own).items():  # str() once per distinct pair
         counts[(kind, str(outcome))] += number
     context.metrics.record_skewed(observations)
-    context.metrics.record_batch(counts, result, deliveries=len(entries), seconds=time.perf_counter() - started)
+    context.metrics.record_batch(counts, result, deliveries=len(entries),
+                                 seconds=time.perf_counter() - batch.started, ordered=batch.earlier.entries)
     drained.deliveries += len(entries)
     drained.events += sum(counts.values())
     drained.batches += 1
     drained.conflicts += result.conflicts
+    drained.ordered += batch.earlier.entries
     emitted = len(result.events)
     looked_up = context.enode.after_batch(result)  # chargers vehicles are plugged into but never seen
     if looked_up is not None:

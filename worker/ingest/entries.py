@@ -42,6 +42,7 @@ class _Delivery:
     """An ingest-stream entry being decoded; its body is split into raw elements at most once."""
 
     entry: Entry
+    quarantine: bool = True  # quarantine what cannot be used (else only count it)
     raw_events: list[bytes] | None = None
 
     @property
@@ -56,9 +57,10 @@ class _Delivery:
 
 
 def decode_delivery(connection: redis.Redis, entry: Entry, counts: Counter[tuple[str, str]],
-                    config: CoreConfig) -> list[Observation]:
-    """The observations of one delivery, in array order; malformed events go to the quarantine."""
-    delivery = _Delivery(entry)
+                    config: CoreConfig, *, quarantine: bool = True) -> list[Observation]:
+    """The observations of one delivery, in array order; malformed events go to the quarantine (unless not
+    `quarantine`: another drain's entry, read only for the order of its users' observations)."""
+    delivery = _Delivery(entry, quarantine)
     events = decode_body(delivery.body)
     if events is None:
         delivery.raw_events = jsonarray.elements(delivery.body)
@@ -111,11 +113,13 @@ def received_at_ms(fields: dict[bytes, bytes]) -> int:
 
 def _quarantine(connection: redis.Redis, delivery: _Delivery, reason: str, event_index: int | None,
                 counts: Counter[tuple[str, str]], kind: str = "other") -> None:
+    counts[(kind, "quarantined")] += 1
+    if not delivery.quarantine:
+        return
     event = None if event_index is None else delivery.event_alone(event_index)
     quarantine_entry(connection, delivery.entry, reason, event_index, event)
     log.warning("ingest.event_quarantined", delivery_id=text(delivery.entry[1].get(b"d", b"")),
                 event_index=event_index, reason=reason)
-    counts[(kind, "quarantined")] += 1
 
 
 def quarantine_entry(connection: redis.Redis, entry: Entry, reason: str, event_index: int | None = None,

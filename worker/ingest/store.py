@@ -12,7 +12,7 @@ One batch costs two Redis round trips when nobody else touches the same users:
    `plugwatch:events` and to the outbox of each subscription whose types include it (read from
    `plugwatch:subscriptions:routes` inside the same call, so every committed event goes to exactly the
    subscriptions that exist at that commit, whatever any worker was started with), and `XACK`s + `XDEL`s the
-   ingest entries the batch came from.
+   ingest entries the batch came from (and deletes their users records, `worker.ingest.order`).
 
 On a conflict (another worker committed one of our users in between) nothing is written; the store re-reads
 only the conflicting users, re-applies their observations and commits again. The state change, its events
@@ -67,7 +67,8 @@ TOMBSTONE_TTL_MS = 7 * 24 * 3600 * 1000
 # KEYS: users (n), events stream, fixed outboxes (m), ingest stream, subscription routes (a hash), epoch marker.
 # ARGV: n, m, events count, acks count, events MAXLEN, ingest group, tombstone TTL (ms), epoch id,
 #       then per user: old present ("1"/"0"), old bytes, new ("1" set, "0" delete, "2" set with the TTL),
-#       new bytes, then the event JSON texts, then their types, then the ingest entry ids to acknowledge.
+#       new bytes, then the event JSON texts, then their types, then the ingest entry ids to acknowledge, and
+#       last the prefix of their users records to delete (worker.ingest.order; "" for none).
 # Reply: the indexes of conflicting users, or "ok" followed by the subscribed URLs that received events.
 # Routes are "<outbox key> <types>" (see plugwatch.subscriptions); their outbox keys are not in KEYS, which
 # standalone Redis allows (plugwatch needs one Redis, not a cluster: README, *Size Redis*).
@@ -132,6 +133,10 @@ if n_acks > 0 then
     redis.call('XACK', stream, ARGV[6], unpack(chunk))
     redis.call('XDEL', stream, unpack(chunk))
   end
+  local users = ARGV[#ARGV]
+  if users ~= '' then
+    for a = 1, #ids do redis.call('DEL', users .. ids[a]) end
+  end
 end
 local reply = {'ok'}
 for url in pairs(reached) do reply[#reply + 1] = url end
@@ -158,6 +163,7 @@ class Ack:
     ids: Sequence[bytes | str]
     stream: str = keys.INGEST_STREAM
     group: str = keys.INGEST_GROUP
+    users_prefix: str = keys.INGEST_USERS_PREFIX  # + entry id: its users record, deleted with it
 
 
 @dataclass(frozen=True)
@@ -288,6 +294,7 @@ class Store:
         args += [event.to_json() for _, event in events]
         args += [event.type.value for _, event in events]
         args += ack_ids
+        args.append(ack.users_prefix if ack is not None else "")
         script_keys = [keys.user_state_key(user) for user in changed]
         script_keys += [keys.EVENTS_STREAM, *self._outboxes,
                         ack.stream if ack is not None else keys.INGEST_STREAM, ROUTES, keys.EPOCH]

@@ -13,6 +13,7 @@ import redis
 import structlog
 
 from plugwatch import ingest_arming, keys
+from worker.ingest import order
 from worker.ingest.entries import Entry, quarantine_entry, text
 from worker.ingest.ports import IngestContext
 from worker.ingest.store import Ack
@@ -73,7 +74,9 @@ def claim(context: IngestContext, armed_key: str, cursor: bytes) -> tuple[list[E
                                                 max=entry_id, count=1)
     times = int(pending[0]["times_delivered"]) if pending else 1
     log.info("ingest.claimed", entry_id=text(entry_id), times=times)
-    if times > options.max_deliveries:
+    if times > options.max_deliveries and order.waited(context, entry_id):
+        log.info("ingest.poison_deferred", entry_id=text(entry_id), times=times)  # it failed behind an older one
+    elif times > options.max_deliveries:
         quarantine_poison(context, entries[0], times)
         return [], following
     return entries, following
