@@ -312,8 +312,9 @@ def script_call(
         dedupe_marks.target_for(shard_cap),
     ]
     odd = batch.quarantined_events  # each entry keeps its event alone (see plugwatch.quarantine)
-    for (index, reason), (event, alone) in zip(odd, jsonarray.alone(body, [i for i, _ in odd]), strict=True):
-        args += [index, reason, event, int(alone)]
+    if odd:
+        for (index, reason), (event, alone) in zip(odd, jsonarray.alone(body, [i for i, _ in odd]), strict=True):
+            args += [index, reason, event, int(alone)]
     return script_keys, args
 
 
