@@ -12,6 +12,7 @@ under it if need be (logged), so `accept()` never runs out of descriptors.
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import resource
@@ -65,7 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve(app: ASGIApp, registry: CollectorRegistry, limits: ConnectionLimits, *, host: str, port: int,
           timeout_graceful_shutdown: int = GRACEFUL_SHUTDOWN_SECONDS) -> None:
     """Run `app` in uvicorn as the receiver runs (its HTTP protocol, loop and limits; bench/receiver.py's
-    bare endpoint runs here too, so the two differ only in the app)."""
+    bare endpoint runs here too, so the two differ only in the app).
+
+    Everything built so far (modules, the app, its clients) is moved out of the cyclic garbage collector's
+    reach first (`gc.freeze()`): it lives as long as the process, and the collections that requests'
+    short-lived objects set off then no longer walk it (in bench/receiver.py, runs alternated on one machine,
+    the receiver's throughput against the bare endpoint's went from 37-42% to 44-47%)."""
+    gc.collect()
+    gc.freeze()
     guard = ConnectionGuard(limits, registry)
     config = uvicorn.Config(
         app, host=host, port=port, http=guarded_protocol(guard), ws="none", lifespan="on", log_config=None,
