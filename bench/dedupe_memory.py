@@ -29,11 +29,13 @@ import redis
 
 from plugwatch import dedupe_marks, keys
 from plugwatch import ingest_protocol as ingest
+from plugwatch.enode_signature import digest
 from tests.support.servers import RedisServer
 
 GOAL_BYTES = 24
 WINDOW = 72 * 3600
 BODY = b'[{"event":"enode:webhook:test","version":"2024-10-01","createdAt":"2025-03-14T18:31:07.221Z"}]'
+SIGNATURE = digest(BODY, "bench-secret")  # what the receiver makes the mark of, with the id
 # The previous version's dedupe (its INGEST_LUA's first lines); ARGV as today's script gets them.
 PREVIOUS_LUA = """
 local seen = redis.call('GET', KEYS[1])
@@ -54,8 +56,8 @@ def fill(client: redis.Redis, script: str, marks: int, *, cap: int, seed: int = 
     pipe = client.pipeline(transaction=False)
     for i in range(marks):
         delivery = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        script_keys, args = ingest.script_call(delivery, BODY, batch, now=start + i * WINDOW / marks,
-                                               dedupe_ttl_seconds=WINDOW, shard_cap=cap)
+        script_keys, args = ingest.script_call(delivery, BODY, batch, signature=SIGNATURE,
+                                               now=start + i * WINDOW / marks, dedupe_ttl_seconds=WINDOW, shard_cap=cap)
         registered(keys=script_keys, args=args, client=pipe)
         if len(pipe) == 2000:
             assert set(pipe.execute()) == {b"recorded"}

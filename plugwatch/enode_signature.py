@@ -1,5 +1,5 @@
 """Enode webhook signatures: `x-enode-signature: sha1=<hex HMAC-SHA1 of the raw body>`; the one implementation,
-used by the receiver (`verify`) and the simulated Enode (`sign`).
+used by the receiver (`check_header`, then `authentic_digest`) and the simulated Enode (`sign`).
 
 The header is checked strictly, before and apart from the HMAC: exactly `sha1=` followed by 40
 lowercase hexadecimal characters (what Enode sends). Anything else — absent, empty, another prefix,
@@ -11,7 +11,6 @@ configured secret, so a secret can be rotated by configuring the old and the new
 from __future__ import annotations
 
 import enum
-import hashlib
 import hmac
 import re
 from collections.abc import Sequence
@@ -28,9 +27,14 @@ class SignatureFailure(enum.StrEnum):
     MISMATCH = "mismatch"  # well formed, but no configured secret produces it
 
 
+def digest(body: bytes, secret: str | bytes) -> bytes:
+    """HMAC-SHA1 of `body` under `secret`: the 20 bytes a valid header spells in hex."""
+    return hmac.digest(secret.encode() if isinstance(secret, str) else secret, body, "sha1")
+
+
 def sign(body: bytes, secret: str) -> str:
     """The header value Enode sends for `body` signed with `secret`."""
-    return "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+    return "sha1=" + digest(body, secret).hex()
 
 
 def check_header(values: Sequence[str]) -> SignatureFailure | None:
@@ -47,8 +51,14 @@ def verify(body: bytes, values: Sequence[str], secrets: Sequence[bytes]) -> Sign
     failure = check_header(values)
     if failure is not None:
         return failure
-    given = bytes.fromhex(values[0][5:])  # well formed: 40 hex digits after "sha1="
+    return None if authentic_digest(body, values[0], secrets) is not None else SignatureFailure.MISMATCH
+
+
+def authentic_digest(body: bytes, value: str, secrets: Sequence[bytes]) -> bytes | None:
+    """The 20-byte digest of a well-formed header `value` (`check_header` passed) when it signs `body` under
+    one of `secrets`, else None. The receiver's dedupe mark is built from it (`plugwatch.dedupe_marks`)."""
+    given = bytes.fromhex(value[5:])  # well formed: 40 hex digits after "sha1="
     matched = False
     for secret in secrets:  # no early exit: the time does not tell which secret matched
         matched |= hmac.compare_digest(hmac.digest(secret, body, "sha1"), given)
-    return None if matched else SignatureFailure.MISMATCH
+    return given if matched else None

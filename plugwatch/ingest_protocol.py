@@ -6,19 +6,18 @@ store it in ONE Lua call, which also arms a drain job (`plugwatch.ingest_arming`
     script_call(delivery, ...) -> keys, args   for the INGEST_LUA script (register it once per client)
     IngestResult(reply)                    what the script did
 
-The script sets the dedupe mark and appends the delivery to the ingest stream (or the quarantine stream,
-or only the heartbeat hash; odd system events get their own quarantine entries beside it) atomically, so a
-crash or a Redis error can never leave a delivery marked as seen but not stored. The mark is a digest of
-(delivery id, body) in a small time-bucketed hash (`plugwatch.dedupe_marks`): the same id with the same body
-is a duplicate, the same id with another body is new input (Enode does not promise an id is never reused)
-and is stored. The previous version's mark (`keys.dedupe_key`: the body's digest, or `1` from before marks
-held digests) still counts as seen until it expires; the script is given the body's digest to compare with
-only when it has answered `legacy_mark` (an old mark exists: nothing written, call again), so the common
-case hashes the body once. It then tries
-`SET plugwatch:ingest:armed 1 NX PX <ARMED_TTL_MS>`; only the caller that wins that SET enqueues the RQ
-drain job (`ingest_arming.enqueue_after_arming`). The worker reads what the script wrote: an ingest-stream
-entry is `d` (delivery id), `b` (raw body), `t` (received at, unix ms), and `q` (the quarantine entry) on
-replays.
+The script sets the dedupe mark and appends the delivery to the ingest stream (or the quarantine stream, or
+only the heartbeat hash; odd system events get their own quarantine entries beside it) atomically, so a crash
+or a Redis error can never leave a delivery marked as seen but not stored. The mark is a digest of (delivery
+id, the body's verified signature) in a small time-bucketed hash (`plugwatch.dedupe_marks`): the same id with
+the same body is a duplicate, the same id with another body is new input (Enode does not promise an id is
+never reused) and is stored. The previous version's mark (`keys.dedupe_key`: the body's digest, or `1` from
+before marks held digests) still counts as seen until it expires; the script is given the body's digest to
+compare with only when it has answered `legacy_mark` (an old mark exists: nothing written, call again), so the
+common case hashes the body only for its signature. It then tries `SET plugwatch:ingest:armed 1 NX PX
+<ARMED_TTL_MS>`; only the caller that wins that SET enqueues the RQ drain job
+(`ingest_arming.enqueue_after_arming`). The worker reads what the script wrote: an ingest-stream entry is `d`
+(delivery id), `b` (raw body), `t` (received at, unix ms), and `q` (the quarantine entry) on replays.
 """
 
 from __future__ import annotations
@@ -291,11 +290,12 @@ def iso_time(unix_seconds: float) -> str:
 
 
 def script_call(
-    delivery_id: str, body: bytes, batch: Batch, *, now: float, dedupe_ttl_seconds: int,
+    delivery_id: str, body: bytes, batch: Batch, *, signature: bytes, now: float, dedupe_ttl_seconds: int,
     dedupe_bucket_seconds: int = DEFAULT_BUCKET_SECONDS, shard_cap: int = dedupe_marks.DEFAULT_CAP,
     legacy_digest: bool = False,
 ) -> tuple[list[str], list[str | bytes | int]]:
-    """KEYS and ARGV for INGEST_LUA (`now` in unix seconds; `shard_cap`: `dedupe_marks.cap_from_config`).
+    """KEYS and ARGV for INGEST_LUA (`signature`: the body's verified HMAC-SHA1, of which the dedupe mark is
+    made, `dedupe_marks.mark_of`; `now` in unix seconds; `shard_cap`: `dedupe_marks.cap_from_config`).
     `legacy_digest`: with the body's digest for a previous version's mark, which costs a hash of the body;
     only needed after the script answered LEGACY_MARK (then call it again with the same `now`)."""
     pending, created_at = ("", "") if batch.heartbeat is None else (
@@ -303,7 +303,7 @@ def script_call(
     script_keys = [keys.dedupe_key(delivery_id), keys.INGEST_STREAM, keys.QUARANTINE_STREAM,
                    keys.HEARTBEAT, keys.INGEST_ARMED, keys.DEDUPE_MARKS]
     quarantining = batch.quarantine is not None or bool(batch.quarantined_events)
-    mark = dedupe_marks.mark_of(delivery_id, body)
+    mark = dedupe_marks.mark_of(delivery_id, signature)
     args: list[str | bytes | int] = [
         delivery_id, body, int(now * 1000), dedupe_ttl_seconds, "1" if batch.enqueue else "0",
         batch.quarantine or "", iso_time(now) if quarantining else "",
@@ -323,5 +323,13 @@ def body_digest(body: bytes) -> bytes:
     return hashlib.blake2b(body, digest_size=8).digest()
 
 
+_RESULTS: dict[bytes | str, IngestResult] = {form: result for result in IngestResult
+                                             for form in (result.value, result.value.encode())}
+
+
 def result_of(reply: bytes | str) -> IngestResult:
-    return IngestResult(reply.decode() if isinstance(reply, bytes) else reply)
+    """The script's reply as an IngestResult (a dict look-up: the enum's own call costs 10 times as much)."""
+    found = _RESULTS.get(reply)
+    if found is None:
+        raise ValueError(f"not a reply of INGEST_LUA: {reply!r}")
+    return found

@@ -91,8 +91,9 @@ class ScriptBatcher:
     async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """The script's reply; raises what Redis raised (cancel the await to give up waiting)."""
         loop = asyncio.get_running_loop()
-        call = _Call(hiredis.pack_command(cast(Any, ("EVALSHA", self._sha, len(keys), *keys, *args))),
-                     loop.create_future())  # (hiredis' stub types its argument as a 1-tuple)
+        command = ("EVALSHA", self._sha, len(keys), *keys, *args)
+        call = _Call(hiredis.pack_command(command),  # type: ignore[arg-type]  # (its stub: a 1-tuple)
+                     loop.create_future())
         self._pending.append(call)
         if self._deadline is not None:
             while self._expiries and self._expiries[0][1].done():  # answered: only the unanswered are kept

@@ -18,8 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from dataclasses import dataclass, field
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
 import redis
 import redis.asyncio
@@ -29,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from plugwatch import dedupe_marks, ingest_arming, keys
 from plugwatch import ingest_protocol as ingest
-from plugwatch.enode_signature import SignatureFailure, check_header, verify
+from plugwatch.enode_signature import SignatureFailure, authentic_digest, check_header
 from plugwatch.settings import Settings
 from receiver.batching import NotReplicated, ScriptBatcher
 from receiver.connections import CUT_SCOPE_KEY
@@ -72,23 +71,20 @@ def delivery_id_of(header: str | None, body: bytes) -> str:
     return header
 
 
-@dataclass
 class _Headers:
-    delivery_id: str | None = None
-    content_length: bytes | None = None
-    signatures: list[str] = field(default_factory=list)
+    __slots__ = ("content_length", "delivery_id", "signatures")
 
-    @classmethod
-    def of(cls, scope: Scope) -> _Headers:
-        found = cls()
+    def __init__(self, scope: Scope) -> None:
+        self.delivery_id: str | None = None
+        self.content_length: bytes | None = None
+        self.signatures: list[str] = []
         for name, value in scope["headers"]:  # ASGI: lowercase names, raw bytes
             if name == b"x-enode-signature":
-                found.signatures.append(value.decode("latin-1"))
+                self.signatures.append(value.decode("latin-1"))
             elif name == b"x-enode-delivery":
-                found.delivery_id = value.decode("latin-1")
+                self.delivery_id = value.decode("latin-1")
             elif name == b"content-length":
-                found.content_length = value
-        return found
+                self.content_length = value
 
 
 class WebhookEndpoint:
@@ -118,7 +114,7 @@ class WebhookEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        handled = await self._handle(_Headers.of(scope), receive)
+        handled = await self._handle(_Headers(scope), receive)
         self._requests[handled.outcome].inc()
         if CUT_SCOPE_KEY not in scope:  # a body too slow to arrive: the cut is logged, rate-limited
             self._log.handled(handled.outcome, handled.delivery_id, handled.events, time.perf_counter() - started)
@@ -134,21 +130,22 @@ class WebhookEndpoint:
 
     async def _handle(self, headers: _Headers, receive: Receive) -> Handled:
         header_id = headers.delivery_id
+        signature = None
         try:
             failure = check_header(headers.signatures)
             if failure is None:
                 body = await read_limited(receive, headers.content_length, self._limit)
-                failure = verify(body, headers.signatures, self._secrets)
+                signature = authentic_digest(body, headers.signatures[0], self._secrets)
         except BodyTooLarge:
             return Handled(Outcome.TOO_LARGE, header_id or "")
         except BadBody:
             return Handled(Outcome.BAD_REQUEST, header_id or "")
-        if failure is not None:
-            self._failures[failure].inc()
+        if signature is None:
+            self._failures[failure or SignatureFailure.MISMATCH].inc()
             return Handled(Outcome.UNAUTHORIZED, (header_id or "")[:MAX_DELIVERY_ID_LENGTH])
-        return await self._store(delivery_id_of(header_id, body), body)
+        return await self._store(delivery_id_of(header_id, body), body, signature)
 
-    async def _store(self, delivery_id: str, body: bytes) -> Handled:
+    async def _store(self, delivery_id: str, body: bytes, signature: bytes) -> Handled:
         batch = ingest.classify_quickly(body)
         if batch is None:  # an odd body: read element by element, without holding up other deliveries
             batch = await run_in_threadpool(ingest.classify_slowly, body)
@@ -156,9 +153,9 @@ class WebhookEndpoint:
             self._reading_cap = asyncio.create_task(self._read_shard_cap())
         started, now = time.perf_counter(), time.time()
         try:
-            reply = await self._ingest(delivery_id, body, batch, now, legacy_digest=False)
+            reply = await self._ingest(delivery_id, body, signature, batch, now, legacy_digest=False)
             if ingest.result_of(reply) is ingest.IngestResult.LEGACY_MARK:  # rare: the previous version's mark
-                reply = await self._ingest(delivery_id, body, batch, now, legacy_digest=True)
+                reply = await self._ingest(delivery_id, body, signature, batch, now, legacy_digest=True)
         except NotReplicated as error:  # stored on the primary only: 503, Enode's retry waits for the replicas
             log.warning("delivery.not_replicated", delivery_id=delivery_id, error=str(error))
             armed = ingest.result_of(error.reply) is ingest.IngestResult.ARMED
@@ -174,12 +171,14 @@ class WebhookEndpoint:
         outcome = _FROM_RESULT.get(result) or _recorded(batch)
         return Handled(outcome, delivery_id, batch.events, armed=result is ingest.IngestResult.ARMED)
 
-    async def _ingest(self, delivery_id: str, body: bytes, batch: ingest.Batch, now: float, *,
+    async def _ingest(self, delivery_id: str, body: bytes, signature: bytes, batch: ingest.Batch, now: float, *,
                       legacy_digest: bool) -> bytes:
-        script_keys, args = ingest.script_call(delivery_id, body, batch, now=now, dedupe_ttl_seconds=self._dedupe_ttl,
+        script_keys, args = ingest.script_call(delivery_id, body, batch, signature=signature, now=now,
+                                               dedupe_ttl_seconds=self._dedupe_ttl,
                                                dedupe_bucket_seconds=self._dedupe_bucket, shard_cap=self._shard_cap,
                                                legacy_digest=legacy_digest)
-        return cast(bytes, await self._script(script_keys, args))
+        reply: bytes = await self._script(script_keys, args)
+        return reply
 
     async def _read_shard_cap(self) -> None:
         """Marks per dedupe shard under this Redis's `hash-max-listpack-entries`, read once beside the first

@@ -14,7 +14,7 @@ from plugwatch import dedupe_marks, keys
 from plugwatch import ingest_protocol as ingest
 from plugwatch.dedupe_marks import Mark
 from plugwatch.ingest_protocol import IngestResult
-from tests.support.ingest_script import run_ingest
+from tests.support.ingest_script import run_ingest, signature_of
 from tests.support.servers import wait_until
 
 VEHICLE = {"event": "user:vehicle:updated", "version": "2024-10-01", "createdAt": "2025-03-14T18:02:05Z",
@@ -38,19 +38,22 @@ def mark_keys(connection: redis.Redis) -> list[bytes]:
 
 # --- pure logic -------------------------------------------------------------------------------------
 
-def test_a_mark_depends_on_the_id_and_the_body_and_nothing_else() -> None:
-    mark = dedupe_marks.mark_of("d1", BODY)
-    assert mark == dedupe_marks.mark_of("d1", BODY)
+def test_a_mark_depends_on_the_id_and_the_signature_and_nothing_else() -> None:
+    signature = signature_of(BODY)
+    mark = dedupe_marks.mark_of("d1", signature)
+    assert mark == dedupe_marks.mark_of("d1", signature_of(BODY))
     assert len(mark.field) == dedupe_marks.FIELD_BYTES
     assert 0 <= mark.hash < 2**32
-    others = {dedupe_marks.mark_of("d2", BODY), dedupe_marks.mark_of("d1", BODY + b" "),
-              dedupe_marks.mark_of("d1" + BODY.decode()[:1], BODY[1:])}  # the id's length is hashed too
+    others = {dedupe_marks.mark_of("d2", signature), dedupe_marks.mark_of("d1", signature_of(BODY + b" ")),
+              dedupe_marks.mark_of("d1", signature_of(BODY, "another-secret")),
+              dedupe_marks.mark_of("d1x", signature)}
+    assert dedupe_marks.mark_of("d1", b"x" + signature) != dedupe_marks.mark_of("d1x", signature)  # the id's length
     assert mark not in others
-    assert len(others) == 3
+    assert len(others) == 4
 
 
 def test_the_hash_and_the_field_are_independent_bits_of_the_digest() -> None:
-    marks = [dedupe_marks.mark_of(f"d{i}", BODY) for i in range(4096)]
+    marks = [dedupe_marks.mark_of(f"d{i}", signature_of(BODY)) for i in range(4096)]
     assert len({m.field for m in marks}) == 4096
     low_bits = [sum(1 for m in marks if m.hash % 16 == shard) for shard in range(16)]
     assert min(low_bits) > 4096 / 16 * 0.7, low_bits  # the shards share the load
@@ -103,7 +106,7 @@ def test_the_same_id_and_body_is_a_duplicate_across_a_bucket_boundary(connection
     assert run(connection, "d1", now=before) is IngestResult.ARMED
     for later in (1_700_000_400.0, before + WIDTH, before + WINDOW - 1):
         assert run(connection, "d1", now=later) is IngestResult.DUPLICATE
-        assert dedupe_marks.is_marked(connection, "d1", BODY, now=later, window=WINDOW, width=WIDTH)
+        assert dedupe_marks.is_marked(connection, "d1", signature_of(BODY), now=later, window=WINDOW, width=WIDTH)
     assert connection.xlen(keys.INGEST_STREAM) == 1
 
 
@@ -138,7 +141,7 @@ def test_a_mark_is_forgotten_once_the_window_has_passed(connection: redis.Redis)
     run(connection, "d1")
     assert run(connection, "d1", now=T0 + WINDOW) is IngestResult.DUPLICATE  # its bucket is still live
     later = T0 + WINDOW + WIDTH
-    assert not dedupe_marks.is_marked(connection, "d1", BODY, now=later, window=WINDOW, width=WIDTH)
+    assert not dedupe_marks.is_marked(connection, "d1", signature_of(BODY), now=later, window=WINDOW, width=WIDTH)
     assert run(connection, "d1", now=later) is IngestResult.ACCEPTED
     oldest = dedupe_marks.live_buckets(later, WINDOW, WIDTH)[0]
     fields = connection.hkeys(keys.DEDUPE_MARKS)
@@ -162,8 +165,8 @@ def test_the_body_digest_is_computed_only_when_a_mark_of_the_previous_version_ex
     script = connection.register_script(ingest.INGEST_LUA)
 
     def first_try(delivery_id: str) -> IngestResult:
-        script_keys, args = ingest.script_call(delivery_id, BODY, ingest.classify(BODY), now=T0,
-                                               dedupe_ttl_seconds=WINDOW, dedupe_bucket_seconds=WIDTH)
+        script_keys, args = ingest.script_call(delivery_id, BODY, ingest.classify(BODY), signature=signature_of(BODY),
+                                               now=T0, dedupe_ttl_seconds=WINDOW, dedupe_bucket_seconds=WIDTH)
         return ingest.result_of(script(keys=script_keys, args=args))
 
     connection.set(keys.dedupe_key("old"), ingest.body_digest(BODY), ex=WINDOW)
@@ -239,8 +242,8 @@ def test_the_mark_hashes_stay_listpack_at_the_designed_load(real_redis: redis.Re
         at = T0 if start == 0 else T0 + WIDTH
         for i in range(start, start + count):
             script_keys, args = ingest.script_call(f"d{i}", TEST_EVENT, ingest.classify(TEST_EVENT),
-                                                   now=at + i / 10_000, dedupe_ttl_seconds=WINDOW,
-                                                   dedupe_bucket_seconds=WIDTH)
+                                                   signature=signature_of(TEST_EVENT), now=at + i / 10_000,
+                                                   dedupe_ttl_seconds=WINDOW, dedupe_bucket_seconds=WIDTH)
             script(keys=script_keys, args=args, client=pipe)
         assert set(pipe.execute()) == {b"recorded"}
     hashes = mark_keys(real_redis)
@@ -249,7 +252,8 @@ def test_the_mark_hashes_stay_listpack_at_the_designed_load(real_redis: redis.Re
     assert max(sizes) <= dedupe_marks.DEFAULT_CAP
     assert sum(sizes) == 25_000
     assert sum(sizes) / len(sizes) > 25, "shards not mostly empty either"
-    found = [dedupe_marks.is_marked(real_redis, f"d{i}", TEST_EVENT, now=T0 + WIDTH + 5, window=WINDOW, width=WIDTH)
+    found = [dedupe_marks.is_marked(real_redis, f"d{i}", signature_of(TEST_EVENT), now=T0 + WIDTH + 5, window=WINDOW,
+                                    width=WIDTH)
              for i in range(0, 25_000, 97)]
     assert all(found)
 
@@ -263,7 +267,8 @@ def test_a_lower_listpack_limit_is_read_and_kept_inside(real_redis: redis.Redis,
 
 
 def test_marks_use_the_digest_given_to_them() -> None:
-    """The script's arguments carry the mark of (id, body): a test of what the receiver hands to Lua."""
-    _, args = ingest.script_call("d1", BODY, ingest.classify(BODY), now=T0, dedupe_ttl_seconds=WINDOW)
-    mark = dedupe_marks.mark_of("d1", BODY)
+    """The script's arguments carry the mark of (id, signature): a test of what the receiver hands to Lua."""
+    _, args = ingest.script_call("d1", BODY, ingest.classify(BODY), signature=signature_of(BODY), now=T0,
+                                 dedupe_ttl_seconds=WINDOW)
+    mark = dedupe_marks.mark_of("d1", signature_of(BODY))
     assert Mark(int(args[12]), bytes(args[13])) == mark  # type: ignore[call-overload]

@@ -53,6 +53,17 @@ def test_a_delivery_signed_with_the_previous_secret_is_accepted(receiver: InProc
     assert receiver.ingest_count() == 1
 
 
+def test_a_retry_is_a_duplicate_only_under_the_same_secret(receiver: InProcessReceiver) -> None:
+    """The dedupe mark is made of the id and the verified signature (plugwatch.dedupe_marks.mark_of): a retry
+    signed under another configured secret (Enode's secret rotated between two attempts) is stored again,
+    never taken for a duplicate and lost; under the same secret it is a duplicate."""
+    assert receiver.post(BODY, signed(BODY, "d1", secret=OLD_SECRET)).json() == {"outcome": "accepted"}
+    assert receiver.post(BODY, signed(BODY, "d1", secret=OLD_SECRET)).json() == {"outcome": "duplicate"}
+    assert receiver.post(BODY, signed(BODY, "d1")).json() == {"outcome": "accepted"}
+    assert receiver.post(BODY, signed(BODY, "d1")).json() == {"outcome": "duplicate"}
+    assert receiver.ingest_count() == 2
+
+
 HEX = signed(BODY)["x-enode-signature"].removeprefix("sha1=")
 
 
