@@ -21,6 +21,38 @@ ECHO = "redis.call('INCR', KEYS[1]); return ARGV[1]"
 
 
 @contextlib.asynccontextmanager
+async def one_reply_then_hold(release: asyncio.Event) -> AsyncIterator[int]:
+    """The port of a "Redis" that answers the first command of a pipeline at once and the others (+later)
+    only once `release` is set."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        scripts = 0
+        while scripts < 2:  # both EVALSHAs of the pipeline; what redis-py sends on connecting gets +OK
+            data = await reader.read(65536)
+            if not data:
+                return
+            if b"EVALSHA" in data:
+                scripts += data.count(b"EVALSHA")
+            else:
+                writer.write(b"+OK\r\n")
+        writer.write(b"+first\r\n")
+        await writer.drain()
+        await release.wait()
+        writer.write(b"+later\r\n")
+        await writer.drain()
+        while await reader.read(65536):  # (the SET and WAIT of the replicas' case go unanswered)
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        release.set()
+        server.close()
+
+
+@contextlib.asynccontextmanager
 async def silent_server() -> AsyncIterator[int]:
     """The port of a server that accepts connections and never answers (a Redis that hangs)."""
     stop = asyncio.Event()
@@ -44,9 +76,9 @@ class CountingBatcher(ScriptBatcher):
         super().__init__(*args, **kwargs)
         self.sizes: list[int] = []
 
-    async def _pipeline(self, batch: list[Any]) -> list[Any]:
+    async def _pipeline(self, batch: list[Any], answer_early: bool) -> list[Any]:
         self.sizes.append(len(batch))
-        return await super()._pipeline(batch)
+        return await super()._pipeline(batch, answer_early)
 
 
 def test_concurrent_calls_share_round_trips_and_get_their_own_replies(redis_url: str) -> None:
@@ -62,6 +94,33 @@ def test_concurrent_calls_share_round_trips_and_get_their_own_replies(redis_url:
     assert sum(sizes) >= 50  # the first pipeline meets NOSCRIPT and is re-sent once
     assert len(sizes) < 10, sizes
     assert redis.Redis.from_url(redis_url).get("n") == b"50"
+
+
+@pytest.mark.parametrize("replicas", [0, 1])
+def test_a_reply_answers_its_caller_before_the_rest_of_its_batch_unless_replicas_must_confirm(
+        replicas: int) -> None:
+    """Without replicas to wait for, a caller whose reply has been read is answered while the batch's later
+    replies are still due (the next request on its connection need not wait for them); with
+    PLUGWATCH_ACK_REPLICAS every caller waits for the batch and its WAIT."""
+
+    async def main() -> tuple[bool, bool]:
+        release = asyncio.Event()
+        async with one_reply_then_hold(release) as port:
+            client = redis.asyncio.Redis(port=port)
+            batcher = ScriptBatcher(client, ECHO, timeout=5, replicas=replicas, ack_mark="m")
+            first = asyncio.create_task(batcher(["n"], ["1"]))
+            later = asyncio.create_task(batcher(["n"], ["2"]))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(first), timeout=1)
+            answered = (first.done(), later.done())
+            release.set()
+            await asyncio.gather(first, later, return_exceptions=True)
+            await client.aclose(close_connection_pool=True)
+        return answered
+
+    first_done, later_done = asyncio.run(asyncio.wait_for(main(), timeout=10))
+    assert not later_done
+    assert first_done is (replicas == 0)
 
 
 def test_a_lone_call_is_sent_alone(redis_url: str) -> None:
@@ -101,7 +160,7 @@ def test_a_script_error_reaches_only_its_caller(redis_url: str) -> None:
         results = await asyncio.gather(batcher([], ["a"]), batcher([], ["bad"]), batcher([], ["c"]),
                                        return_exceptions=True)
         await client.aclose()
-        return results
+        return list(results)
 
     first, bad, third = asyncio.run(main())
     assert (first, third) == (b"a", b"c")
