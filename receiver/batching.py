@@ -234,5 +234,4 @@ def _answer(future: asyncio.Future[Any], reply: Any) -> None:
 
 
 def _give_up(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError("no answer from Redis within the budget"))
+    _answer(future, TimeoutError("no answer from Redis within the budget"))
