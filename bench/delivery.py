@@ -108,7 +108,7 @@ def drained_by_worker(connection: Any, url: str, events: list[bytes], sink_count
             pipe.xadd(keys.outbox_stream(url), {"event": body})
         pipe.execute()
     started = time.perf_counter()
-    delivery_arming.kick(connection, [url])
+    delivery_arming.kick(connection, connection, [url])
     wait_until(lambda: delivery_arming.backlog(connection, url) == 0, timeout=3600, interval=0.02)
     seconds = time.perf_counter() - started
     wait_until(lambda: sink_count() - before >= len(events), timeout=30,

@@ -38,9 +38,9 @@ class _Main(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         # One line, no traceback: unusable configuration exits 2, a Redis down (or failing) exits 1.
         with exit_on_bad_settings("plugwatch"):
-            redis_url = read(os.environ, "REDIS_URL")
-            redis_clients.check_startup(redis_url)
-            with exit_on_redis_failure("plugwatch", redis_url):
+            redis_url, rq_redis_url = read(os.environ, "REDIS_URL"), read(os.environ, "RQ_REDIS_URL")
+            redis_clients.check_startup(redis_url, rq_redis_url)
+            with exit_on_redis_failure("plugwatch", redis_url, rq_redis_url):
                 try:
                     return super().invoke(ctx)
                 except click.UsageError as error:  # as argparse words it: the usage, then one line

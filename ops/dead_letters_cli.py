@@ -29,7 +29,8 @@ def dead_letters() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the event body.")
 def list_letters(url: str | None, as_json: bool) -> None:
     """List dead letters, oldest first: job id, time, URL, event type and id, reason."""
-    letters = deadletters.list_all(command.connect(command.settings()), url)
+    settings = command.settings()
+    letters = deadletters.list_all(command.connect_queues(settings, command.connect(settings)), url)
     for letter in letters:
         if as_json:
             click.echo(orjson.dumps({**asdict(letter), "event": _json_or_text(letter.event_json)}).decode())
@@ -50,13 +51,14 @@ def replay(job_ids: tuple[str, ...], replay_all: bool, url: str | None) -> None:
         raise click.UsageError("give job ids, --all, or --url URL")
     settings = command.settings()
     connection = command.connect(settings)
-    ids = list(job_ids) or [letter.job_id for letter in deadletters.list_all(connection, url)]
+    queues = command.connect_queues(settings, connection)
+    ids = list(job_ids) or [letter.job_id for letter in deadletters.list_all(queues, url)]
     if url is not None and not ids:
         click.echo(f"no dead letters for {url}", err=True)
     refused = 0
     for job_id in ids:
         try:
-            letter = deadletters.replay(connection, settings, job_id)
+            letter = deadletters.replay(connection, queues, settings, job_id)
         except KeyError:
             click.echo(f"{job_id}\tnot found", err=True)
             refused += 1
@@ -74,18 +76,20 @@ def replay(job_ids: tuple[str, ...], replay_all: bool, url: str | None) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def purge(url: str | None, yes: bool) -> None:
     """Delete dead letters for good."""
-    connection = command.connect(command.settings())
+    settings = command.settings()
+    queues = command.connect_queues(settings, command.connect(settings))
     if not yes:
-        click.confirm(f"Delete {len(deadletters.list_all(connection, url))} dead letters?", abort=True)
-    click.echo(f"{deadletters.purge(connection, url)} dead letters deleted")
+        click.confirm(f"Delete {len(deadletters.list_all(queues, url))} dead letters?", abort=True)
+    click.echo(f"{deadletters.purge(queues, url)} dead letters deleted")
 
 
 @dead_letters.command("urls")
 def urls() -> None:
     """Downstream URLs with their state (ok, slow, paused, disabled), backlog and dead letters."""
-    connection = command.connect(command.settings())
+    settings = command.settings()
+    connection = command.connect(settings)
     active = set(subscriptions.active_urls(connection))
-    letters = deadletters.list_all(connection)
+    letters = deadletters.list_all(command.connect_queues(settings, connection))
     now = time.time()
     for current in url_state.read_states(connection, subscriptions.known_urls(connection)):
         configured = "" if current.url in active else "\t(removed, draining)"
@@ -101,14 +105,15 @@ def enable(url: str, replay_too: bool) -> None:
     """Re-enable a URL disabled by a 410 Gone (and close its breaker)."""
     settings = command.settings()
     connection = command.connect(settings)
+    queues = command.connect_queues(settings, connection)
     if url not in subscriptions.active_urls(connection):
         raise click.ClickException(f"{url} is not subscribed (plugwatch subscriptions list)")
     was_disabled = url_state.enable(connection, url)
-    delivery_arming.kick(connection, [url])
+    delivery_arming.kick(connection, queues, [url])
     click.echo(f"{url}\t{'enabled' if was_disabled else 'was not disabled; breaker closed'}")
     if replay_too:
-        for letter in deadletters.list_all(connection, url):
-            deadletters.replay(connection, settings, letter.job_id)
+        for letter in deadletters.list_all(queues, url):
+            deadletters.replay(connection, queues, settings, letter.job_id)
             click.echo(f"{letter.job_id}\treplayed\t{letter.event_id}")
 
 

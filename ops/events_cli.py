@@ -61,7 +61,8 @@ def replay(url: str | None, since: str | None, until: str | None, types: tuple[s
         _refuse(str(error))
     if url_state.read_state(connection, url).disabled:
         _refuse(f"{url} is disabled; re-enable it first: plugwatch dead-letters enable {url}")
-    done = events_replay.replay(connection, url, window, wanted)
+    done = events_replay.replay(connection, url, window, wanted,
+                                queues=command.connect_queues(settings, connection))
     span = f"{_iso(window.since_ms)} to {'now' if window.until_ms is None else _iso(window.until_ms)}"
     kinds = f" of type {', '.join(sorted(wanted))}" if wanted else ""
     if done.oldest_held_ms is None or done.oldest_held_ms > window.since_ms:

@@ -93,8 +93,10 @@ def replay_types(asked: frozenset[str], subscribed: tuple[str, ...]) -> frozense
     return asked or frozenset(subscribed)
 
 
-def replay(connection: redis.Redis, url: str, window: Window, types: Collection[str] = ()) -> Replayed:
-    """Append the window's events (of `types`, all if empty) to `url`'s outbox in stream order; arm its drain."""
+def replay(connection: redis.Redis, url: str, window: Window, types: Collection[str] = (), *,
+           queues: redis.Redis) -> Replayed:
+    """Append the window's events (of `types`, all if empty) to `url`'s outbox in stream order; arm its drain
+    (its job on `queues`, RQ's Redis)."""
     wanted = frozenset(types)
     start, end = str(window.since_ms), "+" if window.until_ms is None else str(window.until_ms - 1)
     queued, first, last = 0, None, None
@@ -109,7 +111,7 @@ def replay(connection: redis.Redis, url: str, window: Window, types: Collection[
             break
         start = "(" + bodies[-1][0]
     if queued:
-        delivery_arming.kick(connection, [url])
+        delivery_arming.kick(connection, queues, [url])
     return Replayed(queued, first, last, _oldest_ms(connection))
 
 

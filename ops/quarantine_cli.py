@@ -84,11 +84,13 @@ def replay(entry_ids: tuple[str, ...], replay_all: bool, force: bool) -> None:
     An entry leaves the quarantine; what the worker quarantines again comes back as a new entry that
     names it (`replay of`). Without --force, an entry in which nothing would be processed stays.
     """
-    connection = command.connect(command.settings())
+    settings = command.settings()
+    connection = command.connect(settings)
+    queues = command.connect_queues(settings, connection)
     ids = _selected(connection, entry_ids, replay_all)
     failed = 0
     for entry_id in ids:
-        outcome = store.replay(connection, entry_id, now=time.time(), force=force)
+        outcome = store.replay(connection, entry_id, queues=queues, now=time.time(), force=force)
         click.echo(f"{entry_id}\t{outcome.value}")
         failed += outcome is not store.ReplayOutcome.REPLAYED
     if failed:

@@ -1,6 +1,7 @@
 """Status at a glance for operators without Grafana: read it from Redis (`read_status`), render it.
 
-    read_status(connection, urls, now) -> Status     one snapshot (queues, dead letters, heartbeat, URLs, Redis)
+    read_status(connection, urls, now, queues=) -> Status   one snapshot (queues, dead letters, heartbeat, URLs,
+                                                            Redis); `queues`: RQ's Redis (default `connection`)
     render_text(status) -> str                       what `plugwatch status` prints
     status.as_dict()                                 what `plugwatch status --json` prints
 
@@ -100,12 +101,15 @@ class Status:
         return asdict(self) | {"problems": self.problems, "needs_attention": self.needs_attention}
 
 
-def read_status(connection: redis.Redis, urls: Iterable[str], now: float) -> Status:
-    """A snapshot of plugwatch's Redis: `urls` are the configured downstream URLs (others are found too)."""
+def read_status(connection: redis.Redis, urls: Iterable[str], now: float, *,
+                queues: redis.Redis | None = None) -> Status:
+    """A snapshot of plugwatch's Redis: `urls` are the configured downstream URLs (others are found too);
+    RQ's workers, queues and dead letters are read through `queues` (RQ_REDIS_URL's client; default `connection`)."""
+    rq = connection if queues is None else queues
     all_urls = _known_urls(connection, urls)
-    samples = _collect(connection, all_urls, now)
-    workers = Worker.all(connection=connection)
-    queues = tuple(_queue_status(connection, name, samples) for name in _queue_labels(samples))
+    samples = _collect(connection, rq, all_urls, now)
+    workers = Worker.all(connection=rq)
+    queue_states = tuple(_queue_status(rq, name, samples) for name in _queue_labels(samples))
     age = samples.get(("plugwatch_enode_heartbeat_age_seconds", ""))
     pending = samples.get(("plugwatch_enode_pending_events", ""))
     heartbeat = None if age is None else Heartbeat(
@@ -115,8 +119,8 @@ def read_status(connection: redis.Redis, urls: Iterable[str], now: float) -> Sta
         at=now,
         workers=len(workers),
         busy_workers=sum(1 for worker in workers if worker.get_state() == "busy"),
-        queues=queues,
-        dead_letters=_failed_jobs(connection, keys.DEAD_LETTER_QUEUE),
+        queues=queue_states,
+        dead_letters=_failed_jobs(rq, keys.DEAD_LETTER_QUEUE),
         quarantine=int(samples.get(("plugwatch_quarantine_entries", ""), 0)),
         heartbeat=heartbeat,
         downstream=tuple(_url_status(state, now) for state in read_states(connection, all_urls)),
@@ -150,10 +154,13 @@ def _known_urls(connection: redis.Redis, configured: Iterable[str]) -> list[str]
     return list(dict.fromkeys([*configured, *subscriptions.known_urls(connection)]))
 
 
-def _collect(connection: redis.Redis, urls: Sequence[str], now: float) -> dict[tuple[str, str], float]:
+def _collect(connection: redis.Redis, rq: redis.Redis, urls: Sequence[str], now: float,
+             ) -> dict[tuple[str, str], float]:
     """The collector's samples as {(metric name, queue label or ""): value}; raises if Redis is down."""
     connection.ping()  # the collector swallows Redis errors (a scrape must not fail); the CLI must not
-    collector = RedisCollector(connection, queues=queues_with_outboxes(urls), clock=lambda: now)
+    if rq is not connection:
+        rq.ping()
+    collector = RedisCollector(connection, rq_connection=rq, queues=queues_with_outboxes(urls), clock=lambda: now)
     families: Iterable[Metric] = collector.collect()
     return {
         (sample.name, sample.labels.get("queue", "")): sample.value

@@ -16,7 +16,7 @@ import click
 import orjson
 
 from ops.status import read_status, render_text
-from plugwatch import command
+from plugwatch import command, redis_clients
 
 
 @click.command("status")
@@ -26,10 +26,11 @@ def status(as_json: bool, check: bool) -> None:
     """Show queue depths, oldest job age, dead letters, quarantine, last heartbeat and downstream URLs."""
     settings = command.settings()
     connection = command.connect(settings)
+    queues = command.connect_queues(settings, connection)
     try:  # Redis down: one line and exit 1 (cli)
-        snapshot = read_status(connection, (), time.time())
+        snapshot = read_status(connection, (), time.time(), queues=queues)
     finally:
-        connection.close()
+        redis_clients.close_both(connection, queues)
     if as_json:
         click.echo(orjson.dumps(snapshot.as_dict(), option=orjson.OPT_INDENT_2).decode())
     else:

@@ -6,6 +6,7 @@ click context's object; commands never read the environment themselves:
     environment() -> Mapping[str, str]     what this invocation was started with (`plugwatch up` hands it on)
     settings() -> Settings                 `Settings.from_env` of it (commands never need the Enode secret)
     connect(settings) -> redis.Redis       a client for a command: the Redis budget, at least 5 s
+    connect_queues(settings, connection)   its client for RQ (RQ_REDIS_URL): `connection` unless another Redis
 """
 
 from __future__ import annotations
@@ -43,3 +44,7 @@ def settings() -> Settings:
 
 def connect(settings: Settings) -> redis.Redis:
     return redis_clients.command(settings)
+
+
+def connect_queues(settings: Settings, connection: redis.Redis) -> redis.Redis:
+    return redis_clients.command_queues(settings, connection)

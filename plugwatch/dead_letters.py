@@ -5,6 +5,9 @@ the queue's FailedJobRegistry with a failure TTL (default 7 days) and, as its ex
 given up.  rq-dashboard lists them; its Requeue button re-runs the job in a worker, and so does
 `plugwatch dead-letters replay`, in-process: the event's exact JSON goes back to the end of the URL's
 outbox (same id, same bytes) and is delivered like any other event, with retries.
+
+The jobs live in RQ's Redis (`queues`: RQ_REDIS_URL, default REDIS_URL), where rq-dashboard finds them; the
+outbox and the subscription they go back to live in the data Redis (`connection`).
 """
 
 from __future__ import annotations
@@ -43,12 +46,12 @@ class DeadLetter:
     dead_lettered_at: str
 
 
-def registry(connection: redis.Redis) -> FailedJobRegistry:
-    return FailedJobRegistry(keys.DEAD_LETTER_QUEUE, connection=connection)
+def registry(queues: redis.Redis) -> FailedJobRegistry:
+    return FailedJobRegistry(keys.DEAD_LETTER_QUEUE, connection=queues)
 
 
 def add(
-    connection: redis.Redis, url: str, body: bytes, *, reason: str, ttl: int, event_id: str, event_type: str,
+    queues: redis.Redis, url: str, body: bytes, *, reason: str, ttl: int, event_id: str, event_type: str,
     now: float | None = None, enqueued_at: float | None = None,
 ) -> str:
     """Keep `body` for `url` as a failed, replayable job; returns the job id.
@@ -59,7 +62,7 @@ def add(
     ended = datetime.fromtimestamp(time.time() if now is None else now, UTC)
     queued = ended if enqueued_at is None else datetime.fromtimestamp(enqueued_at, UTC)
     job = Job.create(
-        keys.DEAD_LETTER_JOB, args=(url, body.decode("utf-8", "surrogateescape")), connection=connection,
+        keys.DEAD_LETTER_JOB, args=(url, body.decode("utf-8", "surrogateescape")), connection=queues,
         id=f"dl-{keys.url_key(url)}-{uuid.uuid4().hex[:16]}", origin=keys.DEAD_LETTER_QUEUE,
         status=JobStatus.FAILED, timeout=REPLAY_JOB_TIMEOUT, failure_ttl=ttl, result_ttl=ttl,
         description=f"{event_type or 'event'} {event_id or '?'} -> {url}",
@@ -68,25 +71,26 @@ def add(
     )
     job.created_at = job.enqueued_at = min(queued, ended)
     job.ended_at = ended
-    queue = Queue(keys.DEAD_LETTER_QUEUE, connection=connection)
-    pipe = connection.pipeline()
+    queue = Queue(keys.DEAD_LETTER_QUEUE, connection=queues)
+    pipe = queues.pipeline()
     pipe.sadd(Queue.redis_queues_keys, queue.key)  # so rq-dashboard lists the queue
     job.save(pipeline=pipe)
-    registry(connection).add(job, ttl=ttl, exc_string=reason, pipeline=pipe)
+    registry(queues).add(job, ttl=ttl, exc_string=reason, pipeline=pipe)
     Result.create_failure(job, ttl, exc_string=reason, pipeline=pipe)
     pipe.execute()
     return job.id
 
 
-def list_all(connection: redis.Redis, url: str | None = None) -> list[DeadLetter]:
+def list_all(queues: redis.Redis, url: str | None = None) -> list[DeadLetter]:
     """Dead letters, oldest first; only `url`'s when given."""
-    ids = registry(connection).get_job_ids()
-    letters = [_from_job(job) for job in Job.fetch_many(ids, connection=connection) if job is not None]
+    ids = registry(queues).get_job_ids()
+    letters = [_from_job(job) for job in Job.fetch_many(ids, connection=queues) if job is not None]
     return sorted((letter for letter in letters if url is None or letter.url == url),
                   key=lambda letter: letter.dead_lettered_at)
 
 
-def requeue_event(connection: redis.Redis, settings: Settings, url: str, event_json: str) -> list[str]:
+def requeue_event(connection: redis.Redis, queues: redis.Redis, settings: Settings, url: str,
+                  event_json: str) -> list[str]:
     """Put the event back at the end of `url`'s outbox and arm its drain (what a replay does); return the URLs
     this armed (a worker starts them in its own drainer threads)."""
     if not connection.hexists(subscriptions.ROUTES, url):
@@ -94,24 +98,24 @@ def requeue_event(connection: redis.Redis, settings: Settings, url: str, event_j
     if read_state(connection, url).disabled:
         raise ReplayRefused(f"{url} is disabled; re-enable it first: plugwatch dead-letters enable {url}")
     connection.xadd(keys.outbox_stream(url), {"event": event_json.encode("utf-8", "surrogateescape")})
-    return kick(connection, [url])
+    return kick(connection, queues, [url])
 
 
-def replay(connection: redis.Redis, settings: Settings, job_id: str) -> DeadLetter:
+def replay(connection: redis.Redis, queues: redis.Redis, settings: Settings, job_id: str) -> DeadLetter:
     """Replay one dead letter in this process and remove it; raises KeyError or ReplayRefused."""
-    job = Job.fetch(job_id, connection=connection) if connection.exists(Job.key_for(job_id)) else None
+    job = Job.fetch(job_id, connection=queues) if queues.exists(Job.key_for(job_id)) else None
     if job is None or job.origin != keys.DEAD_LETTER_QUEUE:
         raise KeyError(job_id)
     letter = _from_job(job)
-    requeue_event(connection, settings, letter.url, letter.event_json)
-    registry(connection).remove(job, delete_job=True)
+    requeue_event(connection, queues, settings, letter.url, letter.event_json)
+    registry(queues).remove(job, delete_job=True)
     return letter
 
 
-def purge(connection: redis.Redis, url: str | None = None) -> int:
+def purge(queues: redis.Redis, url: str | None = None) -> int:
     """Delete dead letters (all, or `url`'s); returns how many."""
-    letters = list_all(connection, url)
-    dead_letters = registry(connection)
+    letters = list_all(queues, url)
+    dead_letters = registry(queues)
     for letter in letters:
         dead_letters.remove(letter.job_id, delete_job=True)
     return len(letters)

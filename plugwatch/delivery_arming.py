@@ -1,13 +1,14 @@
 """Arming: make sure exactly one drain per downstream URL is queued or running when its outbox has events.
 
-    kick(connection, urls) -> armed     after committing events to the URLs' outboxes
-    rearm(connection, urls) -> armed    every ~1 s (the worker's pump): whatever should run and does not
-    arm(connection, urls) -> armed      the step both take; backlog(connection, url): what waits for a URL
+    kick(connection, queues, urls) -> armed     after committing events to the URLs' outboxes
+    rearm(connection, queues, urls) -> armed    every ~1 s (the worker's pump): whatever should run and does not
+    arm(connection, queues, urls) -> armed      the step both take; backlog(connection, url): what waits
 
 The same pattern as ingest: `SET <lease key> queued NX PX` and, only if that succeeded, enqueue one RQ
 job `worker.jobs.drain_outbox(url)` on `plugwatch-delivery`.  A running drainer replaces "queued" with its
 own token and refreshes it (see `worker.delivery.lease`), so `kick` while a drain is queued or running does
-nothing: the drainer re-checks the outbox before it lets go of the lease.
+nothing: the drainer re-checks the outbox before it lets go of the lease. The lease is data (`connection`,
+REDIS_URL); the job is RQ's (`queues`, RQ_REDIS_URL: the same client unless that names another Redis).
 
 `kick` is called right after events were committed to the outboxes (by the ingest worker, reconcile, a
 dead-letter replay).  `rearm` repairs everything else: a lost arming (a job that vanished, a drainer
@@ -37,16 +38,16 @@ JOB_FAILURE_TTL = 7 * 24 * 3600
 log = structlog.get_logger(__name__)
 
 
-def kick(connection: redis.Redis, urls: Iterable[str]) -> list[str]:
+def kick(connection: redis.Redis, queues: redis.Redis, urls: Iterable[str]) -> list[str]:
     """Arm a drain for each URL that is not paused (call after committing events to their outboxes)."""
     unique = list(dict.fromkeys(urls))
     if not unique:
         return []
     now = time.time()
-    return arm(connection, [state.url for state in read_states(connection, unique) if not state.paused(now)])
+    return arm(connection, queues, [state.url for state in read_states(connection, unique) if not state.paused(now)])
 
 
-def rearm(connection: redis.Redis, urls: Iterable[str]) -> list[str]:
+def rearm(connection: redis.Redis, queues: redis.Redis, urls: Iterable[str]) -> list[str]:
     """Re-arm every subscribed URL whose outbox has events, no drain queued or running, and no pause."""
     urls = list(urls)
     if not urls:
@@ -67,10 +68,10 @@ def rearm(connection: redis.Redis, urls: Iterable[str]) -> list[str]:
     if not due:
         return []
     log.info("delivery.pump_rearmed", urls=len(due))
-    return arm(connection, due)
+    return arm(connection, queues, due)
 
 
-def arm(connection: redis.Redis, urls: list[str]) -> list[str]:
+def arm(connection: redis.Redis, queues: redis.Redis, urls: list[str]) -> list[str]:
     """SET NX each URL's lease to "queued" and enqueue a drain job for each one that was free."""
     if not urls:
         return []
@@ -78,7 +79,7 @@ def arm(connection: redis.Redis, urls: list[str]) -> list[str]:
     for url in urls:
         pipe.set(keys.downstream_lease_key(url), QUEUED, nx=True, px=ARM_TTL_MS)
     armed = [url for url, ok in zip(urls, pipe.execute(), strict=True) if ok]
-    queue = Queue(keys.DELIVERY_QUEUE, connection=connection)
+    queue = Queue(keys.DELIVERY_QUEUE, connection=queues)
     for url in armed:
         queue.enqueue(
             keys.DRAIN_OUTBOX_JOB, url, job_timeout=DRAIN_JOB_TIMEOUT, result_ttl=0,

@@ -1,13 +1,14 @@
 """Arming the ingest drain: one RQ drain job per slot queued or running while the ingest stream has work.
 
-    arm(connection, slot=0) -> job id | None      win the slot's armed key, then enqueue its drain job
-    enqueue_after_arming(connection, slot=0)      the enqueue alone, for a caller that won the key already
-                                                  (the receiver: its ingest Lua call sets it)
-    arming_lost(connection, ttl_ms, running_ttl_ms)   the pump's test for an arming no drain took up
+    arm(connection, queues, slot=0) -> job id | None   win the slot's armed key, then enqueue its drain job
+    enqueue_after_arming(connection, queues, slot=0)   the enqueue alone, for a caller that won the key
+                                                       already (the receiver: its ingest Lua call sets it)
+    arming_lost(queues, ttl_ms, running_ttl_ms)        the pump's test for an arming no drain took up
     requeue(pipe, delivery_id, body, now=...)     an operator's replay onto the ingest stream
 
 The armed key (`keys.ingest_armed_key(slot)`; slot 0 is `plugwatch:ingest:armed`, the receiver's) has two
-TTLs, kept here together because the pump tells them apart:
+TTLs, kept here together because the pump tells them apart (`connection` is the data Redis, holding the key;
+`queues` is RQ's, holding the job: the same client unless RQ_REDIS_URL names another Redis):
 - an arming (the receiver's Lua call, `arm`: the pump, a drain re-arming itself or, under a backlog, a
   helper slot) sets it for ARMED_TTL_MS; only the caller that wins that SET enqueues the RQ job
   `worker.jobs.drain_ingest(slot)` (RQ costs a few ms per job; one job drains many deliveries);
@@ -34,9 +35,9 @@ DRAIN_JOB_RESULT_TTL_SECONDS = 60
 DRAIN_JOB_FAILURE_TTL_SECONDS = 7 * 24 * 3600
 
 
-def enqueue_drain(connection: redis.Redis, slot: int = 0) -> str:
+def enqueue_drain(queues: redis.Redis, slot: int = 0) -> str:
     """Enqueue one drain job on the ingest queue (call after winning the armed key); return its job id."""
-    job = Queue(keys.INGEST_QUEUE, connection=connection).enqueue_call(
+    job = Queue(keys.INGEST_QUEUE, connection=queues).enqueue_call(
         keys.DRAIN_INGEST_JOB,
         args=(slot,) if slot else (),
         job_id=f"drain-ingest-{uuid.uuid4().hex}",
@@ -48,31 +49,31 @@ def enqueue_drain(connection: redis.Redis, slot: int = 0) -> str:
     return str(job.id)
 
 
-def enqueue_after_arming(connection: redis.Redis, slot: int = 0) -> str:
+def enqueue_after_arming(connection: redis.Redis, queues: redis.Redis, slot: int = 0) -> str:
     """Enqueue the drain job for an armed key we own; on failure release the key so the pump re-arms."""
     try:
-        return enqueue_drain(connection, slot)
+        return enqueue_drain(queues, slot)
     except redis.RedisError:
         with contextlib.suppress(redis.RedisError):  # else the key expires within ARMED_TTL_MS
             connection.delete(keys.ingest_armed_key(slot))
         raise
 
 
-def arm(connection: redis.Redis, slot: int = 0) -> str | None:
+def arm(connection: redis.Redis, queues: redis.Redis, slot: int = 0) -> str | None:
     """Arm and enqueue a drain job for `slot` unless one is armed already; return the new job id, if any."""
     if not connection.set(keys.ingest_armed_key(slot), "1", nx=True, px=ARMED_TTL_MS):
         return None
-    return enqueue_after_arming(connection, slot)
+    return enqueue_after_arming(connection, queues, slot)
 
 
-def arming_lost(connection: redis.Redis, ttl_ms: int, running_ttl_ms: int) -> bool:
+def arming_lost(queues: redis.Redis, ttl_ms: int, running_ttl_ms: int) -> bool:
     """Armed (the key has `ttl_ms` left), but its job vanished: a worker took the job and died before the
     drain started. If the arming is more than a few seconds old and no drain job is queued, nobody will take
     it up until it expires: don't wait for that."""
     armed_for = ARMED_TTL_MS - ttl_ms
     if ttl_ms <= running_ttl_ms or armed_for < LOST_ARMING_AFTER_MS:
         return False
-    return Queue(keys.INGEST_QUEUE, connection=connection).count == 0
+    return Queue(keys.INGEST_QUEUE, connection=queues).count == 0
 
 
 def requeue(pipe: redis.client.Pipeline, delivery_id: str, body: bytes, *, now: float, replay_of: str) -> None:

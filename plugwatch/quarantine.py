@@ -124,8 +124,9 @@ def get(connection: redis.Redis, entry_id: str) -> Entry | None:
     return _entry(rows[0]) if rows else None
 
 
-def replay(connection: redis.Redis, entry_id: str, *, now: float, force: bool = False) -> ReplayOutcome:
-    """Move one entry back onto the ingest stream (atomically) and arm a drain job.
+def replay(connection: redis.Redis, entry_id: str, *, queues: redis.Redis, now: float,
+           force: bool = False) -> ReplayOutcome:
+    """Move one entry back onto the ingest stream (atomically) and arm a drain job (on `queues`, RQ's Redis).
 
     Odd system events in it (which the worker ignores) are quarantined again at once, each on its own,
     unless `force`d through.
@@ -145,7 +146,7 @@ def replay(connection: redis.Redis, entry_id: str, *, now: float, force: bool = 
             entry.delivery_id, event, reason, now=now, event_index=index, alone=alone, replay_of=entry.id))
     pipe.xdel(keys.QUARANTINE_STREAM, entry.id)
     pipe.execute()
-    ingest_arming.arm(connection)
+    ingest_arming.arm(connection, queues)
     return ReplayOutcome.REPLAYED
 
 

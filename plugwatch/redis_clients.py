@@ -4,8 +4,15 @@
     worker(settings)                                      a worker's jobs, drainers and pump
     rq(settings)                                          RQ's own connection in a worker (blocking dequeue)
     command(settings)                                     a `plugwatch` command: the budget, at least 5 s
+    queues(settings, data, ...)                           RQ's Redis beside the data client `data`: that same
+                                                          client, unless RQ_REDIS_URL names another Redis
     probe(url, timeout)                                   a quick look at a URL (`plugwatch up` picking a Redis)
     dashboard_url(url)                                    a URL with these options, for rq-dashboard
+
+Two Redises, or one. `REDIS_URL` holds plugwatch's data (ingest, state, outboxes, quarantine, dedupe marks,
+subscriptions); `RQ_REDIS_URL` (default: the same) holds RQ's queues, jobs, workers and dead letters. Code that
+talks to RQ is given the client `queues(...)` returns, and code that touches data the data client; with one
+Redis both are the same object, so nothing changes (one pool, no second connection).
 
 Every client has a connect timeout and a socket timeout (no call waits for ever: a network blackhole ends
 as a `TimeoutError` within the bound), TCP keepalive with short probes where the platform has the options
@@ -151,9 +158,28 @@ def check_sentinels(variable: str, url: str, timeout: float = SENTINEL_TIMEOUT_S
                         f"{target.service!r} (in {target.shown})")
 
 
-def check_startup(redis_url: str) -> None:
-    """At a process's start: `check_sentinels` for REDIS_URL (`SettingsError` naming it)."""
+def check_startup(redis_url: str, rq_redis_url: str = "") -> None:
+    """At a process's start: `check_sentinels` for REDIS_URL and RQ_REDIS_URL (`SettingsError` naming it)."""
     check_sentinels("REDIS_URL", redis_url)
+    if rq_redis_url and rq_redis_url != redis_url:
+        check_sentinels("RQ_REDIS_URL", rq_redis_url)
+
+
+def queues(settings: Settings, data: redis.Redis, *, socket_timeout: float, connect_timeout: float | None = None,
+           retries: int = RETRIES) -> redis.Redis:
+    """The client for RQ's queues, jobs and dead letters of a process whose data client is `data`: `data`
+    itself when RQ_REDIS_URL is unset (or the same URL), else a client for RQ_REDIS_URL with these timeouts."""
+    if not settings.process.queues_apart:
+        return data
+    return connect(settings.process.queues_url, socket_timeout=socket_timeout, connect_timeout=connect_timeout,
+                   retries=retries)
+
+
+def close_both(data: redis.Redis, queues_client: redis.Redis) -> None:
+    """Close a data client and its queues client (once, when they are the same)."""
+    data.close()
+    if queues_client is not data:
+        queues_client.close()
 
 
 def receiver_async(settings: Settings) -> redis.asyncio.Redis:
@@ -164,10 +190,22 @@ def receiver_sync(settings: Settings) -> redis.Redis:
     return connect(settings.process.redis_url, socket_timeout=settings.process.redis_timeout_seconds)
 
 
+def receiver_queues(settings: Settings, data: redis.Redis) -> redis.Redis:
+    """The receiver's client for enqueueing drain jobs (after the response) and reading queue depths."""
+    return queues(settings, data, socket_timeout=settings.process.redis_timeout_seconds)
+
+
 def worker(settings: Settings) -> redis.Redis:
     process = settings.process
     return connect(process.redis_url, socket_timeout=process.redis_socket_timeout_seconds,
                    connect_timeout=min(process.redis_socket_timeout_seconds, MIN_COMMAND_TIMEOUT_SECONDS))
+
+
+def worker_queues(settings: Settings, data: redis.Redis) -> redis.Redis:
+    """A worker's client for enqueueing, counting and dead-lettering (RQ's own dequeue uses `rq`)."""
+    process = settings.process
+    return queues(settings, data, socket_timeout=process.redis_socket_timeout_seconds,
+                  connect_timeout=min(process.redis_socket_timeout_seconds, MIN_COMMAND_TIMEOUT_SECONDS))
 
 
 def rq_dequeue_timeout(settings: Settings) -> int:
@@ -178,7 +216,7 @@ def rq_dequeue_timeout(settings: Settings) -> int:
 def rq(settings: Settings) -> redis.Redis:
     """RQ's connection in a worker: a socket timeout just beyond its blocking dequeue, no retries."""
     process = settings.process
-    return connect(process.redis_url, socket_timeout=rq_dequeue_timeout(settings) + RQ_SOCKET_MARGIN_SECONDS,
+    return connect(process.queues_url, socket_timeout=rq_dequeue_timeout(settings) + RQ_SOCKET_MARGIN_SECONDS,
                    connect_timeout=min(process.redis_socket_timeout_seconds, MIN_COMMAND_TIMEOUT_SECONDS),
                    retries=0)
 
@@ -188,6 +226,12 @@ def command(settings: Settings, timeout: float | None = None) -> redis.Redis:
     if timeout is None:
         timeout = max(settings.process.redis_timeout_seconds, MIN_COMMAND_TIMEOUT_SECONDS)
     return connect(settings.process.redis_url, socket_timeout=timeout)
+
+
+def command_queues(settings: Settings, data: redis.Redis) -> redis.Redis:
+    """A `plugwatch` command's client for RQ (dead letters, workers, queue depths) beside its data client."""
+    return queues(settings, data, socket_timeout=max(settings.process.redis_timeout_seconds,
+                                                     MIN_COMMAND_TIMEOUT_SECONDS))
 
 
 def probe(url: str, timeout: float) -> redis.Redis:

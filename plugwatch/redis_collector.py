@@ -13,6 +13,8 @@ Every process reads the same truth, so aggregate these gauges with `max`, never 
 
 Queues are described by `StreamQueue` (a stream whose processed entries are deleted, like the ingest
 stream) and `RQQueue`; pass `queues=` a callable returning them to add more (`queues_with_outboxes`).
+RQ's queues are read through `rq_connection` (RQ_REDIS_URL's Redis), the rest through `connection`; one
+client (the default) when both are the same Redis.
 The collector is synchronous (prometheus_client calls it from the scraping thread) and never raises:
 a Redis error yields `plugwatch_redis_up 0` and no other samples.
 
@@ -97,10 +99,12 @@ class RedisCollector(Collector):
         self,
         connection: redis.Redis,
         *,
+        rq_connection: redis.Redis | None = None,
         queues: Callable[[redis.Redis], Iterable[QueueSpec]] = default_queues,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._connection = connection
+        self._rq = connection if rq_connection is None else rq_connection
         self._queues = queues
         self._clock = clock
 
@@ -124,16 +128,17 @@ class RedisCollector(Collector):
         depth, oldest, quarantine, heartbeat_age, pending, _up = families
         specs = list(self._queues(self._connection))
         pipe = self._connection.pipeline(transaction=False)
+        rq_pipe = pipe if self._rq is self._connection else self._rq.pipeline(transaction=False)
         for spec in specs:
             if isinstance(spec, StreamQueue):
                 pipe.xlen(spec.key)
                 pipe.xrange(spec.key, count=1)
             else:
-                pipe.llen(spec.key)
-                pipe.lindex(spec.key, 0)
+                rq_pipe.llen(spec.key)
+                rq_pipe.lindex(spec.key, 0)
         pipe.xlen(keys.QUARANTINE_STREAM)
         pipe.hmget(keys.HEARTBEAT, ["at", "pending_events"])
-        replies = pipe.execute()
+        replies = _merged(specs, pipe.execute(), None if rq_pipe is pipe else rq_pipe.execute())
         now = self._clock()
         heads = [replies[2 * i + 1] for i in range(len(specs))]
         ages = self._oldest_ages(specs, heads, now)
@@ -159,13 +164,25 @@ class RedisCollector(Collector):
             elif isinstance(spec, RQQueue) and head is not None:
                 job_heads.append((i, head))
         if job_heads:
-            pipe = self._connection.pipeline(transaction=False)
+            pipe = self._rq.pipeline(transaction=False)
             for _, job_id in job_heads:
                 pipe.hget(Job.key_for(job_id.decode()), "enqueued_at")
             for (i, _), enqueued_at in zip(job_heads, pipe.execute(), strict=True):
                 if enqueued_at:
                     ages[i] = max(0.0, now - utcparse(enqueued_at.decode()).timestamp())
         return ages
+
+
+def _merged(specs: Sequence[QueueSpec], replies: list[Any], rq_replies: list[Any] | None) -> list[Any]:
+    """The replies in `specs` order (two per queue, then the rest), when RQ's queues were read apart."""
+    if rq_replies is None:
+        return replies
+    data, rq = iter(replies), iter(rq_replies)
+    merged = []
+    for spec in specs:
+        source = data if isinstance(spec, StreamQueue) else rq
+        merged += [next(source), next(source)]
+    return [*merged, *data]
 
 
 def number_or_none(value: bytes | str | None) -> float | None:
@@ -194,14 +211,15 @@ def _families() -> list[GaugeMetricFamily]:
 class DeliveryStateCollector(Collector):
     """Gauges read from Redis at scrape time (register with a registry; nothing is read before a scrape)."""
 
-    def __init__(self, connection: redis.Redis, urls: Urls) -> None:
+    def __init__(self, connection: redis.Redis, urls: Urls, rq_connection: redis.Redis | None = None) -> None:
         self.connection = connection
         self.urls = urls
+        self.rq_connection = connection if rq_connection is None else rq_connection
 
     def collect(self) -> Iterator[Metric]:
         try:
             states = read_states(self.connection, _urls(self.urls, self.connection))
-            dead = FailedJobRegistry(keys.DEAD_LETTER_QUEUE, connection=self.connection).count
+            dead = FailedJobRegistry(keys.DEAD_LETTER_QUEUE, connection=self.rq_connection).count
         except redis.RedisError as error:
             log.warning("delivery.metrics_unavailable", error=str(error))
             return

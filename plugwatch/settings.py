@@ -51,6 +51,7 @@ class ProcessSettings:
     """What every process is run with (the worker's metrics port and pump interval too)."""
 
     redis_url: str = "redis://localhost:6379/0"
+    rq_redis_url: str = ""  # RQ's queues and jobs; "" (RQ_REDIS_URL unset): the Redis of `redis_url`
     redis_timeout_seconds: float = 1.0  # the longest a delivery waits for Redis before a 503; tools wait ≥ 5 s
     log_format: str = "auto"  # "json", "console" or "auto" (console on a TTY)
     metrics_port: int = 9100  # a worker's Prometheus port; 0: off
@@ -58,6 +59,16 @@ class ProcessSettings:
     redis_socket_timeout_seconds: float = 10.0  # the longest a worker's or a command's Redis call waits
     worker_ttl_seconds: int = 60  # a worker's RQ registration; RQ blocks on its queues 15 s less than this
     worker_shutdown_grace_seconds: float = 20.0  # after SIGTERM a worker exits within this, Redis or not
+
+    @property
+    def queues_url(self) -> str:
+        """The URL of the Redis holding RQ's queues, jobs and dead letters (RQ_REDIS_URL, else REDIS_URL)."""
+        return self.rq_redis_url or self.redis_url
+
+    @property
+    def queues_apart(self) -> bool:
+        """RQ has a Redis of its own (RQ_REDIS_URL names another URL than REDIS_URL)."""
+        return self.queues_url != self.redis_url
 
 
 @dataclass(frozen=True)
@@ -311,6 +322,7 @@ class Variable:
 
 VARIABLES: tuple[Variable, ...] = (
     Variable("REDIS_URL", "process", "redis_url", _redis_url),
+    Variable("RQ_REDIS_URL", "process", "rq_redis_url", _redis_url),
     Variable("PLUGWATCH_REDIS_TIMEOUT_SECONDS", "process", "redis_timeout_seconds", _number),
     Variable("PLUGWATCH_LOG_FORMAT", "process", "log_format", _choice(*LOG_FORMATS)),
     Variable("PLUGWATCH_METRICS_PORT", "process", "metrics_port", _port_or_off),

@@ -4,7 +4,7 @@ stderr, exit status 2 (bad settings) or 1 (a runtime failure).
     with exit_on_bad_settings("python -m worker"):
         settings = Settings.from_env(os.environ)
         ...                                        # anything else that reads settings
-    with exit_on_redis_failure("python -m worker", settings.process.redis_url):
+    with exit_on_redis_failure("python -m worker", settings.process.redis_url, settings.process.rq_redis_url):
         ...                                        # the process's work
 
 A `SettingsError` names the variable and says what is wrong; a traceback would only bury that line (and a
@@ -38,13 +38,17 @@ def exit_on_bad_settings(program: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def exit_on_redis_failure(program: str, redis_url: str) -> Iterator[None]:
-    """Turn a Redis error raised inside the block into one line naming REDIS_URL's Redis, and exit 1."""
+def exit_on_redis_failure(program: str, redis_url: str, rq_redis_url: str = "") -> Iterator[None]:
+    """Turn a Redis error raised inside the block into one line naming REDIS_URL's Redis (and RQ_REDIS_URL's,
+    when RQ has a Redis of its own: the error's own text says which one answered), and exit 1."""
     try:
         yield
     except redis.RedisError as error:
         problem = "cannot reach" if isinstance(error, redis.ConnectionError | redis.TimeoutError) else "error from"
-        sys.stderr.write(f"{program}: {problem} Redis at {shown_redis_url(redis_url)} (REDIS_URL): {error}\n")
+        which = f"Redis at {shown_redis_url(redis_url)} (REDIS_URL)"
+        if rq_redis_url and rq_redis_url != redis_url:
+            which += f" or {shown_redis_url(rq_redis_url)} (RQ_REDIS_URL)"
+        sys.stderr.write(f"{program}: {problem} {which}: {error}\n")
         sys.stderr.flush()
         raise SystemExit(RUNTIME_FAILURE_EXIT) from None
 

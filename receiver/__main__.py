@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with exit_on_bad_settings("python -m receiver"):
         settings = Settings.from_env(os.environ)
-        redis_clients.check_startup(settings.process.redis_url)
+        redis_clients.check_startup(settings.process.redis_url, settings.process.rq_redis_url)
     configure_logging(settings.process.log_format)
     open_files = raise_open_file_limit()
     limits = ConnectionLimits.of(settings, open_files)

@@ -43,14 +43,18 @@ def create_app(
     *,
     redis: redis.asyncio.Redis | None = None,
     sync_redis: redis.Redis | None = None,
+    queues_redis: redis.Redis | None = None,
 ) -> WebhookFastPath:
-    """The receiver for `settings`; tests may inject Redis clients (e.g. fakeredis on one FakeServer)."""
+    """The receiver for `settings`; tests may inject Redis clients (e.g. fakeredis on one FakeServer).
+    `queues_redis` is RQ's (RQ_REDIS_URL): by default the sync client itself unless RQ has a Redis of its own."""
     owned_async = redis is None
     owned_sync = sync_redis is None
     connection = redis if redis is not None else redis_clients.receiver_async(settings)
     sync_connection = sync_redis if sync_redis is not None else redis_clients.receiver_sync(settings)
-    metrics = ReceiverMetrics.create(sync_connection)
-    webhook = WebhookEndpoint(settings, connection, sync_connection, metrics)
+    owned_queues = queues_redis is None
+    queues = queues_redis if queues_redis is not None else redis_clients.receiver_queues(settings, sync_connection)
+    metrics = ReceiverMetrics.create(sync_connection, queues)
+    webhook = WebhookEndpoint(settings, connection, sync_connection, queues, metrics)
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
@@ -72,6 +76,8 @@ def create_app(
             await connection.aclose()
         if owned_sync:
             sync_connection.close()
+        if owned_queues and queues is not sync_connection:
+            queues.close()
 
     routes = [
         Route(WEBHOOK_PATH, webhook, methods=["POST"]),
@@ -106,6 +112,6 @@ def app_from_env() -> WebhookFastPath:
     """uvicorn's factory: settings from the environment (unusable: one line, exit 2), logging configured once."""
     with exit_on_bad_settings("receiver"):
         settings = Settings.from_env(os.environ)
-        redis_clients.check_startup(settings.process.redis_url)
+        redis_clients.check_startup(settings.process.redis_url, settings.process.rq_redis_url)
     configure_logging(settings.process.log_format)
     return create_app(settings)

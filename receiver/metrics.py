@@ -39,8 +39,9 @@ class ReceiverMetrics:
     quarantined_events: Counter  # system events the receiver quarantined alone, by reason
 
     @classmethod
-    def create(cls, connection: redis.Redis) -> ReceiverMetrics:
-        """A fresh registry with the receiver's metrics and the Redis-backed collector (read at scrape)."""
+    def create(cls, connection: redis.Redis, queues: redis.Redis | None = None) -> ReceiverMetrics:
+        """A fresh registry with the receiver's metrics and the Redis-backed collector (read at scrape);
+        `queues`: RQ's Redis, when it is not `connection`'s."""
         registry = CollectorRegistry()
         requests = Counter("plugwatch_receiver_requests", "Webhook deliveries by outcome", ["outcome"],
                            registry=registry)
@@ -57,6 +58,6 @@ class ReceiverMetrics:
             requests.labels(outcome.value)
         for reason in SignatureFailure:
             failures.labels(reason.value)
-        registry.register(RedisCollector(connection))
+        registry.register(RedisCollector(connection, rq_connection=queues))
         registry.register(RedisHealthCollector(connection))
         return cls(registry, requests, failures, enqueue, quarantined)

@@ -9,7 +9,8 @@
     PLUGWATCH_ACK_REPLICAS=N and fewer replicas confirm the write within the budget ─▶ 503 (stored on the
                 primary; the retry is answered 200 once the replicas hold it, or stored anew if a failover lost it)
 
-If this request armed the drain, the RQ job is enqueued after the response (threadpool, sync client);
+If this request armed the drain, the RQ job is enqueued after the response (threadpool, a sync client of
+RQ's Redis: RQ_REDIS_URL, default REDIS_URL);
 a failure there is logged and left to the worker's pump: the delivery is already in the stream.
 """
 
@@ -91,7 +92,7 @@ class WebhookEndpoint:
     """A plain ASGI app (Starlette's Request/Response machinery costs more than the work itself)."""
 
     def __init__(self, settings: Settings, connection: redis.asyncio.Redis, sync_connection: redis.Redis,
-                 metrics: ReceiverMetrics) -> None:
+                 queues: redis.Redis, metrics: ReceiverMetrics) -> None:
         self._secrets = tuple(secret.encode() for secret in settings.receiver.enode_webhook_secrets)
         self._limit = settings.receiver.max_body_bytes
         self._dedupe_ttl = settings.receiver.dedupe_ttl_seconds
@@ -105,7 +106,8 @@ class WebhookEndpoint:
         self._script = ScriptBatcher(connection, ingest.INGEST_LUA, timeout=self._redis_timeout / 2,
                                      deadline=self._redis_timeout, replicas=settings.receiver.ack_replicas,
                                      ack_mark=keys.ACK_MARK)
-        self._sync_connection = sync_connection
+        self._sync_connection = sync_connection  # the data Redis: releases the armed key if the enqueue fails
+        self._queues = queues  # RQ's Redis (the same client unless RQ_REDIS_URL names another): the drain job
         self._metrics = metrics
         self._requests = {outcome: metrics.requests.labels(outcome.value) for outcome in Outcome}
         self._failures = {reason: metrics.signature_failures.labels(reason.value) for reason in SignatureFailure}
@@ -205,7 +207,7 @@ class WebhookEndpoint:
     def _enqueue_drain(self) -> None:
         """Runs after the response, in the threadpool (RQ is synchronous)."""
         try:
-            job_id = ingest_arming.enqueue_after_arming(self._sync_connection)
+            job_id = ingest_arming.enqueue_after_arming(self._sync_connection, self._queues)
         except (redis.RedisError, OSError) as error:
             log.warning("drain.enqueue_failed", error=repr(error))
         else:

@@ -158,6 +158,9 @@ def _run(stack: Stack, env: dict[str, str], demo: Demo, ports: Ports, workers: i
          fake: bool) -> None:
     url, how = provide_redis(stack, env, private, fake)
     env["REDIS_URL"] = url
+    if how != "REDIS_URL":  # a private Redis holds RQ too
+        env.pop("RQ_REDIS_URL", None)
+    queues_url = env.get("RQ_REDIS_URL") or url
     sink_url = _start_sink(stack, env["DOWNSTREAM_WEBHOOK_SECRET"], ports.sink, url)
     scenario = None if demo.enode else build_scenario(demo.users, demo.seed)
     hook = (f"http://127.0.0.1:{ports.receiver}/webhooks/enode", env["ENODE_WEBHOOK_SECRET"].split(",")[0].strip())
@@ -174,8 +177,9 @@ def _run(stack: Stack, env: dict[str, str], demo: Demo, ports: Ports, workers: i
                     env | metrics)
     base = f"http://127.0.0.1:{ports.receiver}"
     if ports.dashboard is not None:
-        stack.spawn("rq-dashboard", [venv_script("rq-dashboard"), "--redis-url", redis_clients.dashboard_url(url),
-                                     "--port", str(ports.dashboard), "--bind", "127.0.0.1"], env)
+        stack.spawn("rq-dashboard", [venv_script("rq-dashboard"), "--redis-url",
+                                     redis_clients.dashboard_url(queues_url), "--port", str(ports.dashboard),
+                                     "--bind", "127.0.0.1"], env)
         wait_http(f"http://127.0.0.1:{ports.dashboard}/",
                   f"rq-dashboard did not start on port {ports.dashboard} (see {stack.log_dir}/rq-dashboard.log)")
     wait_http(base + "/readyz", f"the receiver did not get ready at {base} (see {stack.log_dir}/receiver.log)")
@@ -190,8 +194,8 @@ def _run(stack: Stack, env: dict[str, str], demo: Demo, ports: Ports, workers: i
             raise RuntimeError(f"{names} exited (see {stack.log_dir}/<name>.log)")
 
 
-EXPORTED = ("REDIS_URL", "ENODE_WEBHOOK_SECRET", "DOWNSTREAM_WEBHOOK_URLS", "DOWNSTREAM_WEBHOOK_SECRET", "PORT",
-            "ENODE_CLIENT_ID", "ENODE_CLIENT_SECRET", "ENODE_API_URL", "ENODE_TOKEN_URL")
+EXPORTED = ("REDIS_URL", "RQ_REDIS_URL", "ENODE_WEBHOOK_SECRET", "DOWNSTREAM_WEBHOOK_URLS", "DOWNSTREAM_WEBHOOK_SECRET",
+            "PORT", "ENODE_CLIENT_ID", "ENODE_CLIENT_SECRET", "ENODE_API_URL", "ENODE_TOKEN_URL")
 
 
 def exports(env: Mapping[str, str]) -> str:

@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with exit_on_bad_settings("python -m worker"):
         settings = Settings.from_env(os.environ, require_enode_secret=False)
-        redis_clients.check_startup(settings.process.redis_url)
+        redis_clients.check_startup(settings.process.redis_url, settings.process.rq_redis_url)
         context = bootstrap(settings)
     configure_logging(settings.process.log_format)
     _wait_for_redis(context, settings)
@@ -53,16 +53,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _wait_for_redis(context: WorkerContext, settings: Settings) -> None:
-    """Redis down (or refusing) at start: one log line per try, naming REDIS_URL, and try again with a growing
-    pause (up to 10 s) until it answers; a process manager's SIGTERM ends the wait (the default handler)."""
+    """Redis down (or refusing) at start: one log line per try, naming REDIS_URL (or RQ_REDIS_URL, when RQ's
+    Redis is another), and try again with a growing pause (up to 10 s) until both answer; a process manager's
+    SIGTERM ends the wait (the default handler)."""
+    waiting = [("REDIS_URL", settings.process.redis_url, context.connection)]
+    if context.queues is not context.connection:
+        waiting.append(("RQ_REDIS_URL", settings.process.queues_url, context.queues))
     pause = 0.5
-    while True:
+    while waiting:
+        variable, url, client = waiting[0]
         try:
-            context.connection.ping()
-            return
+            client.ping()
         except (redis.RedisError, OSError) as error:
-            log.error("worker.redis_unreachable", redis_url=shown_redis_url(settings.process.redis_url),
-                      variable="REDIS_URL", error=str(error) or type(error).__name__, retry_in_seconds=pause)
+            log.error("worker.redis_unreachable", redis_url=shown_redis_url(url), variable=variable,
+                      error=str(error) or type(error).__name__, retry_in_seconds=pause)
+        else:
+            waiting.pop(0)
+            continue
         time.sleep(pause)
         pause = min(2 * pause, 10.0)
 
@@ -100,6 +107,7 @@ def _run(context: WorkerContext, settings: Settings, args: argparse.Namespace) -
     finally:
         stop.set()
         context.close()
+        context.close_redis()
         rq_connection.close()
     log.info("worker.stopped")
     return 0
@@ -121,7 +129,7 @@ def ensure_subscriptions(context: WorkerContext) -> bool:
 def pump_once(context: WorkerContext, health: HealthWatch | None = None) -> None:
     """Re-arm ingest and delivery drains that should be running, watch Redis's health; never raises (logged)."""
     try:
-        drain.pump(context.connection, context.options)
+        drain.pump(context.connection, context.queues, context.options)
         context.delivery.pump()
         context.enode.pump()
         if health is not None:

@@ -34,7 +34,8 @@ from worker.metrics import DeliveryMetrics, WorkerMetrics
 @dataclass(frozen=True)
 class WorkerContext:
     settings: Settings
-    connection: redis.Redis
+    connection: redis.Redis  # the data Redis (REDIS_URL)
+    queues: redis.Redis  # RQ's Redis for enqueueing and dead letters (RQ_REDIS_URL; `connection` if the same)
     store: Store
     metrics: WorkerMetrics
     delivery: delivery.DeliveryContext
@@ -51,23 +52,31 @@ class WorkerContext:
         self.delivery.close()
         self.enode.close()
 
+    def close_redis(self) -> None:
+        """Close the Redis clients (after `close`)."""
+        redis_clients.close_both(self.connection, self.queues)
+
 
 def bootstrap(settings: Settings, *, registry: CollectorRegistry = REGISTRY, connection: redis.Redis | None = None,
-              consumer: str | None = None) -> WorkerContext:
+              consumer: str | None = None, queues: redis.Redis | None = None) -> WorkerContext:
     """Build everything a worker process needs from `settings`; tests pass their own registry and connection
-    (e.g. fakeredis)."""
+    (e.g. fakeredis), and `queues` for RQ's Redis (default: `connection` when given, else RQ_REDIS_URL's)."""
     if connection is None:
         connection = redis_clients.worker(settings)
-    registry.register(RedisCollector(connection, queues=queues_with_outboxes(subscriptions.known_urls)))
-    registry.register(DeliveryStateCollector(connection, subscriptions.known_urls))
+        queues = redis_clients.worker_queues(settings, connection) if queues is None else queues
+    queues = connection if queues is None else queues
+    registry.register(RedisCollector(connection, rq_connection=queues,
+                                     queues=queues_with_outboxes(subscriptions.known_urls)))
+    registry.register(DeliveryStateCollector(connection, subscriptions.known_urls, rq_connection=queues))
     registry.register(RedisHealthCollector(connection))
     registry.register(EpochCollector(connection))
     store = Store.from_settings(connection, settings)
     store.on_state_lost = partial(ensure_env_subscriptions, connection, settings)
-    deliveries = delivery.build(settings, connection=connection, metrics=DeliveryMetrics(registry))
+    deliveries = delivery.build(settings, connection=connection, queues=queues, metrics=DeliveryMetrics(registry))
     return WorkerContext(
         settings=settings,
         connection=connection,
+        queues=queues,
         store=store,
         metrics=WorkerMetrics.create(registry),
         delivery=deliveries,

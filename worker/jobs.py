@@ -54,4 +54,5 @@ def drain_outbox(url: str) -> None:
 
 def deliver_dead_letter(url: str, event_json: str) -> None:
     context = current()
-    context.delivery.start_here(dead_letters.requeue_event(context.connection, context.settings, url, event_json))
+    context.delivery.start_here(dead_letters.requeue_event(context.connection, context.queues, context.settings, url,
+                                                                  event_json))

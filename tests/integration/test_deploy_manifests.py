@@ -20,6 +20,7 @@ from tests.support import manifests as m
 from tests.support.servers import free_port
 
 ENV = {"REDIS_URL": "redis://redis.example:6379/0"}
+RQ_APART = {"RQ_REDIS_URL": "redis://rq-redis.example:6379/0"}  # RQ on a Redis of its own
 
 
 def _receiver_routes(*paths: str) -> set[str]:
@@ -90,13 +91,20 @@ def test_compose_runs_redis_with_aof_and_noeviction() -> None:
     assert "--maxmemory-policy noeviction" in command
 
 
+@pytest.mark.parametrize("extra", [{}, RQ_APART], ids=["one-redis", "rq-apart"])
 @pytest.mark.parametrize(("service", "process"), [("receiver", "web"), ("worker", "worker"),
                                                   ("dashboard", "dashboard")])
-def test_compose_service_runs_the_procfile_command(service: str, process: str) -> None:
+def test_compose_service_runs_the_procfile_command(service: str, process: str, extra: dict[str, str]) -> None:
     svc = _compose_plugwatch_services()[service]
     ports = [str(port).rsplit(":", 1)[-1] for port in svc.get("ports", [])]
-    env = {**ENV, **({"PORT": ports[0]} if ports else {})}
+    env = {**ENV, **extra, **({"PORT": ports[0]} if ports else {})}
     assert m.argv(svc["command"], env, compose=True) == m.procfile_argv(process, env)
+
+
+def test_the_dashboard_is_given_rqs_redis() -> None:
+    """rq-dashboard reads RQ's keys: RQ_REDIS_URL when set, else REDIS_URL (the Procfile's command)."""
+    assert "redis://rq-redis.example:6379/0" in m.procfile_argv("dashboard", {**ENV, **RQ_APART})
+    assert "redis://redis.example:6379/0" in m.procfile_argv("dashboard", ENV)
 
 
 def test_compose_environment_is_read_by_the_code() -> None:
@@ -135,11 +143,12 @@ def test_every_kubernetes_document_parses_and_names_its_kind() -> None:
 @pytest.mark.parametrize(("deployment", "process"), [("plugwatch-receiver", "web"),
                                                      ("plugwatch-worker", "worker"),
                                                      ("plugwatch-dashboard", "dashboard")])
-def test_kubernetes_deployment_runs_the_procfile_command(deployment: str, process: str) -> None:
+@pytest.mark.parametrize("extra", [{}, RQ_APART], ids=["one-redis", "rq-apart"])
+def test_kubernetes_deployment_runs_the_procfile_command(deployment: str, process: str, extra: dict[str, str]) -> None:
     (container,) = m.containers(m.kubernetes("Deployment")[deployment])
     assert container["image"] == m.PLUGWATCH_IMAGE
     http = [port["containerPort"] for port in container.get("ports", []) if port["name"] == "http"]
-    env = {**ENV, **({"PORT": str(http[0])} if http else {})}
+    env = {**ENV, **extra, **({"PORT": str(http[0])} if http else {})}
     words = m.argv([*container["command"], *container.get("args", [])], env)
     assert words == m.procfile_argv(process, env)
     _assert_command_exists(words)

@@ -82,7 +82,7 @@ def test_reconcile_after_an_outage_emits_each_missed_transition_once_and_a_rerun
     assert [(e["type"], e["vehicleId"]) for e in emitted(real_redis)] == [
         ("vehicle.plugged_in_at_home", "v1"), ("vehicle.plugged_in_at_home", "v3")]
     fake.page_size = 2  # several pages of each
-    apply = functools.partial(apply_observations, store, functools.partial(kick, real_redis, (URL,)))
+    apply = functools.partial(apply_observations, store, functools.partial(kick, real_redis, real_redis, (URL,)))
     with EnodeClient.from_settings(settings_) as client:
         first = reconcile(client, apply, datetime.now(UTC))
         second = reconcile(client, apply, datetime.now(UTC))
@@ -108,7 +108,7 @@ def test_reconcile_one_user_reads_only_that_users_devices(
     store = Store(real_redis)
     outage(fake, store)
     known = len(emitted(real_redis))
-    apply = functools.partial(apply_observations, store, functools.partial(kick, real_redis, ()))
+    apply = functools.partial(apply_observations, store, functools.partial(kick, real_redis, real_redis, ()))
     with EnodeClient.from_settings(settings_) as client:
         report = reconcile(client, apply, datetime.now(UTC), user_id="u2")
     assert [(e["type"], e["vehicleId"]) for e in emitted(real_redis)[known:]] == [

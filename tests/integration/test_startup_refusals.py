@@ -119,12 +119,14 @@ def test_a_cluster_redis_url_is_refused_in_one_line(program: str, tmp_path: Path
                      "Redis Cluster is not supported by this version (one Redis, or Sentinel)"]
 
 
-def test_sentinels_none_of_which_answers_are_refused_at_start_up_naming_the_variable(tmp_path: Path) -> None:
+@pytest.mark.parametrize("variable", ["REDIS_URL", "RQ_REDIS_URL"])
+def test_sentinels_none_of_which_answers_are_refused_at_start_up_naming_the_variable(variable: str,
+                                                                                    tmp_path: Path) -> None:
     nodes = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()},127.0.0.1:{free_port()}"  # nothing listens there
     url = f"redis+sentinel://:hunter2@{nodes}/plugwatch/0"
     for program in SENTINEL_PROGRAMS:
-        lines = _refusal(program, {"REDIS_URL": url}, tmp_path)
-        assert lines == [f"{program}: REDIS_URL: none of the sentinels {nodes} answers "
+        lines = _refusal(program, {"REDIS_URL": "redis://127.0.0.1:1/0", variable: url}, tmp_path)
+        assert lines == [f"{program}: {variable}: none of the sentinels {nodes} answers "
                          f"(in redis+sentinel://:…@{nodes}/plugwatch/0)"]
 
 
@@ -197,6 +199,32 @@ def test_a_worker_started_before_its_redis_says_so_and_waits_for_it(tmp_path: Pa
         client = server.client()
         wait_until(lambda: bool(client.smembers("rq:workers")), timeout=30, message="the worker did not register")
         client.close()
+    finally:
+        worker.stop(timeout=10)
+        server.stop()
+
+
+def test_a_worker_whose_rq_redis_is_not_there_yet_names_rq_redis_url_and_waits_for_it(
+        redis_url: str, tmp_path: Path) -> None:
+    """RQ on a Redis of its own (RQ_REDIS_URL) that is down at start: the data Redis answers, so the lines name
+    RQ_REDIS_URL; the worker registers with RQ's Redis once it answers."""
+    server = RedisServer(tmp_path / "rq-redis")
+    env = base_env(REDIS_URL=redis_url, RQ_REDIS_URL=server.url, PLUGWATCH_METRICS_PORT="0",
+                   PLUGWATCH_LOG_FORMAT="json")
+    worker = Process([sys.executable, "-m", "worker"], env, tmp_path / "worker.log").start()
+    try:
+        wait_until(lambda: "worker.redis_unreachable" in worker.output(), timeout=30, message="no unreachable line")
+        unreachable = [orjson.loads(line) for line in worker.output().splitlines() if "redis_unreachable" in line]
+        assert {line["variable"] for line in unreachable} == {"RQ_REDIS_URL"}
+        assert worker.alive()
+        assert "Traceback" not in worker.output()
+        server.start()
+        client = server.client()
+        wait_until(lambda: bool(client.smembers("rq:workers")), timeout=30, message="the worker did not register")
+        client.close()
+        data = redis.Redis.from_url(redis_url)
+        assert not data.smembers("rq:workers")  # registered with RQ's Redis only
+        data.close()
     finally:
         worker.stop(timeout=10)
         server.stop()

@@ -32,7 +32,7 @@ def test_four_workers_over_a_shuffled_log_with_duplicates_reach_the_in_order_sta
     try:
         wait_until(lambda: len(Worker.all(connection=real_redis)) == 4, timeout=30, message="workers not up")
         feed(real_redis, deliveries)
-        ingest_arming.arm(real_redis)  # as the receiver does after its XADD
+        ingest_arming.arm(real_redis, real_redis)  # as the receiver does after its XADD
         wait_until(lambda: drained(real_redis), timeout=50, interval=0.2, message="the workers did not drain")
     finally:
         for worker in workers:

@@ -42,7 +42,7 @@ def feed_slowly(connection: redis.Redis, deliveries: list[Delivery], seconds: fl
     groups = [deliveries[start:start + 10] for start in range(0, len(deliveries), 10)]
     for group in groups:
         feed(connection, group)
-        ingest_arming.arm(connection)
+        ingest_arming.arm(connection, connection)
         time.sleep(seconds / len(groups))
 
 

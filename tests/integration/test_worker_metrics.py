@@ -25,7 +25,7 @@ def test_worker_metrics_count_events_emissions_and_queues(redis_url: str, real_r
               vehicle_event("usr-1", "veh-1", at, charger="chg-1", location="home"),
               {"event": "user:vehicle:updated", "createdAt": "2025-03-14T18:00:00Z", "version": "2024-10-01"}]
     feed(real_redis, [Delivery("d1", orjson.dumps(events))])
-    ingest_arming.arm(real_redis)
+    ingest_arming.arm(real_redis, real_redis)
     port = free_port()
     worker = start_worker(redis_url, tmp_path / "worker.log", PLUGWATCH_METRICS_PORT=str(port))
     try:

@@ -24,7 +24,7 @@ def test_sigterm_stops_the_worker_within_the_drain_budget_and_a_successor_finish
     log = generate(3, users=200, events_per_user=100)
     _, expected_events = reference(log, epoch_config(real_redis))
     total = feed(real_redis, batch(log, size=20, rng=random.Random(3)))
-    ingest_arming.arm(real_redis)
+    ingest_arming.arm(real_redis, real_redis)
     worker = start_worker(redis_url, tmp_path / "first.log", PLUGWATCH_INGEST_BUDGET_SECONDS="1")
     try:
         wait_until(lambda: real_redis.xlen(keys.INGEST_STREAM) < total, timeout=20, message="no drain started")

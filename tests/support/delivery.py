@@ -41,7 +41,7 @@ def emit(connection: redis.Redis, events: Iterable[bytes], urls: Iterable[str],
             pipe.xadd(keys.outbox_stream(url), {"event": event})
     pipe.execute()
     if kick is None:
-        delivery_arming.kick(connection, urls)
+        delivery_arming.kick(connection, connection, urls)
     else:
         kick(urls)
 

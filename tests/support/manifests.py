@@ -65,8 +65,9 @@ def procfile() -> dict[str, str]:
 def expand(text: str, env: Mapping[str, str]) -> str:
     """Shell-style `${VAR:-default}`, `${VAR}`, `$VAR` and Kubernetes' `$(VAR)` expansion."""
     text = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), text)
-    text = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}",
-                  lambda m: env.get(m.group(1)) or (m.group(2) or ""), text)
+    innermost = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^{}]*))?\}")  # nested: `${A:-${B:-x}}`
+    while (expanded := innermost.sub(lambda m: env.get(m.group(1)) or expand(m.group(2) or "", env), text)) != text:
+        text = expanded
     return re.sub(r"\$([A-Za-z_][A-Za-z0-9_]*)", lambda m: env.get(m.group(1), ""), text)
 
 

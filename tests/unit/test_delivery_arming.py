@@ -39,30 +39,30 @@ def add_event(connection: redis.Redis, url: str) -> None:
 
 
 def test_kick_enqueues_one_drain_job_per_url(connection: redis.Redis, settings: Settings) -> None:
-    kick(connection, [URL_A, URL_B, URL_A])
+    kick(connection, connection, [URL_A, URL_B, URL_A])
     assert sorted(drain_jobs(connection)) == [(keys.DRAIN_OUTBOX_JOB, URL_A), (keys.DRAIN_OUTBOX_JOB, URL_B)]
 
 
 def test_kick_while_a_drain_is_queued_or_running_enqueues_nothing(
     connection: redis.Redis, settings: Settings
 ) -> None:
-    kick(connection, [URL_A])
-    kick(connection, [URL_A])
+    kick(connection, connection, [URL_A])
+    kick(connection, connection, [URL_A])
     Lease(connection, URL_B, ttl_ms=10_000).claim()  # a running drainer holds B
-    kick(connection, [URL_B])
+    kick(connection, connection, [URL_B])
     assert drain_jobs(connection) == [(keys.DRAIN_OUTBOX_JOB, URL_A)]
 
 
 def test_kick_skips_a_paused_url(connection: redis.Redis, settings: Settings) -> None:
     state.record_failure(connection, URL_A, head="1-0", attempts=1, error="HTTP 500", paused_until=time.time() + 60)
-    kick(connection, [URL_A, URL_B])
+    kick(connection, connection, [URL_A, URL_B])
     assert drain_jobs(connection) == [(keys.DRAIN_OUTBOX_JOB, URL_B)]
 
 
 def test_pump_rearms_a_url_with_backlog_and_no_drain(connection: redis.Redis, settings: Settings) -> None:
     add_event(connection, URL_A)
-    rearm(connection, settings.delivery.downstream_urls)
-    rearm(connection, settings.delivery.downstream_urls)
+    rearm(connection, connection, settings.delivery.downstream_urls)
+    rearm(connection, connection, settings.delivery.downstream_urls)
     assert drain_jobs(connection) == [(keys.DRAIN_OUTBOX_JOB, URL_A)]
 
 
@@ -71,16 +71,16 @@ def test_pump_resumes_a_paused_url_only_once_its_pause_is_over(
 ) -> None:
     add_event(connection, URL_A)
     state.record_failure(connection, URL_A, head="1-0", attempts=1, error="HTTP 500", paused_until=time.time() + 60)
-    rearm(connection, settings.delivery.downstream_urls)
+    rearm(connection, connection, settings.delivery.downstream_urls)
     assert drain_jobs(connection) == []
     state.record_failure(connection, URL_A, head="1-0", attempts=1, error="HTTP 500", paused_until=time.time() - 1)
-    rearm(connection, settings.delivery.downstream_urls)
+    rearm(connection, connection, settings.delivery.downstream_urls)
     assert drain_jobs(connection) == [(keys.DRAIN_OUTBOX_JOB, URL_A)]
 
 
 def test_pump_ignores_urls_that_are_not_configured(connection: redis.Redis, settings: Settings) -> None:
     add_event(connection, "http://gone.example/hook")
-    rearm(connection, settings.delivery.downstream_urls)
+    rearm(connection, connection, settings.delivery.downstream_urls)
     assert drain_jobs(connection) == []
 
 

@@ -62,7 +62,7 @@ def test_replay_puts_the_same_bytes_back_into_the_outbox_and_arms_the_drain(
     connection: redis.Redis, settings: Settings
 ) -> None:
     job_id = add(connection)
-    deadletters.replay(connection, settings, job_id)
+    deadletters.replay(connection, connection, settings, job_id)
     [(_, fields)] = connection.xrange(keys.outbox_stream(URL))
     assert fields == {b"event": BODY}
     assert deadletters.list_all(connection) == []
@@ -73,7 +73,7 @@ def test_replay_is_refused_while_the_url_is_disabled(connection: redis.Redis, se
     job_id = add(connection)
     state.disable(connection, URL, reason="HTTP 410", now=time.time())
     with pytest.raises(deadletters.ReplayRefused, match="disabled"):
-        deadletters.replay(connection, settings, job_id)
+        deadletters.replay(connection, connection, settings, job_id)
     assert [letter.job_id for letter in deadletters.list_all(connection)] == [job_id]
     assert connection.xlen(keys.outbox_stream(URL)) == 0
 
@@ -81,12 +81,12 @@ def test_replay_is_refused_while_the_url_is_disabled(connection: redis.Redis, se
 def test_replay_is_refused_for_a_url_no_longer_subscribed(connection: redis.Redis) -> None:
     job_id = add(connection)
     with pytest.raises(deadletters.ReplayRefused, match="not subscribed"):
-        deadletters.replay(connection, Settings(), job_id)
+        deadletters.replay(connection, connection, Settings(), job_id)
 
 
 def test_replay_of_an_unknown_id_raises_key_error(connection: redis.Redis, settings: Settings) -> None:
     with pytest.raises(KeyError):
-        deadletters.replay(connection, settings, "dl-nope")
+        deadletters.replay(connection, connection, settings, "dl-nope")
 
 
 def test_purge_deletes_all_or_one_urls_dead_letters(connection: redis.Redis) -> None:
@@ -100,6 +100,6 @@ def test_purge_deletes_all_or_one_urls_dead_letters(connection: redis.Redis) -> 
 
 def test_a_body_that_is_not_utf8_survives_the_round_trip(connection: redis.Redis, settings: Settings) -> None:
     body = b'{"id": "evt_\xff"}'
-    deadletters.replay(connection, settings, add(connection, body))
+    deadletters.replay(connection, connection, settings, add(connection, body))
     [(_, fields)] = connection.xrange(keys.outbox_stream(URL))
     assert fields[b"event"] == body

@@ -122,6 +122,6 @@ def test_paging_through_a_long_window_keeps_stream_order(real_redis: redis.Redis
     for index, body in enumerate(bodies):
         pipe.xadd(keys.EVENTS_STREAM, {"event": body}, id=f"{NOW_MS}-{index}")  # one millisecond, many entries
     pipe.execute()
-    done = events_replay.replay(real_redis, URL, events_replay.Window(NOW_MS, NOW_MS + 1))
+    done = events_replay.replay(real_redis, URL, events_replay.Window(NOW_MS, NOW_MS + 1), queues=real_redis)
     assert (done.queued, done.first_id, done.last_id) == (len(bodies), f"{NOW_MS}-0", f"{NOW_MS}-{len(bodies) - 1}")
     assert [fields[b"event"] for _, fields in real_redis.xrange(keys.outbox_stream(URL))] == bodies

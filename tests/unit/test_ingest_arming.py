@@ -22,11 +22,11 @@ def test_enqueue_drain_creates_a_bounded_rq_job_by_dotted_path(real_redis: redis
 
 
 def test_arm_enqueues_once_until_the_armed_key_goes(real_redis: redis.Redis) -> None:
-    first = ingest_arming.arm(real_redis)
+    first = ingest_arming.arm(real_redis, real_redis)
     assert first is not None
-    assert ingest_arming.arm(real_redis) is None
+    assert ingest_arming.arm(real_redis, real_redis) is None
     real_redis.delete(keys.INGEST_ARMED)
-    assert ingest_arming.arm(real_redis) not in (None, first)
+    assert ingest_arming.arm(real_redis, real_redis) not in (None, first)
     assert Queue(keys.INGEST_QUEUE, connection=real_redis).count == 2
 
 
@@ -41,6 +41,6 @@ def test_a_failed_enqueue_releases_the_armed_key_for_the_pump(redis_url: str) ->
     client = _FailingQueuePush.from_url(redis_url)
     client.set(keys.INGEST_ARMED, "1")
     with pytest.raises(redis.ConnectionError):
-        ingest_arming.enqueue_after_arming(client)
+        ingest_arming.enqueue_after_arming(client, client)
     assert not client.exists(keys.INGEST_ARMED)
     client.close()

@@ -61,7 +61,7 @@ def test_get_of_an_unknown_id_is_none(connection: redis.Redis) -> None:
 def test_replay_moves_the_entry_to_the_ingest_stream_and_arms_a_drain(real_redis: redis.Redis) -> None:
     body = orjson.dumps([GOOD_EVENT])
     entry_id = quarantine.add(real_redis, "d1", body, "worker crashed", now=NOW)
-    assert quarantine.replay(real_redis, entry_id, now=NOW) is ReplayOutcome.REPLAYED
+    assert quarantine.replay(real_redis, entry_id, queues=real_redis, now=NOW) is ReplayOutcome.REPLAYED
     [(_, fields)] = real_redis.xrange(keys.INGEST_STREAM)
     assert (fields[b"d"], fields[b"b"]) == (b"d1", body)
     assert quarantine.count(real_redis) == 0
@@ -72,31 +72,31 @@ def test_replay_moves_the_entry_to_the_ingest_stream_and_arms_a_drain(real_redis
 def test_replay_ignores_the_dedupe_mark_of_the_original_delivery(real_redis: redis.Redis) -> None:
     real_redis.set(keys.dedupe_key("d1"), "1")
     entry_id = quarantine.add(real_redis, "d1", orjson.dumps([GOOD_EVENT]), "x", now=NOW)
-    assert quarantine.replay(real_redis, entry_id, now=NOW) is ReplayOutcome.REPLAYED
+    assert quarantine.replay(real_redis, entry_id, queues=real_redis, now=NOW) is ReplayOutcome.REPLAYED
     assert real_redis.xlen(keys.INGEST_STREAM) == 1
 
 
 def test_replay_of_one_event_sends_only_that_event(real_redis: redis.Redis) -> None:
     body = orjson.dumps([GOOD_EVENT, BAD_EVENT])
     entry_id = quarantine.add(real_redis, "d1", body, "event rejected", now=NOW, event_index=1)
-    assert quarantine.replay(real_redis, entry_id, now=NOW) is ReplayOutcome.REPLAYED
+    assert quarantine.replay(real_redis, entry_id, queues=real_redis, now=NOW) is ReplayOutcome.REPLAYED
     [(_, fields)] = real_redis.xrange(keys.INGEST_STREAM)
     assert orjson.loads(fields[b"b"]) == [BAD_EVENT]
 
 
 def test_an_entry_that_still_cannot_be_ingested_is_kept_unless_forced(real_redis: redis.Redis) -> None:
     entry_id = quarantine.add(real_redis, "d1", b"<html>", "invalid_json", now=NOW)
-    assert quarantine.replay(real_redis, entry_id, now=NOW) is ReplayOutcome.STILL_INVALID
+    assert quarantine.replay(real_redis, entry_id, queues=real_redis, now=NOW) is ReplayOutcome.STILL_INVALID
     assert quarantine.count(real_redis) == 1
     assert not real_redis.exists(keys.INGEST_STREAM)
-    assert quarantine.replay(real_redis, entry_id, now=NOW, force=True) is ReplayOutcome.REPLAYED
+    assert quarantine.replay(real_redis, entry_id, queues=real_redis, now=NOW, force=True) is ReplayOutcome.REPLAYED
     assert real_redis.xlen(keys.INGEST_STREAM) == 1
 
 
 def test_a_replay_names_its_entry_in_the_ingest_stream(real_redis: redis.Redis) -> None:
     """So that the worker, if it quarantines the replay again, points the new entry at this one."""
     entry_id = quarantine.add(real_redis, "d1", orjson.dumps([GOOD_EVENT]), "worker crashed", now=NOW)
-    quarantine.replay(real_redis, entry_id, now=NOW)
+    quarantine.replay(real_redis, entry_id, queues=real_redis, now=NOW)
     [(_, fields)] = real_redis.xrange(keys.INGEST_STREAM)
     assert fields[b"q"] == entry_id.encode()
 
@@ -113,23 +113,23 @@ def test_an_event_nothing_would_process_is_kept_unless_forced(real_redis: redis.
     """The worker would quarantine it again at once (no object, no name, unknown version, odd system event)."""
     body = orjson.dumps([GOOD_EVENT, event])
     entry_id = quarantine.add(real_redis, "d1", body, "event rejected", now=NOW, event_index=1)
-    assert quarantine.replay(real_redis, entry_id, now=NOW) is ReplayOutcome.STILL_INVALID
+    assert quarantine.replay(real_redis, entry_id, queues=real_redis, now=NOW) is ReplayOutcome.STILL_INVALID
     assert [entry.id for entry in quarantine.entries(real_redis)] == [entry_id]
-    assert quarantine.replay(real_redis, entry_id, now=NOW, force=True) is ReplayOutcome.REPLAYED
+    assert quarantine.replay(real_redis, entry_id, queues=real_redis, now=NOW, force=True) is ReplayOutcome.REPLAYED
     assert quarantine.count(real_redis) == 0
 
 
 def test_an_event_nested_deeper_than_any_parser_goes_is_kept_unless_forced(real_redis: redis.Redis) -> None:
     body = b"[" + orjson.dumps(GOOD_EVENT) + b"," + b"[" * 5000 + b"]" * 5000 + b"]"
     entry_id = quarantine.add(real_redis, "d1", body, "event cannot be parsed", now=NOW, event_index=1)
-    assert quarantine.replay(real_redis, entry_id, now=NOW) is ReplayOutcome.STILL_INVALID
+    assert quarantine.replay(real_redis, entry_id, queues=real_redis, now=NOW) is ReplayOutcome.STILL_INVALID
 
 
 def test_a_replayed_delivery_requarantines_its_odd_system_events_at_once(real_redis: redis.Redis) -> None:
     """The worker ignores system events: the replay itself keeps the odd ones, each alone, naming the entry."""
     body = orjson.dumps([GOOD_EVENT, BAD_HEARTBEAT])
     entry_id = quarantine.add(real_redis, "d1", body, "poison: delivered 6 times without completing", now=NOW)
-    assert quarantine.replay(real_redis, entry_id, now=NOW + 1) is ReplayOutcome.REPLAYED
+    assert quarantine.replay(real_redis, entry_id, queues=real_redis, now=NOW + 1) is ReplayOutcome.REPLAYED
     [again] = quarantine.entries(real_redis)
     assert (again.delivery_id, again.body, again.reason, again.event_index, again.replay_of) == (
         "d1", orjson.dumps([BAD_HEARTBEAT]), "invalid_heartbeat", 1, entry_id)
@@ -138,7 +138,7 @@ def test_a_replayed_delivery_requarantines_its_odd_system_events_at_once(real_re
 
 
 def test_replay_of_an_unknown_id_is_not_found(real_redis: redis.Redis) -> None:
-    assert quarantine.replay(real_redis, "1-0", now=NOW) is ReplayOutcome.NOT_FOUND
+    assert quarantine.replay(real_redis, "1-0", queues=real_redis, now=NOW) is ReplayOutcome.NOT_FOUND
 
 
 def test_purge_by_id_by_age_and_all(connection: redis.Redis) -> None:

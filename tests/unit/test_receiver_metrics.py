@@ -91,3 +91,24 @@ def test_registering_the_collector_does_not_touch_redis() -> None:
     registry = CollectorRegistry()
     registry.register(RedisCollector(fakeredis.FakeRedis(server=server)))  # would raise if it read Redis
     assert b"plugwatch_redis_up 0.0" in generate_latest(registry)
+
+
+def test_rq_queues_are_read_from_rqs_redis_and_the_streams_from_the_data_redis() -> None:
+    data, rq = fakeredis.FakeRedis(server=fakeredis.FakeServer()), fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    data.xadd(keys.INGEST_STREAM, {"d": "a"}, id="1000000-0")
+    data.xadd(keys.QUARANTINE_STREAM, {"d": "q"})
+    ingest_arming.enqueue_drain(rq)
+    ingest_arming.enqueue_drain(rq)
+    enqueued_at = Queue(keys.INGEST_QUEUE, connection=rq).jobs[0].enqueued_at.timestamp()
+    samples = scrape(data, rq_connection=rq, clock=lambda: enqueued_at + 3)
+    assert samples[("plugwatch_queue_depth", "ingest")] == 1  # the stream, in the data Redis
+    assert samples[("plugwatch_queue_depth", keys.INGEST_QUEUE)] == 2  # the jobs, in RQ's
+    assert samples[("plugwatch_queue_oldest_age_seconds", keys.INGEST_QUEUE)] == pytest.approx(3, abs=0.01)
+    assert samples[("plugwatch_quarantine_entries", "")] == 1
+    assert scrape(data, clock=lambda: enqueued_at)[("plugwatch_queue_depth", keys.INGEST_QUEUE)] == 0
+
+
+def test_an_rq_redis_that_is_down_is_a_scrape_with_redis_up_0(real_redis: redis.Redis) -> None:
+    down = redis.Redis(port=free_port(), socket_timeout=0.2, socket_connect_timeout=0.2)
+    samples = scrape(real_redis, rq_connection=down)
+    assert samples == {("plugwatch_redis_up", ""): 0}

@@ -224,3 +224,19 @@ def test_an_unusable_sentinel_or_a_cluster_url_is_refused_naming_the_variable_an
         Settings.from_env(env(REDIS_URL=raw))
     assert re.search(problem, str(refused.value)), refused.value
     assert "hunter2" not in str(refused.value)
+
+
+def test_rq_redis_url_defaults_to_redis_url_and_may_name_another_redis() -> None:
+    one = Settings.from_env({"REDIS_URL": "redis://data:6379/0"}, require_enode_secret=False).process
+    assert (one.queues_url, one.queues_apart) == ("redis://data:6379/0", False)
+    same = Settings.from_env({"REDIS_URL": "redis://data:6379/0", "RQ_REDIS_URL": "redis://data:6379/0"},
+                             require_enode_secret=False).process
+    assert not same.queues_apart
+    apart = Settings.from_env({"REDIS_URL": "redis://data:6379/0", "RQ_REDIS_URL": "redis+sentinel://s1,s2/rq/1"},
+                              require_enode_secret=False).process
+    assert (apart.queues_url, apart.queues_apart) == ("redis+sentinel://s1,s2/rq/1", True)
+
+
+def test_a_cluster_is_no_redis_for_rq() -> None:
+    with pytest.raises(SettingsError, match=r"^RQ_REDIS_URL must be .*Redis Cluster is not supported"):
+        Settings.from_env({"RQ_REDIS_URL": "redis+cluster://a:7000"}, require_enode_secret=False)

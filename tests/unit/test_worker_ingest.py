@@ -241,14 +241,15 @@ def test_a_replayed_entry_that_is_quarantined_again_stays_listed(
     ingest.drain(context)
     [first] = quarantine.entries(connection)
 
-    assert quarantine.replay(connection, first.id, now=time.time()) is quarantine.ReplayOutcome.REPLAYED
+    replayed = quarantine.replay(connection, first.id, queues=connection, now=time.time())
+    assert replayed is quarantine.ReplayOutcome.REPLAYED
     ingest.drain(context)
 
     [second] = quarantine.entries(connection)
     assert (second.delivery_id, second.reason, second.replay_of) == ("d1", first.reason, first.id)
     assert second.body == first.replay_body() == orjson.dumps([broken])
     assert second.event_index == 0
-    quarantine.replay(connection, second.id, now=time.time())
+    quarantine.replay(connection, second.id, queues=connection, now=time.time())
     ingest.drain(context)
     [third] = quarantine.entries(connection)
     assert (third.reason, third.replay_of, third.replay_body()) == (first.reason, second.id, first.replay_body())
@@ -260,7 +261,7 @@ def test_a_replayed_poison_delivery_that_now_succeeds_leaves_the_quarantine(
     body = orjson.dumps(plug_in_at_home())
     entry_id = quarantine.add(connection, "d1", body, "poison: delivered 6 times without completing", now=NOW_S)
     assert entry_id is not None
-    quarantine.replay(connection, entry_id, now=NOW_S)
+    quarantine.replay(connection, entry_id, queues=connection, now=NOW_S)
 
     ingest.drain(context)
 
@@ -466,13 +467,13 @@ def test_a_backlog_arms_a_helper_drain_for_another_worker(
 def test_pump_arms_a_drain_only_when_entries_wait_and_none_is_armed(
         context: WorkerContext, connection: redis.Redis) -> None:
     options = context.options
-    assert not ingest.pump(connection, options)  # nothing waits
+    assert not ingest.pump(connection, connection, options)  # nothing waits
     feed(connection, [delivery("d1", plug_in_at_home())])
     connection.set(keys.INGEST_ARMED, "1")
-    assert not ingest.pump(connection, options)  # one is armed
+    assert not ingest.pump(connection, connection, options)  # one is armed
     connection.delete(keys.INGEST_ARMED)
 
-    assert ingest.pump(connection, options)
+    assert ingest.pump(connection, connection, options)
     assert Queue(keys.INGEST_QUEUE, connection=connection).count == 1
 
 
@@ -482,9 +483,9 @@ def test_pump_rearms_for_entries_pending_longer_than_the_claim_idle_time(
     connection.xgroup_create(keys.INGEST_STREAM, keys.INGEST_GROUP, id="0", mkstream=True)
     connection.xreadgroup(keys.INGEST_GROUP, "dead-worker", {keys.INGEST_STREAM: ">"})
 
-    assert not ingest.pump(connection, replace(context.options, claim_idle_ms=60_000))
+    assert not ingest.pump(connection, connection, replace(context.options, claim_idle_ms=60_000))
     time.sleep(0.01)
-    assert ingest.pump(connection, replace(context.options, claim_idle_ms=5))
+    assert ingest.pump(connection, connection, replace(context.options, claim_idle_ms=5))
 
 
 def test_pump_rearms_when_the_armed_job_vanished_before_its_drain_started(
@@ -492,13 +493,13 @@ def test_pump_rearms_when_the_armed_job_vanished_before_its_drain_started(
     """A worker took the receiver's job and was killed at once: don't wait a minute for the key to expire."""
     feed(connection, [delivery("d1", plug_in_at_home())])
     connection.set(keys.INGEST_ARMED, "1", px=ingest_arming.ARMED_TTL_MS - 1_000)  # armed a second ago
-    assert not ingest.pump(connection, context.options)  # its job may be starting right now
+    assert not ingest.pump(connection, connection, context.options)  # its job may be starting right now
     connection.set(keys.INGEST_ARMED, "1", px=ingest_arming.ARMED_TTL_MS - 10_000)  # ten seconds ago
     Queue(keys.INGEST_QUEUE, connection=connection).enqueue_call(keys.DRAIN_INGEST_JOB)
-    assert not ingest.pump(connection, context.options)  # its job is still queued
+    assert not ingest.pump(connection, connection, context.options)  # its job is still queued
     Queue(keys.INGEST_QUEUE, connection=connection).empty()
 
-    assert ingest.pump(connection, context.options)
+    assert ingest.pump(connection, connection, context.options)
     assert Queue(keys.INGEST_QUEUE, connection=connection).count == 1
 
 
@@ -506,7 +507,7 @@ def test_pump_leaves_a_running_drain_alone(context: WorkerContext, connection: r
     feed(connection, [delivery("d1", plug_in_at_home())])
     connection.set(keys.INGEST_ARMED, "1", px=context.options.armed_ttl_ms)  # refreshed by the drain
 
-    assert not ingest.pump(connection, context.options)
+    assert not ingest.pump(connection, connection, context.options)
 
 
 def test_idle_consumers_without_pending_entries_are_forgotten(

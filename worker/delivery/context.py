@@ -2,7 +2,7 @@
 
 Wiring, done once by the worker's `bootstrap(settings)` (tests build their own the same way):
 
-    context = worker.delivery.build(settings, connection=redis_connection, metrics=...)   # no I/O
+    context = worker.delivery.build(settings, connection=redis_connection, queues=rq_connection, metrics=...)
     context.kick(urls)      # after committing events: arm the URLs' drains, and start them here at once
     context.pump()          # every ~1 s: re-arm what should run (crash recovery, pauses that are over),
                             # refresh the subscriptions, forget removed URLs once drained
@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 class DeliveryContext:
     settings: Settings
     connection: redis.Redis
+    queues: redis.Redis  # RQ's Redis: the drain jobs and dead letters (`connection` unless RQ_REDIS_URL differs)
     metrics: AttemptMetrics
     threads: DrainerThreads
 
@@ -49,7 +50,7 @@ class DeliveryContext:
 
     def kick(self, urls: Iterable[str]) -> None:
         """Arm a drain for each URL that is not paused (call after committing events to their outboxes)."""
-        self.start_here(delivery_arming.kick(self.connection, urls))
+        self.start_here(delivery_arming.kick(self.connection, self.queues, urls))
 
     def kick_subscribed(self) -> None:
         """Arm every active subscription (after a commit whose reached URLs are unknown, e.g. a look-up)."""
@@ -59,7 +60,7 @@ class DeliveryContext:
         """Re-arm every subscribed URL whose outbox waits with no drain queued or running and no pause, and
         forget removed URLs whose outbox has drained."""
         self.subscriptions.refresh(force=True)
-        self.start_here(delivery_arming.rearm(self.connection, self.subscriptions.urls()))
+        self.start_here(delivery_arming.rearm(self.connection, self.queues, self.subscriptions.urls()))
         for url in self.subscriptions.removed():
             if subscriptions.forget_if_drained(self.connection, url):
                 log.info("subscriptions.forgotten", url=url, hint="removed and drained")
@@ -84,14 +85,16 @@ def build(
     *,
     connection: redis.Redis,
     metrics: AttemptMetrics,
+    queues: redis.Redis | None = None,
     clock: Callable[[], float] = time.time,
     jitter: Callable[[], float] = random.random,
 ) -> DeliveryContext:
     """The context for `settings.delivery`; no I/O (each drain opens its own HTTP session: a slow URL holds
-    only its own connections, at most `concurrency` of them)."""
+    only its own connections, at most `concurrency` of them). `queues` defaults to `connection` (one Redis)."""
+    queues = connection if queues is None else queues
     config = settings.delivery
     cache = SubscriptionCache(connection, fallback_key=config.downstream_key, clock=clock)
-    tools = Tools(connection=connection, signing_keys=cache.signing_keys, config=config,
+    tools = Tools(connection=connection, queues=queues, signing_keys=cache.signing_keys, config=config,
                   metrics=metrics, clock=clock, jitter=jitter)
     threads = DrainerThreads(partial(drain, tools), overdue=tools.overdue)
-    return DeliveryContext(settings, connection, metrics, threads, tools, cache)
+    return DeliveryContext(settings, connection, queues, metrics, threads, tools, cache)

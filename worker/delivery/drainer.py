@@ -98,6 +98,7 @@ class Tools:
     """What a drain needs, built once per worker process (see `worker.delivery.context.build`)."""
 
     connection: redis.Redis
+    queues: redis.Redis  # RQ's Redis, where dead letters are kept (`connection` unless RQ_REDIS_URL differs)
     signing_keys: Callable[[str], Sequence[bytes]]  # a URL's keys now, newest first (`SubscriptionCache`)
     config: DeliverySettings
     metrics: AttemptMetrics
@@ -399,7 +400,7 @@ def _dead_letter(
     if entry.body is not None:
         info = event or parse_event(entry.body)
         job_id = dead_letters.add(
-            tools.connection, url, entry.body, reason=reason, ttl=tools.config.dead_letter_ttl,
+            tools.queues, url, entry.body, reason=reason, ttl=tools.config.dead_letter_ttl,
             event_id=info.id if info else "", event_type=info.type if info else "",
             now=tools.clock(), enqueued_at=entry.enqueued_at,
         )

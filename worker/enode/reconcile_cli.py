@@ -21,8 +21,8 @@ from worker.enode.reconcile import reconcile, record
 from worker.ingest.store import Store
 
 
-def _kick_subscribed(connection: redis.Redis) -> None:
-    delivery_arming.kick(connection, subscriptions.active_urls(connection))
+def _kick_subscribed(connection: redis.Redis, queues: redis.Redis) -> None:
+    delivery_arming.kick(connection, queues, subscriptions.active_urls(connection))
 
 
 @click.command("reconcile")
@@ -40,10 +40,11 @@ def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted:
     settings = load_settings()
     with enode_api(settings) as client:
         connection = redis_clients.command(settings, timeout=10)
+        queues = redis_clients.queues(settings, connection, socket_timeout=10)
         try:
             connection.ping()  # Redis first: a Redis that does not answer is one line, before any Enode call
             store = Store.from_settings(connection, settings)
-            deliver = functools.partial(_kick_subscribed, connection)
+            deliver = functools.partial(_kick_subscribed, connection, queues)
             apply = functools.partial(apply_observations, store, deliver)
             started, epoch_id = datetime.now(UTC), store.epoch().id
             report = reconcile(client, apply, started, user_id=user_id, page_size=page_size, config=store.config)
@@ -57,5 +58,5 @@ def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted:
         except prune.PruneRefused as error:
             fail(f"not pruning: {error} (the reconcile itself was applied)", 1)
         finally:
-            connection.close()
+            redis_clients.close_both(connection, queues)
     click.echo(report.summary())

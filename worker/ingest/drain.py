@@ -1,7 +1,7 @@
 """The ingest drain: what RQ job `worker.jobs.drain_ingest` runs to turn ingest-stream entries into state and events.
 
     drain(context, slot) -> Drained   the loop (the job runs it with the process's context; tests with theirs)
-    pump(connection, options)         re-arm a drain when entries wait and nothing is armed
+    pump(connection, queues, options)  re-arm a drain when entries wait and nothing is armed
 
 A drain first takes over, one at a time, the entries a killed drainer left pending (XAUTOCLAIM, idle longer
 than `claim_idle_ms`; an entry delivered more than `max_deliveries` times keeps killing or failing its
@@ -85,7 +85,8 @@ def drain(context: IngestContext, slot: int = 0) -> Drained:
             progressed = True
     connection.delete(armed_key)
     stream.forget_idle_consumers(context)
-    drained.rearmed = needs_drain(connection, options.claim_idle_ms) and ingest_arming.arm(connection) is not None
+    drained.rearmed = (needs_drain(connection, options.claim_idle_ms)
+                       and ingest_arming.arm(connection, context.queues) is not None)
     log.info("ingest.drained", deliveries=drained.deliveries, events=drained.events, emitted=drained.emitted,
              batches=drained.batches, conflicts=drained.conflicts, ordered=drained.ordered, rearmed=drained.rearmed)
     return drained
@@ -204,15 +205,15 @@ def needs_drain(connection: redis.Redis, claim_idle_ms: int) -> bool:
     return unread or (bool(stale) and not isinstance(stale, Exception))
 
 
-def pump(connection: redis.Redis, options: IngestSettings) -> bool:
+def pump(connection: redis.Redis, queues: redis.Redis, options: IngestSettings) -> bool:
     """Arm a drain job if entries wait and none is armed (a lost arming, a killed drainer); True if armed."""
     if not needs_drain(connection, options.claim_idle_ms):
         return False
     ttl = int(connection.pttl(keys.INGEST_ARMED))  # -2: no key
-    if ttl != -2 and not (ttl > 0 and ingest_arming.arming_lost(connection, ttl, options.armed_ttl_ms)):
+    if ttl != -2 and not (ttl > 0 and ingest_arming.arming_lost(queues, ttl, options.armed_ttl_ms)):
         return False
     connection.delete(keys.INGEST_ARMED)
-    armed = ingest_arming.arm(connection) is not None
+    armed = ingest_arming.arm(connection, queues) is not None
     if armed:
         log.info("ingest.pump_rearmed", lost_arming=ttl > 0)
     return armed

@@ -51,6 +51,9 @@ class IngestContext(Protocol):
     def connection(self) -> redis.Redis: ...
 
     @property
+    def queues(self) -> redis.Redis: ...  # RQ's Redis (the drain jobs): `connection` unless RQ_REDIS_URL differs
+
+    @property
     def store(self) -> Store: ...
 
     @property

@@ -51,7 +51,7 @@ return -1
 
 def arm_helper(context: IngestContext, slot: int) -> bool:
     """A backlog: let one more worker process drain too (CAS commits make concurrent drains safe)."""
-    if ingest_arming.arm(context.connection, slot) is not None:
+    if ingest_arming.arm(context.connection, context.queues, slot) is not None:
         log.info("ingest.helper_armed", slot=slot)
     return True
 
