@@ -76,9 +76,10 @@ def add(url: str, types: str | None, secret: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def list_subscriptions(as_json: bool) -> None:
     """URL, types, state (active / paused / disabled / removed), backlog, oldest waiting age, dead letters."""
-    connection = command.connect(command.settings())
+    settings = command.settings()
+    connection = command.connect(settings)
     records = subscriptions.load_all(connection)
-    letters = deadletters.list_all(connection)
+    letters = deadletters.list_all(command.connect_queues(settings, connection))
     now = time.time()
     for url in subscriptions.known_urls(connection):
         row = _row(connection, url, records.get(url), sum(1 for letter in letters if letter.url == url), now)
@@ -116,14 +117,15 @@ def _types(record: Subscription) -> str:
 @click.option("--purge", is_flag=True, help="Also drop the events still waiting for it, and its dead letters.")
 def remove(url: str, purge: bool) -> None:
     """No new events go to URL; what waits is still delivered (unless --purge), then URL is forgotten."""
-    connection = command.connect(command.settings())
+    settings = command.settings()
+    connection = command.connect(settings)
     try:
         subscriptions.remove(connection, url, now=time.time())
         dropped = subscriptions.purge(connection, url) if purge else 0
     except SubscriptionError as error:
         _fail(error)
         return
-    dead = deadletters.purge(connection, url) if purge else 0
+    dead = deadletters.purge(command.connect_queues(settings, connection), url) if purge else 0
     forgotten = subscriptions.forget_if_drained(connection, url)
     if purge:
         click.echo(f"{url}\tremoved\tpurged {dropped} waiting events and {dead} dead letters")
