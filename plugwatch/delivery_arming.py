@@ -20,6 +20,7 @@ while its "queued" lease waits, every kick finds the URL armed and starts nothin
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 
@@ -72,7 +73,9 @@ def rearm(connection: redis.Redis, queues: redis.Redis, urls: Iterable[str]) -> 
 
 
 def arm(connection: redis.Redis, queues: redis.Redis, urls: list[str]) -> list[str]:
-    """SET NX each URL's lease to "queued" and enqueue a drain job for each one that was free."""
+    """SET NX each URL's lease to "queued" and enqueue a drain job for each one that was free. An enqueue
+    that fails (RQ's Redis down) releases the "queued" leases of the jobs not enqueued, so the next pump
+    re-arms them rather than waiting ARM_TTL_MS for the leases to expire; the error is raised."""
     if not urls:
         return []
     pipe = connection.pipeline(transaction=False)
@@ -80,12 +83,28 @@ def arm(connection: redis.Redis, queues: redis.Redis, urls: list[str]) -> list[s
         pipe.set(keys.downstream_lease_key(url), QUEUED, nx=True, px=ARM_TTL_MS)
     armed = [url for url, ok in zip(urls, pipe.execute(), strict=True) if ok]
     queue = Queue(keys.DELIVERY_QUEUE, connection=queues)
-    for url in armed:
-        queue.enqueue(
-            keys.DRAIN_OUTBOX_JOB, url, job_timeout=DRAIN_JOB_TIMEOUT, result_ttl=0,
-            failure_ttl=JOB_FAILURE_TTL, description=f"drain outbox {keys.url_key(url)}",
-        )
+    for index, url in enumerate(armed):
+        try:
+            queue.enqueue(
+                keys.DRAIN_OUTBOX_JOB, url, job_timeout=DRAIN_JOB_TIMEOUT, result_ttl=0,
+                failure_ttl=JOB_FAILURE_TTL, description=f"drain outbox {keys.url_key(url)}",
+            )
+        except redis.RedisError:
+            _release_queued(connection, armed[index:])
+            raise
     return armed
+
+
+_RELEASE_QUEUED = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def _release_queued(connection: redis.Redis, urls: list[str]) -> None:
+    """Delete the leases still "queued" (never one a drainer took over meanwhile); else they expire."""
+    with contextlib.suppress(redis.RedisError):
+        pipe = connection.pipeline(transaction=False)
+        for url in urls:
+            pipe.eval(_RELEASE_QUEUED, 1, keys.downstream_lease_key(url), QUEUED)
+        pipe.execute()
 
 
 def backlog(connection: redis.Redis, url: str) -> int:

@@ -127,8 +127,7 @@ class RedisCollector(Collector):
     def _fill(self, families: list[GaugeMetricFamily]) -> None:
         depth, oldest, quarantine, heartbeat_age, pending, _up = families
         specs = list(self._queues(self._connection))
-        pipe = self._connection.pipeline(transaction=False)
-        rq_pipe = pipe if self._rq is self._connection else self._rq.pipeline(transaction=False)
+        pipe, rq_pipe = self._connection.pipeline(transaction=False), self._rq.pipeline(transaction=False)
         for spec in specs:
             if isinstance(spec, StreamQueue):
                 pipe.xlen(spec.key)
@@ -138,15 +137,18 @@ class RedisCollector(Collector):
                 rq_pipe.lindex(spec.key, 0)
         pipe.xlen(keys.QUARANTINE_STREAM)
         pipe.hmget(keys.HEARTBEAT, ["at", "pending_events"])
-        replies = _merged(specs, pipe.execute(), None if rq_pipe is pipe else rq_pipe.execute())
+        data, rq = iter(pipe.execute()), iter(rq_pipe.execute())  # (a scrape: two round trips are nothing)
+        replies = []  # (size, head) per spec, each from its own Redis
+        for spec in specs:
+            source = data if isinstance(spec, StreamQueue) else rq
+            replies.append((next(source), next(source)))
         now = self._clock()
-        heads = [replies[2 * i + 1] for i in range(len(specs))]
-        ages = self._oldest_ages(specs, heads, now)
-        for i, spec in enumerate(specs):
-            depth.add_metric([spec.label], int(replies[2 * i]))
-            oldest.add_metric([spec.label], ages[i])
-        quarantine.add_metric([], int(replies[-2]))
-        at, pending_events = replies[-1]
+        ages = self._oldest_ages(specs, [head for _, head in replies], now)
+        for spec, (size, _), age in zip(specs, replies, ages, strict=True):
+            depth.add_metric([spec.label], int(size))
+            oldest.add_metric([spec.label], age)
+        quarantine.add_metric([], int(next(data)))
+        at, pending_events = next(data)
         if at is not None:
             heartbeat_age.add_metric([], max(0.0, now - float(at)))
         pending_value = number_or_none(pending_events)
@@ -171,18 +173,6 @@ class RedisCollector(Collector):
                 if enqueued_at:
                     ages[i] = max(0.0, now - utcparse(enqueued_at.decode()).timestamp())
         return ages
-
-
-def _merged(specs: Sequence[QueueSpec], replies: list[Any], rq_replies: list[Any] | None) -> list[Any]:
-    """The replies in `specs` order (two per queue, then the rest), when RQ's queues were read apart."""
-    if rq_replies is None:
-        return replies
-    data, rq = iter(replies), iter(rq_replies)
-    merged = []
-    for spec in specs:
-        source = data if isinstance(spec, StreamQueue) else rq
-        merged += [next(source), next(source)]
-    return [*merged, *data]
 
 
 def number_or_none(value: bytes | str | None) -> float | None:

@@ -95,11 +95,12 @@ def test_two_redises_each_hold_only_their_own_keys_and_the_events_are_the_ground
 
 
 def test_rq_redis_emptied_mid_run_loses_no_delivery(
-    redis_url: str, real_redis: redis.Redis, rq_server: RedisServer, tmp_path: Path,
+    redis_url: str, real_redis: redis.Redis, rq_server: RedisServer, sink: tuple[Sink, str], tmp_path: Path,
 ) -> None:
+    recorder, hook = sink
     scenario = build_scenario(600, seed=12)
     truth = expected_events(scenario.events)
-    system = System(redis_url, None, tmp_path, RQ_REDIS_URL=rq_server.url)
+    system = System(redis_url, hook, tmp_path, RQ_REDIS_URL=rq_server.url)
     rq_client = rq_server.client()
     stop = threading.Event()
     flushes = 0
@@ -122,7 +123,11 @@ def test_rq_redis_emptied_mid_run_loses_no_delivery(
         assert_nothing_lost(real_redis, report, deliveries)
         got = wait_for_events(real_redis, len(truth), timeout=120)
         assert per_user(map(comparable_in(real_redis), got)) == per_user(truth)
+        received = recorder.wait_for(len(truth), timeout=60, accepted=True)  # delivery rode through it too
+        assert {request.webhook_id for request in received} == {event["id"] for event in got}
         assert all(process.alive() for process in [system.receiver, *system.workers])
+        assert not {name for name in _names(real_redis) if name.startswith("rq:")}, "RQ wrote to the data Redis"
+        assert not {name for name in _names(rq_client) if name.startswith("plugwatch:")}, "data in RQ's Redis"
     finally:
         stop.set()
         system.stop()

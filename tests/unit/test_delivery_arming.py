@@ -12,6 +12,7 @@ from plugwatch import keys
 from plugwatch import url_state as state
 from plugwatch.delivery_arming import kick, rearm
 from plugwatch.settings import DeliverySettings, Settings
+from tests.support.servers import free_port
 from worker.delivery.lease import Lease
 
 URL_A = "http://a.example/hook"
@@ -130,3 +131,18 @@ def test_refresh_keeps_the_lease_longer_than_an_attempt(connection: redis.Redis)
     connection.pexpire(key, 9_000)
     assert lease.refresh()
     assert connection.pttl(key) > 9_500
+
+
+def test_an_enqueue_on_a_down_rq_redis_releases_the_queued_leases_so_the_next_pump_rearms(
+        connection: redis.Redis, settings: Settings) -> None:
+    down = redis.Redis(port=free_port(), socket_timeout=0.2, socket_connect_timeout=0.2)
+    add_event(connection, URL_A)
+    add_event(connection, URL_B)
+    connection.set(keys.downstream_lease_key(URL_B), b"a-drainers-token")  # B is being drained: not ours
+    with pytest.raises(redis.ConnectionError):
+        kick(connection, down, [URL_A, URL_B])
+    assert not connection.exists(keys.downstream_lease_key(URL_A))  # released, not left for ARM_TTL_MS
+    assert connection.get(keys.downstream_lease_key(URL_B)) == b"a-drainers-token"  # untouched
+    connection.delete(keys.downstream_lease_key(URL_B))
+    assert sorted(rearm(connection, connection, settings.delivery.downstream_urls)) == [URL_A, URL_B]
+    assert sorted(drain_jobs(connection)) == [(keys.DRAIN_OUTBOX_JOB, URL_A), (keys.DRAIN_OUTBOX_JOB, URL_B)]
