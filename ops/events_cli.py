@@ -15,6 +15,7 @@ import click
 
 from ops import events_replay
 from plugwatch import command, keys, url_state
+from plugwatch.settings import Settings
 
 USAGE_EXIT = 2
 
@@ -62,18 +63,24 @@ def replay(url: str | None, since: str | None, until: str | None, types: tuple[s
     if url_state.read_state(connection, url).disabled:
         _refuse(f"{url} is disabled; re-enable it first: plugwatch dead-letters enable {url}")
     done = events_replay.replay(connection, url, window, wanted,
-                                queues=command.connect_queues(settings, connection))
+                                queues=command.connect_queues(settings, connection),
+                                partitions=settings.process.partitions)
     span = f"{_iso(window.since_ms)} to {'now' if window.until_ms is None else _iso(window.until_ms)}"
     kinds = f" of type {', '.join(sorted(wanted))}" if wanted else ""
     if done.oldest_held_ms is None or done.oldest_held_ms > window.since_ms:
         held = "nothing" if done.oldest_held_ms is None else f"nothing older than {_iso(done.oldest_held_ms)}"
-        click.echo(f"note: {keys.EVENTS_STREAM} holds {held} (PLUGWATCH_EVENTS_STREAM_MAXLEN="
+        click.echo(f"note: {_streams(settings)} holds {held} (PLUGWATCH_EVENTS_STREAM_MAXLEN="
                    f"{settings.delivery.events_stream_maxlen})", err=True)
     if not done.queued:
-        click.echo(f"no events{kinds} in {keys.EVENTS_STREAM} from {span}; nothing queued")
+        click.echo(f"no events{kinds} in {_streams(settings)} from {span}; nothing queued")
         return
     click.echo(f"queued {done.queued} events{kinds} from {span} for {url} "
                f"(stream entries {done.first_id} to {done.last_id})")
+
+
+def _streams(settings: Settings) -> str:
+    count = settings.process.partitions
+    return keys.EVENTS_STREAM if count == 1 else f"the events streams of {count} partitions"
 
 
 def _refuse(message: str) -> NoReturn:

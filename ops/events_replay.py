@@ -1,4 +1,5 @@
-"""Replay since a time: the events `plugwatch:events` still holds for a window, sent again to one URL.
+"""Replay since a time: the events `plugwatch:events` (with partitions, each partition's events stream) still
+holds for a window, sent again to one URL.
 
     parse_time("2h", now) -> unix ms          ISO-8601 (a naive time is UTC) or a relative form: 90s, 30m, 2h, 1d, 1w
     subscribed_types(connection, url), replay_types(...)   may this URL be sent events, and which (its subscription)
@@ -26,6 +27,7 @@ import orjson
 import redis
 
 from plugwatch import delivery_arming, keys, subscriptions
+from plugwatch.partitions import layouts
 
 EVENT_TYPES = ("vehicle.plugged_in_at_home", "vehicle.unplugged_from_home", "control.failed",
                "control.failure_streak")  # as schema/events.schema.json (a test checks both against the core)
@@ -94,25 +96,27 @@ def replay_types(asked: frozenset[str], subscribed: tuple[str, ...]) -> frozense
 
 
 def replay(connection: redis.Redis, url: str, window: Window, types: Collection[str] = (), *,
-           queues: redis.Redis) -> Replayed:
+           queues: redis.Redis, partitions: int = 1) -> Replayed:
     """Append the window's events (of `types`, all if empty) to `url`'s outbox in stream order; arm its drain
-    (its job on `queues`, RQ's Redis)."""
+    (its job on `queues`, RQ's Redis). With partitions, each partition's events stream in turn (a vehicle's
+    events are all in one of them, in order); `first` and `last` are then those of partition 0 onwards."""
     wanted = frozenset(types)
-    start, end = str(window.since_ms), "+" if window.until_ms is None else str(window.until_ms - 1)
     queued, first, last = 0, None, None
-    while True:
-        page: Any = connection.xrange(keys.EVENTS_STREAM, start, end, count=PAGE)
-        bodies = [(_text(entry_id), fields.get(b"event")) for entry_id, fields in page]
-        chosen = [(entry_id, body) for entry_id, body in bodies if body is not None and _wanted(body, wanted)]
-        if chosen:
-            _append(connection, url, [body for _, body in chosen])
-            queued, first, last = queued + len(chosen), first or chosen[0][0], chosen[-1][0]
-        if len(page) < PAGE:
-            break
-        start = "(" + bodies[-1][0]
+    for into in layouts(partitions):
+        start, end = str(window.since_ms), "+" if window.until_ms is None else str(window.until_ms - 1)
+        while True:
+            page: Any = connection.xrange(into.events_stream, start, end, count=PAGE)
+            bodies = [(_text(entry_id), fields.get(b"event")) for entry_id, fields in page]
+            chosen = [(entry_id, body) for entry_id, body in bodies if body is not None and _wanted(body, wanted)]
+            if chosen:
+                _append(connection, url, [body for _, body in chosen])
+                queued, first, last = queued + len(chosen), first or chosen[0][0], chosen[-1][0]
+            if len(page) < PAGE:
+                break
+            start = "(" + bodies[-1][0]
     if queued:
         delivery_arming.kick(connection, queues, [url])
-    return Replayed(queued, first, last, _oldest_ms(connection))
+    return Replayed(queued, first, last, _oldest_ms(connection, partitions))
 
 
 def _wanted(body: bytes, types: frozenset[str]) -> bool:
@@ -132,9 +136,15 @@ def _append(connection: redis.Redis, url: str, bodies: list[bytes]) -> None:
     pipe.execute()
 
 
-def _oldest_ms(connection: redis.Redis) -> int | None:
-    oldest: Any = connection.xrange(keys.EVENTS_STREAM, "-", "+", count=1)
-    return int(_text(oldest[0][0]).split("-", 1)[0]) if oldest else None
+def _oldest_ms(connection: redis.Redis, partitions: int) -> int | None:
+    """When the newest of the partitions' oldest held events was committed: from then on, every stream holds
+    all it committed."""
+    heads = []
+    for into in layouts(partitions):
+        oldest: Any = connection.xrange(into.events_stream, "-", "+", count=1)
+        if oldest:
+            heads.append(int(_text(oldest[0][0]).split("-", 1)[0]))
+    return max(heads) if heads else None
 
 
 def _text(entry_id: bytes | str) -> str:

@@ -102,12 +102,13 @@ class Status:
 
 
 def read_status(connection: redis.Redis, urls: Iterable[str], now: float, *,
-                queues: redis.Redis | None = None) -> Status:
+                queues: redis.Redis | None = None, partitions: int = 1) -> Status:
     """A snapshot of plugwatch's Redis: `urls` are the configured downstream URLs (others are found too);
-    RQ's workers, queues and dead letters are read through `queues` (RQ_REDIS_URL's client; default `connection`)."""
+    RQ's workers, queues and dead letters are read through `queues` (RQ_REDIS_URL's client; default `connection`);
+    `partitions`: PLUGWATCH_PARTITIONS."""
     rq = connection if queues is None else queues
     all_urls = _known_urls(connection, urls)
-    samples = _collect(connection, rq, all_urls, now)
+    samples = _collect(connection, rq, all_urls, now, partitions)
     workers = Worker.all(connection=rq)
     queue_states = tuple(_queue_status(rq, name, samples) for name in _queue_labels(samples))
     age = samples.get(("plugwatch_enode_heartbeat_age_seconds", ""))
@@ -126,7 +127,7 @@ def read_status(connection: redis.Redis, urls: Iterable[str], now: float, *,
         downstream=tuple(_url_status(state, now) for state in read_states(connection, all_urls)),
         reconcile_suggested=_reconcile_suggested(connection),
         redis=read_health(connection),
-        state_lost=_state_lost(connection),
+        state_lost=_state_lost(connection, partitions),
     )
 
 
@@ -142,11 +143,15 @@ def _reconcile_suggested(connection: redis.Redis) -> str | None:
     return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason or "no reason recorded")
 
 
-def _state_lost(connection: redis.Redis) -> str | None:
-    current = epoch.read(connection)
-    if current is None or not current.needs_reconcile:
+def _state_lost(connection: redis.Redis, partitions: int) -> str | None:
+    lost = [(partition, current) for partition, current in enumerate(epoch.read_all(connection, partitions))
+            if current is not None and current.needs_reconcile]
+    if not lost:
         return None
-    return f"state lost at {_iso(current.started_at_ms / 1000)} (epoch {current.id})"
+    partition, current = lost[0]
+    where = f", partition {partition} and {len(lost) - 1} more" if len(lost) > 1 else (
+        f", partition {partition}" if partitions > 1 else "")
+    return f"state lost at {_iso(current.started_at_ms / 1000)} (epoch {current.id}{where})"
 
 
 def _known_urls(connection: redis.Redis, configured: Iterable[str]) -> list[str]:
@@ -154,13 +159,14 @@ def _known_urls(connection: redis.Redis, configured: Iterable[str]) -> list[str]
     return list(dict.fromkeys([*configured, *subscriptions.known_urls(connection)]))
 
 
-def _collect(connection: redis.Redis, rq: redis.Redis, urls: Sequence[str], now: float,
+def _collect(connection: redis.Redis, rq: redis.Redis, urls: Sequence[str], now: float, partitions: int,
              ) -> dict[tuple[str, str], float]:
     """The collector's samples as {(metric name, queue label or ""): value}; raises if Redis is down."""
     connection.ping()  # the collector swallows Redis errors (a scrape must not fail); the CLI must not
     if rq is not connection:
         rq.ping()
-    collector = RedisCollector(connection, rq_connection=rq, queues=queues_with_outboxes(urls), clock=lambda: now)
+    collector = RedisCollector(connection, rq_connection=rq, queues=queues_with_outboxes(urls, partitions),
+                               clock=lambda: now, partitions=partitions)
     families: Iterable[Metric] = collector.collect()
     return {
         (sample.name, sample.labels.get("queue", "")): sample.value

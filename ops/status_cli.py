@@ -28,7 +28,8 @@ def status(as_json: bool, check: bool) -> None:
     connection = command.connect(settings)
     queues = command.connect_queues(settings, connection)
     try:  # Redis down: one line and exit 1 (cli)
-        snapshot = read_status(connection, (), time.time(), queues=queues)
+        snapshot = read_status(connection, (), time.time(), queues=queues,
+                               partitions=settings.process.partitions)
     finally:
         redis_clients.close_both(connection, queues)
     if as_json:

@@ -11,6 +11,7 @@ click context's object; commands never read the environment themselves:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ import redis
 
 from plugwatch import redis_clients
 from plugwatch.settings import Settings
+from plugwatch.startup import check_partitions
 
 MIN_TIMEOUT_SECONDS = redis_clients.MIN_COMMAND_TIMEOUT_SECONDS
 
@@ -43,7 +45,12 @@ def settings() -> Settings:
 
 
 def connect(settings: Settings) -> redis.Redis:
-    return redis_clients.command(settings)
+    """The command's client; a PLUGWATCH_PARTITIONS other than the count recorded in Redis is one line and exit 2
+    (a Redis that does not answer is the command's own error, later)."""
+    connection = redis_clients.command(settings)
+    with contextlib.suppress(redis.RedisError):
+        check_partitions("plugwatch", connection, settings.process.partitions)
+    return connection
 
 
 def connect_queues(settings: Settings, connection: redis.Redis) -> redis.Redis:

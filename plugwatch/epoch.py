@@ -1,8 +1,11 @@
 """The epoch: a marker in Redis that says which life of plugwatch's state the data belongs to.
 
-    ensure(connection, now_ms, previous="") -> Epoch   the marker, written first (atomically) if absent
-    read(connection) -> Epoch | None
-    mark_reconciled(connection, epoch_id, now_ms) -> bool   a full `enode reconcile` ran in this epoch
+    ensure(connection, now_ms, previous="", into=...) -> Epoch   the marker, written first (atomically) if absent
+    read(connection, into=...) -> Epoch | None          read_all(connection, partitions): every partition's
+    mark_reconciled(connection, epoch_id, now_ms, into=...) -> bool   a full `enode reconcile` ran in this epoch
+
+Each partition (`plugwatch.partitions`, `into`) has its own marker, beside its users' states: on a Redis Cluster
+a partition's node can lose its data alone.
 
 The first worker to find no `plugwatch:epoch` writes one; how the epoch began:
 - `first_start`: no marker and no user state: a new installation (or a wipe no running worker saw);
@@ -26,7 +29,9 @@ import redis
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from plugwatch import keys
+from plugwatch.partitions import Layout, layout, layouts
+
+UNPARTITIONED = layout(0, 1)
 
 FIRST_START, EXISTING_DATA, LOST_STATE = "first_start", "existing_data", "lost_state"
 
@@ -68,25 +73,34 @@ class Epoch:
         return self.lost and not self.reconciled_at_ms
 
 
-def ensure(connection: redis.Redis, now_ms: int, previous: str = "") -> Epoch:
-    """The current epoch; if there is none, this one (how it began decided inside one script)."""
-    has_data = previous == "" and _has_user_state(connection)
-    reply = connection.eval(ENSURE_LUA, 1, keys.EPOCH, uuid.uuid4().hex, now_ms, previous,
+def ensure(connection: redis.Redis, now_ms: int, previous: str = "", into: Layout = UNPARTITIONED) -> Epoch:
+    """The current epoch (of partition `into`: each has its marker, beside its users' states); if there is
+    none, this one (how it began decided inside one script)."""
+    has_data = previous == "" and _has_user_state(connection, into)
+    reply = connection.eval(ENSURE_LUA, 1, into.epoch, uuid.uuid4().hex, now_ms, previous,
                             "1" if has_data else "0")
     return _parse(dict(zip(reply[::2], reply[1::2], strict=True)))
 
 
-def read(connection: redis.Redis) -> Epoch | None:
-    fields = connection.hgetall(keys.EPOCH)
+def read(connection: redis.Redis, into: Layout = UNPARTITIONED) -> Epoch | None:
+    fields = connection.hgetall(into.epoch)
     return _parse(fields) if fields else None
 
 
-def mark_reconciled(connection: redis.Redis, epoch_id: str, now_ms: int) -> bool:
-    return bool(connection.eval(RECONCILED_LUA, 1, keys.EPOCH, epoch_id, now_ms))
+def read_all(connection: redis.Redis, partitions: int) -> list[Epoch | None]:
+    """Every partition's epoch, partition 0 first (None where no worker has committed yet)."""
+    pipe = connection.pipeline(transaction=False)
+    for into in layouts(partitions):
+        pipe.hgetall(into.epoch)
+    return [_parse(fields) if fields else None for fields in pipe.execute()]
 
 
-def _has_user_state(connection: redis.Redis) -> bool:
-    return next(iter(connection.scan_iter(match=keys.USER_STATE_PREFIX + "*", count=1000)), None) is not None
+def mark_reconciled(connection: redis.Redis, epoch_id: str, now_ms: int, into: Layout = UNPARTITIONED) -> bool:
+    return bool(connection.eval(RECONCILED_LUA, 1, into.epoch, epoch_id, now_ms))
+
+
+def _has_user_state(connection: redis.Redis, into: Layout) -> bool:
+    return next(iter(connection.scan_iter(match=into.user_state_prefix + "*", count=1000)), None) is not None
 
 
 def _parse(fields: Mapping[Any, Any]) -> Epoch:
@@ -102,10 +116,12 @@ def _text(value: bytes | str) -> str:
 
 class EpochCollector(Collector):
     """`plugwatch_state_lost_unreconciled` (1 while the epoch began as `lost_state` and no full reconcile
-    completed since, else 0) and `plugwatch_epoch_started_timestamp_seconds`, read from the marker at each scrape."""
+    completed since, else 0) and `plugwatch_epoch_started_timestamp_seconds`, read from the marker at each scrape
+    (with partitions: 1 if any partition's epoch is so; the latest start)."""
 
-    def __init__(self, connection: redis.Redis) -> None:
+    def __init__(self, connection: redis.Redis, partitions: int = 1) -> None:
         self._connection = connection
+        self._partitions = partitions
 
     def describe(self) -> Iterable[Metric]:
         """Names only: registering the collector must not touch Redis."""
@@ -114,12 +130,12 @@ class EpochCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         lost, started = _families()
         try:
-            current = read(self._connection)
+            found = [current for current in read_all(self._connection, self._partitions) if current is not None]
         except (redis.RedisError, OSError):
             return []  # plugwatch_redis_up (RedisCollector) says so
-        lost.add_metric([], 1 if current is not None and current.needs_reconcile else 0)
-        if current is not None:
-            started.add_metric([], current.started_at_ms / 1000)
+        lost.add_metric([], 1 if any(current.needs_reconcile for current in found) else 0)
+        if found:
+            started.add_metric([], max(current.started_at_ms for current in found) / 1000)
         return [lost, started]
 
 

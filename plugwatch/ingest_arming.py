@@ -1,12 +1,15 @@
 """Arming the ingest drain: one RQ drain job per slot queued or running while the ingest stream has work.
 
-    arm(connection, queues, slot=0) -> job id | None   win the slot's armed key, then enqueue its drain job
-    enqueue_after_arming(connection, queues, slot=0)   the enqueue alone, for a caller that won the key
-                                                       already (the receiver: its ingest Lua call sets it)
+    arm(connection, queues, slot=0, into=...) -> job id | None   win the slot's armed key, enqueue its drain job
+    enqueue_after_arming(connection, queues, slot=0, into=...)   the enqueue alone, for a caller that won the
+                                                       key already (the receiver: its ingest Lua call sets it)
     arming_lost(queues, ttl_ms, running_ttl_ms)        the pump's test for an arming no drain took up
     requeue(pipe, delivery_id, body, now=...)     an operator's replay onto the ingest stream
 
-The armed key (`keys.ingest_armed_key(slot)`; slot 0 is `plugwatch:ingest:armed`, the receiver's) has two
+`into` is the partition (`plugwatch.partitions.Layout`; the one partition by default): each partition has its
+ingest stream, its armed keys and its drain jobs, `drain_ingest(slot, partition)`.
+
+The armed key (`Layout.armed_key(slot)`; slot 0 is `plugwatch:ingest:armed`, the receiver's) has two
 TTLs, kept here together because the pump tells them apart (`connection` is the data Redis, holding the key;
 `queues` is RQ's, holding the job: the same client unless RQ_REDIS_URL names another Redis):
 - an arming (the receiver's Lua call, `arm`: the pump, a drain re-arming itself or, under a backlog, a
@@ -27,6 +30,9 @@ import redis
 from rq import Queue, Retry
 
 from plugwatch import keys
+from plugwatch.partitions import Layout, layout
+
+UNPARTITIONED = layout(0, 1)
 
 ARMED_TTL_MS = 60_000
 LOST_ARMING_AFTER_MS = 3_000  # a dequeued drain job starts within milliseconds
@@ -35,11 +41,11 @@ DRAIN_JOB_RESULT_TTL_SECONDS = 60
 DRAIN_JOB_FAILURE_TTL_SECONDS = 7 * 24 * 3600
 
 
-def enqueue_drain(queues: redis.Redis, slot: int = 0) -> str:
+def enqueue_drain(queues: redis.Redis, slot: int = 0, into: Layout = UNPARTITIONED) -> str:
     """Enqueue one drain job on the ingest queue (call after winning the armed key); return its job id."""
     job = Queue(keys.INGEST_QUEUE, connection=queues).enqueue_call(
         keys.DRAIN_INGEST_JOB,
-        args=(slot,) if slot else (),
+        args=(slot, into.partition) if into.partition else (slot,) if slot else (),
         job_id=f"drain-ingest-{uuid.uuid4().hex}",
         timeout=DRAIN_JOB_TIMEOUT_SECONDS,
         result_ttl=DRAIN_JOB_RESULT_TTL_SECONDS,
@@ -49,21 +55,22 @@ def enqueue_drain(queues: redis.Redis, slot: int = 0) -> str:
     return str(job.id)
 
 
-def enqueue_after_arming(connection: redis.Redis, queues: redis.Redis, slot: int = 0) -> str:
+def enqueue_after_arming(connection: redis.Redis, queues: redis.Redis, slot: int = 0,
+                         into: Layout = UNPARTITIONED) -> str:
     """Enqueue the drain job for an armed key we own; on failure release the key so the pump re-arms."""
     try:
-        return enqueue_drain(queues, slot)
+        return enqueue_drain(queues, slot, into)
     except redis.RedisError:
         with contextlib.suppress(redis.RedisError):  # else the key expires within ARMED_TTL_MS
-            connection.delete(keys.ingest_armed_key(slot))
+            connection.delete(into.armed_key(slot))
         raise
 
 
-def arm(connection: redis.Redis, queues: redis.Redis, slot: int = 0) -> str | None:
+def arm(connection: redis.Redis, queues: redis.Redis, slot: int = 0, into: Layout = UNPARTITIONED) -> str | None:
     """Arm and enqueue a drain job for `slot` unless one is armed already; return the new job id, if any."""
-    if not connection.set(keys.ingest_armed_key(slot), "1", nx=True, px=ARMED_TTL_MS):
+    if not connection.set(into.armed_key(slot), "1", nx=True, px=ARMED_TTL_MS):
         return None
-    return enqueue_after_arming(connection, queues, slot)
+    return enqueue_after_arming(connection, queues, slot, into)
 
 
 def arming_lost(queues: redis.Redis, ttl_ms: int, running_ttl_ms: int) -> bool:
@@ -76,11 +83,12 @@ def arming_lost(queues: redis.Redis, ttl_ms: int, running_ttl_ms: int) -> bool:
     return Queue(keys.INGEST_QUEUE, connection=queues).count == 0
 
 
-def requeue(pipe: redis.client.Pipeline, delivery_id: str, body: bytes, *, now: float, replay_of: str) -> None:
+def requeue(pipe: redis.client.Pipeline, delivery_id: str, body: bytes, *, now: float, replay_of: str,
+            into: Layout = UNPARTITIONED) -> None:
     """Queue on `pipe` an append of the delivery to the ingest stream, bypassing dedupe (operator replays);
     `replay_of` is the quarantine entry it comes from (field `q`: the worker names it if it quarantines again).
 
     The caller executes the pipeline (a MULTI, with whatever must happen atomically alongside) and then
     calls `arm`.
     """
-    pipe.xadd(keys.INGEST_STREAM, {"d": delivery_id, "b": body, "t": int(now * 1000), "q": replay_of})
+    pipe.xadd(into.ingest_stream, {"d": delivery_id, "b": body, "t": int(now * 1000), "q": replay_of})

@@ -33,8 +33,9 @@ from typing import Any
 import msgspec
 import orjson
 
-from plugwatch import dedupe_marks, jsonarray, keys
+from plugwatch import dedupe_marks, jsonarray
 from plugwatch.ingest_arming import ARMED_TTL_MS
+from plugwatch.partitions import Layout, layout, partition_of
 
 DEFAULT_BUCKET_SECONDS = 24 * 3600  # PLUGWATCH_DEDUPE_BUCKET_SECONDS
 KNOWN_VERSIONS = frozenset({"2024-10-01"})
@@ -284,24 +285,86 @@ return 'accepted'
 """
 
 
+class _Owner(msgspec.Struct):
+    id: Any = None
+    userId: Any = None
+
+
+class _Routing(msgspec.Struct):
+    """The fields that name the user an event concerns (each read only if needed)."""
+
+    event: Any = None
+    user: msgspec.Raw = msgspec.Raw(b"")
+    vehicle: msgspec.Raw = msgspec.Raw(b"")
+    charger: msgspec.Raw = msgspec.Raw(b"")
+    vendorAction: msgspec.Raw = msgspec.Raw(b"")
+    chargeAction: msgspec.Raw = msgspec.Raw(b"")
+
+
+_ROUTING = msgspec.json.Decoder(_Routing)
+_OWNER = msgspec.json.Decoder(_Owner)
+_DECODE_ERRORS = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
+
+
+def user_of(event: bytes) -> str | None:
+    """The Enode user one raw event concerns, found where the worker's decoder finds it (`user.id`, else the
+    `userId` of the event's vehicle, charger or action); None for a system event or an element without one."""
+    try:
+        routing = _ROUTING.decode(event)
+        owner = _OWNER.decode(routing.user) if routing.user else None
+        if owner is not None and isinstance(owner.id, str) and owner.id:
+            return owner.id
+        name = routing.event if isinstance(routing.event, str) else ""
+        subject = name.split(":")[1] if name.count(":") == 2 else ""
+        device = (routing.vehicle if subject == "vehicle" else routing.charger if subject == "charger"
+                  else routing.vendorAction or routing.chargeAction)
+        owner = _OWNER.decode(device) if device else None
+    except _DECODE_ERRORS:
+        return None
+    if owner is not None and isinstance(owner.userId, str) and owner.userId:
+        return owner.userId
+    return None
+
+
+def split(body: bytes, count: int) -> list[tuple[int, bytes]]:
+    """A delivery cut into one part per partition its events concern (`plugwatch.partitions`), in partition
+    order: each part a JSON array of its events, byte for byte and in array order. The whole body as one part
+    when its events are all of one partition (their users'), or it is no array of events (partition 0, which
+    also takes system events and events naming no user)."""
+    raw_events = jsonarray.elements(body) if count > 1 else None
+    if not raw_events:
+        return [(0, body)]
+    parts: dict[int, list[bytes]] = {}
+    for event in raw_events:
+        user = user_of(event)
+        parts.setdefault(0 if user is None else partition_of(user, count), []).append(event)
+    if len(parts) == 1:
+        return [(next(iter(parts)), body)]
+    return [(partition, b"[" + b",".join(events) + b"]") for partition, events in sorted(parts.items())]
+
+
 def iso_time(unix_seconds: float) -> str:
     """`2025-03-14T18:30:00.000Z`: the time format of quarantine entries."""
     return datetime.fromtimestamp(unix_seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_UNPARTITIONED = layout(0, 1)
+
+
 def script_call(
     delivery_id: str, body: bytes, batch: Batch, *, signature: bytes, now: float, dedupe_ttl_seconds: int,
     dedupe_bucket_seconds: int = DEFAULT_BUCKET_SECONDS, shard_cap: int = dedupe_marks.DEFAULT_CAP,
-    legacy_digest: bool = False,
+    legacy_digest: bool = False, into: Layout = _UNPARTITIONED,
 ) -> tuple[list[str], list[str | bytes | int]]:
     """KEYS and ARGV for INGEST_LUA (`signature`: the body's verified HMAC-SHA1, of which the dedupe mark is
     made, `dedupe_marks.mark_of`; `now` in unix seconds; `shard_cap`: `dedupe_marks.cap_from_config`).
     `legacy_digest`: with the body's digest for a previous version's mark, which costs a hash of the body;
-    only needed after the script answered LEGACY_MARK (then call it again with the same `now`)."""
+    only needed after the script answered LEGACY_MARK (then call it again with the same `now`). `into`: the
+    partition the delivery (or its part, `split`) goes to; every key is that partition's (one hash slot)."""
     pending, created_at = ("", "") if batch.heartbeat is None else (
         batch.heartbeat.pending_events, batch.heartbeat.created_at)
-    script_keys = [keys.dedupe_key(delivery_id), keys.INGEST_STREAM, keys.QUARANTINE_STREAM,
-                   keys.HEARTBEAT, keys.INGEST_ARMED, keys.DEDUPE_MARKS]
+    script_keys = [into.dedupe_key(delivery_id), into.ingest_stream, into.quarantine_stream,
+                   into.heartbeat, into.ingest_armed, into.dedupe_marks]
     quarantining = batch.quarantine is not None or bool(batch.quarantined_events)
     mark = dedupe_marks.mark_of(delivery_id, signature)
     args: list[str | bytes | int] = [

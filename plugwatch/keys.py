@@ -59,6 +59,8 @@ EVENTS_STREAM = f"{PREFIX}:events"  # one field per entry: event (JSON text); MA
 EVENTS_STREAM_MAXLEN = 100_000  # the default of PLUGWATCH_EVENTS_STREAM_MAXLEN (Settings.delivery.events_stream_maxlen)
 OUTBOX_PREFIX = f"{PREFIX}:outbox:"  # + url_key(url): stream of events (field: event) waiting for that URL
 OUTBOX_GROUP = "delivery"
+ROUTES = f"{PREFIX}:subscriptions:routes"  # hash url -> "<outbox key> <types>" of every active subscription,
+# read by the commit (plugwatch.subscriptions; with partitions, each partition has its copy: plugwatch.partitions)
 DOWNSTREAM_URLS = f"{PREFIX}:downstream:urls"  # hash url_key -> url of every URL with an outbox (ops tools name
 # them); written by plugwatch.subscriptions, cleared when a removed URL is forgotten
 DOWNSTREAM_STATE_PREFIX = f"{PREFIX}:downstream:state:"  # + url_key -> hash (paused_until, disabled, ...)

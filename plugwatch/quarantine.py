@@ -1,12 +1,14 @@
 """The quarantine: authentic input plugwatch could not use, kept for an operator to inspect and replay.
 
-It is the Redis stream `plugwatch:quarantine`; each entry has the fields `d` (delivery id), `b` (the raw
-delivery body), `reason`, `at` (ISO time), `replay_of` (the id of the entry whose replay was quarantined
-again), and when only one event of a delivery was unusable its `event_index` in the delivery: then `b`
-holds that event alone, byte for byte, as a one-element array (`alone` = 1), so that a delivery of a hundred
-odd events costs its own size, not a hundred copies of itself (entries written before `alone` existed hold
-the whole body). The receiver writes whole deliveries and odd system events (from its ingest Lua script);
-the worker calls `add(..., event_index=i, source=<ingest entry id>)` for single events and poison deliveries.
+It is the Redis stream `plugwatch:quarantine` (with partitions, one per partition, `into`: what a partition's
+receiver part or drain could not use; the operator's functions take the partition too); each entry has the
+fields `d` (delivery id), `b` (the raw delivery body), `reason`, `at` (ISO time), `replay_of` (the id of the
+entry whose replay was quarantined again), and when only one event of a delivery was unusable its
+`event_index` in the delivery: then `b` holds that event alone, byte for byte, as a one-element array (`alone`
+= 1), so that a delivery of a hundred odd events costs its own size, not a hundred copies of itself (entries
+written before `alone` existed hold the whole body). The receiver writes whole deliveries and odd system
+events (from its ingest Lua script); the worker calls `add(..., event_index=i, source=<ingest entry id>)` for
+single events and poison deliveries.
 
 Nothing leaves the quarantine except by `purge` or by being processed. Replaying an entry appends it to the
 ingest stream again (the whole body, or just the one event as a one-element array, byte for byte) with a
@@ -29,8 +31,11 @@ from typing import Any
 import orjson
 import redis
 
-from plugwatch import ingest_arming, jsonarray, keys
+from plugwatch import ingest_arming, jsonarray
 from plugwatch import ingest_protocol as ingest
+from plugwatch.partitions import Layout, layout
+
+UNPARTITIONED = layout(0, 1)
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ class ReplayOutcome(enum.StrEnum):
 def add(
     connection: redis.Redis, delivery_id: str, body: bytes, reason: str, *, now: float,
     event_index: int | None = None, alone: bool = False, source: str | None = None, replay_of: str | None = None,
+    into: Layout = UNPARTITIONED,
 ) -> str | None:
     """Quarantine a delivery (or, with `event_index`, one event of it); return the entry id.
 
@@ -78,10 +84,10 @@ def add(
         [(body, alone)] = jsonarray.alone(body, [event_index])
     fields = _fields(delivery_id, body, reason, now=now, event_index=event_index, alone=alone, replay_of=replay_of)
     if source is None:
-        return _text(connection.xadd(keys.QUARANTINE_STREAM, fields))  # type: ignore[arg-type]
+        return _text(connection.xadd(into.quarantine_stream, fields))  # type: ignore[arg-type]
     digest = hashlib.sha256(f"{source}|{delivery_id}|{event_index}|".encode() + body).hexdigest()[:24]
     flat = [item for pair in fields.items() for item in pair]
-    added = connection.eval(_ADD_ONCE, 2, keys.QUARANTINE_STREAM, keys.QUARANTINED_ONCE_PREFIX + digest,
+    added = connection.eval(_ADD_ONCE, 2, into.quarantine_stream, into.quarantined_once_prefix + digest,
                             ONCE_TTL_SECONDS, *flat)
     return _text(added) if added else None
 
@@ -108,30 +114,30 @@ return false
 """
 
 
-def count(connection: redis.Redis) -> int:
-    return int(connection.xlen(keys.QUARANTINE_STREAM))
+def count(connection: redis.Redis, into: Layout = UNPARTITIONED) -> int:
+    return int(connection.xlen(into.quarantine_stream))
 
 
-def entries(connection: redis.Redis, *, after: str = "-", limit: int = 50) -> list[Entry]:
+def entries(connection: redis.Redis, *, after: str = "-", limit: int = 50, into: Layout = UNPARTITIONED) -> list[Entry]:
     """Up to `limit` entries, oldest first, starting after entry id `after` ("-" for the beginning)."""
     start = "-" if after == "-" else f"({after}"
-    rows = connection.xrange(keys.QUARANTINE_STREAM, min=start, max="+", count=limit)
+    rows = connection.xrange(into.quarantine_stream, min=start, max="+", count=limit)
     return [_entry(row) for row in rows or ()]
 
 
-def get(connection: redis.Redis, entry_id: str) -> Entry | None:
-    rows = connection.xrange(keys.QUARANTINE_STREAM, min=entry_id, max=entry_id, count=1)
+def get(connection: redis.Redis, entry_id: str, into: Layout = UNPARTITIONED) -> Entry | None:
+    rows = connection.xrange(into.quarantine_stream, min=entry_id, max=entry_id, count=1)
     return _entry(rows[0]) if rows else None
 
 
 def replay(connection: redis.Redis, entry_id: str, *, queues: redis.Redis, now: float,
-           force: bool = False) -> ReplayOutcome:
+           force: bool = False, into: Layout = UNPARTITIONED) -> ReplayOutcome:
     """Move one entry back onto the ingest stream (atomically) and arm a drain job (on `queues`, RQ's Redis).
 
     Odd system events in it (which the worker ignores) are quarantined again at once, each on its own,
     unless `force`d through.
     """
-    entry = get(connection, entry_id)
+    entry = get(connection, entry_id, into)
     if entry is None:
         return ReplayOutcome.NOT_FOUND
     body = entry.replay_body()
@@ -139,14 +145,14 @@ def replay(connection: redis.Redis, entry_id: str, *, queues: redis.Redis, now: 
     if not force and not _anything_to_process(body, batch):
         return ReplayOutcome.STILL_INVALID
     pipe = connection.pipeline(transaction=True)
-    ingest_arming.requeue(pipe, entry.delivery_id, body, now=now, replay_of=entry.id)
+    ingest_arming.requeue(pipe, entry.delivery_id, body, now=now, replay_of=entry.id, into=into)
     odd = () if force else batch.quarantined_events
     for (index, reason), (event, alone) in zip(odd, jsonarray.alone(body, [i for i, _ in odd]), strict=True):
-        pipe.xadd(keys.QUARANTINE_STREAM, _fields(  # type: ignore[arg-type]
+        pipe.xadd(into.quarantine_stream, _fields(  # type: ignore[arg-type]
             entry.delivery_id, event, reason, now=now, event_index=index, alone=alone, replay_of=entry.id))
-    pipe.xdel(keys.QUARANTINE_STREAM, entry.id)
+    pipe.xdel(into.quarantine_stream, entry.id)
     pipe.execute()
-    ingest_arming.arm(connection, queues)
+    ingest_arming.arm(connection, queues, into=into)
     return ReplayOutcome.REPLAYED
 
 
@@ -168,21 +174,21 @@ def _may_process(raw: bytes) -> bool:
         isinstance(event, dict) and event.get("event") in ingest.SYSTEM_EVENTS)
 
 
-def purge(connection: redis.Redis, entry_ids: Iterable[str]) -> int:
+def purge(connection: redis.Redis, entry_ids: Iterable[str], into: Layout = UNPARTITIONED) -> int:
     """Delete the given entries; return how many existed."""
     ids = list(entry_ids)
-    return int(connection.xdel(keys.QUARANTINE_STREAM, *ids)) if ids else 0
+    return int(connection.xdel(into.quarantine_stream, *ids)) if ids else 0
 
 
-def purge_before(connection: redis.Redis, unix_seconds: float) -> int:
+def purge_before(connection: redis.Redis, unix_seconds: float, into: Layout = UNPARTITIONED) -> int:
     """Delete every entry quarantined before `unix_seconds`; return how many."""
     min_id = f"{int(unix_seconds * 1000)}-0"
-    return int(connection.xtrim(keys.QUARANTINE_STREAM, minid=min_id, approximate=False))
+    return int(connection.xtrim(into.quarantine_stream, minid=min_id, approximate=False))
 
 
-def purge_all(connection: redis.Redis) -> int:
-    removed = count(connection)
-    connection.delete(keys.QUARANTINE_STREAM)
+def purge_all(connection: redis.Redis, into: Layout = UNPARTITIONED) -> int:
+    removed = count(connection, into)
+    connection.delete(into.quarantine_stream)
     return removed
 
 

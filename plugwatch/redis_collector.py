@@ -4,7 +4,8 @@ Every process reads the same truth, so aggregate these gauges with `max`, never 
 
 `RedisCollector`:
 
-    plugwatch_queue_depth{queue}               entries/jobs waiting (stream: XLEN; RQ queue: LLEN)
+    plugwatch_queue_depth{queue}               entries/jobs waiting (stream: XLEN; RQ queue: LLEN); the ingest
+                                               stream is `ingest`, with partitions `ingest:<n>` each
     plugwatch_queue_oldest_age_seconds{queue}  age of the oldest waiting one (0 when empty)
     plugwatch_quarantine_entries               entries in the quarantine stream
     plugwatch_enode_heartbeat_age_seconds      now - time of the last system:heartbeat (absent before one)
@@ -28,6 +29,7 @@ a Redis error yields `plugwatch_redis_up 0` and no other samples.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ from rq.registry import FailedJobRegistry
 from rq.utils import utcparse
 
 from plugwatch import keys
+from plugwatch.partitions import layouts
 from plugwatch.url_state import read_states
 
 log = structlog.get_logger(__name__)
@@ -70,9 +73,12 @@ class RQQueue:
 QueueSpec = StreamQueue | RQQueue
 
 
-def default_queues(_connection: redis.Redis | None = None) -> Sequence[QueueSpec]:
-    """The ingest stream and every RQ queue of keys.ALL_QUEUES."""
-    return (StreamQueue("ingest", keys.INGEST_STREAM), *(RQQueue(name) for name in keys.ALL_QUEUES))
+def default_queues(_connection: redis.Redis | None = None, partitions: int = 1) -> Sequence[QueueSpec]:
+    """The ingest stream (`ingest`; with partitions, each partition's: `ingest:<n>`) and every RQ queue of
+    keys.ALL_QUEUES."""
+    streams = [StreamQueue("ingest" if partitions == 1 else f"ingest:{into.partition}", into.ingest_stream)
+               for into in layouts(partitions)]
+    return (*streams, *(RQQueue(name) for name in keys.ALL_QUEUES))
 
 
 Urls = Sequence[str] | Callable[[redis.Redis], Sequence[str]]  # fixed, or read at each scrape
@@ -82,14 +88,14 @@ def _urls(urls: Urls, connection: redis.Redis) -> Sequence[str]:
     return urls(connection) if callable(urls) else urls
 
 
-def queues_with_outboxes(urls: Urls) -> Callable[[redis.Redis], Iterable[QueueSpec]]:
+def queues_with_outboxes(urls: Urls, partitions: int = 1) -> Callable[[redis.Redis], Iterable[QueueSpec]]:
     """The default queues and the outbox stream of each downstream URL (`outbox:<url key>`); `urls` may be
     a function of the connection (e.g. `plugwatch.subscriptions.known_urls`), read at each scrape."""
 
     def queues(connection: redis.Redis) -> Iterable[QueueSpec]:
         outboxes = [StreamQueue(f"outbox:{keys.url_key(url)}", keys.outbox_stream(url))
                     for url in _urls(urls, connection)]
-        return [*default_queues(connection), *outboxes]
+        return [*default_queues(connection, partitions), *outboxes]
 
     return queues
 
@@ -100,12 +106,16 @@ class RedisCollector(Collector):
         connection: redis.Redis,
         *,
         rq_connection: redis.Redis | None = None,
-        queues: Callable[[redis.Redis], Iterable[QueueSpec]] = default_queues,
+        queues: Callable[[redis.Redis], Iterable[QueueSpec]] | None = None,
         clock: Callable[[], float] = time.time,
+        partitions: int = 1,
     ) -> None:
+        """`partitions`: PLUGWATCH_PARTITIONS (the quarantine entries of every partition are counted; the
+        heartbeat is partition 0's); `queues` defaults to `default_queues` of that many partitions."""
         self._connection = connection
         self._rq = connection if rq_connection is None else rq_connection
-        self._queues = queues
+        self._queues = queues or functools.partial(default_queues, partitions=partitions)
+        self._layouts = layouts(partitions)
         self._clock = clock
 
     def describe(self) -> Iterable[Metric]:
@@ -135,8 +145,9 @@ class RedisCollector(Collector):
             else:
                 rq_pipe.llen(spec.key)
                 rq_pipe.lindex(spec.key, 0)
-        pipe.xlen(keys.QUARANTINE_STREAM)
-        pipe.hmget(keys.HEARTBEAT, ["at", "pending_events"])
+        for into in self._layouts:
+            pipe.xlen(into.quarantine_stream)
+        pipe.hmget(self._layouts[0].heartbeat, ["at", "pending_events"])
         data, rq = iter(pipe.execute()), iter(rq_pipe.execute())  # (a scrape: two round trips are nothing)
         replies = []  # (size, head) per spec, each from its own Redis
         for spec in specs:
@@ -147,7 +158,7 @@ class RedisCollector(Collector):
         for spec, (size, _), age in zip(specs, replies, ages, strict=True):
             depth.add_metric([spec.label], int(size))
             oldest.add_metric([spec.label], age)
-        quarantine.add_metric([], int(next(data)))
+        quarantine.add_metric([], sum(int(next(data)) for _ in self._layouts))
         at, pending_events = next(data)
         if at is not None:
             heartbeat_age.add_metric([], max(0.0, now - float(at)))

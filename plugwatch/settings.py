@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plugwatch import keys, redis_urls
+from plugwatch.partitions import MAX_PARTITIONS
 from plugwatch.urls import webhook_url_problem
 
 SANDBOX_API_URL = "https://enode-api.sandbox.enode.io"
@@ -59,6 +60,7 @@ class ProcessSettings:
     redis_socket_timeout_seconds: float = 10.0  # the longest a worker's or a command's Redis call waits
     worker_ttl_seconds: int = 60  # a worker's RQ registration; RQ blocks on its queues 15 s less than this
     worker_shutdown_grace_seconds: float = 20.0  # after SIGTERM a worker exits within this, Redis or not
+    partitions: int = 1  # PLUGWATCH_PARTITIONS: how plugwatch's data is split by user (plugwatch.partitions)
 
     @property
     def queues_url(self) -> str:
@@ -196,6 +198,13 @@ def _count(key: str, raw: str) -> int:
     return int(_number(key, raw))
 
 
+def _partitions(key: str, raw: str) -> int:
+    value = _whole(key, raw)
+    if not 1 <= value <= MAX_PARTITIONS:
+        raise SettingsError(f"{key} must be a whole number from 1 to {MAX_PARTITIONS}, got {raw.strip()!r}")
+    return value
+
+
 def _whole_or_zero(key: str, raw: str) -> int:
     """A whole number >= 0."""
     if raw.strip() in ("0", "0.0"):
@@ -323,6 +332,7 @@ class Variable:
 VARIABLES: tuple[Variable, ...] = (
     Variable("REDIS_URL", "process", "redis_url", _redis_url),
     Variable("RQ_REDIS_URL", "process", "rq_redis_url", _redis_url),
+    Variable("PLUGWATCH_PARTITIONS", "process", "partitions", _partitions),
     Variable("PLUGWATCH_REDIS_TIMEOUT_SECONDS", "process", "redis_timeout_seconds", _number),
     Variable("PLUGWATCH_LOG_FORMAT", "process", "log_format", _choice(*LOG_FORMATS)),
     Variable("PLUGWATCH_METRICS_PORT", "process", "metrics_port", _port_or_off),

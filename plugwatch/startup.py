@@ -7,6 +7,9 @@ stderr, exit status 2 (bad settings) or 1 (a runtime failure).
     with exit_on_redis_failure("python -m worker", settings.process.redis_url, settings.process.rq_redis_url):
         ...                                        # the process's work
 
+`check_partitions(program, connection, count)` refuses (exit 2) a PLUGWATCH_PARTITIONS other than the
+count recorded in Redis.
+
 A `SettingsError` names the variable and says what is wrong; a traceback would only bury that line (and a
 process manager restarting the process would print it again and again). A Redis error that reaches the top
 is named with its URL (password hidden) and the variable that set it.
@@ -20,6 +23,7 @@ from collections.abc import Iterator
 
 import redis
 
+from plugwatch import partitions
 from plugwatch.settings import SettingsError, shown_redis_url
 
 BAD_SETTINGS_EXIT = 2
@@ -32,6 +36,17 @@ def exit_on_bad_settings(program: str) -> Iterator[None]:
     try:
         yield
     except SettingsError as error:
+        sys.stderr.write(f"{program}: {error}\n")
+        sys.stderr.flush()
+        raise SystemExit(BAD_SETTINGS_EXIT) from None
+
+
+def check_partitions(program: str, connection: redis.Redis, count: int) -> None:
+    """PLUGWATCH_PARTITIONS against the count recorded in Redis (`plugwatch.partitions.check_count`): another
+    count is one line naming the variable and exit 2. Redis errors are the caller's."""
+    try:
+        partitions.check_count(connection, count)
+    except partitions.PartitionCountMismatch as error:
         sys.stderr.write(f"{program}: {error}\n")
         sys.stderr.flush()
         raise SystemExit(BAD_SETTINGS_EXIT) from None

@@ -40,7 +40,7 @@ import redis
 from plugwatch import keys
 
 SUBSCRIPTIONS = f"{keys.PREFIX}:subscriptions"
-ROUTES = f"{keys.PREFIX}:subscriptions:routes"
+ROUTES = keys.ROUTES
 VERSION = f"{keys.PREFIX}:subscriptions:version"
 
 # The event types plugwatch emits (worker.core.EventType; a test checks they agree).

@@ -19,6 +19,7 @@ import resource
 import socket
 from collections.abc import Sequence
 
+import redis
 import structlog
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -27,7 +28,7 @@ from starlette.types import ASGIApp
 from plugwatch import redis_clients
 from plugwatch.logs import configure_logging
 from plugwatch.settings import Settings
-from plugwatch.startup import exit_on_bad_settings
+from plugwatch.startup import check_partitions, exit_on_bad_settings
 from receiver.app import create_app
 from receiver.connections import ConnectionGuard, ConnectionLimits
 from receiver.protocol import guarded_protocol
@@ -55,12 +56,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("receiver.max_connections_lowered", configured=settings.receiver.max_connections,
                     max_connections=limits.max_connections, open_file_limit=open_files,
                     hint="raise the hard open-file limit (ulimit -Hn, the container's nofile) to allow more")
+    _check_partitions(settings)
     app = create_app(settings)
     log.info("receiver.limits", header_timeout=limits.header_timeout, body_timeout=limits.body_timeout,
              max_connections=limits.max_connections, open_file_limit=open_files)
     serve(app, app.metrics.registry, limits, host=args.host, port=args.port or settings.receiver.port,
           timeout_graceful_shutdown=args.timeout_graceful_shutdown)
     return 0
+
+
+def _check_partitions(settings: Settings) -> None:
+    """Refuse another PLUGWATCH_PARTITIONS than Redis records (exit 2). A Redis down at start is not waited
+    for (the receiver answers 503 meanwhile): the count is then checked by the workers, which refuse to run."""
+    connection = redis_clients.probe(settings.process.redis_url, settings.process.redis_timeout_seconds)
+    try:
+        check_partitions("python -m receiver", connection, settings.process.partitions)
+    except (redis.RedisError, OSError) as error:
+        log.warning("receiver.partitions_unchecked", error=str(error) or type(error).__name__,
+                    hint="Redis is down; the workers check PLUGWATCH_PARTITIONS when they start")
+    finally:
+        connection.close()
 
 
 def serve(app: ASGIApp, registry: CollectorRegistry, limits: ConnectionLimits, *, host: str, port: int,

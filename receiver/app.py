@@ -53,7 +53,7 @@ def create_app(
     sync_connection = sync_redis if sync_redis is not None else redis_clients.receiver_sync(settings)
     owned_queues = queues_redis is None
     queues = queues_redis if queues_redis is not None else redis_clients.receiver_queues(settings, sync_connection)
-    metrics = ReceiverMetrics.create(sync_connection, queues)
+    metrics = ReceiverMetrics.create(sync_connection, queues, settings.process.partitions)
     webhook = WebhookEndpoint(settings, connection, sync_connection, queues, metrics)
 
     async def healthz(_: Request) -> Response:

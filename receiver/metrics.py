@@ -39,7 +39,7 @@ class ReceiverMetrics:
     quarantined_events: Counter  # system events the receiver quarantined alone, by reason
 
     @classmethod
-    def create(cls, connection: redis.Redis, queues: redis.Redis | None = None) -> ReceiverMetrics:
+    def create(cls, connection: redis.Redis, queues: redis.Redis | None = None, partitions: int = 1) -> ReceiverMetrics:
         """A fresh registry with the receiver's metrics and the Redis-backed collector (read at scrape);
         `queues`: RQ's Redis, when it is not `connection`'s."""
         registry = CollectorRegistry()
@@ -58,6 +58,6 @@ class ReceiverMetrics:
             requests.labels(outcome.value)
         for reason in SignatureFailure:
             failures.labels(reason.value)
-        registry.register(RedisCollector(connection, rq_connection=queues))
+        registry.register(RedisCollector(connection, rq_connection=queues, partitions=partitions))
         registry.register(RedisHealthCollector(connection))
         return cls(registry, requests, failures, enqueue, quarantined)

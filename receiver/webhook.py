@@ -27,7 +27,7 @@ import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from plugwatch import dedupe_marks, ingest_arming, keys
+from plugwatch import dedupe_marks, ingest_arming, keys, partitions
 from plugwatch import ingest_protocol as ingest
 from plugwatch.enode_signature import SignatureFailure, authentic_digest, check_header
 from plugwatch.settings import Settings
@@ -60,7 +60,23 @@ class Handled(NamedTuple):  # (a NamedTuple: built per request, at a third of a 
     outcome: Outcome
     delivery_id: str
     events: int = 0
-    armed: bool = False
+    armed: tuple[int, ...] = ()  # the partitions whose drain this request armed: it enqueues their jobs
+
+
+def _combined(parts: list[Handled]) -> Handled:
+    """The answer to a delivery stored in parts (one per partition): 503 if any part failed (Enode's retry
+    finds the stored parts duplicates and stores the rest); else accepted if any part was, else quarantined if
+    any was, else a duplicate if all were, else what a part of system events was (partition 0's, the first)."""
+    outcomes = {part.outcome for part in parts}
+    first = parts[0]
+    for outcome in (Outcome.UNAVAILABLE, Outcome.ACCEPTED, Outcome.QUARANTINED):
+        if outcome in outcomes:
+            break
+    else:
+        outcome = Outcome.DUPLICATE if outcomes == {Outcome.DUPLICATE} else next(
+            part.outcome for part in parts if part.outcome is not Outcome.DUPLICATE)
+    return Handled(outcome, first.delivery_id, sum(part.events for part in parts),
+                   tuple(partition for part in parts for partition in part.armed))
 
 
 def delivery_id_of(header: str | None, body: bytes) -> str:
@@ -97,6 +113,8 @@ class WebhookEndpoint:
         self._limit = settings.receiver.max_body_bytes
         self._dedupe_ttl = settings.receiver.dedupe_ttl_seconds
         self._dedupe_bucket = settings.receiver.dedupe_bucket_seconds
+        self._partitions = settings.process.partitions
+        self._layouts = partitions.layouts(self._partitions)
         self._connection = connection
         self._shard_cap = dedupe_marks.DEFAULT_CAP  # until Redis's listpack limit is read (_read_shard_cap)
         self._reading_cap: asyncio.Task[None] | None = None
@@ -126,7 +144,7 @@ class WebhookEndpoint:
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
         if handled.armed:
-            task = asyncio.create_task(run_in_threadpool(self._enqueue_drain))
+            task = asyncio.create_task(run_in_threadpool(self._enqueue_drains, handled.armed))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
@@ -145,9 +163,17 @@ class WebhookEndpoint:
         if signature is None:
             self._failures[failure or SignatureFailure.MISMATCH].inc()
             return Handled(Outcome.UNAUTHORIZED, (header_id or "")[:MAX_DELIVERY_ID_LENGTH])
-        return await self._store(delivery_id_of(header_id, body), body, signature)
+        delivery_id = delivery_id_of(header_id, body)
+        if self._partitions == 1:
+            return await self._store(self._layouts[0], delivery_id, body, signature)
+        parts = ingest.split(body, self._partitions)
+        if len(parts) == 1:
+            return await self._store(self._layouts[parts[0][0]], delivery_id, parts[0][1], signature)
+        return _combined(list(await asyncio.gather(*(
+            self._store(self._layouts[partition], delivery_id, part, signature) for partition, part in parts))))
 
-    async def _store(self, delivery_id: str, body: bytes, signature: bytes) -> Handled:
+    async def _store(self, into: partitions.Layout, delivery_id: str, body: bytes, signature: bytes) -> Handled:
+        """Dedupe and store a delivery, or its part of one partition (`into`), in one Lua call."""
         batch = ingest.classify_quickly(body)
         if batch is None:  # an odd body: read element by element, without holding up other deliveries
             batch = await run_in_threadpool(ingest.classify_slowly, body)
@@ -155,13 +181,13 @@ class WebhookEndpoint:
             self._reading_cap = asyncio.create_task(self._read_shard_cap())
         started, now = time.perf_counter(), time.time()
         try:
-            reply = await self._ingest(delivery_id, body, signature, batch, now, legacy_digest=False)
+            reply = await self._ingest(into, delivery_id, body, signature, batch, now, legacy_digest=False)
             if ingest.result_of(reply) is ingest.IngestResult.LEGACY_MARK:  # rare: the previous version's mark
-                reply = await self._ingest(delivery_id, body, signature, batch, now, legacy_digest=True)
+                reply = await self._ingest(into, delivery_id, body, signature, batch, now, legacy_digest=True)
         except NotReplicated as error:  # stored on the primary only: 503, Enode's retry waits for the replicas
             log.warning("delivery.not_replicated", delivery_id=delivery_id, error=str(error))
-            armed = ingest.result_of(error.reply) is ingest.IngestResult.ARMED
-            return Handled(Outcome.UNAVAILABLE, delivery_id, batch.events, armed=armed)
+            won = ingest.result_of(error.reply) is ingest.IngestResult.ARMED
+            return Handled(Outcome.UNAVAILABLE, delivery_id, batch.events, armed=(into.partition,) if won else ())
         except (redis.RedisError, OSError, TimeoutError) as error:
             log.warning("delivery.store_failed", delivery_id=delivery_id, error=repr(error))
             return Handled(Outcome.UNAVAILABLE, delivery_id, batch.events)
@@ -171,14 +197,15 @@ class WebhookEndpoint:
             for _, reason in batch.quarantined_events:
                 self._metrics.quarantined_events.labels(reason.value).inc()
         outcome = _FROM_RESULT.get(result) or _recorded(batch)
-        return Handled(outcome, delivery_id, batch.events, armed=result is ingest.IngestResult.ARMED)
+        return Handled(outcome, delivery_id, batch.events,
+                       armed=(into.partition,) if result is ingest.IngestResult.ARMED else ())
 
-    async def _ingest(self, delivery_id: str, body: bytes, signature: bytes, batch: ingest.Batch, now: float, *,
-                      legacy_digest: bool) -> bytes:
+    async def _ingest(self, into: partitions.Layout, delivery_id: str, body: bytes, signature: bytes,
+                      batch: ingest.Batch, now: float, *, legacy_digest: bool) -> bytes:
         script_keys, args = ingest.script_call(delivery_id, body, batch, signature=signature, now=now,
                                                dedupe_ttl_seconds=self._dedupe_ttl,
                                                dedupe_bucket_seconds=self._dedupe_bucket, shard_cap=self._shard_cap,
-                                               legacy_digest=legacy_digest)
+                                               legacy_digest=legacy_digest, into=into)
         reply: bytes = await self._script(script_keys, args)
         return reply
 
@@ -204,11 +231,13 @@ class WebhookEndpoint:
             await asyncio.gather(*self._background)
         self._log.flush()
 
-    def _enqueue_drain(self) -> None:
-        """Runs after the response, in the threadpool (RQ is synchronous)."""
-        try:
-            job_id = ingest_arming.enqueue_after_arming(self._sync_connection, self._queues)
-        except (redis.RedisError, OSError) as error:
-            log.warning("drain.enqueue_failed", error=repr(error))
-        else:
-            log.info("drain.enqueued", job_id=job_id)
+    def _enqueue_drains(self, armed: tuple[int, ...]) -> None:
+        """Runs after the response, in the threadpool (RQ is synchronous): a drain job per armed partition."""
+        for partition in armed:
+            try:
+                job_id = ingest_arming.enqueue_after_arming(self._sync_connection, self._queues,
+                                                            into=self._layouts[partition])
+            except (redis.RedisError, OSError) as error:
+                log.warning("drain.enqueue_failed", error=repr(error), partition=partition)
+            else:
+                log.info("drain.enqueued", job_id=job_id, partition=partition)

@@ -28,7 +28,7 @@ from plugwatch import keys, redis_clients
 from plugwatch.logs import configure_logging
 from plugwatch.redis_health import HealthWatch
 from plugwatch.settings import Settings, shown_redis_url
-from plugwatch.startup import exit_on_bad_settings
+from plugwatch.startup import check_partitions, exit_on_bad_settings
 from worker.bootstrap import WorkerContext, bootstrap, ensure_env_subscriptions, install
 from worker.ingest import drain
 from worker.jobs import WorkerJob
@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         context = bootstrap(settings)
     configure_logging(settings.process.log_format)
     _wait_for_redis(context, settings)
+    check_partitions("python -m worker", context.connection, settings.process.partitions)
     return _run(context, settings, args)
 
 
@@ -129,7 +130,7 @@ def ensure_subscriptions(context: WorkerContext) -> bool:
 def pump_once(context: WorkerContext, health: HealthWatch | None = None) -> None:
     """Re-arm ingest and delivery drains that should be running, watch Redis's health; never raises (logged)."""
     try:
-        drain.pump(context.connection, context.queues, context.options)
+        drain.pump(context.connection, context.queues, context.options, context.settings.process.partitions)
         context.delivery.pump()
         context.enode.pump()
         if health is not None:

@@ -65,11 +65,12 @@ def bootstrap(settings: Settings, *, registry: CollectorRegistry = REGISTRY, con
         connection = redis_clients.worker(settings)
         queues = redis_clients.worker_queues(settings, connection) if queues is None else queues
     queues = connection if queues is None else queues
-    registry.register(RedisCollector(connection, rq_connection=queues,
-                                     queues=queues_with_outboxes(subscriptions.known_urls)))
+    partitions = settings.process.partitions
+    registry.register(RedisCollector(connection, rq_connection=queues, partitions=partitions,
+                                     queues=queues_with_outboxes(subscriptions.known_urls, partitions)))
     registry.register(DeliveryStateCollector(connection, subscriptions.known_urls, rq_connection=queues))
     registry.register(RedisHealthCollector(connection))
-    registry.register(EpochCollector(connection))
+    registry.register(EpochCollector(connection, partitions))
     store = Store.from_settings(connection, settings)
     store.on_state_lost = partial(ensure_env_subscriptions, connection, settings)
     deliveries = delivery.build(settings, connection=connection, queues=queues, metrics=DeliveryMetrics(registry))

@@ -1,6 +1,6 @@
 """The RQ job functions, enqueued by dotted path (`plugwatch.keys`) and run with the process's one context.
 
-- `drain_ingest(slot=0)` on `plugwatch-ingest`: armed by the receiver, the pump or a busy drain; drains the
+- `drain_ingest(slot=0, partition=0)` on `plugwatch-ingest`: armed by the receiver, the pump or a busy drain; drains the
   ingest stream (`worker.ingest.drain`).
 - `drain_outbox(url)` on `plugwatch-delivery`: armed by a kick or the pump; starts (or re-runs) the URL's
   drainer thread, so the job takes milliseconds and never holds the RQ worker on HTTP.
@@ -41,9 +41,9 @@ class WorkerJob(Job):
         return import_attribute(moved) if moved else super().func
 
 
-def drain_ingest(slot: int = 0) -> dict[str, int | bool]:
-    """Drain the ingest stream with this process's context (`slot` > 0: a helper drain)."""
-    drained = drain.drain(current(), slot)
+def drain_ingest(slot: int = 0, partition: int = 0) -> dict[str, int | bool]:
+    """Drain a partition's ingest stream with this process's context (`slot` > 0: a helper drain)."""
+    drained = drain.drain(current(), slot, partition)
     return {"deliveries": drained.deliveries, "events": drained.events, "emitted": drained.emitted,
             "rearmed": drained.rearmed}
 

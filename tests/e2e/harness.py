@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import itertools
 import sys
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 import redis
 
 from plugwatch import epoch, keys
+from plugwatch.partitions import layouts, partition_of
 from simulator.clock import parse_iso
 from simulator.deliveries import Delivery, Plan, plan_deliveries
 from simulator.sender import SendOptions, SendReport, send_all
@@ -77,22 +77,24 @@ def in_order(scenario: Scenario, **plan: object) -> list[Delivery]:
     return plan_deliveries(scenario.events, Plan(heartbeat_every=25, test_event=True, **plan))  # type: ignore[arg-type]
 
 
-def emitted(client: redis.Redis) -> list[dict[str, object]]:
-    """Every event in `plugwatch:events`, in stream order."""
-    return stream_events(client)  # each checked against the event catalog
+def emitted(client: redis.Redis, partitions: int = 1) -> list[dict[str, object]]:
+    """Every event in `plugwatch:events` (each partition's events stream in turn), in stream order."""
+    return [event for into in layouts(partitions)  # each checked against the event catalog
+            for event in stream_events(client, into.events_stream)]
 
 
-def wait_for_events(client: redis.Redis, count: int, timeout: float = 90.0) -> list[dict[str, object]]:
-    wait_until(lambda: client.xlen(keys.EVENTS_STREAM) >= count, timeout=timeout, interval=0.2,
-               message=f"fewer than {count} emitted events within {timeout}s")
-    return emitted(client)
+def wait_for_events(client: redis.Redis, count: int, timeout: float = 90.0,
+                    partitions: int = 1) -> list[dict[str, object]]:
+    wait_until(lambda: sum(client.xlen(into.events_stream) for into in layouts(partitions)) >= count,
+               timeout=timeout, interval=0.2, message=f"fewer than {count} emitted events within {timeout}s")
+    return emitted(client, partitions)
 
 
-def wait_until_idle(client: redis.Redis, timeout: float = 90.0) -> None:
-    """The ingest stream is drained (nothing pending, nothing unread)."""
+def wait_until_idle(client: redis.Redis, timeout: float = 90.0, partitions: int = 1) -> None:
+    """The ingest streams are drained (nothing pending, nothing unread)."""
     def idle() -> bool:
         try:
-            return client.xlen(keys.INGEST_STREAM) == 0
+            return all(client.xlen(into.ingest_stream) == 0 for into in layouts(partitions))
         except redis.RedisError:
             return False
     wait_until(idle, timeout=timeout, interval=0.2, message="ingest stream not drained")
@@ -112,10 +114,16 @@ def comparable(event: dict[str, object], sequence_base: int = 0) -> Expected:
     return expected
 
 
-def comparable_in(client: redis.Redis) -> Callable[[dict[str, object]], Expected]:
-    """`comparable` for events emitted under this Redis's epoch (`plugwatch.epoch`)."""
-    current = epoch.read(client)
-    return functools.partial(comparable, sequence_base=current.sequence_base if current else 0)
+def comparable_in(client: redis.Redis, partitions: int = 1) -> Callable[[dict[str, object]], Expected]:
+    """`comparable` for events emitted under this Redis's epoch (`plugwatch.epoch`; each user's partition's)."""
+    bases = [current.sequence_base if current else 0 for current in epoch.read_all(client, partitions)]
+
+    def compare(event: dict[str, object]) -> Expected:
+        user = event.get("userId")
+        base = bases[partition_of(user, partitions)] if isinstance(user, str) else bases[0]
+        return comparable(event, base)
+
+    return compare
 
 
 def per_user(events: Iterable[Expected]) -> dict[str, list[Expected]]:
@@ -181,9 +189,10 @@ def reference_facts(scenario: Scenario) -> dict[str, dict[str, object]]:
     return {user: state.facts() for user, state in states.items() if not state.is_empty()}
 
 
-def assert_nothing_lost(client: redis.Redis, report: SendReport, deliveries: Sequence[Delivery]) -> None:
-    """Every delivery was answered 2xx, and the ingest stream holds nothing unprocessed or quarantined."""
+def assert_nothing_lost(client: redis.Redis, report: SendReport, deliveries: Sequence[Delivery],
+                        partitions: int = 1) -> None:
+    """Every delivery was answered 2xx, and the ingest streams hold nothing unprocessed or quarantined."""
     assert report.ok, report
     assert report.accepted == len(deliveries)
-    wait_until_idle(client)
-    assert client.xlen(keys.QUARANTINE_STREAM) == 0
+    wait_until_idle(client, partitions=partitions)
+    assert all(client.xlen(into.quarantine_stream) == 0 for into in layouts(partitions))

@@ -20,6 +20,7 @@ import redis
 import structlog
 from prometheus_client import CollectorRegistry
 
+from plugwatch.partitions import layout
 from plugwatch.settings import Settings
 from worker.enode.lookup import ChargerLookup
 from worker.enode.observe import Deliver
@@ -64,4 +65,5 @@ def build_hooks(settings: Settings, connection: redis.Redis, store: Store, regis
     """No I/O: the look-up's HTTP client connects on first use. `deliver` arms delivery of what a look-up
     emitted."""
     return EnodeHooks(lookup=ChargerLookup.from_settings(settings, connection, store, deliver),
-                      advisor=ReconcileAdvisor(connection, registry, thresholds or Thresholds()))
+                      advisor=ReconcileAdvisor(connection, registry, thresholds or Thresholds(),
+                                               heartbeat=layout(0, settings.process.partitions).heartbeat))

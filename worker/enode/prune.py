@@ -21,7 +21,7 @@ from datetime import datetime
 import redis
 import structlog
 
-from plugwatch import keys
+from plugwatch.partitions import layouts
 from worker.core import Fact, UserState
 from worker.enode.observe import ApplyBatch, Kind, decode_all, deleted_event
 from worker.enode.reconcile import ReconcileReport
@@ -53,11 +53,11 @@ def vanished(state: UserState, seen: dict[Kind, set[str]], before_ms: int) -> li
     return gone
 
 
-def tracked_users(connection: redis.Redis, user_id: str | None) -> Iterable[str]:
+def tracked_users(connection: redis.Redis, user_id: str | None, partitions: int = 1) -> Iterable[str]:
     if user_id is not None:
         return [user_id]
-    prefix = keys.USER_STATE_PREFIX
-    return (key.decode()[len(prefix):] for key in connection.scan_iter(match=prefix + "*", count=1000))
+    return (key.decode()[len(into.user_state_prefix):] for into in layouts(partitions)
+            for key in connection.scan_iter(match=into.user_state_prefix + "*", count=1000))
 
 
 def prune_deleted(connection: redis.Redis, store: Store, apply_batch: ApplyBatch, report: ReconcileReport,
@@ -66,7 +66,7 @@ def prune_deleted(connection: redis.Redis, store: Store, apply_batch: ApplyBatch
     """Apply a deletion for each vanished device; return the emitted event types (raises PruneRefused)."""
     before_ms = int((started.timestamp() - MARGIN_SECONDS) * 1000)
     tracked, deletions = 0, []
-    for user in tracked_users(connection, user_id):
+    for user in tracked_users(connection, user_id, store.partitions):
         state = store.load(user)
         tracked += len(state.vehicles) + len(state.chargers)
         deletions += [deleted_event(kind, device, user, started) for kind, device in vanished(

@@ -65,8 +65,11 @@ class ReconcileAdvisor:
     """Reads the heartbeat hash, latches a suggestion, logs it once, and exports it as a gauge."""
 
     def __init__(self, connection: redis.Redis, registry: CollectorRegistry,
-                 thresholds: Thresholds = Thresholds(), clock: Callable[[], float] = time.time) -> None:
+                 thresholds: Thresholds = Thresholds(), clock: Callable[[], float] = time.time,
+                 heartbeat: str = keys.HEARTBEAT) -> None:
+        """`heartbeat`: the hash the receiver records heartbeats in (partition 0's: `plugwatch.partitions`)."""
         self._connection = connection
+        self._heartbeat_key = heartbeat
         self._thresholds = thresholds
         self._clock = clock
         self._high_since: float | None = None
@@ -89,7 +92,7 @@ class ReconcileAdvisor:
         return advice
 
     def _heartbeat(self) -> Heartbeat | None:
-        at, pending = self._connection.hmget(keys.HEARTBEAT, ["at", "pending_events"])
+        at, pending = self._connection.hmget(self._heartbeat_key, ["at", "pending_events"])
         try:
             return Heartbeat(float(at), number_or_none(pending) or 0.0) if at is not None else None
         except ValueError:

@@ -36,6 +36,7 @@ import structlog
 from rq.timeouts import JobTimeoutException
 
 from plugwatch import ingest_arming, keys
+from plugwatch.partitions import Layout, layout, layouts
 from plugwatch.settings import IngestSettings
 from worker.core import Observation
 from worker.ingest import order, stream
@@ -44,6 +45,7 @@ from worker.ingest.ports import IngestContext
 from worker.ingest.store import Ack
 
 log = structlog.get_logger(__name__)
+UNPARTITIONED = layout(0, 1)
 
 
 @dataclass
@@ -59,11 +61,12 @@ class Drained:
     rearmed: bool = False
 
 
-def drain(context: IngestContext, slot: int = 0) -> Drained:
-    """Drain until the stream is empty or the budget is spent; under load arm the next helper slot."""
+def drain(context: IngestContext, slot: int = 0, partition: int = 0) -> Drained:
+    """Drain `partition`'s stream until it is empty or the budget is spent; under load arm the next helper slot."""
     connection, options = context.connection, context.options
-    armed_key = keys.ingest_armed_key(slot)
-    stream.ensure_group(connection)
+    into = layout(partition, context.settings.process.partitions)
+    armed_key = into.armed_key(slot)
+    stream.ensure_group(connection, into)
     drained = Drained()
     deadline = time.monotonic() + options.budget_seconds
     claim_from: bytes | None = b"0-0"  # XAUTOCLAIM's scan position; None once the scan is complete
@@ -71,28 +74,29 @@ def drain(context: IngestContext, slot: int = 0) -> Drained:
     progressed = False  # a job always processes one batch, however slow the machine: no job ends idle-handed
     while not progressed or time.monotonic() < deadline:
         if claim_from is not None:
-            entries, claim_from = stream.claim(context, armed_key, claim_from)  # at most one entry
+            entries, claim_from = stream.claim(context, into, armed_key, claim_from)  # at most one entry
         else:
-            entries = stream.read(context, armed_key)
+            entries = stream.read(context, into, armed_key)
             if not entries and slot == 0:
-                entries = _await_entries(context, deadline)
+                entries = _await_entries(context, into, deadline)
             if not entries:
                 break
             if not helped and len(entries) == options.batch_entries:
-                helped = stream.arm_helper(context, slot + 1)
+                helped = stream.arm_helper(context, into, slot + 1)
         if entries:
-            _process(context, entries, drained)
+            _process(context, into, entries, drained)
             progressed = True
     connection.delete(armed_key)
-    stream.forget_idle_consumers(context)
-    drained.rearmed = (needs_drain(connection, options.claim_idle_ms)
-                       and ingest_arming.arm(connection, context.queues) is not None)
-    log.info("ingest.drained", deliveries=drained.deliveries, events=drained.events, emitted=drained.emitted,
-             batches=drained.batches, conflicts=drained.conflicts, ordered=drained.ordered, rearmed=drained.rearmed)
+    stream.forget_idle_consumers(context, into)
+    drained.rearmed = (needs_drain(connection, options.claim_idle_ms, into)
+                       and ingest_arming.arm(connection, context.queues, into=into) is not None)
+    log.info("ingest.drained", partition=partition, deliveries=drained.deliveries, events=drained.events,
+             emitted=drained.emitted, batches=drained.batches, conflicts=drained.conflicts, ordered=drained.ordered,
+             rearmed=drained.rearmed)
     return drained
 
 
-def _await_entries(context: IngestContext, deadline: float) -> list[Entry]:
+def _await_entries(context: IngestContext, into: Layout, deadline: float) -> list[Entry]:
     """The stream is empty: block for new entries, at most `idle_wait_ms` and the rest of the budget.
 
     The armed key was refreshed by the read just before and outlives the wait, which is also kept well
@@ -104,7 +108,7 @@ def _await_entries(context: IngestContext, deadline: float) -> list[Entry]:
                   int(500 * socket_timeout) if socket_timeout else options.idle_wait_ms)
     if wait_ms <= 0:
         return []
-    reply: Any = connection.xreadgroup(keys.INGEST_GROUP, context.consumer, {keys.INGEST_STREAM: ">"},
+    reply: Any = connection.xreadgroup(keys.INGEST_GROUP, context.consumer, {into.ingest_stream: ">"},
                                        count=options.batch_entries, block=wait_ms)
     return list(reply[0][1]) if reply else []
 
@@ -122,24 +126,24 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _process(context: IngestContext, entries: Sequence[Entry], drained: Drained) -> None:
+def _process(context: IngestContext, into: Layout, entries: Sequence[Entry], drained: Drained) -> None:
     """Decode, apply and commit one batch; if that fails unexpectedly, retry entry by entry."""
     batch: _Batch | None = None
     try:
         with _gc_paused():
-            batch = _prepare(context, entries)
-            _commit(context, batch, drained)
+            batch = _prepare(context, into, entries)
+            _commit(context, into, batch, drained)
     except (redis.ConnectionError, redis.TimeoutError, JobTimeoutException):
         raise  # the job fails and is retried; the entries stay pending and are claimed later
     except Exception:
         if len(entries) == 1:
             log.exception("ingest.entry_failed", entry_id=text(entries[0][0]))
             if batch is not None and batch.earlier.entries:  # the older entry may be the poison
-                order.mark_waited(context, entries[0][0])
+                order.mark_waited(context, into, entries[0][0])
             return  # left pending: claimed again later, quarantined as poison after max_deliveries
         log.exception("ingest.batch_failed", entries=len(entries))
         for entry in entries:
-            _process(context, [entry], drained)
+            _process(context, into, [entry], drained)
 
 
 @dataclass
@@ -153,19 +157,20 @@ class _Batch:
     started: float
 
 
-def _prepare(context: IngestContext, entries: Sequence[Entry]) -> _Batch:
+def _prepare(context: IngestContext, into: Layout, entries: Sequence[Entry]) -> _Batch:
     started = time.perf_counter()
     counts: Counter[tuple[str, str]] = Counter()
-    decoded = [decode_delivery(context.connection, entry, counts, context.store.config) for entry in entries]
-    earlier = order.earlier(context, entries, decoded)
+    decoded = [decode_delivery(context.connection, entry, counts, context.store.config, into=into)
+               for entry in entries]
+    earlier = order.earlier(context, into, entries, decoded)
     return _Batch(entries, [observation for part in decoded for observation in part], counts, earlier, started)
 
 
-def _commit(context: IngestContext, batch: _Batch, drained: Drained) -> None:
+def _commit(context: IngestContext, into: Layout, batch: _Batch, drained: Drained) -> None:
     entries, counts, observations = batch.entries, batch.counts, batch.observations
     first = batch.earlier.observations
     result = context.store.apply_batch([*first, *observations] if first else observations,
-                                       Ack([entry_id for entry_id, _ in entries]))
+                                       Ack([entry_id for entry_id, _ in entries], into))
     own = result.outcomes[len(first):] if first else result.outcomes  # (in observation order)
     for (kind, outcome), number in Counter(own).items():  # str() once per distinct pair
         counts[(kind, str(outcome))] += number
@@ -187,15 +192,15 @@ def _commit(context: IngestContext, batch: _Batch, drained: Drained) -> None:
         context.delivery.kick(result.urls)
 
 
-def needs_drain(connection: redis.Redis, claim_idle_ms: int) -> bool:
-    """Unread entries, or entries pending longer than `claim_idle_ms` (a dead drainer's)?
+def needs_drain(connection: redis.Redis, claim_idle_ms: int, into: Layout = UNPARTITIONED) -> bool:
+    """Unread entries in `into`'s stream, or entries pending longer than `claim_idle_ms` (a dead drainer's)?
 
     Processed entries are deleted, so XLEN counts exactly the unread plus the pending ones.
     """
     pipe = connection.pipeline(transaction=False)
-    pipe.xlen(keys.INGEST_STREAM)
-    pipe.xpending(keys.INGEST_STREAM, keys.INGEST_GROUP)
-    pipe.xpending_range(keys.INGEST_STREAM, keys.INGEST_GROUP, min="-", max="+", count=1, idle=claim_idle_ms)
+    pipe.xlen(into.ingest_stream)
+    pipe.xpending(into.ingest_stream, keys.INGEST_GROUP)
+    pipe.xpending_range(into.ingest_stream, keys.INGEST_GROUP, min="-", max="+", count=1, idle=claim_idle_ms)
     length, summary, stale = pipe.execute(raise_on_error=False)
     if isinstance(length, Exception) or not length:
         return False
@@ -205,16 +210,24 @@ def needs_drain(connection: redis.Redis, claim_idle_ms: int) -> bool:
     return unread or (bool(stale) and not isinstance(stale, Exception))
 
 
-def pump(connection: redis.Redis, queues: redis.Redis, options: IngestSettings) -> bool:
-    """Arm a drain job if entries wait and none is armed (a lost arming, a killed drainer); True if armed."""
-    if not needs_drain(connection, options.claim_idle_ms):
+def pump(connection: redis.Redis, queues: redis.Redis, options: IngestSettings, partitions: int = 1) -> bool:
+    """Arm a drain job in every partition where entries wait and none is armed (a lost arming, a killed
+    drainer); True if one was armed."""
+    armed = False
+    for into in layouts(partitions):
+        armed = _pump_partition(connection, queues, options, into) or armed
+    return armed
+
+
+def _pump_partition(connection: redis.Redis, queues: redis.Redis, options: IngestSettings, into: Layout) -> bool:
+    if not needs_drain(connection, options.claim_idle_ms, into):
         return False
-    ttl = int(connection.pttl(keys.INGEST_ARMED))  # -2: no key
+    ttl = int(connection.pttl(into.ingest_armed))  # -2: no key
     if ttl != -2 and not (ttl > 0 and ingest_arming.arming_lost(queues, ttl, options.armed_ttl_ms)):
         return False
-    connection.delete(keys.INGEST_ARMED)
-    armed = ingest_arming.arm(connection, queues) is not None
+    connection.delete(into.ingest_armed)
+    armed = ingest_arming.arm(connection, queues, into=into) is not None
     if armed:
-        log.info("ingest.pump_rearmed", lost_arming=ttl > 0)
+        log.info("ingest.pump_rearmed", lost_arming=ttl > 0, partition=into.partition)
     return armed
 

@@ -23,10 +23,12 @@ import structlog
 
 from plugwatch import jsonarray, quarantine
 from plugwatch.ingest_protocol import envelope_problem
+from plugwatch.partitions import Layout, layout
 from worker.core import CoreConfig, DecodeError, Ignored, Observation, decode_body, decode_event
 
 log = structlog.get_logger(__name__)
 
+UNPARTITIONED = layout(0, 1)
 Entry = tuple[bytes, dict[bytes, bytes]]  # (entry id, fields), as XREADGROUP returns it without decoding
 
 
@@ -42,6 +44,7 @@ class _Delivery:
     """An ingest-stream entry being decoded; its body is split into raw elements at most once."""
 
     entry: Entry
+    into: Layout
     quarantine: bool = True  # quarantine what cannot be used (else only count it)
     raw_events: list[bytes] | None = None
 
@@ -57,10 +60,11 @@ class _Delivery:
 
 
 def decode_delivery(connection: redis.Redis, entry: Entry, counts: Counter[tuple[str, str]],
-                    config: CoreConfig, *, quarantine: bool = True) -> list[Observation]:
-    """The observations of one delivery, in array order; malformed events go to the quarantine (unless not
-    `quarantine`: another drain's entry, read only for the order of its users' observations)."""
-    delivery = _Delivery(entry, quarantine)
+                    config: CoreConfig, *, quarantine: bool = True, into: Layout = UNPARTITIONED) -> list[Observation]:
+    """The observations of one delivery, in array order; malformed events go to the quarantine of `into` (the
+    partition whose stream holds the entry), unless not `quarantine`: another drain's entry, read only for the
+    order of its users' observations."""
+    delivery = _Delivery(entry, into, quarantine)
     events = decode_body(delivery.body)
     if events is None:
         delivery.raw_events = jsonarray.elements(delivery.body)
@@ -117,13 +121,13 @@ def _quarantine(connection: redis.Redis, delivery: _Delivery, reason: str, event
     if not delivery.quarantine:
         return
     event = None if event_index is None else delivery.event_alone(event_index)
-    quarantine_entry(connection, delivery.entry, reason, event_index, event)
+    quarantine_entry(connection, delivery.entry, reason, event_index, event, into=delivery.into)
     log.warning("ingest.event_quarantined", delivery_id=text(delivery.entry[1].get(b"d", b"")),
                 event_index=event_index, reason=reason)
 
 
 def quarantine_entry(connection: redis.Redis, entry: Entry, reason: str, event_index: int | None = None,
-                     event: bytes | None = None) -> None:
+                     event: bytes | None = None, *, into: Layout = UNPARTITIONED) -> None:
     """Quarantine an ingest-stream entry (or one event of it: `event`, as `[event]`, if the caller cut it out)
     once, however often it is decoded again (a crash, a failed batch), naming the quarantine entry it was
     replayed from, if it was."""
@@ -131,7 +135,7 @@ def quarantine_entry(connection: redis.Redis, entry: Entry, reason: str, event_i
     replay_of = fields.get(b"q")
     quarantine.add(connection, text(fields.get(b"d", b"")), fields.get(b"b", b"") if event is None else event,
                    reason, now=time.time(), event_index=event_index, alone=event is not None, source=text(entry_id),
-                   replay_of=None if replay_of is None else text(replay_of))
+                   replay_of=None if replay_of is None else text(replay_of), into=into)
 
 
 def _kind_of(raw: object) -> str:

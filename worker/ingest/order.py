@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import orjson
 
 from plugwatch import keys
+from plugwatch.partitions import Layout
 from worker.core import Observation
 from worker.ingest.entries import Entry, decode_delivery
 from worker.ingest.ports import IngestContext
@@ -86,7 +87,8 @@ class Earlier:
 NONE = Earlier([], 0)
 
 
-def earlier(context: IngestContext, entries: Sequence[Entry], decoded: Sequence[Sequence[Observation]]) -> Earlier:
+def earlier(context: IngestContext, into: Layout, entries: Sequence[Entry],
+            decoded: Sequence[Sequence[Observation]]) -> Earlier:
     """Record the users of `entries` (decoded[i] are entries[i]'s observations) and return what of older
     pending entries of the same users must be applied before them."""
     connection = context.connection
@@ -95,36 +97,37 @@ def earlier(context: IngestContext, entries: Sequence[Entry], decoded: Sequence[
              for observations in decoded]
     ttl_ms = _ttl_ms(context)
     script = connection.register_script(EARLIER_LUA)  # EVALSHA; computes the SHA only, no I/O
-    reply = script(keys=[keys.INGEST_STREAM],  # the newest: XREADGROUP and XAUTOCLAIM hand entries out in id order
-                   args=[keys.INGEST_GROUP, keys.INGEST_USERS_PREFIX, ttl_ms, ids[-1], len(ids), *ids, *lists])
+    reply = script(keys=[into.ingest_stream],  # the newest: XREADGROUP and XAUTOCLAIM hand entries out in id order
+                   args=[keys.INGEST_GROUP, into.ingest_users_prefix, ttl_ms, ids[-1], len(ids), *ids, *lists])
     if not reply:
         return NONE
     users = {observation.user_id for observations in decoded for observation in observations}
     pipe = connection.pipeline(transaction=False)
     for entry_id in reply:
-        pipe.xrange(keys.INGEST_STREAM, min=entry_id, max=entry_id, count=1)
+        pipe.xrange(into.ingest_stream, min=entry_id, max=entry_id, count=1)
     observations: list[Observation] = []
     found = 0
     for rows in pipe.execute():
         for entry in rows:  # none if it was committed meanwhile: its state is in Redis, read by the commit
             ignored: Counter[tuple[str, str]] = Counter()  # its own drain counts and quarantines it
             shared = [observation for observation
-                      in decode_delivery(connection, entry, ignored, context.store.config, quarantine=False)
+                      in decode_delivery(connection, entry, ignored, context.store.config, quarantine=False,
+                                                         into=into)
                       if observation.user_id in users]
             found += bool(shared)
             observations += shared
     return Earlier(observations, found)
 
 
-def mark_waited(context: IngestContext, entry_id: bytes) -> None:
+def mark_waited(context: IngestContext, into: Layout, entry_id: bytes) -> None:
     """`entry_id` failed alone while applied after older pending entries: let its next claim try it once more
     even if its delivery count says poison (the older one, claimed and quarantined first, may be the cause)."""
-    context.connection.set(keys.INGEST_WAITED_PREFIX + entry_id.decode(), "1", px=_ttl_ms(context))
+    context.connection.set(into.ingest_waited_prefix + entry_id.decode(), "1", px=_ttl_ms(context))
 
 
-def waited(context: IngestContext, entry_id: bytes) -> bool:
+def waited(context: IngestContext, into: Layout, entry_id: bytes) -> bool:
     """Was `entry_id` marked by `mark_waited` (and not asked since)? Asking clears the mark."""
-    return bool(context.connection.delete(keys.INGEST_WAITED_PREFIX + entry_id.decode()))
+    return bool(context.connection.delete(into.ingest_waited_prefix + entry_id.decode()))
 
 
 def _ttl_ms(context: IngestContext) -> int:

@@ -42,8 +42,8 @@ from msgspec.structs import replace
 
 from plugwatch import epoch as marker
 from plugwatch import keys
+from plugwatch.partitions import Layout, layout, layouts, partition_of
 from plugwatch.settings import Settings
-from plugwatch.subscriptions import ROUTES
 from worker.core import (
     DEFAULT_CONFIG,
     CoreConfig,
@@ -145,6 +145,7 @@ return reply
 
 
 _BLANK = UserState()
+UNPARTITIONED = layout(0, 1)
 _EPOCH_CHANGED = [b"epoch"]
 
 
@@ -158,12 +159,20 @@ class StoreConflictError(RuntimeError):
 
 @dataclass(frozen=True)
 class Ack:
-    """Ingest entries to acknowledge and delete in the same commit as the state they produced."""
+    """Ingest entries to acknowledge and delete in the same commit as the state they produced: entries of the
+    ingest stream of `into` (the partition drained), whose users are all of that partition."""
 
     ids: Sequence[bytes | str]
-    stream: str = keys.INGEST_STREAM
+    into: Layout = UNPARTITIONED
     group: str = keys.INGEST_GROUP
-    users_prefix: str = keys.INGEST_USERS_PREFIX  # + entry id: its users record, deleted with it
+
+    @property
+    def stream(self) -> str:
+        return self.into.ingest_stream
+
+    @property
+    def users_prefix(self) -> str:  # + entry id: its users record, deleted with it
+        return self.into.ingest_users_prefix
 
 
 @dataclass(frozen=True)
@@ -196,16 +205,21 @@ class Store:
     def __init__(self, connection: redis.Redis, downstream_urls: Sequence[str] = (), *,  # fixed outboxes (tests)
                  events_maxlen: int = keys.EVENTS_STREAM_MAXLEN,
                  tombstone_ttl_ms: int = TOMBSTONE_TTL_MS, config: CoreConfig = DEFAULT_CONFIG,
-                 clock_ms: Callable[[], int] = _now_ms) -> None:
+                 clock_ms: Callable[[], int] = _now_ms, partitions: int = 1) -> None:
         self._connection = connection
         self._fixed = tuple(downstream_urls)  # besides the subscriptions (benchmarks, tests); never both for a URL
-        self._outboxes = [keys.outbox_stream(url) for url in downstream_urls]
+        self._partitions = partitions
+        self._layouts = layouts(partitions)
+        self._outboxes = [[into.outbox(url) for url in downstream_urls] for into in self._layouts]
         self._maxlen = events_maxlen
         self._tombstone_ttl_ms = tombstone_ttl_ms
-        self.config = config  # the core's rules; decoders feeding this store use the same
+        # The core's rules; decoders feeding this store use the same. Per partition, once its epoch is read, with
+        # that epoch's sequence base (`configs`); `config` is partition 0's.
+        self.config = config
+        self._configs = [config] * partitions
         self._commit = connection.register_script(COMMIT_LUA)  # computes the SHA only; no I/O
         self._clock_ms = clock_ms  # only to date a new epoch marker
-        self._epoch: marker.Epoch | None = None  # the epoch this store commits under
+        self._epochs: list[marker.Epoch | None] = [None] * partitions  # the epoch each partition commits under
         # Called once a lost state is detected, before the batch is applied again: the worker restores what it
         # keeps in Redis from its settings (DOWNSTREAM_WEBHOOK_URLS' subscriptions) so the batch reaches them.
         self.on_state_lost: Callable[[], object] | None = None
@@ -216,66 +230,105 @@ class Store:
                             max_clock_skew_seconds=settings.core.max_clock_skew_seconds)
         ttl_ms = max(TOMBSTONE_TTL_MS, 1000 * config.action_memory_seconds)
         return cls(connection, events_maxlen=settings.delivery.events_stream_maxlen, tombstone_ttl_ms=ttl_ms,
-                   config=config)
+                   config=config, partitions=settings.process.partitions)
+
+    @property
+    def partitions(self) -> int:
+        return self._partitions
 
     def load(self, user_id: str) -> UserState:
-        raw = self._connection.get(keys.user_state_key(user_id))
+        into = self._layouts[partition_of(user_id, self._partitions)]
+        raw = self._connection.get(into.user_state_key(user_id))
         return decode_state(_as_bytes(raw))
 
-    def epoch(self) -> marker.Epoch:
-        """The epoch this store commits under (read, or created, on first use)."""
-        if self._epoch is not None:
-            return self._epoch
-        current = marker.ensure(self._connection, self._clock_ms())
-        self._adopt(current)
+    def epoch(self, partition: int = 0) -> marker.Epoch:
+        """The epoch this store commits under in `partition` (read, or created, on first use)."""
+        current = self._epochs[partition]
+        if current is not None:
+            return current
+        current = marker.ensure(self._connection, self._clock_ms(), into=self._layouts[partition])
+        self._adopt(partition, current)
         if current.needs_reconcile:  # lost before this process started, and not reconciled since
             log.error("redis.state_lost_unreconciled", epoch=current.id, started_at_ms=current.started_at_ms,
-                      hint="run `plugwatch enode reconcile`")
+                      partition=partition, hint="run `plugwatch enode reconcile`")
         return current
 
     def apply_batch(self, observations: Sequence[Observation], ack: Ack | None = None) -> BatchResult:
-        """Apply `observations` in order and commit; return the events emitted (none twice, ever)."""
-        indexes: dict[str, list[int]] = {}
-        for index, observation in enumerate(observations):
-            indexes.setdefault(observation.user_id, []).append(index)
-        self.epoch()
-        runs = self._read(observations, indexes)
+        """Apply `observations` in order and commit; return the events emitted (none twice, ever).
+
+        With partitions, each partition's users are committed on their own (one Lua call, one hash slot each),
+        the acknowledged entries' partition (`ack.into`) last, with the acknowledgement."""
+        if self._partitions == 1:
+            return self._apply_partition(0, observations, _indexes(observations), ack)
+        by_partition: dict[int, list[Observation]] = {}
+        for observation in observations:
+            by_partition.setdefault(partition_of(observation.user_id, self._partitions), []).append(observation)
+        acked = ack.into.partition if ack is not None else None
+        if acked is not None:
+            by_partition.setdefault(acked, [])
+        parts = {partition: self._apply_partition(partition, part, _indexes(part), ack if partition == acked else None)
+                 for partition, part in sorted(by_partition.items(), key=lambda item: item[0] == acked)}
+        return self._merged(observations, parts)
+
+    def _merged(self, observations: Sequence[Observation], parts: dict[int, BatchResult]) -> BatchResult:
+        """One result of a batch committed partition by partition: its outcomes in observation order, and its
+        events partition by partition (each vehicle's are all in one partition, in order)."""
+        outcomes = {partition: iter(part.outcomes) for partition, part in parts.items()}
+        return BatchResult(
+            events=tuple(event for part in parts.values() for event in part.events),
+            outcomes=tuple(next(outcomes[partition_of(observation.user_id, self._partitions)])
+                           for observation in observations),
+            conflicts=sum(part.conflicts for part in parts.values()),
+            states={user: state for part in parts.values() for user, state in part.states.items()},
+            urls=tuple(dict.fromkeys(url for part in parts.values() for url in part.urls)),
+            state_lost=sum(part.state_lost for part in parts.values()),
+        )
+
+    def _apply_partition(self, partition: int, observations: Sequence[Observation],
+                         indexes: dict[str, list[int]], ack: Ack | None) -> BatchResult:
+        self.epoch(partition)
+        runs = self._read(partition, observations, indexes)
         lost = 0
         for conflicts in range(MAX_ATTEMPTS):
-            conflicting, urls = self._try_commit(runs, ack)
+            conflicting, urls = self._try_commit(partition, runs, ack)
             if conflicting is None:
                 lost += 1
-                self._state_lost()
-                runs = self._read(observations, indexes)
+                self._state_lost(partition)
+                runs = self._read(partition, observations, indexes)
             elif not conflicting:
                 return dataclasses.replace(_result(observations, runs, conflicts - lost, lost), urls=urls)
             else:
-                runs.update(self._read(observations, {user: runs[user].indexes for user in conflicting}))
+                runs.update(self._read(partition, observations, {user: runs[user].indexes for user in conflicting}))
         raise StoreConflictError(f"users kept changing during {MAX_ATTEMPTS} commits")
 
-    def _state_lost(self) -> None:
+    def _state_lost(self, partition: int) -> None:
         """The marker we committed under is gone or replaced: adopt the current one (or create it)."""
-        previous = self.epoch()
-        self._adopt(marker.ensure(self._connection, self._clock_ms(), previous=previous.id))
-        current = self.epoch()
+        previous = self.epoch(partition)
+        self._adopt(partition, marker.ensure(self._connection, self._clock_ms(), previous=previous.id,
+                                             into=self._layouts[partition]))
+        current = self.epoch(partition)
         log.error("redis.state_lost", epoch=current.id, previous=previous.id, began=current.began,
-                  hint="Redis lost plugwatch's state; run `plugwatch enode reconcile`")
+                  partition=partition, hint="Redis lost plugwatch's state; run `plugwatch enode reconcile`")
         if self.on_state_lost is not None:
             self.on_state_lost()
 
-    def _adopt(self, current: marker.Epoch) -> None:
-        self._epoch = current
-        self.config = replace(self.config, sequence_base=current.sequence_base,
-                              announce_first_status=current.lost)
+    def _adopt(self, partition: int, current: marker.Epoch) -> None:
+        self._epochs[partition] = current
+        self._configs[partition] = replace(self._configs[partition], sequence_base=current.sequence_base,
+                                           announce_first_status=current.lost)
+        if partition == 0:
+            self.config = self._configs[0]
 
-    def _read(self, observations: Sequence[Observation],
+    def _read(self, partition: int, observations: Sequence[Observation],
               indexes: dict[str, list[int]]) -> dict[str, _UserRun]:
         users = list(indexes)
-        values = self._connection.mget([keys.user_state_key(user) for user in users]) if users else []
-        return {user: _run(_as_bytes(value), indexes[user], observations, self.config)
+        into, config = self._layouts[partition], self._configs[partition]
+        values = self._connection.mget([into.user_state_key(user) for user in users]) if users else []
+        return {user: _run(_as_bytes(value), indexes[user], observations, config)
                 for user, value in zip(users, values, strict=True)}
 
-    def _try_commit(self, runs: dict[str, _UserRun], ack: Ack | None) -> tuple[list[str] | None, tuple[str, ...]]:
+    def _try_commit(self, partition: int, runs: dict[str, _UserRun],
+                    ack: Ack | None) -> tuple[list[str] | None, tuple[str, ...]]:
         """One COMMIT_LUA call; return the users whose stored value no longer matches what we read (None: the
         epoch marker is not ours any more, nothing was written), and (once committed) the URLs whose outboxes
         received events."""
@@ -284,9 +337,10 @@ class Store:
         ack_ids = list(ack.ids) if ack is not None else []
         if not changed and not ack_ids:
             return [], ()
-        args: list[bytes | str | int] = [len(changed), len(self._outboxes), len(events), len(ack_ids),
+        into, outboxes = self._layouts[partition], self._outboxes[partition]
+        args: list[bytes | str | int] = [len(changed), len(outboxes), len(events), len(ack_ids),
                                          self._maxlen, ack.group if ack is not None else "", self._tombstone_ttl_ms,
-                                         self.epoch().id]
+                                         self.epoch(partition).id]
         for user in changed:
             run = runs[user]
             new_flag = "0" if run.new is None else "2" if run.expires else "1"
@@ -295,9 +349,8 @@ class Store:
         args += [event.type.value for _, event in events]
         args += ack_ids
         args.append(ack.users_prefix if ack is not None else "")
-        script_keys = [keys.user_state_key(user) for user in changed]
-        script_keys += [keys.EVENTS_STREAM, *self._outboxes,
-                        ack.stream if ack is not None else keys.INGEST_STREAM, ROUTES, keys.EPOCH]
+        script_keys = [into.user_state_key(user) for user in changed]
+        script_keys += [into.events_stream, *outboxes, into.ingest_stream, into.routes, into.epoch]
         reply = self._commit(keys=script_keys, args=args)
         if reply == _EPOCH_CHANGED:
             return None, ()
@@ -305,6 +358,13 @@ class Store:
             reached = (url.decode() for url in reply[1:])
             return [], (*self._fixed, *sorted(reached)) if events else ()
         return [changed[int(index)] for index in reply], ()
+
+
+def _indexes(observations: Sequence[Observation]) -> dict[str, list[int]]:
+    indexes: dict[str, list[int]] = {}
+    for index, observation in enumerate(observations):
+        indexes.setdefault(observation.user_id, []).append(index)
+    return indexes
 
 
 def _run(old: bytes | None, indexes: list[int], observations: Sequence[Observation],

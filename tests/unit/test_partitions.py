@@ -1,0 +1,210 @@
+"""plugwatch.partitions and what uses it: key layouts, the recorded count, the receiver's split of a delivery,
+the store committing partition by partition (PLUGWATCH_PARTITIONS)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+import redis
+from redis.cluster import key_slot
+
+from plugwatch import ingest_protocol as ingest
+from plugwatch import keys, partitions
+from plugwatch.partitions import PartitionCountMismatch, check_count, layout, layouts, partition_of
+from plugwatch.settings import ProcessSettings, ReceiverSettings, Settings, SettingsError
+from simulator.stories import build_scenario
+from tests.conftest import TEST_SECRET
+from tests.support.receiver_app import InProcessReceiver, signed
+from worker.core import Ignored, decode_event
+from worker.ingest.store import Ack, Store
+
+VERSION = "2024-10-01"
+
+
+def vehicle(user: str, vehicle_id: str = "v1", *, where: str = "user") -> dict[str, object]:
+    event: dict[str, object] = {"event": "user:vehicle:updated", "version": VERSION,
+                                "createdAt": "2025-03-14T18:02:05Z", "vehicle": {"id": vehicle_id}}
+    if where == "user":
+        event["user"] = {"id": user}
+    else:
+        event["vehicle"] = {"id": vehicle_id, "userId": user}
+    return event
+
+
+def users_in_distinct_partitions(count: int, wanted: int) -> list[str]:
+    """`wanted` user ids, each in another partition of `count`, none in partition 0 (which system events share)."""
+    found: dict[int, str] = {}
+    for n in range(10_000):
+        if partition_of(f"user-{n}", count):
+            found.setdefault(partition_of(f"user-{n}", count), f"user-{n}")
+        if len(found) == wanted:
+            return list(found.values())
+    raise AssertionError("not enough partitions reached")
+
+
+def test_one_partition_keeps_every_key_name_plugwatch_always_used() -> None:
+    only = layout(0, 1)
+    assert (only.ingest_stream, only.events_stream, only.quarantine_stream, only.epoch, only.heartbeat) == (
+        keys.INGEST_STREAM, keys.EVENTS_STREAM, keys.QUARANTINE_STREAM, keys.EPOCH, keys.HEARTBEAT)
+    assert only.user_state_key("u1") == keys.user_state_key("u1")
+    assert only.armed_key(0) == keys.INGEST_ARMED
+    assert only.armed_key(2) == keys.ingest_armed_key(2)
+    assert only.dedupe_marks == keys.DEDUPE_MARKS
+    assert only.tag == ""
+    assert partition_of("anyone", 1) == 0
+
+
+def test_every_key_of_a_partition_is_in_one_hash_slot_and_partitions_spread_over_slots() -> None:
+    slots = set()
+    for into in layouts(16):
+        names = [into.ingest_stream, into.armed_key(0), into.armed_key(3), into.ingest_users_prefix + "1-0",
+                 into.ingest_waited_prefix + "1-0", into.ack_mark, into.dedupe_marks, into.dedupe_marks + ":1:0:0",
+                 into.dedupe_key("d1"), into.quarantine_stream, into.quarantined_once_prefix + "x", into.heartbeat,
+                 into.user_state_key("someone"), into.epoch, into.events_stream]
+        assert len({key_slot(name.encode()) for name in names}) == 1, into.tag
+        slots.add(key_slot(into.ingest_stream.encode()))
+    assert len(slots) == 16
+
+
+def test_a_users_partition_is_stable_and_users_spread_evenly() -> None:
+    counts = [0] * 8
+    for n in range(8000):
+        counts[partition_of(f"user-{n}", 8)] += 1
+    assert min(counts) > 800  # 1000 each on average
+    assert partition_of("4fcd9b4e-cf3f-4c71-a8a3-3a1c1e5b7c11", 8) == partition_of(
+        "4fcd9b4e-cf3f-4c71-a8a3-3a1c1e5b7c11", 8)
+
+
+@pytest.mark.parametrize("raw", ["0", "1025", "2.5", "many", "-1"])
+def test_a_partition_count_out_of_range_names_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError, match="PLUGWATCH_PARTITIONS"):
+        Settings.from_env({"PLUGWATCH_PARTITIONS": raw, "ENODE_WEBHOOK_SECRET": TEST_SECRET})
+
+
+def test_the_first_count_is_recorded_and_another_refused(fake_redis: redis.Redis) -> None:
+    check_count(fake_redis, 4)
+    check_count(fake_redis, 4)
+    assert fake_redis.get(partitions.PARTITIONS_KEY) == b"4"
+    with pytest.raises(PartitionCountMismatch, match=r"PLUGWATCH_PARTITIONS is 2 .* 4 partitions"):
+        check_count(fake_redis, 2)
+
+
+def test_data_from_before_the_count_was_recorded_is_in_one_partition(fake_redis: redis.Redis) -> None:
+    fake_redis.hset(keys.EPOCH, "id", "old")  # a worker of an older plugwatch committed here
+    with pytest.raises(PartitionCountMismatch, match="PLUGWATCH_PARTITIONS=1"):
+        check_count(fake_redis, 4)
+    check_count(fake_redis, 1)
+
+
+def test_user_of_finds_the_user_the_workers_decoder_finds() -> None:
+    scenario = build_scenario(40, seed=5)
+    checked = 0
+    for event in scenario.events:
+        decoded = decode_event(event, 0)
+        if isinstance(decoded, Ignored):
+            continue
+        assert ingest.user_of(orjson.dumps(event)) == decoded.user_id
+        checked += 1
+    assert checked > 100
+    assert ingest.user_of(orjson.dumps(vehicle("u9", where="device"))) == "u9"  # no `user`: the device's userId
+    assert ingest.user_of(b'{"event":"system:heartbeat"}') is None
+    assert ingest.user_of(b"[1,2]") is None
+    assert ingest.user_of(b"not json") is None
+
+
+def test_split_cuts_a_delivery_into_byte_exact_parts_in_array_order() -> None:
+    first, second = users_in_distinct_partitions(4, 2)
+    raw = [orjson.dumps(vehicle(first, "a")), b'{"event":"system:heartbeat","pendingEvents":1}',
+           orjson.dumps(vehicle(second, "b")), b' {"weird" : true} ', orjson.dumps(vehicle(first, "c"))]
+    body = b"[" + b",".join(raw) + b"]"
+    parts = dict(ingest.split(body, 4))
+    assert parts[partition_of(first, 4)] == b"[" + raw[0] + b"," + raw[4] + b"]"
+    assert parts[partition_of(second, 4)] == b"[" + raw[2] + b"]"
+    assert raw[1] in parts[0]  # a system event, and an element naming no user: partition 0
+    assert b'{"weird" : true}' in parts[0]
+    assert sum(len(orjson.loads(part)) for part in parts.values()) == 5
+
+
+@pytest.mark.parametrize("body", [b"not json", b"{}", b"[]", b"[1,,2]"])
+def test_split_leaves_what_is_no_array_of_events_whole_in_partition_0(body: bytes) -> None:
+    assert ingest.split(body, 4) == [(0, body)]
+
+
+def test_split_leaves_a_delivery_of_one_partition_whole() -> None:
+    (user,) = users_in_distinct_partitions(4, 1)
+    body = orjson.dumps([vehicle(user, "a"), vehicle(user, "b")])
+    assert ingest.split(body, 4) == [(partition_of(user, 4), body)]
+    assert ingest.split(body, 1) == [(0, body)]
+
+
+def _receiver(count: int) -> InProcessReceiver:
+    return InProcessReceiver(settings=Settings(process=ProcessSettings(partitions=count),
+                                               receiver=ReceiverSettings(enode_webhook_secrets=(TEST_SECRET,))))
+
+
+def test_the_receiver_stores_each_part_in_its_partition_and_a_retry_is_a_duplicate() -> None:
+    receiver = _receiver(4)
+    users = users_in_distinct_partitions(4, 3)
+    body = orjson.dumps([vehicle(user, f"v{n}") for n, user in enumerate(users)])
+    response = receiver.post(body, signed(body, "d1"))
+    assert response.status_code == 200
+    assert response.json() == {"outcome": "accepted"}
+    for user in users:
+        into = layout(partition_of(user, 4), 4)
+        ((_, fields),) = receiver.redis.xrange(into.ingest_stream)
+        assert fields[b"d"] == b"d1"
+        assert orjson.loads(fields[b"b"]) == [vehicle(user, f"v{users.index(user)}")]
+        assert receiver.redis.exists(into.armed_key(0))  # each partition's drain armed
+    assert not receiver.redis.exists(keys.INGEST_STREAM)
+    again = receiver.post(body, signed(body, "d1"))
+    assert again.json() == {"outcome": "duplicate"}
+    assert sum(receiver.redis.xlen(into.ingest_stream) for into in layouts(4)) == 3
+
+
+def test_a_retry_after_a_crash_between_parts_stores_only_the_missing_part() -> None:
+    receiver = _receiver(4)
+    users = users_in_distinct_partitions(4, 2)
+    body = orjson.dumps([vehicle(user, f"v{n}") for n, user in enumerate(users)])
+    assert receiver.post(body, signed(body, "d1")).status_code == 200
+    lost = layout(partition_of(users[1], 4), 4)  # as if the receiver died before this part's Lua call ran
+    for name in receiver.redis.scan_iter(match=f"plugwatch:{lost.tag}:*"):
+        receiver.redis.delete(name)
+    assert receiver.post(body, signed(body, "d1")).json() == {"outcome": "accepted"}
+    assert receiver.redis.xlen(lost.ingest_stream) == 1
+    assert receiver.redis.xlen(layout(partition_of(users[0], 4), 4).ingest_stream) == 1  # not stored twice
+
+
+def test_system_events_and_heartbeats_go_to_partition_0() -> None:
+    receiver = _receiver(4)
+    body = b'[{"event":"system:heartbeat","version":"2024-10-01","createdAt":"x","pendingEvents":3}]'
+    assert receiver.post(body, signed(body, "d2")).json() == {"outcome": "heartbeat"}
+    assert receiver.redis.hget(layout(0, 4).heartbeat, "pending_events") == b"3"
+
+
+def test_the_store_commits_each_partitions_users_in_their_partition(fake_redis: redis.Redis) -> None:
+    from worker.core import VehicleObserved
+
+    users = users_in_distinct_partitions(4, 3)
+    store = Store(fake_redis, partitions=4)
+    observations = [VehicleObserved(user, f"v-{user}", 1000 + n, None, None, 2000 + n)
+                    for n, user in enumerate([*users, users[0]])]
+    home = layout(partition_of(users[0], 4), 4)
+    fake_redis.xgroup_create(home.ingest_stream, keys.INGEST_GROUP, id="0", mkstream=True)
+    entry = fake_redis.xadd(home.ingest_stream, {"d": "d1", "b": b"[]", "t": 1})
+    fake_redis.xreadgroup(keys.INGEST_GROUP, "c", {home.ingest_stream: ">"})
+    result = store.apply_batch(observations, Ack([entry], home))
+    assert [outcome for _, outcome in result.outcomes] == [outcome for _, outcome in Store(
+        fakeredis_copy(), partitions=1).apply_batch(observations).outcomes]
+    for user in users:
+        into = layout(partition_of(user, 4), 4)
+        assert fake_redis.exists(into.user_state_key(user))
+        assert fake_redis.exists(into.epoch)
+        assert not fake_redis.exists(keys.user_state_key(user))
+    assert fake_redis.xlen(home.ingest_stream) == 0  # acknowledged and deleted with its partition's commit
+    assert store.load(users[1]).vehicles
+
+
+def fakeredis_copy() -> redis.Redis:
+    import fakeredis
+
+    return fakeredis.FakeRedis()
