@@ -98,7 +98,7 @@ def cpu_seconds(pid: int) -> float:
 
 def drained_by_worker(connection: Any, url: str, events: list[bytes], sink_count: Callable[[], int]) -> float:
     """Seconds from the kick until the outbox is empty and the sink has every event."""
-    from plugwatch import delivery_arming, keys
+    from plugwatch import delivery_arming, keys, outboxes
     from tests.support.servers import wait_until
 
     before = sink_count()
@@ -108,7 +108,7 @@ def drained_by_worker(connection: Any, url: str, events: list[bytes], sink_count
             pipe.xadd(keys.outbox_stream(url), {"event": body})
         pipe.execute()
     started = time.perf_counter()
-    delivery_arming.kick(connection, connection, [url])
+    delivery_arming.kick(connection, connection, [outboxes.only(url)])
     wait_until(lambda: delivery_arming.backlog(connection, url) == 0, timeout=3600, interval=0.02)
     seconds = time.perf_counter() - started
     wait_until(lambda: sink_count() - before >= len(events), timeout=30,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import click
 import orjson
 
-from plugwatch import command, delivery_arming, subscriptions, url_state
+from plugwatch import command, delivery_arming, outboxes, subscriptions, url_state
 from plugwatch import dead_letters as deadletters
 
 
@@ -94,8 +94,8 @@ def urls() -> None:
     for current in url_state.read_states(connection, subscriptions.known_urls(connection)):
         configured = "" if current.url in active else "\t(removed, draining)"
         dead = sum(1 for letter in letters if letter.url == current.url)
-        click.echo(f"{current.url}\t{_health(current, now)}\tbacklog={delivery_arming.backlog(connection, current.url)}"
-                   f"\tdead_letters={dead}{configured}")
+        waiting = delivery_arming.backlog(connection, current.url, settings.process.partitions)
+        click.echo(f"{current.url}\t{_health(current, now)}\tbacklog={waiting}\tdead_letters={dead}{configured}")
 
 
 @dead_letters.command("enable")
@@ -109,7 +109,7 @@ def enable(url: str, replay_too: bool) -> None:
     if url not in subscriptions.active_urls(connection):
         raise click.ClickException(f"{url} is not subscribed (plugwatch subscriptions list)")
     was_disabled = url_state.enable(connection, url)
-    delivery_arming.kick(connection, queues, [url])
+    delivery_arming.kick(connection, queues, outboxes.of_urls([url], settings.process.partitions))
     click.echo(f"{url}\t{'enabled' if was_disabled else 'was not disabled; breaker closed'}")
     if replay_too:
         for letter in deadletters.list_all(queues, url):

@@ -26,7 +26,8 @@ from typing import Any
 import orjson
 import redis
 
-from plugwatch import delivery_arming, keys, subscriptions
+from plugwatch import delivery_arming, outboxes, subscriptions
+from plugwatch.outboxes import Outbox
 from plugwatch.partitions import layouts
 
 EVENT_TYPES = ("vehicle.plugged_in_at_home", "vehicle.unplugged_from_home", "control.failed",
@@ -109,13 +110,13 @@ def replay(connection: redis.Redis, url: str, window: Window, types: Collection[
             bodies = [(_text(entry_id), fields.get(b"event")) for entry_id, fields in page]
             chosen = [(entry_id, body) for entry_id, body in bodies if body is not None and _wanted(body, wanted)]
             if chosen:
-                _append(connection, url, [body for _, body in chosen])
+                _append(connection, Outbox(url, into), [body for _, body in chosen])
                 queued, first, last = queued + len(chosen), first or chosen[0][0], chosen[-1][0]
             if len(page) < PAGE:
                 break
             start = "(" + bodies[-1][0]
     if queued:
-        delivery_arming.kick(connection, queues, [url])
+        delivery_arming.kick(connection, queues, outboxes.of_urls([url], partitions))
     return Replayed(queued, first, last, _oldest_ms(connection, partitions))
 
 
@@ -129,10 +130,10 @@ def _wanted(body: bytes, types: frozenset[str]) -> bool:
     return isinstance(event, dict) and event.get("type") in types
 
 
-def _append(connection: redis.Redis, url: str, bodies: list[bytes]) -> None:
+def _append(connection: redis.Redis, box: Outbox, bodies: list[bytes]) -> None:
     pipe = connection.pipeline(transaction=False)
     for body in bodies:
-        pipe.xadd(keys.outbox_stream(url), {"event": body})  # what the worker's commit does, byte for byte
+        pipe.xadd(box.stream, {"event": body})  # what the worker's commit does, byte for byte
     pipe.execute()
 
 

@@ -13,7 +13,7 @@ import click
 import orjson
 import redis
 
-from plugwatch import command, delivery_arming, keys, subscriptions, url_state
+from plugwatch import command, delivery_arming, outboxes, partitions, subscriptions, url_state
 from plugwatch import dead_letters as deadletters
 from plugwatch.settings import SettingsError, whsec_key
 from plugwatch.subscriptions import Subscription, SubscriptionError
@@ -100,11 +100,13 @@ def _row(connection: redis.Redis, url: str, record: Subscription | None, dead: i
         label = "paused"
     else:
         label = "active"
-    head: Any = connection.xrange(keys.outbox_stream(url), count=1)
-    oldest = max(0.0, now - int(head[0][0].split(b"-")[0]) / 1000) if head else 0.0
+    count = partitions.recorded(connection)
+    heads: list[Any] = [connection.xrange(box.stream, count=1) for box in outboxes.of_urls([url], count)]
+    oldest = max((now - int(head[0][0].split(b"-")[0]) / 1000 for head in heads if head), default=0.0)
     return {"url": url, "types": list(record.types) if record else [],
             "types_text": _types(record) if record else "all", "state": label,
-            "backlog": delivery_arming.backlog(connection, url), "oldest_waiting_seconds": round(oldest, 3),
+            "backlog": delivery_arming.backlog(connection, url, count),
+            "oldest_waiting_seconds": round(max(0.0, oldest), 3),
             "dead_letters": dead, "signing_keys": len(record.keys_at(now)) if record else 0}
 
 
@@ -130,7 +132,7 @@ def remove(url: str, purge: bool) -> None:
     if purge:
         click.echo(f"{url}\tremoved\tpurged {dropped} waiting events and {dead} dead letters")
     else:
-        waiting = delivery_arming.backlog(connection, url)
+        waiting = delivery_arming.backlog(connection, url, settings.process.partitions)
         click.echo(f"{url}\tremoved\t{waiting} waiting events are still delivered" if waiting else f"{url}\tremoved")
     if forgotten:
         click.echo(f"{url}\tforgotten (nothing waits)")

@@ -23,8 +23,9 @@ from rq.queue import Queue
 from rq.registry import FailedJobRegistry
 from rq.results import Result
 
-from plugwatch import keys, subscriptions
+from plugwatch import keys, outboxes, subscriptions
 from plugwatch.delivery_arming import kick
+from plugwatch.outboxes import Outbox
 from plugwatch.settings import Settings
 from plugwatch.url_state import read_state
 
@@ -90,15 +91,17 @@ def list_all(queues: redis.Redis, url: str | None = None) -> list[DeadLetter]:
 
 
 def requeue_event(connection: redis.Redis, queues: redis.Redis, settings: Settings, url: str,
-                  event_json: str) -> list[str]:
-    """Put the event back at the end of `url`'s outbox and arm its drain (what a replay does); return the URLs
-    this armed (a worker starts them in its own drainer threads)."""
-    if not connection.hexists(subscriptions.ROUTES, url):
+                  event_json: str) -> list[Outbox]:
+    """Put the event back at the end of `url`'s outbox (in its user's partition) and arm its drain (what a
+    replay does); return the outboxes this armed (a worker starts them in its own drainer threads)."""
+    if not subscriptions.is_active(connection, url):
         raise ReplayRefused(f"{url} is not subscribed (any more): plugwatch subscriptions list")
     if read_state(connection, url).disabled:
         raise ReplayRefused(f"{url} is disabled; re-enable it first: plugwatch dead-letters enable {url}")
-    connection.xadd(keys.outbox_stream(url), {"event": event_json.encode("utf-8", "surrogateescape")})
-    return kick(connection, queues, [url])
+    body = event_json.encode("utf-8", "surrogateescape")
+    box = outboxes.for_event(url, body, settings.process.partitions)
+    connection.xadd(box.stream, {"event": body})
+    return kick(connection, queues, [box])
 
 
 def replay(connection: redis.Redis, queues: redis.Redis, settings: Settings, job_id: str) -> DeadLetter:

@@ -1,6 +1,8 @@
 """Every Redis key and RQ queue name plugwatch uses, in one place.
 
-The receiver and the worker never import each other; they agree through these names.
+The receiver and the worker never import each other; they agree through these names. These are the names of
+one partition; with PLUGWATCH_PARTITIONS > 1 each partition's data-path keys are named by
+`plugwatch.partitions.Layout` (the same names with a hash tag: `plugwatch:{p3}:ingest`).
 
 Data flow through Redis:
 
@@ -84,6 +86,7 @@ def url_key(url: str) -> str:
 
 
 def outbox_stream(url: str) -> str:
+    """A URL's outbox without partitions (`plugwatch.outboxes` names each partition's)."""
     return OUTBOX_PREFIX + url_key(url)
 
 
@@ -92,14 +95,14 @@ def downstream_state_key(url: str) -> str:
 
 
 # --- downstream delivery ---------------------------------------------------------------------------
-DRAIN_OUTBOX_JOB = "worker.jobs.drain_outbox"  # args: (url,), on DELIVERY_QUEUE
+DRAIN_OUTBOX_JOB = "worker.jobs.drain_outbox"  # args: (url,) or (url, partition), on DELIVERY_QUEUE
 DEAD_LETTER_JOB = "worker.jobs.deliver_dead_letter"  # args: (url, event_json), on DEAD_LETTER_QUEUE
-OUTBOX_CONSUMER = "drainer"  # the one consumer name: a lease makes one drainer per URL at a time
+OUTBOX_CONSUMER = "drainer"  # the one consumer name: a lease makes one drainer per outbox at a time
 DOWNSTREAM_LEASE_PREFIX = f"{PREFIX}:downstream:lease:"  # + url_key -> "queued" or a drainer's token
 
 
 def downstream_lease_key(url: str) -> str:
-    """Set while a drain for `url` is queued ("queued") or running (the drainer's token)."""
+    """Set while a drain for `url` is queued ("queued") or running (the drainer's token); without partitions."""
     return DOWNSTREAM_LEASE_PREFIX + url_key(url)
 
 

@@ -8,10 +8,10 @@
 A partition's keys carry a Redis Cluster hash tag (`plugwatch:{p3}:ingest`, `plugwatch:{p3}:user:<id>`, ...).
 A delivery whose events concern users of several partitions is split by the receiver, one part per partition,
 each deduped and stored by one Lua call in its own slot (`receiver.webhook`); each partition has its own
-ingest stream and drains (`worker.ingest.drain`), dedupe marks, quarantine, user states, epoch marker and events
-stream, and the store commits each partition's users on their own. Not yet partitioned: the downstream outboxes
-and the routes to them, one per URL, which a commit writes beside its partition's keys; so partitions run on one
-Redis (where a Lua call may touch several slots), not yet on a Redis Cluster (README, *Known limits*).
+ingest stream and drains (`worker.ingest.drain`), dedupe marks, quarantine, user states, epoch marker, events
+stream, copy of the subscription routes and, per downstream URL, outbox with its drain lease
+(`plugwatch.outboxes`); the store commits each partition's users on their own, in one Lua call in that slot.
+Not partitioned: the subscriptions and the URLs' delivery states (the control plane, never in a commit).
 
 With one partition (the default) the key names are the ones plugwatch always used (`plugwatch:ingest`,
 `plugwatch:events`, ...): no tag, nothing to migrate. System events (heartbeats, tests) and deliveries that are
@@ -60,8 +60,9 @@ class Layout:
     user_state_prefix: str
     epoch: str
     events_stream: str
-    outbox_prefix: str  # outboxes and the routes to them are per URL, not yet per partition (README, Known limits)
-    routes: str
+    outbox_prefix: str
+    routes: str  # this partition's copy of the subscription routes (`plugwatch.subscriptions`)
+    lease_prefix: str
 
     @property
     def tag(self) -> str:
@@ -79,8 +80,12 @@ class Layout:
         return self.dedupe_prefix + delivery_id
 
     def outbox(self, url: str) -> str:
-        """The outbox stream of a downstream URL this partition's commits write to."""
+        """This partition's outbox stream of a downstream URL (`plugwatch.outboxes`)."""
         return self.outbox_prefix + keys.url_key(url)
+
+    def lease(self, url: str) -> str:
+        """Set while a drain of this partition's outbox of `url` is queued ("queued") or running (a token)."""
+        return self.lease_prefix + keys.url_key(url)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -91,12 +96,12 @@ def layout(partition: int, count: int) -> Layout:
         return Layout(0, 1, keys.INGEST_STREAM, keys.INGEST_ARMED, keys.INGEST_USERS_PREFIX,
                       keys.INGEST_WAITED_PREFIX, keys.ACK_MARK, keys.DEDUPE_MARKS, keys.DEDUPE_PREFIX,
                       keys.QUARANTINE_STREAM, keys.QUARANTINED_ONCE_PREFIX, keys.HEARTBEAT, keys.USER_STATE_PREFIX,
-                      keys.EPOCH, keys.EVENTS_STREAM, keys.OUTBOX_PREFIX, keys.ROUTES)
+                      keys.EPOCH, keys.EVENTS_STREAM, keys.OUTBOX_PREFIX, keys.ROUTES, keys.DOWNSTREAM_LEASE_PREFIX)
     base = f"{keys.PREFIX}:{{p{partition}}}:"
     return Layout(partition, count, base + "ingest", base + "ingest:armed", base + "ingest:users:",
                   base + "ingest:waited:", base + "ingest:ack", base + "marks", base + "dedupe:",
                   base + "quarantine", base + "quarantined:", base + "heartbeat", base + "user:", base + "epoch",
-                  base + "events", keys.OUTBOX_PREFIX, keys.ROUTES)
+                  base + "events", base + "outbox:", base + "routes", base + "downstream:lease:")
 
 
 def layouts(count: int) -> tuple[Layout, ...]:
@@ -105,6 +110,13 @@ def layouts(count: int) -> tuple[Layout, ...]:
 
 def of_user(user_id: str, count: int) -> Layout:
     return layout(partition_of(user_id, count), count)
+
+
+def recorded(connection: redis.Redis) -> int:
+    """The count recorded in Redis (1 before any is): what every process checked its PLUGWATCH_PARTITIONS
+    against (the control plane reads it, so that it writes every partition's copy of what it changes)."""
+    value = connection.get(PARTITIONS_KEY)
+    return int(value) if value is not None else 1
 
 
 class PartitionCountMismatch(RuntimeError):

@@ -45,6 +45,7 @@ from rq.registry import FailedJobRegistry
 from rq.utils import utcparse
 
 from plugwatch import keys
+from plugwatch.outboxes import of_urls
 from plugwatch.partitions import layouts
 from plugwatch.url_state import read_states
 
@@ -89,13 +90,14 @@ def _urls(urls: Urls, connection: redis.Redis) -> Sequence[str]:
 
 
 def queues_with_outboxes(urls: Urls, partitions: int = 1) -> Callable[[redis.Redis], Iterable[QueueSpec]]:
-    """The default queues and the outbox stream of each downstream URL (`outbox:<url key>`); `urls` may be
-    a function of the connection (e.g. `plugwatch.subscriptions.known_urls`), read at each scrape."""
+    """The default queues and the outbox stream of each downstream URL (`outbox:<url key>`; with partitions,
+    `outbox:<url key>:<n>` each); `urls` may be a function of the connection (e.g.
+    `plugwatch.subscriptions.known_urls`), read at each scrape."""
 
     def queues(connection: redis.Redis) -> Iterable[QueueSpec]:
-        outboxes = [StreamQueue(f"outbox:{keys.url_key(url)}", keys.outbox_stream(url))
-                    for url in _urls(urls, connection)]
-        return [*default_queues(connection, partitions), *outboxes]
+        boxes = [StreamQueue(f"outbox:{box.name}", box.stream)
+                 for box in of_urls(_urls(urls, connection), partitions)]
+        return [*default_queues(connection, partitions), *boxes]
 
     return queues
 

@@ -17,6 +17,8 @@ Redis layout (every change bumps `VERSION`, which workers poll to refresh their 
                                      <types> is "*" (all) or ",type,type,"; the ingest commit reads it inside its
                                      Lua (`worker.ingest.store`), so every committed event goes to exactly the
                                      subscriptions that exist at that commit, whatever a worker's cache says
+                                     (with partitions: a copy per partition, `plugwatch:{pN}:routes`, naming
+                                     that partition's outboxes; every change writes them all, in the MULTI)
     plugwatch:subscriptions:version  counter
     plugwatch:downstream:urls        hash url_key -> url: every URL with an outbox (active, removed but not yet
                                      drained, and leftovers of older versions); ops tools list these
@@ -37,24 +39,32 @@ from typing import Any
 import orjson
 import redis
 
-from plugwatch import keys
+from plugwatch import keys, partitions
+from plugwatch.partitions import Layout, layout, layouts
+
+UNPARTITIONED = layout(0, 1)
 
 SUBSCRIPTIONS = f"{keys.PREFIX}:subscriptions"
-ROUTES = keys.ROUTES
+ROUTES = keys.ROUTES  # the routes of one partition; with several, `Layout.routes` names each copy
 VERSION = f"{keys.PREFIX}:subscriptions:version"
 
 # The event types plugwatch emits (worker.core.EventType; a test checks they agree).
 EVENT_TYPES = ("vehicle.plugged_in_at_home", "vehicle.unplugged_from_home", "control.failed",
                "control.failure_streak")
 
-# KEYS: routes, subscriptions, downstream urls, outbox, state, lease, version.  ARGV: url, url key.
+# KEYS: routes (partition 0's copy), subscriptions, downstream urls, state, version, then the n outboxes and the
+# n leases of the URL (one per partition).  ARGV: url, url key, n.
 _FORGET_LUA = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
-if redis.call('XLEN', KEYS[4]) > 0 or redis.call('EXISTS', KEYS[6]) == 1 then return 0 end
+local n = tonumber(ARGV[3])
+for i = 6, 5 + n do
+  if redis.call('XLEN', KEYS[i]) > 0 or redis.call('EXISTS', KEYS[i + n]) == 1 then return 0 end
+end
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[2])
-redis.call('DEL', KEYS[4], KEYS[5])
-redis.call('INCR', KEYS[7])
+redis.call('DEL', KEYS[4])
+for i = 6, 5 + n do redis.call('DEL', KEYS[i]) end
+redis.call('INCR', KEYS[5])
 return 1
 """
 
@@ -121,10 +131,11 @@ def parse_types(text: str | None) -> tuple[str, ...]:
     return types
 
 
-def route(subscription: Subscription) -> str:
-    """The `routes` value the commit Lua reads: the outbox key, then "*" or ",type,type,"."""
+def route(subscription: Subscription, into: Layout = UNPARTITIONED) -> str:
+    """The `routes` value the commit Lua reads: the outbox key (of the partition `into`, whose copy of the routes
+    holds it), then "*" or ",type,type,"."""
     types = "," + ",".join(subscription.types) + "," if subscription.types else "*"
-    return f"{keys.outbox_stream(subscription.url)} {types}"
+    return f"{into.outbox(subscription.url)} {types}"
 
 
 def load_all(connection: redis.Redis) -> dict[str, Subscription]:
@@ -138,13 +149,19 @@ def load(connection: redis.Redis, url: str) -> Subscription | None:
 
 
 def save(connection: redis.Redis, subscription: Subscription) -> None:
-    """Write a subscription (and its route while active) and bump the version, in one transaction."""
-    pipe = connection.pipeline(transaction=True)
+    """Write a subscription (and its route while active) and bump the version, in one transaction. With
+    partitions, each partition's copy of the routes lives in that partition's hash slot, which no transaction
+    spans on a Redis Cluster: the writes then go in this order in one pipeline (the record, each partition's
+    route, the version last), and a change reaches the partitions' commits one after the other, within a
+    round trip."""
+    count = partitions.recorded(connection)
+    pipe = connection.pipeline(transaction=count == 1)
     pipe.hset(SUBSCRIPTIONS, subscription.url, subscription.to_json())
-    if subscription.active:
-        pipe.hset(ROUTES, subscription.url, route(subscription))
-    else:
-        pipe.hdel(ROUTES, subscription.url)
+    for into in layouts(count):
+        if subscription.active:
+            pipe.hset(into.routes, subscription.url, route(subscription, into))
+        else:
+            pipe.hdel(into.routes, subscription.url)
     pipe.hset(keys.DOWNSTREAM_URLS, keys.url_key(subscription.url), subscription.url)
     pipe.incr(VERSION)
     pipe.execute()
@@ -198,20 +215,48 @@ def expire_old(connection: redis.Redis, url: str) -> Subscription:
 
 
 def purge(connection: redis.Redis, url: str) -> int:
-    """Drop what waits in a removed `url`'s outbox (the stream and its group stay, so a drainer mid-batch
+    """Drop what waits in a removed `url`'s outboxes (the streams and their groups stay, so a drainer mid-batch
     finds the entries gone and moves on); returns how many."""
     subscription = _existing(connection, url)
     if subscription.active:
         raise SubscriptionError(f"{url} is still subscribed: remove it first")
-    return int(connection.xtrim(keys.outbox_stream(url), maxlen=0, approximate=False))
+    return sum(int(connection.xtrim(into.outbox(url), maxlen=0, approximate=False))
+               for into in layouts(partitions.recorded(connection)))
 
 
 def forget_if_drained(connection: redis.Redis, url: str) -> bool:
     """Forget a URL that is not subscribed (removed, or left by an older version) once nothing waits for it
-    and no drainer holds it: its record, outbox, delivery state and its name in `DOWNSTREAM_URLS`."""
-    script_keys = [ROUTES, SUBSCRIPTIONS, keys.DOWNSTREAM_URLS, keys.outbox_stream(url),
-                   keys.downstream_state_key(url), keys.downstream_lease_key(url), VERSION]
-    return bool(connection.eval(_FORGET_LUA, len(script_keys), *script_keys, url, keys.url_key(url)))
+    and no drainer holds it: its record, outboxes, delivery state and its name in `DOWNSTREAM_URLS`."""
+    boxes = layouts(partitions.recorded(connection))
+    if len(boxes) > 1:
+        return _forget_partitioned(connection, url, boxes)
+    script_keys = [boxes[0].routes, SUBSCRIPTIONS, keys.DOWNSTREAM_URLS, keys.downstream_state_key(url), VERSION,
+                   *(into.outbox(url) for into in boxes), *(into.lease(url) for into in boxes)]
+    return bool(connection.eval(_FORGET_LUA, len(script_keys), *script_keys, url, keys.url_key(url), len(boxes)))
+
+
+def _forget_partitioned(connection: redis.Redis, url: str, boxes: Sequence[Layout]) -> bool:
+    """`forget_if_drained` over outboxes in several hash slots (which no Lua call spans on a Redis Cluster):
+    check, then forget. Safe without atomicity: a URL with no route in any partition gets no new events (a
+    commit reads its partition's routes in the Lua that appends to the outbox), so its outboxes only shrink;
+    a drain armed meanwhile finds its outbox gone and ends."""
+    if connection.hexists(boxes[0].routes, url):
+        return False
+    pipe = connection.pipeline(transaction=False)
+    for into in boxes:
+        pipe.xlen(into.outbox(url))
+        pipe.exists(into.lease(url))
+    if any(pipe.execute()):
+        return False
+    pipe = connection.pipeline(transaction=False)
+    pipe.hdel(SUBSCRIPTIONS, url)
+    pipe.hdel(keys.DOWNSTREAM_URLS, keys.url_key(url))
+    pipe.delete(keys.downstream_state_key(url))
+    for into in boxes:
+        pipe.delete(into.outbox(url))
+    pipe.incr(VERSION)
+    pipe.execute()
+    return True
 
 
 def known_urls(connection: redis.Redis) -> list[str]:
@@ -221,7 +266,11 @@ def known_urls(connection: redis.Redis) -> list[str]:
 
 
 def active_urls(connection: redis.Redis) -> list[str]:
-    return sorted(_text(url) for url in connection.hkeys(ROUTES))
+    return sorted(_text(url) for url in connection.hkeys(layout(0, partitions.recorded(connection)).routes))
+
+
+def is_active(connection: redis.Redis, url: str) -> bool:
+    return bool(connection.hexists(layout(0, partitions.recorded(connection)).routes, url))
 
 
 def _text(value: bytes | str) -> str:

@@ -1,9 +1,10 @@
 """The RQ job functions, enqueued by dotted path (`plugwatch.keys`) and run with the process's one context.
 
-- `drain_ingest(slot=0, partition=0)` on `plugwatch-ingest`: armed by the receiver, the pump or a busy drain; drains the
-  ingest stream (`worker.ingest.drain`).
-- `drain_outbox(url)` on `plugwatch-delivery`: armed by a kick or the pump; starts (or re-runs) the URL's
-  drainer thread, so the job takes milliseconds and never holds the RQ worker on HTTP.
+- `drain_ingest(slot=0, partition=0)` on `plugwatch-ingest`: armed by the receiver, the pump or a busy drain;
+  drains a partition's ingest stream (`worker.ingest.drain`).
+- `drain_outbox(url, partition=0)` on `plugwatch-delivery`: armed by a kick or the pump; starts (or re-runs)
+  the drainer thread of the URL's outbox in that partition, so the job takes milliseconds and never holds the
+  RQ worker on HTTP.
 - `deliver_dead_letter(url, event_json)` on `plugwatch-dead-letters`: a dead letter; re-running it (RQ
   requeue, rq-dashboard's Requeue button) puts the same event bytes back into the URL's outbox.  It fails
   again (and stays a dead letter) while the URL is disabled or no longer configured.
@@ -22,6 +23,8 @@ from rq.job import Job
 from rq.utils import import_attribute
 
 from plugwatch import dead_letters, keys
+from plugwatch.outboxes import Outbox
+from plugwatch.partitions import layout
 from worker.bootstrap import current
 from worker.ingest import drain
 
@@ -48,8 +51,9 @@ def drain_ingest(slot: int = 0, partition: int = 0) -> dict[str, int | bool]:
             "rearmed": drained.rearmed}
 
 
-def drain_outbox(url: str) -> None:
-    current().delivery.start_here([url])
+def drain_outbox(url: str, partition: int = 0) -> None:
+    context = current()
+    context.delivery.start_here([Outbox(url, layout(partition, context.settings.process.partitions))])
 
 
 def deliver_dead_letter(url: str, event_json: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,33 +19,39 @@ from plugwatch.partitions import PARTITIONS_KEY, layouts
 from simulator.stories import build_scenario
 from simulator.truth import expected_events
 from tests.e2e.harness import System, assert_nothing_lost, comparable_in, in_order, per_user, send, wait_for_events
-from tests.support.servers import Process, base_env
+from tests.support.servers import Process, RedisServer, base_env, free_cluster_port, wait_until
 from tests.support.sinks import Sink
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 PLUGWATCH = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "plugwatch")
-# Keys no partition owns: the subscriptions, the outboxes and the routes to them (one per URL), the recorded
-# count, shared counters and the like.
-UNPARTITIONED = (keys.OUTBOX_PREFIX, "plugwatch:subscriptions", "plugwatch:downstream:", PARTITIONS_KEY,
-                 keys.COUNTERS, "plugwatch:enode:", "plugwatch:health:")
+# Keys no partition owns (the control plane): the subscriptions, the URLs' delivery states, the recorded count,
+# shared counters and the like.
+UNPARTITIONED = ("plugwatch:subscriptions", "plugwatch:downstream:urls", "plugwatch:downstream:state:",
+                 PARTITIONS_KEY, keys.COUNTERS, "plugwatch:enode:", "plugwatch:health:")
+
+
+def play_and_compare(system: System, data: redis.Redis, recorder: Sink, *, users: int, seed: int) -> None:
+    """Send a scenario in order, several users per delivery (most are split by partition); what comes out of
+    the 4 partitions' events streams, and at the sink, must be exactly the ground truth."""
+    scenario = build_scenario(users, seed=seed)
+    truth = expected_events(scenario.events)
+    deliveries = in_order(scenario, min_batch=4, max_batch=12)
+    report = send(system.url, deliveries, concurrency=1)
+    assert_nothing_lost(data, report, deliveries, partitions=4)
+    got = wait_for_events(data, len(truth), timeout=120, partitions=4)
+    assert per_user(map(comparable_in(data, 4), got)) == per_user(truth)
+    received = recorder.wait_for(len(truth), timeout=60, accepted=True)
+    assert {request.webhook_id for request in received} == {event["id"] for event in got}
 
 
 def test_four_partitions_emit_exactly_the_ground_truth_and_keep_each_partition_in_its_slot(
     redis_url: str, real_redis: redis.Redis, sink: tuple[Sink, str], tmp_path: Path,
 ) -> None:
     recorder, hook = sink
-    scenario = build_scenario(400, seed=21)
-    truth = expected_events(scenario.events)
     system = System(redis_url, hook, tmp_path, PLUGWATCH_PARTITIONS="4")
     try:
-        deliveries = in_order(scenario, min_batch=4, max_batch=12)  # several users per delivery: most are split
-        report = send(system.url, deliveries, concurrency=1)
-        assert_nothing_lost(real_redis, report, deliveries, partitions=4)
-        got = wait_for_events(real_redis, len(truth), timeout=120, partitions=4)
-        assert per_user(map(comparable_in(real_redis, 4), got)) == per_user(truth)
-        received = recorder.wait_for(len(truth), timeout=60, accepted=True)
-        assert {request.webhook_id for request in received} == {event["id"] for event in got}
+        play_and_compare(system, real_redis, recorder, users=400, seed=21)
 
         names = [key.decode() for key in real_redis.scan_iter(match="plugwatch:*", count=1000)]
         assert real_redis.get(PARTITIONS_KEY) == b"4"
@@ -52,6 +59,8 @@ def test_four_partitions_emit_exactly_the_ground_truth_and_keep_each_partition_i
             mine = [name for name in names if name.startswith(f"plugwatch:{into.tag}:")]
             assert {key_slot(name.encode()) for name in mine} == {key_slot(into.ingest_stream.encode())}
             assert real_redis.xlen(into.events_stream) > 0  # every partition had users
+            assert real_redis.hlen(into.routes) == 1  # its copy of the routes: the one subscription
+            assert real_redis.exists(into.outbox(hook))  # the sink's outbox in this partition (drained)
         stray = [name for name in names if "{p" not in name and not name.startswith(UNPARTITIONED)]
         assert not stray, f"unpartitioned data-path keys: {stray[:5]}"
 
@@ -78,3 +87,48 @@ def test_every_entry_point_refuses_another_partition_count_naming_the_variable(
         assert "PLUGWATCH_PARTITIONS=4" in lines[-1], lines
         assert "Traceback" not in "".join(lines)
     assert real_redis.get(PARTITIONS_KEY) == b"4"
+
+
+@pytest.fixture
+def one_node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis Cluster of one primary holding all 16384 slots: commands, MULTIs and Lua calls that span hash
+    slots are refused (CROSSSLOT) as on any cluster, while a plain client reaches every key (no MOVED)."""
+    workdir = tmp_path_factory.mktemp("cluster-node")
+    server = RedisServer(workdir, port=free_cluster_port(), extra=("--cluster-enabled", "yes", "--cluster-config-file",
+                                         str(workdir / "nodes.conf"))).start()
+    client = server.client()
+    client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+    wait_until(lambda: b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO"), timeout=10)
+    client.close()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def rq_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("rq-redis")).start()
+    yield server
+    server.stop()
+
+
+def test_on_a_cluster_node_no_call_of_the_data_path_spans_hash_slots(
+    one_node_cluster: RedisServer, rq_server: RedisServer, sink: tuple[Sink, str], tmp_path: Path,
+) -> None:
+    """The whole system with its data on a cluster-mode redis-server (RQ on a Redis of its own: RQ cannot run
+    on a cluster): any Lua call, MULTI or multi-key command across slots would fail there, so the ground truth
+    coming out exact, with nothing quarantined, shows every one of them stays in its partition's slot."""
+    recorder, hook = sink
+    data = one_node_cluster.client()
+    with pytest.raises(redis.ResponseError, match="same slot"):  # CROSSSLOT: the node refuses what spans slots
+        data.mget("plugwatch:{p0}:a", "plugwatch:{p1}:b")
+    with pytest.raises(redis.ResponseError, match="slot"):
+        data.eval("return redis.call('GET', KEYS[1])", 2, "plugwatch:{p0}:a", "plugwatch:{p1}:b")
+    system = System(one_node_cluster.url, hook, tmp_path, PLUGWATCH_PARTITIONS="4", RQ_REDIS_URL=rq_server.url)
+    try:
+        play_and_compare(system, data, recorder, users=300, seed=22)
+        assert all(process.alive() for process in [system.receiver, *system.workers])
+        for process in [system.receiver, *system.workers]:
+            assert "same slot" not in process.output()
+    finally:
+        system.stop()
+        data.close()

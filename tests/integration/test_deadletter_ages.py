@@ -16,6 +16,7 @@ from rq.job import Job
 
 from plugwatch import dead_letters as deadletters
 from plugwatch import keys
+from plugwatch.outboxes import only
 from plugwatch.settings import Settings
 from tests.integration.test_delivery_drain import FAST, start
 from tests.support.dashboard import running_dashboard
@@ -69,7 +70,7 @@ def test_the_drainer_uses_its_injected_clock_for_ended_at(redis_url: str, sink: 
                              clock=lambda: time.time() + 3600)
     try:
         emit(connection, [make_event(1)], [url])
-        context.threads.request(url)
+        context.threads.request(only(url))
         job = _only_dead_letter(connection)
     finally:
         context.close()

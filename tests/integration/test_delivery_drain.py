@@ -20,6 +20,7 @@ from ops.status import read_status
 from plugwatch import dead_letters as deadletters
 from plugwatch import delivery_arming, keys
 from plugwatch import url_state as state
+from plugwatch.outboxes import only
 from plugwatch.settings import Settings
 from plugwatch.signing import decode_secret
 from tests.conftest import TEST_DOWNSTREAM_SECRET
@@ -51,7 +52,7 @@ class Harness:
         urls = urls or list(self.settings.delivery.downstream_urls)
         emit(self.connection, events, urls)
         for url in urls:
-            self.context.threads.request(url)
+            self.context.threads.request(only(url))
 
     def backlog(self, url: str) -> int:
         return delivery_arming.backlog(self.connection, url)
@@ -316,7 +317,7 @@ def test_the_retry_window_starts_at_the_first_attempt_not_when_the_event_was_que
     try:
         old = int((time.time() - 60) * 1000)
         running.connection.xadd(keys.outbox_stream(url), {"event": make_event(1)}, id=f"{old}-0")
-        running.context.threads.request(url)
+        running.context.threads.request(only(url))
         accepted = sink.wait_for(1, accepted=True, timeout=10)
         assert accepted[0].webhook_id == "evt_veh-1_1"
         assert deadletters.list_all(running.connection) == []

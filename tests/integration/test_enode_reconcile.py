@@ -15,6 +15,7 @@ from cli import main
 from plugwatch import keys, subscriptions
 from plugwatch.delivery_arming import kick
 from plugwatch.enode_api.client import EnodeClient
+from plugwatch.outboxes import only
 from plugwatch.settings import Settings
 from simulator.fake_enode import TOKEN_PATH, FakeEnode
 from tests.support.enode_fixtures import enode_settings
@@ -82,7 +83,7 @@ def test_reconcile_after_an_outage_emits_each_missed_transition_once_and_a_rerun
     assert [(e["type"], e["vehicleId"]) for e in emitted(real_redis)] == [
         ("vehicle.plugged_in_at_home", "v1"), ("vehicle.plugged_in_at_home", "v3")]
     fake.page_size = 2  # several pages of each
-    apply = functools.partial(apply_observations, store, functools.partial(kick, real_redis, real_redis, (URL,)))
+    apply = functools.partial(apply_observations, store, functools.partial(kick, real_redis, real_redis, (only(URL),)))
     with EnodeClient.from_settings(settings_) as client:
         first = reconcile(client, apply, datetime.now(UTC))
         second = reconcile(client, apply, datetime.now(UTC))

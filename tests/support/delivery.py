@@ -14,6 +14,7 @@ import orjson
 import redis
 
 from plugwatch import delivery_arming, keys, subscriptions
+from plugwatch.outboxes import Outbox, only
 from tests.support.servers import Process
 
 
@@ -31,7 +32,7 @@ def make_event(number: int, *, vehicle: str = "veh-1", kind: str = "vehicle.plug
 
 
 def emit(connection: redis.Redis, events: Iterable[bytes], urls: Iterable[str],
-         kick: Callable[[list[str]], object] | None = None) -> None:
+         kick: Callable[[list[Outbox]], object] | None = None) -> None:
     """Append events to each URL's outbox (as the worker's commit does), then kick delivery (by default as a
     process without drainer threads does; pass a worker's `DeliveryContext.kick` to start them too)."""
     urls = list(urls)
@@ -40,10 +41,11 @@ def emit(connection: redis.Redis, events: Iterable[bytes], urls: Iterable[str],
         for url in urls:
             pipe.xadd(keys.outbox_stream(url), {"event": event})
     pipe.execute()
+    boxes = [only(url) for url in urls]
     if kick is None:
-        delivery_arming.kick(connection, connection, urls)
+        delivery_arming.kick(connection, connection, boxes)
     else:
-        kick(urls)
+        kick(boxes)
 
 
 def subscribe(connection: redis.Redis, urls: Iterable[str], key: bytes = b"k" * 32) -> None:

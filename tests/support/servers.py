@@ -33,6 +33,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+CLUSTER_BUS_OFFSET = 10_000  # a cluster-mode redis-server also listens on its port + 10000 (the cluster bus)
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is a port too, and free."""
+    while True:
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET > 65_535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
+            except OSError:
+                continue
+        return port
+
+
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02, message: str = "") -> None:
     """Poll `predicate` until it returns truthy; raise AssertionError after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -51,6 +68,7 @@ class RedisServer:
     appendonly: bool = False
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra: tuple[str, ...] = ()  # more redis-server options (e.g. `--cluster-enabled yes`)
 
     @property
     def url(self) -> str:
@@ -67,12 +85,15 @@ class RedisServer:
         args = [
             binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
             "--save", "", "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always", "--maxmemory-policy", "noeviction", "--protected-mode", "no",
+            "--appendfsync", "always", "--maxmemory-policy", "noeviction", "--protected-mode", "no", *self.extra,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = self.client(socket_connect_timeout=0.2)
         try:
             wait_until(lambda: _pings(client), timeout=10, message="redis-server did not start")
+        except AssertionError:
+            self.stop()  # not left running (or unreaped) for a later test to trip over
+            raise
         finally:
             client.close()
         return self

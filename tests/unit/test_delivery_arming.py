@@ -11,6 +11,7 @@ from rq import Queue
 from plugwatch import keys
 from plugwatch import url_state as state
 from plugwatch.delivery_arming import kick, rearm
+from plugwatch.outboxes import of_urls, only
 from plugwatch.settings import DeliverySettings, Settings
 from tests.support.servers import free_port
 from worker.delivery.lease import Lease
@@ -40,30 +41,30 @@ def add_event(connection: redis.Redis, url: str) -> None:
 
 
 def test_kick_enqueues_one_drain_job_per_url(connection: redis.Redis, settings: Settings) -> None:
-    kick(connection, connection, [URL_A, URL_B, URL_A])
+    kick(connection, connection, [only(URL_A), only(URL_B), only(URL_A)])
     assert sorted(drain_jobs(connection)) == [(keys.DRAIN_OUTBOX_JOB, URL_A), (keys.DRAIN_OUTBOX_JOB, URL_B)]
 
 
 def test_kick_while_a_drain_is_queued_or_running_enqueues_nothing(
     connection: redis.Redis, settings: Settings
 ) -> None:
-    kick(connection, connection, [URL_A])
-    kick(connection, connection, [URL_A])
-    Lease(connection, URL_B, ttl_ms=10_000).claim()  # a running drainer holds B
-    kick(connection, connection, [URL_B])
+    kick(connection, connection, [only(URL_A)])
+    kick(connection, connection, [only(URL_A)])
+    Lease(connection, only(URL_B), ttl_ms=10_000).claim()  # a running drainer holds B
+    kick(connection, connection, [only(URL_B)])
     assert drain_jobs(connection) == [(keys.DRAIN_OUTBOX_JOB, URL_A)]
 
 
 def test_kick_skips_a_paused_url(connection: redis.Redis, settings: Settings) -> None:
     state.record_failure(connection, URL_A, head="1-0", attempts=1, error="HTTP 500", paused_until=time.time() + 60)
-    kick(connection, connection, [URL_A, URL_B])
+    kick(connection, connection, [only(URL_A), only(URL_B)])
     assert drain_jobs(connection) == [(keys.DRAIN_OUTBOX_JOB, URL_B)]
 
 
 def test_pump_rearms_a_url_with_backlog_and_no_drain(connection: redis.Redis, settings: Settings) -> None:
     add_event(connection, URL_A)
-    rearm(connection, connection, settings.delivery.downstream_urls)
-    rearm(connection, connection, settings.delivery.downstream_urls)
+    rearm(connection, connection, of_urls(settings.delivery.downstream_urls, 1))
+    rearm(connection, connection, of_urls(settings.delivery.downstream_urls, 1))
     assert drain_jobs(connection) == [(keys.DRAIN_OUTBOX_JOB, URL_A)]
 
 
@@ -72,22 +73,22 @@ def test_pump_resumes_a_paused_url_only_once_its_pause_is_over(
 ) -> None:
     add_event(connection, URL_A)
     state.record_failure(connection, URL_A, head="1-0", attempts=1, error="HTTP 500", paused_until=time.time() + 60)
-    rearm(connection, connection, settings.delivery.downstream_urls)
+    rearm(connection, connection, of_urls(settings.delivery.downstream_urls, 1))
     assert drain_jobs(connection) == []
     state.record_failure(connection, URL_A, head="1-0", attempts=1, error="HTTP 500", paused_until=time.time() - 1)
-    rearm(connection, connection, settings.delivery.downstream_urls)
+    rearm(connection, connection, of_urls(settings.delivery.downstream_urls, 1))
     assert drain_jobs(connection) == [(keys.DRAIN_OUTBOX_JOB, URL_A)]
 
 
 def test_pump_ignores_urls_that_are_not_configured(connection: redis.Redis, settings: Settings) -> None:
     add_event(connection, "http://gone.example/hook")
-    rearm(connection, connection, settings.delivery.downstream_urls)
+    rearm(connection, connection, of_urls(settings.delivery.downstream_urls, 1))
     assert drain_jobs(connection) == []
 
 
 def test_a_drainer_claims_a_queued_lease_but_not_a_live_drainers(connection: redis.Redis) -> None:
     connection.set(keys.downstream_lease_key(URL_A), "queued")
-    first, second = Lease(connection, URL_A, ttl_ms=10_000), Lease(connection, URL_A, ttl_ms=10_000)
+    first, second = Lease(connection, only(URL_A), ttl_ms=10_000), Lease(connection, only(URL_A), ttl_ms=10_000)
     assert first.claim()
     assert not second.claim()
     assert first.refresh(force=True)
@@ -99,17 +100,17 @@ def test_a_drainer_claims_a_queued_lease_but_not_a_live_drainers(connection: red
 
 
 def test_an_expired_lease_can_be_claimed_and_the_old_holder_notices(connection: redis.Redis) -> None:
-    old = Lease(connection, URL_A, ttl_ms=10_000)
+    old = Lease(connection, only(URL_A), ttl_ms=10_000)
     assert old.claim()
     connection.delete(keys.downstream_lease_key(URL_A))  # as if it expired
-    new = Lease(connection, URL_A, ttl_ms=10_000)
+    new = Lease(connection, only(URL_A), ttl_ms=10_000)
     assert new.claim()
     assert not old.refresh(force=True)
     assert not old.reacquire()
 
 
 def test_refresh_skips_the_round_trip_while_the_lease_is_fresh(connection: redis.Redis) -> None:
-    lease = Lease(connection, URL_A, ttl_ms=60_000)
+    lease = Lease(connection, only(URL_A), ttl_ms=60_000)
     assert lease.claim()
     connection.pexpire(keys.downstream_lease_key(URL_A), 1000)
     assert lease.refresh()
@@ -121,7 +122,7 @@ def test_refresh_skips_the_round_trip_while_the_lease_is_fresh(connection: redis
 def test_refresh_keeps_the_lease_longer_than_an_attempt(connection: redis.Redis) -> None:
     """Skipping a refresh must never leave less lease than one attempt may take (else a second drainer
     could start mid-attempt); while plenty is left, no round trip is spent."""
-    lease = Lease(connection, URL_A, ttl_ms=10_000, must_outlive_ms=9_000)
+    lease = Lease(connection, only(URL_A), ttl_ms=10_000, must_outlive_ms=9_000)
     assert lease.claim()
     key = keys.downstream_lease_key(URL_A)
     connection.pexpire(key, 9_500)  # as if 0.5 s had passed: still more than an attempt left
@@ -140,9 +141,10 @@ def test_an_enqueue_on_a_down_rq_redis_releases_the_queued_leases_so_the_next_pu
     add_event(connection, URL_B)
     connection.set(keys.downstream_lease_key(URL_B), b"a-drainers-token")  # B is being drained: not ours
     with pytest.raises(redis.ConnectionError):
-        kick(connection, down, [URL_A, URL_B])
+        kick(connection, down, [only(URL_A), only(URL_B)])
     assert not connection.exists(keys.downstream_lease_key(URL_A))  # released, not left for ARM_TTL_MS
     assert connection.get(keys.downstream_lease_key(URL_B)) == b"a-drainers-token"  # untouched
     connection.delete(keys.downstream_lease_key(URL_B))
-    assert sorted(rearm(connection, connection, settings.delivery.downstream_urls)) == [URL_A, URL_B]
+    rearmed = rearm(connection, connection, of_urls(settings.delivery.downstream_urls, 1))
+    assert sorted(box.url for box in rearmed) == [URL_A, URL_B]
     assert sorted(drain_jobs(connection)) == [(keys.DRAIN_OUTBOX_JOB, URL_A), (keys.DRAIN_OUTBOX_JOB, URL_B)]

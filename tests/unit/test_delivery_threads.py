@@ -5,18 +5,21 @@ from __future__ import annotations
 import threading
 import time
 
+from plugwatch.outboxes import Outbox, only
 from tests.support.servers import wait_until
 from worker.delivery.threads import DrainerThreads
+
+A, B = only("http://a"), only("http://b")
 
 
 class Recorder:
     def __init__(self) -> None:
-        self.calls: list[str] = []
+        self.calls: list[Outbox] = []
         self.release = threading.Event()
         self.fail_first = False
 
-    def drain(self, url: str, stop: threading.Event) -> None:
-        self.calls.append(url)
+    def drain(self, box: Outbox, stop: threading.Event) -> None:
+        self.calls.append(box)
         if self.fail_first and len(self.calls) == 1:
             raise RuntimeError("boom")
         self.release.wait(5)
@@ -25,10 +28,10 @@ class Recorder:
 def test_each_url_gets_its_own_thread() -> None:
     recorder = Recorder()
     threads = DrainerThreads(recorder.drain)
-    threads.request("http://a")
-    threads.request("http://b")
-    wait_until(lambda: sorted(recorder.calls) == ["http://a", "http://b"], timeout=5)
-    assert sorted(threads.active()) == ["http://a", "http://b"]
+    threads.request(A)
+    threads.request(B)
+    wait_until(lambda: sorted(recorder.calls) == [A, B], timeout=5)
+    assert sorted(threads.active()) == [A, B]
     recorder.release.set()
     wait_until(lambda: threads.active() == [], timeout=5)
 
@@ -36,14 +39,14 @@ def test_each_url_gets_its_own_thread() -> None:
 def test_a_request_during_a_drain_runs_it_once_more_not_concurrently() -> None:
     recorder = Recorder()
     threads = DrainerThreads(recorder.drain)
-    threads.request("http://a")
-    wait_until(lambda: recorder.calls == ["http://a"], timeout=5)
-    threads.request("http://a")
-    threads.request("http://a")
-    assert threads.active() == ["http://a"]
+    threads.request(A)
+    wait_until(lambda: recorder.calls == [A], timeout=5)
+    threads.request(A)
+    threads.request(A)
+    assert threads.active() == [A]
     recorder.release.set()
     wait_until(lambda: threads.active() == [], timeout=5)
-    assert recorder.calls == ["http://a", "http://a"]
+    assert recorder.calls == [A, A]
 
 
 def test_a_crashing_drain_does_not_kill_the_thread_for_later_requests() -> None:
@@ -51,16 +54,16 @@ def test_a_crashing_drain_does_not_kill_the_thread_for_later_requests() -> None:
     recorder.fail_first = True
     recorder.release.set()
     threads = DrainerThreads(recorder.drain)
-    threads.request("http://a")
+    threads.request(A)
     wait_until(lambda: threads.active() == [], timeout=5)
-    threads.request("http://a")
+    threads.request(A)
     wait_until(lambda: len(recorder.calls) == 2, timeout=5)
 
 
 def test_close_waits_at_most_the_timeout_in_total_and_refuses_new_work() -> None:
     recorder = Recorder()
     threads = DrainerThreads(recorder.drain)
-    for url in ("http://a", "http://b", "http://c"):
+    for url in (A, B, only("http://c")):
         threads.request(url)
     wait_until(lambda: len(recorder.calls) == 3, timeout=5)
     started = time.monotonic()
@@ -75,16 +78,16 @@ def test_an_overdue_drainer_is_abandoned_and_replaced_and_the_old_one_leaves_the
     """A drain stuck past its lease must not keep its URL: the next request starts a new thread beside it;
     when the stuck one wakes, it exits without ending the new one's bookkeeping."""
     recorder = Recorder()
-    overdue = {"http://a": False}
+    overdue = {A: False}
     threads = DrainerThreads(recorder.drain, overdue=lambda url: overdue[url])
-    threads.request("http://a")
+    threads.request(A)
     wait_until(lambda: len(recorder.calls) == 1, timeout=5)
-    threads.request("http://a")
+    threads.request(A)
     assert len(recorder.calls) == 1, "a drainer within its lease is not replaced"
-    overdue["http://a"] = True
-    threads.request("http://a")
+    overdue[A] = True
+    threads.request(A)
     wait_until(lambda: len(recorder.calls) == 2, timeout=5)  # a second drain runs while the first is stuck
-    overdue["http://a"] = False
+    overdue[A] = False
     recorder.release.set()
     wait_until(lambda: threads.active() == [], timeout=5)
 
@@ -94,7 +97,7 @@ def test_a_stuck_drainers_lease_is_overdue_once_its_ttl_passed_unrenewed() -> No
 
     from worker.delivery.lease import Lease
 
-    lease = Lease(fakeredis.FakeRedis(), "http://a", ttl_ms=50)
+    lease = Lease(fakeredis.FakeRedis(), A, ttl_ms=50)
     assert not lease.overdue(), "a lease never claimed (or released) is not overdue"
     assert lease.claim()
     assert not lease.overdue()

@@ -208,3 +208,69 @@ def fakeredis_copy() -> redis.Redis:
     import fakeredis
 
     return fakeredis.FakeRedis()
+
+
+URL = "https://consumer.example/hooks"
+
+
+def test_each_partitions_copy_of_the_routes_names_its_own_outbox(fake_redis: redis.Redis) -> None:
+    from plugwatch import subscriptions
+
+    check_count(fake_redis, 4)
+    subscriptions.add(fake_redis, URL, types=(), key=b"k" * 32, now=1.0)
+    for into in layouts(4):
+        assert fake_redis.hget(into.routes, URL) == f"{into.outbox(URL)} *".encode()
+    assert subscriptions.active_urls(fake_redis) == [URL]
+    subscriptions.remove(fake_redis, URL, now=2.0)
+    assert not any(fake_redis.exists(into.routes) for into in layouts(4))
+
+
+def test_a_removed_url_is_forgotten_only_once_every_partitions_outbox_is_drained(fake_redis: redis.Redis) -> None:
+    from plugwatch import subscriptions
+
+    check_count(fake_redis, 4)
+    subscriptions.add(fake_redis, URL, types=(), key=b"k" * 32, now=1.0)
+    waiting = layout(3, 4).outbox(URL)
+    entry = fake_redis.xadd(waiting, {"event": b"{}"})
+    subscriptions.remove(fake_redis, URL, now=2.0)
+    assert not subscriptions.forget_if_drained(fake_redis, URL)
+    fake_redis.xdel(waiting, entry)
+    fake_redis.set(layout(1, 4).lease(URL), "queued")  # a drain of partition 1's outbox is armed
+    assert not subscriptions.forget_if_drained(fake_redis, URL)
+    fake_redis.delete(layout(1, 4).lease(URL))
+    assert subscriptions.forget_if_drained(fake_redis, URL)
+    assert subscriptions.load(fake_redis, URL) is None
+
+
+def test_a_replayed_dead_letter_goes_back_to_its_users_partition_and_only_that_outbox_is_armed(
+    fake_redis: redis.Redis,
+) -> None:
+    from rq import Queue
+
+    from plugwatch import dead_letters, subscriptions
+
+    check_count(fake_redis, 4)
+    subscriptions.add(fake_redis, URL, types=(), key=b"k" * 32, now=1.0)
+    (user,) = users_in_distinct_partitions(4, 1)
+    event = orjson.dumps({"id": "evt_1", "type": "control.failed", "userId": user}).decode()
+    settings = Settings(process=ProcessSettings(partitions=4))
+    armed = dead_letters.requeue_event(fake_redis, fake_redis, settings, URL, event)
+    home = layout(partition_of(user, 4), 4)
+    assert [box.stream for box in armed] == [home.outbox(URL)]
+    assert fake_redis.xlen(home.outbox(URL)) == 1
+    (job,) = Queue(keys.DELIVERY_QUEUE, connection=fake_redis).get_jobs()
+    assert job.args == (URL, home.partition)
+
+
+def test_a_urls_outboxes_share_its_breaker_and_only_the_heads_own_outbox_probes_with_it() -> None:
+    from plugwatch.outboxes import Outbox
+    from worker.delivery.drainer import _entry_of, _head_id
+
+    two, three = Outbox(URL, layout(2, 4)), Outbox(URL, layout(3, 4))
+    head = _head_id(two, "1700000000000-0")
+    assert head == "2/1700000000000-0"
+    assert _entry_of(two, head) == "1700000000000-0"
+    assert _entry_of(three, head) == ""  # another partition's head: this outbox sends one at a time, no head
+    single = Outbox(URL, layout(0, 1))
+    assert _head_id(single, "5-0") == "5-0"
+    assert _entry_of(single, "5-0") == "5-0"

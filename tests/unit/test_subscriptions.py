@@ -61,13 +61,13 @@ def test_the_commit_routes_each_event_to_the_subscriptions_whose_types_include_i
     assert outbox_types(connection, URL_A) == ["vehicle.plugged_in_at_home"]
     assert sorted(outbox_types(connection, URL_B)) == ["control.failed", "vehicle.plugged_in_at_home"]
     assert connection.xlen(keys.EVENTS_STREAM) == 2  # the stream always gets every event
-    assert result.urls == (URL_A, URL_B)
+    assert [box.url for box in result.outboxes] == [URL_A, URL_B]
 
 
 def test_a_commit_reaches_no_url_whose_types_exclude_its_events(connection: redis.Redis) -> None:
     subscriptions.add(connection, URL_A, types=("control.failure_streak",), key=KEY_1, now=NOW)
     result = Store(connection).apply_batch(plugged_in_and_failed())
-    assert result.urls == ()
+    assert result.outboxes == ()
     assert connection.xlen(keys.outbox_stream(URL_A)) == 0
 
 

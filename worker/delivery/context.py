@@ -3,7 +3,7 @@
 Wiring, done once by the worker's `bootstrap(settings)` (tests build their own the same way):
 
     context = worker.delivery.build(settings, connection=redis_connection, queues=rq_connection, metrics=...)
-    context.kick(urls)      # after committing events: arm the URLs' drains, and start them here at once
+    context.kick(outboxes)  # after committing events: arm the outboxes' drains, and start them here at once
     context.pump()          # every ~1 s: re-arm what should run (crash recovery, pauses that are over),
                             # refresh the subscriptions, forget removed URLs once drained
     context.close()         # at shutdown: stop drainers between attempts
@@ -22,7 +22,8 @@ from functools import partial
 import redis
 import structlog
 
-from plugwatch import delivery_arming, subscriptions
+from plugwatch import delivery_arming, outboxes, subscriptions
+from plugwatch.outboxes import Outbox
 from plugwatch.settings import DeliverySettings, Settings
 from plugwatch.subscription_cache import SubscriptionCache
 from worker.delivery.drainer import AttemptMetrics, Tools, drain
@@ -48,28 +49,34 @@ class DeliveryContext:
     def config(self) -> DeliverySettings:
         return self.settings.delivery
 
-    def kick(self, urls: Iterable[str]) -> None:
-        """Arm a drain for each URL that is not paused (call after committing events to their outboxes)."""
-        self.start_here(delivery_arming.kick(self.connection, self.queues, urls))
+    @property
+    def partitions(self) -> int:
+        return self.settings.process.partitions
+
+    def kick(self, boxes: Iterable[Outbox]) -> None:
+        """Arm a drain for each outbox whose URL is not paused (call after committing events to them)."""
+        self.start_here(delivery_arming.kick(self.connection, self.queues, boxes))
 
     def kick_subscribed(self) -> None:
-        """Arm every active subscription (after a commit whose reached URLs are unknown, e.g. a look-up)."""
-        self.kick(self.subscriptions.active())
+        """Arm every outbox of every active subscription (after a commit whose reached outboxes are unknown,
+        e.g. a look-up)."""
+        self.kick(outboxes.of_urls(self.subscriptions.active(), self.partitions))
 
     def pump(self) -> None:
-        """Re-arm every subscribed URL whose outbox waits with no drain queued or running and no pause, and
-        forget removed URLs whose outbox has drained."""
+        """Re-arm every outbox of a subscribed URL that waits with no drain queued or running and no pause,
+        and forget removed URLs whose outboxes have drained."""
         self.subscriptions.refresh(force=True)
-        self.start_here(delivery_arming.rearm(self.connection, self.queues, self.subscriptions.urls()))
+        self.start_here(delivery_arming.rearm(self.connection, self.queues,
+                                              outboxes.of_urls(self.subscriptions.urls(), self.partitions)))
         for url in self.subscriptions.removed():
             if subscriptions.forget_if_drained(self.connection, url):
                 log.info("subscriptions.forgotten", url=url, hint="removed and drained")
 
-    def start_here(self, urls: Iterable[str]) -> None:
+    def start_here(self, boxes: Iterable[Outbox]) -> None:
         """Start drains this process armed in its own drainer threads now: their RQ jobs may wait behind a
         long ingest drain, and the queued job then finds the work done (or the lease held) and returns."""
-        for url in urls:
-            self.threads.request(url)
+        for box in boxes:
+            self.threads.request(box)
 
     def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
         """Stop the drainers after their current attempt, waiting up to `timeout` s.  A drainer still

@@ -55,7 +55,7 @@ import uvloop
 from prometheus_client import Counter, Histogram
 
 from plugwatch import dead_letters, url_state
-from plugwatch.delivery_arming import backlog
+from plugwatch.outboxes import Outbox
 from plugwatch.settings import DeliverySettings
 from worker.delivery import outbox, slowness
 from worker.delivery.event_info import EventInfo, parse_event
@@ -104,11 +104,11 @@ class Tools:
     metrics: AttemptMetrics
     clock: Callable[[], float]
     jitter: Callable[[], float]
-    leases: dict[str, Lease] = field(default_factory=dict)  # held right now, by URL (for shutdown)
+    leases: dict[Outbox, Lease] = field(default_factory=dict)  # held right now, by outbox (for shutdown)
 
-    def overdue(self, url: str) -> bool:
-        """This process's drainer of `url` holds a lease it has not renewed within its TTL (it is stuck)."""
-        lease = self.leases.get(url)
+    def overdue(self, box: Outbox) -> bool:
+        """This process's drainer of `box` holds a lease it has not renewed within its TTL (it is stuck)."""
+        lease = self.leases.get(box)
         return lease is not None and lease.overdue()
 
     def release_leases(self) -> None:
@@ -117,45 +117,45 @@ class Tools:
             lease.release()
 
 
-def drain(tools: Tools, url: str, stop: threading.Event) -> None:
-    """Deliver `url`'s outbox while this drainer holds the URL's lease."""
+def drain(tools: Tools, box: Outbox, stop: threading.Event) -> None:
+    """Deliver an outbox (a URL's, in one partition) while this drainer holds the outbox's lease."""
     # Before every attempt the lease must outlive it, so no second drainer can start mid-attempt.
-    lease = Lease(tools.connection, url, lease_ms(tools.config), int(1000 * attempt_seconds(tools.config)))
+    lease = Lease(tools.connection, box, lease_ms(tools.config), int(1000 * attempt_seconds(tools.config)))
     if not lease.claim():
         return  # another live drainer has it; it re-checks the outbox before letting go
-    tools.leases[url] = lease
+    tools.leases[box] = lease
     try:
-        outbox.ensure_group(tools.connection, url)
-        while _drain_leased(tools, url, lease, stop) is Ending.EMPTY:
+        outbox.ensure_group(tools.connection, box)
+        while _drain_leased(tools, box, lease, stop) is Ending.EMPTY:
             lease.release()
-            if not (_has_work(tools, url) and lease.reacquire()):
+            if not (_has_work(tools, box) and lease.reacquire()):
                 return
     finally:
-        if tools.leases.get(url) is lease:  # not a newer drainer's, if this one was abandoned
-            del tools.leases[url]
+        if tools.leases.get(box) is lease:  # not a newer drainer's, if this one was abandoned
+            del tools.leases[box]
         lease.release()
 
 
-def _has_work(tools: Tools, url: str) -> bool:
-    current = url_state.read_state(tools.connection, url)
-    return backlog(tools.connection, url) > 0 and not current.paused(tools.clock())
+def _has_work(tools: Tools, box: Outbox) -> bool:
+    current = url_state.read_state(tools.connection, box.url)
+    return int(tools.connection.xlen(box.stream)) > 0 and not current.paused(tools.clock())
 
 
-def _drain_leased(tools: Tools, url: str, lease: Lease, stop: threading.Event) -> Ending:
+def _drain_leased(tools: Tools, box: Outbox, lease: Lease, stop: threading.Event) -> Ending:
     loop = uvloop.new_event_loop()
-    session = loop.run_until_complete(open_session(tools.config, url))
+    session = loop.run_until_complete(open_session(tools.config, box.url))
     pool: Pool[Sent, Attempt] = Pool()
     try:
         while not stop.is_set():
             if not lease.refresh(force=True):
                 log.warning("delivery.lease_lost")
                 return Ending.LOST
-            current = url_state.read_state(tools.connection, url)
+            current = url_state.read_state(tools.connection, box.url)
             if not _fit_lease(tools, lease, current):
                 log.warning("delivery.lease_lost")
                 return Ending.LOST
             if current.disabled:
-                _dead_letter_backlog(tools, url, f"URL disabled: {current.disabled_reason}")
+                _dead_letter_backlog(tools, box, f"URL disabled: {current.disabled_reason}")
                 return Ending.EMPTY
             wait = current.paused_until - tools.clock()
             if wait > tools.config.inline_wait_max:
@@ -163,9 +163,9 @@ def _drain_leased(tools: Tools, url: str, lease: Lease, stop: threading.Event) -
             if wait > 0:
                 stop.wait(wait)  # the lease (just refreshed) outlives any inline wait
                 continue
-            window = _deliver_window(tools, url, current, lease, stop, pool, session)
+            window = _deliver_window(tools, box, current, lease, stop, pool, session)
             if loop.run_until_complete(window) is Step.EMPTY:
-                if _wait_for_more(tools, url):
+                if _wait_for_more(tools, box):
                     continue  # from the top: the lease, the state (it may have changed meanwhile), the window
                 return Ending.EMPTY
         return Ending.STOPPED
@@ -190,7 +190,7 @@ class _Round:
 
 
 async def _deliver_window(
-    tools: Tools, url: str, current: url_state.UrlState, lease: Lease, stop: threading.Event,
+    tools: Tools, box: Outbox, current: url_state.UrlState, lease: Lease, stop: threading.Event,
     pool: Pool[Sent, Attempt], session: aiohttp.ClientSession,
 ) -> Step:
     """Send the outbox, up to `concurrency` POSTs at once and one per order key at a time (`flight.Window`),
@@ -201,6 +201,7 @@ async def _deliver_window(
     config = tools.config
     probing = bool(current.head)
     limit = 1 if probing else config.concurrency
+    head = _entry_of(box, current.head)  # the retried head event, if it is this outbox's
     timeout = slowness.timeout_for(current.read_timeout, config.read_timeout)
     window, round_ = Window(), _Round()
     finished: list[str] = []  # delivered, not finished in the outbox yet (one round trip for many)
@@ -209,65 +210,79 @@ async def _deliver_window(
         going = round_.step is Step.NEXT and not stop.is_set() and lease.refresh()
         if going:
             if len(window.waiting) < limit:
-                _fill(tools, url, window, round_, room=max(config.batch_size, 4 * limit) - len(window.waiting))
+                _fill(tools, box, window, round_, room=max(config.batch_size, 4 * limit) - len(window.waiting))
             if len(finished) >= limit or window.waits_on_settling():
-                _settle(tools, url, window, finished)  # before the next events of these vehicles go
-            for sent in window.ready(limit - pool.in_flight, first=current.head if probing else ""):
-                pool.submit(sent, partial(_attempt, tools, session, url, sent, timeout))
+                _settle(tools, box, window, finished)  # before the next events of these vehicles go
+            for sent in window.ready(limit - pool.in_flight, first=head):
+                pool.submit(sent, partial(_attempt, tools, session, box, sent, timeout))
         if pool.in_flight == 0:
-            _settle(tools, url, window, finished)
+            _settle(tools, box, window, finished)
             return Step.EMPTY if going else Step.REREAD
         # None within SETTLE_WAIT: finish what was delivered; none within 1 s: refresh the lease.
         answers = await pool.results(wait=SETTLE_WAIT if finished else 1.0)
         for (entry, event), answer in answers:
             window.answered(event)
             now, result = answer if isinstance(answer, tuple) else (tools.clock(), _crashed(answer))
-            if _handle(tools, url, current, entry, event, now, result, timeout, round_) is Step.NEXT:
+            if _handle(tools, box, current, entry, event, now, result, timeout, round_) is Step.NEXT:
                 finished.append(entry.entry_id)
         if not answers or round_.step is not Step.NEXT:
-            _settle(tools, url, window, finished)
+            _settle(tools, box, window, finished)
 
 
-def _settle(tools: Tools, url: str, window: Window, finished: list[str]) -> None:
+def _settle(tools: Tools, box: Outbox, window: Window, finished: list[str]) -> None:
     """Finish the delivered entries in one round trip; then their vehicles' next events may go (a crash
     before it sends them again, first: nothing is finished before its 2xx, and first sends keep order)."""
     if finished:
-        outbox.finish(tools.connection, url, *finished)
+        outbox.finish(tools.connection, box, *finished)
         finished.clear()
     window.settled()
 
 
-def _fill(tools: Tools, url: str, window: Window, round_: _Round, room: int) -> None:
+def _fill(tools: Tools, box: Outbox, window: Window, round_: _Round, room: int) -> None:
     """Read up to `room` more entries: the pending ones after the cursor, then new ones."""
     while room > 0:
         count = min(room, tools.config.batch_size)
         if not round_.pending_done:
-            batch = outbox.read_pending(tools.connection, url, count, round_.cursor)
+            batch = outbox.read_pending(tools.connection, box, count, round_.cursor)
             round_.pending_done = not batch
             round_.cursor = batch[-1].entry_id if batch else round_.cursor
         else:
-            batch = outbox.read_new(tools.connection, url, count)
+            batch = outbox.read_new(tools.connection, box, count)
             if not batch:
                 return
         for entry in batch:
             if entry.body is None:
-                outbox.finish(tools.connection, url, entry.entry_id)
+                outbox.finish(tools.connection, box, entry.entry_id)
                 continue
             event = parse_event(entry.body)
             if event is None:
-                _dead_letter(tools, url, entry, None, "malformed outbox entry: not a JSON object with an id")
+                _dead_letter(tools, box, entry, None, "malformed outbox entry: not a JSON object with an id")
                 continue
             window.add(entry, event)
             room -= 1
 
 
-async def _attempt(tools: Tools, session: aiohttp.ClientSession, url: str, sent: Sent,
+async def _attempt(tools: Tools, session: aiohttp.ClientSession, box: Outbox, sent: Sent,
                    read_timeout: float) -> Attempt:
     """One POST (a task of the drain's event loop): the only call of `post_event`."""
     entry, event = sent
     now = tools.clock()
-    return now, await post_event(session, url, key=tools.signing_keys(url), event_id=event.id, body=entry.body or b"",
-                           now=now, read_timeout=read_timeout)
+    return now, await post_event(session, box.url, key=tools.signing_keys(box.url), event_id=event.id,
+                                 body=entry.body or b"", now=now, read_timeout=read_timeout)
+
+
+def _head_id(box: Outbox, entry_id: str) -> str:
+    """The URL state's `head` for an entry of `box`: its entry id, and its partition when there are several
+    (a URL's outboxes share its breaker)."""
+    return entry_id if box.into.count == 1 else f"{box.partition}/{entry_id}"
+
+
+def _entry_of(box: Outbox, head: str) -> str:
+    """The entry id of the URL state's `head` if it is an entry of `box`, else ""."""
+    if box.into.count == 1 or not head:
+        return head
+    partition, _, entry_id = head.partition("/")
+    return entry_id if partition == str(box.partition) else ""
 
 
 def _crashed(error: Exception) -> AttemptResult:
@@ -280,85 +295,88 @@ def _fit_lease(tools: Tools, lease: Lease, current: url_state.UrlState) -> bool:
     return lease.fit(lease_ms(tools.config, timeout), int(1000 * attempt_seconds(tools.config, timeout)))
 
 
-def _wait_for_more(tools: Tools, url: str) -> bool:
+def _wait_for_more(tools: Tools, box: Outbox) -> bool:
     """The outbox is empty: keep the lease a little (`idle_wait`) for the next events, so a steady flow is
     delivered as it is committed rather than through a kick, an RQ job and a new drainer each time.  The
     wait stays well inside the lease and the connection's socket timeout."""
     socket_timeout = tools.connection.connection_pool.connection_kwargs.get("socket_timeout")
     wait_ms = min(int(1000 * tools.config.idle_wait), lease_ms(tools.config) // 4,
                   int(500 * socket_timeout) if socket_timeout else lease_ms(tools.config))
-    return wait_ms > 0 and outbox.wait_for_new(tools.connection, url, tools.config.batch_size, wait_ms)
+    return wait_ms > 0 and outbox.wait_for_new(tools.connection, box, tools.config.batch_size, wait_ms)
 
 
 def _handle(
-    tools: Tools, url: str, current: url_state.UrlState, entry: outbox.OutboxEntry, event: EventInfo, now: float,
+    tools: Tools, box: Outbox, current: url_state.UrlState, entry: outbox.OutboxEntry, event: EventInfo, now: float,
     result: AttemptResult, timeout: float, round_: _Round,
 ) -> Step:
     """Act on one attempt's result; NEXT: a success, for the caller to finish (in one round trip with the
     others that ended together).  Marks the round REREAD when the URL's state changed."""
     tools.metrics.attempts.labels(result.outcome.value).inc()
     if result.outcome is Outcome.SUCCESS:
-        if _delivered(tools, url, current, event, result.elapsed) is Step.REREAD:
+        if _delivered(tools, box, current, event, result.elapsed) is Step.REREAD:
             round_.step = Step.REREAD
         return Step.NEXT
     if result.outcome is Outcome.DEAD_LETTER:
-        _dead_letter(tools, url, entry, event, f"{result.detail}: rejected by the URL, not retried")
+        _dead_letter(tools, box, entry, event, f"{result.detail}: rejected by the URL, not retried")
         if current.head:
-            url_state.forget_head(tools.connection, url)
+            url_state.forget_head(tools.connection, box.url)
             round_.step = Step.REREAD
     elif round_.breaker_set:
         pass  # the URL is already paused or disabled: this event stays pending, sent again after the pause
     elif result.outcome is Outcome.DISABLED:
-        _disable(tools, url, entry, event, result)
+        _disable(tools, box, entry, event, result)
         round_.step, round_.breaker_set = Step.REREAD, True
     else:
-        _retry_later(tools, url, current, entry, event, result, now, timeout)
+        _retry_later(tools, box, current, entry, event, result, now, timeout)
         round_.step, round_.breaker_set = Step.REREAD, True
     return Step.REREAD
 
 
-def _delivered(tools: Tools, url: str, current: url_state.UrlState, event: EventInfo, elapsed: float) -> Step:
+def _delivered(tools: Tools, box: Outbox, current: url_state.UrlState, event: EventInfo, elapsed: float) -> Step:
     if event.occurred_at is not None:
         tools.metrics.latency.observe(max(0.0, tools.clock() - event.occurred_at))
     log.debug("delivery.delivered", event_id=event.id)
-    noted = _note_answer(tools, url, current, elapsed)
+    noted = _note_answer(tools, box, current, elapsed)
     if current.head or current.paused_until:
-        url_state.record_success(tools.connection, url)  # the breaker closes
+        url_state.record_success(tools.connection, box.url)  # the breaker closes
         return Step.REREAD
     return Step.REREAD if noted else Step.NEXT
 
 
-def _note_answer(tools: Tools, url: str, current: url_state.UrlState, elapsed: float) -> bool:
+def _note_answer(tools: Tools, box: Outbox, current: url_state.UrlState, elapsed: float) -> bool:
     """Keep a slow URL's raised read timeout while it stays slow, drop it once it has recovered."""
     now, config = tools.clock(), tools.config
     verdict = slowness.after_answer(elapsed, now, raised_timeout=current.read_timeout, slow_at=current.slow_at,
                                     base=config.read_timeout, reset_after=config.slow_reset)
     if verdict is slowness.Verdict.STILL_SLOW:
-        url_state.record_slow(tools.connection, url, read_timeout=current.read_timeout, at=now)
+        url_state.record_slow(tools.connection, box.url, read_timeout=current.read_timeout, at=now)
     elif verdict is slowness.Verdict.RECOVERED:
-        url_state.forget_slow(tools.connection, url)
+        url_state.forget_slow(tools.connection, box.url)
         log.info("delivery.url_recovered", read_timeout=config.read_timeout)
     return verdict is not slowness.Verdict.UNCHANGED
 
 
 def _retry_later(
-    tools: Tools, url: str, current: url_state.UrlState, entry: outbox.OutboxEntry, event: EventInfo,
+    tools: Tools, box: Outbox, current: url_state.UrlState, entry: outbox.OutboxEntry, event: EventInfo,
     result: AttemptResult, now: float, timeout: float,
 ) -> Step:
-    retrying = current.head == entry.entry_id
+    # The URL's outage goes on: its head's next attempt or, with partitions, any of its outboxes' failure while
+    # the breaker is open (their drainers share the URL's breaker, its attempts and its age).
+    retrying = current.head == _head_id(box, entry.entry_id) or (bool(current.head) and box.into.count > 1)
     attempts = (current.attempts if retrying else 0) + 1
     first_failed_at = current.first_failed_at if retrying and current.first_failed_at else now
     if now - first_failed_at >= tools.config.max_age_seconds:
         reason = f"gave up after {attempts} attempts over {now - first_failed_at:.0f} s: {result.detail}"
-        _dead_letter(tools, url, entry, event, reason)
-        _dead_letter_expired(tools, url, now, result.detail)
-        url_state.forget_head(tools.connection, url)
+        _dead_letter(tools, box, entry, event, reason)
+        _dead_letter_expired(tools, box, now, result.detail)
+        url_state.forget_head(tools.connection, box.url)
         return Step.REREAD
     config = tools.config
     delay = retry_delay(attempts, result.retry_after, base=config.backoff_base, cap=config.backoff_max,
                         retry_after_max=config.retry_after_max, jitter=tools.jitter())
     raised = slowness.raised(timeout, config.read_timeout_max) if result.timed_out else None
-    url_state.record_failure(tools.connection, url, head=entry.entry_id, attempts=attempts, error=result.detail,
+    url_state.record_failure(tools.connection, box.url, head=_head_id(box, entry.entry_id), attempts=attempts,
+                             error=result.detail,
                          paused_until=now + delay, first_failed_at=first_failed_at, read_timeout=raised,
                          slow_at=now if raised else None)
     if raised is not None and raised > timeout:
@@ -370,39 +388,39 @@ def _retry_later(
 
 
 def _disable(
-    tools: Tools, url: str, entry: outbox.OutboxEntry, event: EventInfo, result: AttemptResult
+    tools: Tools, box: Outbox, entry: outbox.OutboxEntry, event: EventInfo, result: AttemptResult
 ) -> None:
     why = "410 Gone" if result.status == 410 else "unusable URL"
     reason = f"{result.detail} ({why}) on event {event.id}"
-    url_state.disable(tools.connection, url, reason=reason, now=tools.clock())
-    log.error("delivery.url_disabled", url=url, event_id=event.id, error=result.detail,
+    url_state.disable(tools.connection, box.url, reason=reason, now=tools.clock())
+    log.error("delivery.url_disabled", url=box.url, event_id=event.id, error=result.detail,
               hint="events for this URL now go to the dead letters; re-enable with plugwatch dead-letters enable")
-    _dead_letter(tools, url, entry, event, f"URL disabled: {reason}")
+    _dead_letter(tools, box, entry, event, f"URL disabled: {reason}")
 
 
-def _dead_letter_backlog(tools: Tools, url: str, reason: str) -> None:
-    while batch := outbox.read_batch(tools.connection, url, tools.config.batch_size):
+def _dead_letter_backlog(tools: Tools, box: Outbox, reason: str) -> None:
+    while batch := outbox.read_batch(tools.connection, box, tools.config.batch_size):
         for entry in batch:
-            _dead_letter(tools, url, entry, None, reason)
+            _dead_letter(tools, box, entry, None, reason)
 
 
-def _dead_letter_expired(tools: Tools, url: str, now: float, detail: str) -> None:
+def _dead_letter_expired(tools: Tools, box: Outbox, now: float, detail: str) -> None:
     cutoff = now - tools.config.max_age_seconds
-    while batch := outbox.expired(tools.connection, url, cutoff, tools.config.batch_size):
+    while batch := outbox.expired(tools.connection, box, cutoff, tools.config.batch_size):
         for entry in batch:
             reason = f"expired: older than {tools.config.max_age_seconds:.0f} s while the URL failed ({detail})"
-            _dead_letter(tools, url, entry, None, reason)
+            _dead_letter(tools, box, entry, None, reason)
 
 
 def _dead_letter(
-    tools: Tools, url: str, entry: outbox.OutboxEntry, event: EventInfo | None, reason: str
+    tools: Tools, box: Outbox, entry: outbox.OutboxEntry, event: EventInfo | None, reason: str
 ) -> None:
     if entry.body is not None:
         info = event or parse_event(entry.body)
         job_id = dead_letters.add(
-            tools.queues, url, entry.body, reason=reason, ttl=tools.config.dead_letter_ttl,
+            tools.queues, box.url, entry.body, reason=reason, ttl=tools.config.dead_letter_ttl,
             event_id=info.id if info else "", event_type=info.type if info else "",
             now=tools.clock(), enqueued_at=entry.enqueued_at,
         )
         log.warning("delivery.dead_lettered", event_id=info.id if info else None, job_id=job_id, reason=reason)
-    outbox.finish(tools.connection, url, entry.entry_id)
+    outbox.finish(tools.connection, box, entry.entry_id)

@@ -1,6 +1,7 @@
-"""The per-URL lease: at most one drainer delivers to a URL at a time, so events go out in order.
+"""The per-outbox lease: at most one drainer delivers an outbox (a URL's, in one partition) at a time, so its
+events go out in order.
 
-The lease key (`keys.downstream_lease_key(url)`) holds "queued" while a drain job waits in RQ (set by
+The lease key (`Outbox.lease`) holds "queued" while a drain job waits in RQ (set by
 `arming.arm`), then the running drainer's random token.  A drainer claims a missing or "queued" lease,
 refreshes it before every attempt and deletes it only if it still holds it.  If a drainer dies (SIGKILL),
 its lease expires after `lease_ms(config)` and the worker's pump arms the URL again; the entries
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from plugwatch import keys
+from plugwatch.outboxes import Outbox
 from plugwatch.settings import DeliverySettings
 from worker.delivery.sender import BODY_READ_SECONDS
 
@@ -40,7 +41,7 @@ return 0
 @dataclass
 class Lease:
     connection: redis.Redis
-    url: str
+    box: Outbox
     ttl_ms: int
     must_outlive_ms: int = 0  # what a skipped refresh must still leave: the longest attempt
     token: str = field(default_factory=lambda: "drainer-" + uuid.uuid4().hex)
@@ -48,7 +49,7 @@ class Lease:
 
     @property
     def key(self) -> str:
-        return keys.downstream_lease_key(self.url)
+        return self.box.lease
 
     def claim(self) -> bool:
         """Take over a queued or expired lease; False when another live drainer holds it."""

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import click
 import redis
 
-from plugwatch import delivery_arming, redis_clients, subscriptions
+from plugwatch import delivery_arming, outboxes, redis_clients, subscriptions
 from plugwatch.enode_api.session import enode_api, fail, load_settings
 from worker.enode import prune
 from worker.enode.observe import apply_observations
@@ -21,8 +21,8 @@ from worker.enode.reconcile import reconcile, record
 from worker.ingest.store import Store
 
 
-def _kick_subscribed(connection: redis.Redis, queues: redis.Redis) -> None:
-    delivery_arming.kick(connection, queues, subscriptions.active_urls(connection))
+def _kick_subscribed(connection: redis.Redis, queues: redis.Redis, partitions: int) -> None:
+    delivery_arming.kick(connection, queues, outboxes.of_urls(subscriptions.active_urls(connection), partitions))
 
 
 @click.command("reconcile")
@@ -44,7 +44,7 @@ def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted:
         try:
             connection.ping()  # Redis first: a Redis that does not answer is one line, before any Enode call
             store = Store.from_settings(connection, settings)
-            deliver = functools.partial(_kick_subscribed, connection, queues)
+            deliver = functools.partial(_kick_subscribed, connection, queues, settings.process.partitions)
             apply = functools.partial(apply_observations, store, deliver)
             started, epoch_id = datetime.now(UTC), store.epoch().id
             report = reconcile(client, apply, started, user_id=user_id, page_size=page_size, config=store.config)

@@ -188,8 +188,8 @@ def _commit(context: IngestContext, into: Layout, batch: _Batch, drained: Draine
         context.metrics.record_emitted(looked_up.events)
         emitted += len(looked_up.events)
     drained.emitted += emitted
-    if result.urls:  # the subscriptions this commit reached (a look-up's commit arms its own)
-        context.delivery.kick(result.urls)
+    if result.outboxes:  # the subscriptions' outboxes this commit reached (a look-up's commit arms its own)
+        context.delivery.kick(result.outboxes)
 
 
 def needs_drain(connection: redis.Redis, claim_idle_ms: int, into: Layout = UNPARTITIONED) -> bool:

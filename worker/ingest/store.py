@@ -42,6 +42,7 @@ from msgspec.structs import replace
 
 from plugwatch import epoch as marker
 from plugwatch import keys
+from plugwatch.outboxes import Outbox
 from plugwatch.partitions import Layout, layout, layouts, partition_of
 from plugwatch.settings import Settings
 from worker.core import (
@@ -70,8 +71,8 @@ TOMBSTONE_TTL_MS = 7 * 24 * 3600 * 1000
 #       new bytes, then the event JSON texts, then their types, then the ingest entry ids to acknowledge, and
 #       last the prefix of their users records to delete (worker.ingest.order; "" for none).
 # Reply: the indexes of conflicting users, or "ok" followed by the subscribed URLs that received events.
-# Routes are "<outbox key> <types>" (see plugwatch.subscriptions); their outbox keys are not in KEYS, which
-# standalone Redis allows (plugwatch needs one Redis, not a cluster: README, *Size Redis*).
+# Routes are "<outbox key> <types>" (see plugwatch.subscriptions); their outbox keys are not in KEYS: each
+# partition's copy of the routes names that partition's outboxes, in the same hash slot as every key here.
 COMMIT_LUA = """
 local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])
 local n_events, n_acks = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -181,7 +182,7 @@ class BatchResult:
     outcomes: tuple[tuple[str, Outcome], ...]  # (observation kind, outcome), in observation order
     conflicts: int  # commits refused because another worker changed one of our users first
     states: Mapping[str, UserState] = field(default_factory=dict)  # the batch's users, as committed
-    urls: tuple[str, ...] = ()  # the downstream URLs whose outboxes received events (to kick their drains)
+    outboxes: tuple[Outbox, ...] = ()  # the outboxes that received events (to kick their drains)
     state_lost: int = 0  # commits refused because the epoch marker was gone or replaced (state lost)
 
 
@@ -280,7 +281,7 @@ class Store:
                            for observation in observations),
             conflicts=sum(part.conflicts for part in parts.values()),
             states={user: state for part in parts.values() for user, state in part.states.items()},
-            urls=tuple(dict.fromkeys(url for part in parts.values() for url in part.urls)),
+            outboxes=tuple(box for part in parts.values() for box in part.outboxes),
             state_lost=sum(part.state_lost for part in parts.values()),
         )
 
@@ -290,13 +291,13 @@ class Store:
         runs = self._read(partition, observations, indexes)
         lost = 0
         for conflicts in range(MAX_ATTEMPTS):
-            conflicting, urls = self._try_commit(partition, runs, ack)
+            conflicting, reached = self._try_commit(partition, runs, ack)
             if conflicting is None:
                 lost += 1
                 self._state_lost(partition)
                 runs = self._read(partition, observations, indexes)
             elif not conflicting:
-                return dataclasses.replace(_result(observations, runs, conflicts - lost, lost), urls=urls)
+                return dataclasses.replace(_result(observations, runs, conflicts - lost, lost), outboxes=reached)
             else:
                 runs.update(self._read(partition, observations, {user: runs[user].indexes for user in conflicting}))
         raise StoreConflictError(f"users kept changing during {MAX_ATTEMPTS} commits")
@@ -328,9 +329,9 @@ class Store:
                 for user, value in zip(users, values, strict=True)}
 
     def _try_commit(self, partition: int, runs: dict[str, _UserRun],
-                    ack: Ack | None) -> tuple[list[str] | None, tuple[str, ...]]:
+                    ack: Ack | None) -> tuple[list[str] | None, tuple[Outbox, ...]]:
         """One COMMIT_LUA call; return the users whose stored value no longer matches what we read (None: the
-        epoch marker is not ours any more, nothing was written), and (once committed) the URLs whose outboxes
+        epoch marker is not ours any more, nothing was written), and (once committed) the outboxes that
         received events."""
         changed = [user for user, run in runs.items() if run.changed]
         events = sorted((event for user in changed for event in runs[user].events), key=lambda pair: pair[0])
@@ -356,7 +357,7 @@ class Store:
             return None, ()
         if reply and reply[0] == b"ok":
             reached = (url.decode() for url in reply[1:])
-            return [], (*self._fixed, *sorted(reached)) if events else ()
+            return [], tuple(Outbox(url, into) for url in (*self._fixed, *sorted(reached))) if events else ()
         return [changed[int(index)] for index in reply], ()
 
 
