@@ -311,19 +311,29 @@ def user_of(event: bytes) -> str | None:
     `userId` of the event's vehicle, charger or action); None for a system event or an element without one."""
     try:
         routing = _ROUTING.decode(event)
-        owner = _OWNER.decode(routing.user) if routing.user else None
-        if owner is not None and isinstance(owner.id, str) and owner.id:
-            return owner.id
-        name = routing.event if isinstance(routing.event, str) else ""
-        subject = name.split(":")[1] if name.count(":") == 2 else ""
-        device = (routing.vehicle if subject == "vehicle" else routing.charger if subject == "charger"
-                  else routing.vendorAction or routing.chargeAction)
-        owner = _OWNER.decode(device) if device else None
     except _DECODE_ERRORS:
         return None
+    owner = _owner(routing.user)
+    if owner is not None and isinstance(owner.id, str) and owner.id:
+        return owner.id
+    name = routing.event if isinstance(routing.event, str) else ""
+    subject = name.split(":")[1] if name.count(":") == 2 else ""
+    owner = (_owner(routing.vehicle) if subject == "vehicle" else _owner(routing.charger) if subject == "charger"
+             else _owner(routing.vendorAction) or _owner(routing.chargeAction))
     if owner is not None and isinstance(owner.userId, str) and owner.userId:
         return owner.userId
     return None
+
+
+def _owner(raw: msgspec.Raw) -> _Owner | None:
+    """The object at a field, or None where the decoder sees none: absent, null, empty or not an object."""
+    if not raw:
+        return None
+    try:
+        owner = _OWNER.decode(raw)
+    except _DECODE_ERRORS:
+        return None
+    return owner if owner.id is not None or owner.userId is not None else None
 
 
 def split(body: bytes, count: int) -> list[tuple[int, bytes]]:

@@ -18,7 +18,7 @@ Redis layout (every change bumps `VERSION`, which workers poll to refresh their 
                                      Lua (`worker.ingest.store`), so every committed event goes to exactly the
                                      subscriptions that exist at that commit, whatever a worker's cache says
                                      (with partitions: a copy per partition, `plugwatch:{pN}:routes`, naming
-                                     that partition's outboxes; every change writes them all, in the MULTI)
+                                     that partition's outboxes; every change writes them all)
     plugwatch:subscriptions:version  counter
     plugwatch:downstream:urls        hash url_key -> url: every URL with an outbox (active, removed but not yet
                                      drained, and leftovers of older versions); ops tools list these

@@ -20,7 +20,7 @@ from functools import partial
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from plugwatch import redis_clients, subscriptions
+from plugwatch import partitions, redis_clients, subscriptions
 from plugwatch.epoch import EpochCollector
 from plugwatch.redis_collector import DeliveryStateCollector, RedisCollector, queues_with_outboxes
 from plugwatch.redis_health import RedisHealthCollector
@@ -104,6 +104,9 @@ def ensure_env_subscriptions(connection: redis.Redis, settings: Settings) -> lis
     """`DOWNSTREAM_WEBHOOK_URLS` with `DOWNSTREAM_WEBHOOK_SECRET`: each URL a subscription of every type
     (`plugwatch.subscriptions.ensure_from_env`); at start-up, and again after Redis lost its state."""
     delivery_settings = settings.delivery
+    # After a wipe the recorded partition count is gone too: record it again first, so that the subscriptions
+    # are written into every partition's copy of the routes (`subscriptions.save` writes the recorded count's).
+    partitions.check_count(connection, settings.process.partitions)
     return subscriptions.ensure_from_env(connection, delivery_settings.downstream_urls,
                                          delivery_settings.downstream_key, now=time.time(),
                                          overlap=delivery_settings.secret_overlap_seconds)

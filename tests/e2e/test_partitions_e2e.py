@@ -97,11 +97,13 @@ def one_node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis
     server = RedisServer(workdir, port=free_cluster_port(), extra=("--cluster-enabled", "yes", "--cluster-config-file",
                                          str(workdir / "nodes.conf"))).start()
     client = server.client()
-    client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-    wait_until(lambda: b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO"), timeout=10)
-    client.close()
-    yield server
-    server.stop()
+    try:
+        client.execute_command("CLUSTER", "ADDSLOTS", *range(16384))  # (ADDSLOTSRANGE is Redis 7's)
+        wait_until(lambda: b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO"), timeout=10)
+        yield server
+    finally:
+        client.close()
+        server.stop()
 
 
 @pytest.fixture

@@ -107,6 +107,10 @@ def test_user_of_finds_the_user_the_workers_decoder_finds() -> None:
         checked += 1
     assert checked > 100
     assert ingest.user_of(orjson.dumps(vehicle("u9", where="device"))) == "u9"  # no `user`: the device's userId
+    for odd in ({"user": None}, {"user": "u9"}, {"user": {"id": ""}}):  # no usable user: the device's, as decoded
+        assert ingest.user_of(orjson.dumps(vehicle("u9", where="device") | odd)) == "u9"
+    action = {"event": "user:vendor-action:updated", "vendorAction": None, "chargeAction": {"userId": "u7"}}
+    assert ingest.user_of(orjson.dumps(action)) == "u7"
     assert ingest.user_of(b'{"event":"system:heartbeat"}') is None
     assert ingest.user_of(b"[1,2]") is None
     assert ingest.user_of(b"not json") is None
@@ -274,3 +278,14 @@ def test_a_urls_outboxes_share_its_breaker_and_only_the_heads_own_outbox_probes_
     single = Outbox(URL, layout(0, 1))
     assert _head_id(single, "5-0") == "5-0"
     assert _entry_of(single, "5-0") == "5-0"
+
+
+def test_a_full_reconcile_marks_every_partitions_epoch_reconciled(fake_redis: redis.Redis) -> None:
+    from plugwatch import epoch
+    from worker.enode.reconcile import ReconcileReport, record
+
+    epochs = [epoch.ensure(fake_redis, 1000, previous="gone", into=into) for into in layouts(3)]  # all lost
+    assert all(current.needs_reconcile for current in epoch.read_all(fake_redis, 3) if current)
+    record(fake_redis, ReconcileReport(), None, epochs=[(into, e.id) for into, e in zip(layouts(3), epochs, strict=True)][1:])
+    lost = [current.needs_reconcile for current in epoch.read_all(fake_redis, 3) if current]
+    assert lost == [True, False, False]  # partition 0 was not in this run's epochs

@@ -52,7 +52,7 @@ class DrainerThreads:
         thread.start()
 
     def _run(self, box: Outbox) -> None:
-        with structlog.contextvars.bound_contextvars(outbox=box.name):
+        with structlog.contextvars.bound_contextvars(url_key=box.name):
             while True:
                 with self._lock:
                     if self._threads.get(box) is not threading.current_thread():

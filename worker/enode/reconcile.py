@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,6 +28,7 @@ import structlog
 from plugwatch import epoch, keys
 from plugwatch.enode_api.assets import iter_chargers, iter_vehicles
 from plugwatch.enode_api.client import EnodeClient
+from plugwatch.partitions import Layout
 from worker.core import DEFAULT_CONFIG, CoreConfig
 from worker.enode.observe import ApplyBatch, Kind, observations
 
@@ -68,9 +69,9 @@ def reconcile(client: EnodeClient, apply_batch: ApplyBatch, now: datetime, *, us
 
 
 def record(connection: redis.Redis, report: ReconcileReport, user_id: str | None, *,
-           epoch_id: str | None = None) -> None:
-    """Remember the run; a full one also clears a standing reconcile suggestion and, if it ran entirely in
-    epoch `epoch_id`, marks that epoch reconciled."""
+           epochs: Sequence[tuple[Layout, str]] = ()) -> None:
+    """Remember the run; a full one also clears a standing reconcile suggestion and marks reconciled each
+    partition's epoch in `epochs` (those the run ran entirely in: (partition, epoch id))."""
     pipe = connection.pipeline(transaction=True)
     pipe.hset(keys.RECONCILE_LAST, mapping={
         "at": time.time(), "scope": user_id or "all", "chargers": report.chargers,
@@ -78,8 +79,9 @@ def record(connection: redis.Redis, report: ReconcileReport, user_id: str | None
     if user_id is None:
         pipe.delete(keys.RECONCILE_SUGGESTED)
     pipe.execute()
-    if user_id is None and epoch_id is not None:
-        epoch.mark_reconciled(connection, epoch_id, time.time_ns() // 1_000_000)
+    if user_id is None:
+        for into, epoch_id in epochs:
+            epoch.mark_reconciled(connection, epoch_id, time.time_ns() // 1_000_000, into)
 
 
 def _chunks(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

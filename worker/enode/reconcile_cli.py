@@ -15,10 +15,17 @@ import redis
 
 from plugwatch import delivery_arming, outboxes, redis_clients, subscriptions
 from plugwatch.enode_api.session import enode_api, fail, load_settings
+from plugwatch.partitions import layout
+from plugwatch.startup import check_partitions
 from worker.enode import prune
 from worker.enode.observe import apply_observations
 from worker.enode.reconcile import reconcile, record
 from worker.ingest.store import Store
+
+
+def _epochs(store: Store) -> list[str]:
+    """The epoch id each partition's commits run under now (read, or created, on first use)."""
+    return [store.epoch(partition).id for partition in range(store.partitions)]
 
 
 def _kick_subscribed(connection: redis.Redis, queues: redis.Redis, partitions: int) -> None:
@@ -46,13 +53,17 @@ def reconcile_command(user_id: str | None, page_size: int | None, prune_deleted:
             store = Store.from_settings(connection, settings)
             deliver = functools.partial(_kick_subscribed, connection, queues, settings.process.partitions)
             apply = functools.partial(apply_observations, store, deliver)
-            started, epoch_id = datetime.now(UTC), store.epoch().id
+            check_partitions("plugwatch enode reconcile", connection, settings.process.partitions)
+            started, before = datetime.now(UTC), _epochs(store)
             report = reconcile(client, apply, started, user_id=user_id, page_size=page_size, config=store.config)
             if prune_deleted:
                 limit = 1.0 if force else prune.DEFAULT_MAX_FRACTION
                 report.emitted.update(prune.prune_deleted(connection, store, apply, report, started,
                                                           user_id=user_id, max_fraction=limit))
-            record(connection, report, user_id, epoch_id=epoch_id if store.epoch().id == epoch_id else None)
+            after = _epochs(store)  # a partition whose state was lost meanwhile is not reconciled by this run
+            record(connection, report, user_id, epochs=[(layout(partition, store.partitions), epoch_id)
+                                                        for partition, epoch_id in enumerate(before)
+                                                        if after[partition] == epoch_id])
         except redis.RedisError as error:
             fail(f"Redis at REDIS_URL failed: {error} (safe to re-run)", 1)
         except prune.PruneRefused as error:
