@@ -286,6 +286,7 @@ def test_a_full_reconcile_marks_every_partitions_epoch_reconciled(fake_redis: re
 
     epochs = [epoch.ensure(fake_redis, 1000, previous="gone", into=into) for into in layouts(3)]  # all lost
     assert all(current.needs_reconcile for current in epoch.read_all(fake_redis, 3) if current)
-    record(fake_redis, ReconcileReport(), None, epochs=[(into, e.id) for into, e in zip(layouts(3), epochs, strict=True)][1:])
+    ran_in = [(into, current.id) for into, current in zip(layouts(3), epochs, strict=True)]
+    record(fake_redis, ReconcileReport(), None, epochs=ran_in[1:])
     lost = [current.needs_reconcile for current in epoch.read_all(fake_redis, 3) if current]
     assert lost == [True, False, False]  # partition 0 was not in this run's epochs
