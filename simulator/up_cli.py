@@ -194,8 +194,9 @@ def _run(stack: Stack, env: dict[str, str], demo: Demo, ports: Ports, workers: i
             raise RuntimeError(f"{names} exited (see {stack.log_dir}/<name>.log)")
 
 
-EXPORTED = ("REDIS_URL", "RQ_REDIS_URL", "ENODE_WEBHOOK_SECRET", "DOWNSTREAM_WEBHOOK_URLS", "DOWNSTREAM_WEBHOOK_SECRET",
-            "PORT", "ENODE_CLIENT_ID", "ENODE_CLIENT_SECRET", "ENODE_API_URL", "ENODE_TOKEN_URL")
+EXPORTED = ("REDIS_URL", "RQ_REDIS_URL", "PLUGWATCH_PARTITIONS", "ENODE_WEBHOOK_SECRET", "DOWNSTREAM_WEBHOOK_URLS",
+            "DOWNSTREAM_WEBHOOK_SECRET", "PORT", "ENODE_CLIENT_ID", "ENODE_CLIENT_SECRET", "ENODE_API_URL",
+            "ENODE_TOKEN_URL")
 
 
 def exports(env: Mapping[str, str]) -> str:

@@ -290,3 +290,9 @@ def test_a_full_reconcile_marks_every_partitions_epoch_reconciled(fake_redis: re
     record(fake_redis, ReconcileReport(), None, epochs=ran_in[1:])
     lost = [current.needs_reconcile for current in epoch.read_all(fake_redis, 3) if current]
     assert lost == [True, False, False]  # partition 0 was not in this run's epochs
+
+
+def test_the_demos_env_file_carries_the_partition_count() -> None:
+    from simulator.up_cli import exports
+
+    assert "export PLUGWATCH_PARTITIONS=4\n" in exports({"REDIS_URL": "redis://x", "PLUGWATCH_PARTITIONS": "4"})
