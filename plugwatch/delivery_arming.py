@@ -31,7 +31,7 @@ from rq import Queue
 
 from plugwatch import keys
 from plugwatch.outboxes import Outbox, of_urls
-from plugwatch.url_state import read_states
+from plugwatch.url_state import UrlState, read_states
 
 QUEUED = b"queued"
 ARM_TTL_MS = 60_000  # a queued drain job that has not started within a minute is re-armed by `rearm`
@@ -59,15 +59,18 @@ def rearm(connection: redis.Redis, queues: redis.Redis, outboxes: Iterable[Outbo
     if not boxes:
         return []
     urls = list(dict.fromkeys(box.url for box in boxes))
-    states = {state.url: state for state in read_states(connection, urls)}
-    pipe = connection.pipeline(transaction=False)
+    pipe = connection.pipeline(transaction=False)  # one round trip: the URLs' states, then each outbox's
+    for url in urls:
+        pipe.hgetall(keys.downstream_state_key(url))
     for box in boxes:
         pipe.exists(box.lease)
         pipe.xlen(box.stream)
     replies = pipe.execute()
+    states = {url: UrlState.from_hash(url, raw) for url, raw in zip(urls, replies, strict=False)}
+    waiting = replies[len(urls):]
     now = time.time()
     due = [box for index, box in enumerate(boxes)
-           if replies[2 * index + 1] and not replies[2 * index] and not states[box.url].paused(now)]
+           if waiting[2 * index + 1] and not waiting[2 * index] and not states[box.url].paused(now)]
     if not due:
         return []
     log.info("delivery.pump_rearmed", outboxes=len(due))
