@@ -29,9 +29,7 @@ import redis
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from plugwatch.partitions import Layout, layout, layouts
-
-UNPARTITIONED = layout(0, 1)
+from plugwatch.partitions import UNPARTITIONED, Layout, layouts
 
 FIRST_START, EXISTING_DATA, LOST_STATE = "first_start", "existing_data", "lost_state"
 

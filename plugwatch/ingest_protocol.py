@@ -35,7 +35,7 @@ import orjson
 
 from plugwatch import dedupe_marks, jsonarray
 from plugwatch.ingest_arming import ARMED_TTL_MS
-from plugwatch.partitions import Layout, layout, partition_of
+from plugwatch.partitions import UNPARTITIONED, Layout, partition_of
 
 DEFAULT_BUCKET_SECONDS = 24 * 3600  # PLUGWATCH_DEDUPE_BUCKET_SECONDS
 KNOWN_VERSIONS = frozenset({"2024-10-01"})
@@ -358,13 +358,12 @@ def iso_time(unix_seconds: float) -> str:
     return datetime.fromtimestamp(unix_seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-_UNPARTITIONED = layout(0, 1)
 
 
 def script_call(
     delivery_id: str, body: bytes, batch: Batch, *, signature: bytes, now: float, dedupe_ttl_seconds: int,
     dedupe_bucket_seconds: int = DEFAULT_BUCKET_SECONDS, shard_cap: int = dedupe_marks.DEFAULT_CAP,
-    legacy_digest: bool = False, into: Layout = _UNPARTITIONED,
+    legacy_digest: bool = False, into: Layout = UNPARTITIONED,
 ) -> tuple[list[str], list[str | bytes | int]]:
     """KEYS and ARGV for INGEST_LUA (`signature`: the body's verified HMAC-SHA1, of which the dedupe mark is
     made, `dedupe_marks.mark_of`; `now` in unix seconds; `shard_cap`: `dedupe_marks.cap_from_config`).

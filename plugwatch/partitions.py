@@ -104,6 +104,9 @@ def layout(partition: int, count: int) -> Layout:
                   base + "events", base + "outbox:", base + "routes", base + "downstream:lease:")
 
 
+UNPARTITIONED = layout(0, 1)  # the names of one partition: plugwatch's keys as they always were
+
+
 def layouts(count: int) -> tuple[Layout, ...]:
     return tuple(layout(partition, count) for partition in range(count))
 

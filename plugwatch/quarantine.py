@@ -33,9 +33,7 @@ import redis
 
 from plugwatch import ingest_arming, jsonarray
 from plugwatch import ingest_protocol as ingest
-from plugwatch.partitions import Layout, layout
-
-UNPARTITIONED = layout(0, 1)
+from plugwatch.partitions import UNPARTITIONED, Layout
 
 
 @dataclass(frozen=True)

@@ -40,9 +40,7 @@ import orjson
 import redis
 
 from plugwatch import keys, partitions
-from plugwatch.partitions import Layout, layout, layouts
-
-UNPARTITIONED = layout(0, 1)
+from plugwatch.partitions import UNPARTITIONED, Layout, layout, layouts
 
 SUBSCRIPTIONS = f"{keys.PREFIX}:subscriptions"
 ROUTES = keys.ROUTES  # the routes of one partition; with several, `Layout.routes` names each copy

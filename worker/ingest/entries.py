@@ -23,12 +23,11 @@ import structlog
 
 from plugwatch import jsonarray, quarantine
 from plugwatch.ingest_protocol import envelope_problem
-from plugwatch.partitions import Layout, layout
+from plugwatch.partitions import UNPARTITIONED, Layout
 from worker.core import CoreConfig, DecodeError, Ignored, Observation, decode_body, decode_event
 
 log = structlog.get_logger(__name__)
 
-UNPARTITIONED = layout(0, 1)
 Entry = tuple[bytes, dict[bytes, bytes]]  # (entry id, fields), as XREADGROUP returns it without decoding
 
 

@@ -43,7 +43,7 @@ from msgspec.structs import replace
 from plugwatch import epoch as marker
 from plugwatch import keys
 from plugwatch.outboxes import Outbox
-from plugwatch.partitions import Layout, layout, layouts, partition_of
+from plugwatch.partitions import UNPARTITIONED, Layout, layouts, partition_of
 from plugwatch.settings import Settings
 from worker.core import (
     DEFAULT_CONFIG,
@@ -146,7 +146,6 @@ return reply
 
 
 _BLANK = UserState()
-UNPARTITIONED = layout(0, 1)
 _EPOCH_CHANGED = [b"epoch"]
 
 
