@@ -30,9 +30,7 @@ import redis
 from rq import Queue, Retry
 
 from plugwatch import keys
-from plugwatch.partitions import Layout, layout
-
-UNPARTITIONED = layout(0, 1)
+from plugwatch.partitions import UNPARTITIONED, Layout
 
 ARMED_TTL_MS = 60_000
 LOST_ARMING_AFTER_MS = 3_000  # a dequeued drain job starts within milliseconds
@@ -81,6 +79,11 @@ def arming_lost(queues: redis.Redis, ttl_ms: int, running_ttl_ms: int) -> bool:
     if ttl_ms <= running_ttl_ms or armed_for < LOST_ARMING_AFTER_MS:
         return False
     return Queue(keys.INGEST_QUEUE, connection=queues).count == 0
+
+
+def drains_waiting(queues: redis.Redis) -> bool:
+    """Drain jobs wait in the ingest queue for a worker (one LLEN)."""
+    return Queue(keys.INGEST_QUEUE, connection=queues).count > 0
 
 
 def requeue(pipe: redis.client.Pipeline, delivery_id: str, body: bytes, *, now: float, replay_of: str,

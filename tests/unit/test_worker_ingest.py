@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from rq import Queue
 
 from plugwatch import ingest_arming, keys, quarantine
+from plugwatch.partitions import layouts
 from plugwatch.settings import DeliverySettings, ProcessSettings, Settings
 from tests.support.delivery import subscribe
 from tests.support.event_schema import stream_events
@@ -45,9 +46,9 @@ class Contexts:
         self.connection = connection
         self.built: list[WorkerContext] = []
 
-    def __call__(self, urls: tuple[str, ...] = (), **environ: str) -> WorkerContext:
+    def __call__(self, urls: tuple[str, ...] = (), partitions: int = 1, **environ: str) -> WorkerContext:
         settings = replace(Settings.from_env(environ, require_enode_secret=False),  # PLUGWATCH_INGEST_* tuning
-                           process=ProcessSettings(redis_url="redis://unused"),
+                           process=ProcessSettings(redis_url="redis://unused", partitions=partitions),
                            delivery=DeliverySettings(downstream_urls=urls, downstream_key=b"k" * 32 if urls else None))
         context = bootstrap(settings, registry=CollectorRegistry(), connection=self.connection, consumer="c1")
         subscribe(self.connection, urls)  # as `python -m worker` does at start-up
@@ -437,6 +438,36 @@ def test_an_emptied_drain_takes_a_delivery_that_arrives_during_its_idle_wait_unl
 
     assert drained.deliveries == deliveries
     assert Queue(keys.INGEST_QUEUE, connection=real_redis).count == 0
+
+
+@pytest.mark.parametrize(("queued", "deliveries"), [(False, 1), (True, 0)])
+def test_with_partitions_an_idle_drain_ends_its_wait_once_another_drain_job_is_queued(
+        real_redis: redis.Redis, queued: bool, deliveries: int) -> None:
+    """A worker idling on a quiet partition must not hold up another partition's drain job (fewer workers
+    than partitions): with one queued, the idle wait ends at once and a delivery arriving later is left to
+    the drain the receiver then arms."""
+    contexts = Contexts(real_redis)
+    context = contexts(partitions=2, PLUGWATCH_INGEST_IDLE_WAIT_SECONDS="1.5", **FAST)
+    busy, quiet = layouts(2)
+    if queued:
+        assert ingest_arming.arm(real_redis, real_redis, into=busy) is not None
+
+    def arrive() -> None:
+        pipe = real_redis.pipeline()
+        ingest_arming.requeue(pipe, "d1", delivery("d1", plug_in_at_home("usr-b")).body, now=time.time(),
+                              replay_of="", into=quiet)
+        pipe.execute()
+
+    later = threading.Timer(0.5, arrive)
+    later.start()
+    try:
+        drained = ingest.drain(context, 0, quiet.partition)
+    finally:
+        later.join()
+        for built in contexts.built:
+            built.close()
+    assert drained.deliveries == deliveries
+    assert real_redis.xlen(quiet.ingest_stream) == 1 - deliveries
 
 
 def test_a_drain_that_runs_out_of_budget_rearms_a_successor(

@@ -35,8 +35,8 @@ import redis
 import structlog
 from rq.timeouts import JobTimeoutException
 
-from plugwatch import ingest_arming, keys
-from plugwatch.partitions import Layout, layout, layouts
+from plugwatch import ingest_arming, keys, redis_clients
+from plugwatch.partitions import UNPARTITIONED, Layout, layout, layouts
 from plugwatch.settings import IngestSettings
 from worker.core import Observation
 from worker.ingest import order, stream
@@ -45,7 +45,7 @@ from worker.ingest.ports import IngestContext
 from worker.ingest.store import Ack
 
 log = structlog.get_logger(__name__)
-UNPARTITIONED = layout(0, 1)
+OTHERS_CHECK_MS = 200  # with several partitions, how often an idle drain looks for other partitions' jobs
 
 
 @dataclass
@@ -101,16 +101,26 @@ def _await_entries(context: IngestContext, into: Layout, deadline: float) -> lis
 
     The armed key was refreshed by the read just before and outlives the wait, which is also kept well
     under the connection's socket timeout (if it has one), so a quiet stream is no Redis error.
+    With several partitions the wait is cut into slices of `OTHERS_CHECK_MS`, and ends as soon as another drain
+    job waits in the ingest queue: a worker idling on a quiet partition must not hold up a busy one (with
+    fewer worker processes than partitions, it would add up to the idle wait to that partition's latency).
     """
     connection, options = context.connection, context.options
-    socket_timeout = connection.connection_pool.connection_kwargs.get("socket_timeout")
+    socket_timeout = redis_clients.socket_timeout(connection)
     wait_ms = min(options.idle_wait_ms, int(1000 * (deadline - time.monotonic())), options.armed_ttl_ms // 2,
                   int(500 * socket_timeout) if socket_timeout else options.idle_wait_ms)
-    if wait_ms <= 0:
-        return []
-    reply: Any = connection.xreadgroup(keys.INGEST_GROUP, context.consumer, {into.ingest_stream: ">"},
-                                       count=options.batch_entries, block=wait_ms)
-    return list(reply[0][1]) if reply else []
+    shared = context.settings.process.partitions > 1
+    until = time.monotonic() + wait_ms / 1000
+    while wait_ms > 0:
+        if shared and ingest_arming.drains_waiting(context.queues):
+            return []
+        reply: Any = connection.xreadgroup(keys.INGEST_GROUP, context.consumer, {into.ingest_stream: ">"},
+                                           count=options.batch_entries,
+                                           block=min(wait_ms, OTHERS_CHECK_MS) if shared else wait_ms)
+        if reply:
+            return list(reply[0][1])
+        wait_ms = int(1000 * (until - time.monotonic()))
+    return []
 
 
 @contextlib.contextmanager
