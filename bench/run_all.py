@@ -12,6 +12,7 @@ Runs, one after the other (each starts and stops its own redis-server and proces
                      then the latency run again with two workers, and with a 0.5 s ingest drain budget
   bench/state_memory.py  Redis memory of a vehicle with its charger by remembered actions (0, 12, 20, 40)
   bench/dedupe_memory.py  Redis memory per dedupe mark (1M marks) beside the previous key-per-delivery layout
+  bench/partition_memory.py  Redis memory of a partition at rest (PLUGWATCH_PARTITIONS 16 and 256 beside 1)
 Each one's full output is kept in RESULTS.md; the headline figures are put beside their goals.
 `--quick` shortens every run (a smoke test of this script, not figures to publish).
 """
@@ -236,6 +237,7 @@ def main() -> None:
         "state_memory": ["-m", "bench.state_memory", *(["--users", "200"] if quick else [])],
         "dedupe_memory": ["-m", "bench.dedupe_memory",
                           *(["--marks", "20000", "--low-limit-marks", "5000"] if quick else [])],
+        "partition_memory": ["-m", "bench.partition_memory", *(["--partitions", "1,16"] if quick else [])],
         "e2e": ["-m", "bench.e2e", "--json", str(e2e_json),
                 *(["--rate", "200", "--seconds", "5", "--vehicles", "10000"] if quick else [])],
     }

@@ -8,6 +8,17 @@
                                                           client, unless RQ_REDIS_URL names another Redis
     probe(url, timeout)                                   a quick look at a URL (`plugwatch up` picking a Redis)
     dashboard_url(url)                                    a URL with these options, for rq-dashboard
+    receiver_node(settings)(host, port)                   the receiver's plain client to one node of a cluster
+    socket_timeout(client)                                the socket timeout a client was built with
+
+A `redis+cluster://` REDIS_URL gives every process a `RedisCluster` (redis-py's: it reads the slot map from any
+node it reaches, sends each command to the primary of its keys' slot, follows MOVED, and reads the map again
+after a connection error) in place of `redis.Redis`: the same commands, so the code above it is typed
+`redis.Redis` and does not know the difference, as long as each call's keys are one partition's (one slot;
+`plugwatch.partitions`) and keyless commands (INFO, SCAN, CONFIG) are asked node by node where that matters
+(`primaries`). Its constructor does not connect (`_LazyCluster`), so a cluster down at a process's start is
+ridden through like one Redis down. The receiver's ingest calls go to each primary on a plain client of its
+own (`receiver.batching.ClusterScriptBatcher`).
 
 Two Redises, or one. `REDIS_URL` holds plugwatch's data (ingest, state, outboxes, quarantine, dedupe marks,
 subscriptions); `RQ_REDIS_URL` (default: the same) holds RQ's queues, jobs, workers and dead letters. Code that
@@ -46,16 +57,20 @@ blackhole, so the worker uses `PLUGWATCH_WORKER_TTL_SECONDS` (default 60: block 
 from __future__ import annotations
 
 import socket
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 import redis.asyncio.retry
 import redis.asyncio.sentinel
+import redis.cluster
 import redis.sentinel
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from plugwatch import redis_urls
@@ -115,7 +130,58 @@ def connect(url: str, *, socket_timeout: float, connect_timeout: float | None = 
         client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
             target.service, redis_class=redis.Redis, **_primary_options(target, retry))
         return client
+    if target.kind is Kind.CLUSTER:
+        return cast(redis.Redis, _LazyCluster(lambda: redis.cluster.RedisCluster(
+            startup_nodes=[redis.cluster.ClusterNode(host, port)  # type: ignore[no-untyped-call]
+                           for host, port in target.nodes],
+            username=target.username, password=target.password, require_full_coverage=False,
+            retry=Retry(_backoff(socket_timeout), retries), **options), socket_timeout))
     return redis.Redis.from_url(url, retry=retry, **options)
+
+
+class _LazyCluster:
+    """A `redis.cluster.RedisCluster` built on its first use: redis-py's reads the slot map in its constructor
+    (raising RedisClusterException, no RedisError, when no node answers); here that is a redis.ConnectionError
+    of the first command, and the next command tries again, so a process rides through a cluster that is down
+    at its start as through one Redis down."""
+
+    def __init__(self, build: Callable[[], redis.cluster.RedisCluster], timeout: float) -> None:
+        self._build = build
+        self._client: redis.cluster.RedisCluster | None = None
+        self.plugwatch_socket_timeout = timeout
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            try:
+                self._client = self._build()
+            except RedisClusterException as error:
+                raise RedisConnectionError(f"no node of the Redis Cluster answers: {error}") from error
+        return getattr(self._client, name)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def is_cluster(url: str) -> bool:
+    return redis_urls.parse(url).kind is Kind.CLUSTER
+
+
+def socket_timeout(client: Any) -> float | None:
+    """The socket timeout `client` (one of this module's) was built with (None: none)."""
+    if isinstance(client, _LazyCluster):
+        return client.plugwatch_socket_timeout
+    pool = getattr(client, "connection_pool", None)
+    return pool.connection_kwargs.get("socket_timeout") if pool is not None else None
+
+
+def primaries(client: redis.Redis) -> Iterator[redis.Redis]:
+    """`client` itself, or for a cluster client a plain client per primary (for INFO, SCAN and the like)."""
+    if not isinstance(client, _LazyCluster):
+        yield client
+        return
+    for node in client.get_primaries():
+        yield client.get_redis_connection(node)
 
 
 def connect_async(url: str, *, socket_timeout: float, retries: int = RETRIES) -> redis.asyncio.Redis:
@@ -129,7 +195,25 @@ def connect_async(url: str, *, socket_timeout: float, retries: int = RETRIES) ->
             target.nodes, sentinel_kwargs=sentinel_options, **options)
         return sentinel.master_for(target.service, redis_class=redis.asyncio.Redis,  # type: ignore[no-any-return]
                                    **_primary_options(target, retry))
+    if target.kind is Kind.CLUSTER:
+        return cast(redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster(
+            startup_nodes=[redis.asyncio.cluster.ClusterNode(host, port) for host, port in target.nodes],
+            username=target.username, password=target.password, require_full_coverage=False,
+            retry=redis.asyncio.retry.Retry(_backoff(socket_timeout), retries), **options))
     return redis.asyncio.Redis.from_url(url, retry=retry, **options)
+
+
+def receiver_node(settings: Settings) -> Callable[[str, int], redis.asyncio.Redis]:
+    """For a cluster REDIS_URL: the receiver's plain client to one node (its credentials, its budget)."""
+    target = redis_urls.parse(settings.process.redis_url)
+    timeout = settings.process.redis_timeout_seconds
+
+    def node(host: str, port: int) -> redis.asyncio.Redis:
+        retry = redis.asyncio.retry.Retry(_backoff(timeout), RETRIES, supported_errors=(RedisConnectionError,))
+        return redis.asyncio.Redis(host=host, port=port, username=target.username, password=target.password,
+                                   retry=retry, **_options("redis://", timeout, timeout))
+
+    return node
 
 
 def check_sentinels(variable: str, url: str, timeout: float = SENTINEL_TIMEOUT_SECONDS) -> None:

@@ -197,7 +197,10 @@ def _refusal(error: redis.ResponseError) -> str:
 
 
 def read_facts(connection: redis.Redis) -> RedisFacts:
-    """One round trip; raises redis.ConnectionError/TimeoutError when Redis cannot be reached."""
+    """One round trip (on a cluster, a few per primary, `merged`); raises redis.ConnectionError/TimeoutError
+    when Redis cannot be reached."""
+    if _is_cluster(connection):
+        return merged([_node_facts(connection, node, key) for node, key in _probe_keys(connection).items()])
     pipe = connection.pipeline(transaction=False)
     _queue(pipe)
     return _facts(pipe.execute(raise_on_error=False))
@@ -208,9 +211,92 @@ def read_health(connection: redis.Redis) -> RedisHealth:
 
 
 async def aread_health(connection: redis.asyncio.Redis) -> RedisHealth:
+    if _is_cluster(connection):
+        try:
+            await connection.initialize()  # (a no-op once the map is read)
+        except redis.exceptions.RedisClusterException as error:
+            raise redis.ConnectionError(f"no node of the Redis Cluster answers: {error}") from error
+        nodes = _probe_keys(connection).items()
+        return judge(merged([await _anode_facts(connection, node, key) for node, key in nodes]))
     pipe = connection.pipeline(transaction=False)
     _queue(pipe)
     return judge(_facts(await pipe.execute(raise_on_error=False)))
+
+
+# --- a Redis Cluster: each primary is asked, and the worst of them is what counts -------------------------
+
+def _is_cluster(connection: Any) -> bool:
+    return callable(getattr(connection, "get_primaries", None))
+
+
+def _probe_keys(cluster: Any) -> dict[Any, str]:
+    """A write-probe key per primary, in a slot that primary serves (`keys.REDIS_HEALTH_PROBE:{n}`)."""
+    wanted = {node.name: node for node in cluster.get_primaries()}
+    found: dict[Any, str] = {}
+    for n in range(16 * 16384):
+        key = f"{keys.REDIS_HEALTH_PROBE}:{{{n}}}"
+        name = cluster.get_node_from_key(key).name
+        if name in wanted and wanted[name] not in found:
+            found[wanted[name]] = key
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+def _node_commands(key: str) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """`_queue`'s commands, one by one (a cluster pipeline refuses keyless ones): (args, routed to the node?)."""
+    return [(("INFO", "memory"), {}), (("INFO", "persistence"), {}), (("INFO", "stats"), {}),
+            (("CONFIG GET", "save"), {}), (("SET", key, b"1", "XX", "PX", PROBE_TTL_MS), {"keyed": True})]
+
+
+def _node_facts(cluster: Any, node: Any, key: str) -> RedisFacts:
+    replies: list[Any] = []
+    for args, how in _node_commands(key):
+        try:
+            replies.append(cluster.execute_command(*args, **({} if how else {"target_nodes": node})))
+        except redis.ResponseError as error:
+            replies.append(error)
+    return _facts(_parsed(replies))
+
+
+async def _anode_facts(cluster: Any, node: Any, key: str) -> RedisFacts:
+    replies: list[Any] = []
+    for args, how in _node_commands(key):
+        try:
+            replies.append(await cluster.execute_command(*args, **({} if how else {"target_nodes": node})))
+        except redis.ResponseError as error:
+            replies.append(error)
+    return _facts(_parsed(replies))
+
+
+def _parsed(replies: list[Any]) -> list[Any]:
+    """INFO arrives parsed by redis-py; CONFIG GET as its pairs list or mapping (either is read)."""
+    save = replies[3]
+    if isinstance(save, list):
+        replies[3] = dict(zip(save[::2], save[1::2], strict=False))
+    return replies
+
+
+def merged(nodes: Sequence[RedisFacts]) -> RedisFacts:
+    """One set of facts for a cluster, judged as the worst of its primaries: a write refused by any, the
+    fullest memory (used_memory against maxmemory), any eviction policy but noeviction, every eviction, the
+    weakest persistence."""
+    if len(nodes) == 1:
+        return nodes[0]
+
+    def fullness(facts: RedisFacts) -> float:
+        used, limit = _number(facts.memory, "used_memory") or 0, _number(facts.memory, "maxmemory") or 0
+        return used / limit if limit else 0.0
+
+    memory = dict(max(nodes, key=fullness).memory)
+    policies = {facts.memory.get("maxmemory_policy") for facts in nodes} - {None, "noeviction"}
+    if policies:
+        memory["maxmemory_policy"] = sorted(map(str, policies))[0]
+    evicted = [count for facts in nodes if (count := _number(facts.stats, "evicted_keys")) is not None]
+    stats = {"evicted_keys": sum(evicted)} if evicted else {}
+    weakest = min(nodes, key=lambda facts: (bool(facts.persistence.get("aof_enabled")), bool(facts.save)))
+    return RedisFacts(memory, weakest.persistence, stats, weakest.save,
+                      next((facts.write_error for facts in nodes if facts.write_error), None))
 
 
 # --- logging and metrics ---------------------------------------------------------------------------------

@@ -7,9 +7,11 @@
     redis+sentinel://[user:password@]host:port[,host:port…]/<service-name>[/<db>]
                                                     the primary of <service-name>, as the sentinels say, and
                                                     followed across failovers (redis-py's SentinelConnectionPool)
-
-Redis Cluster (`redis+cluster://`) is refused: this version keeps every Lua call's keys on one Redis
-(partitioning by user is not built yet).
+    redis+cluster://[user:password@]host[:port][,host[:port]…][/]
+                                                    a Redis Cluster, by some of its nodes (the seeds: any node
+                                                    answering gives the whole map); for plugwatch's data only,
+                                                    with PLUGWATCH_PARTITIONS >= 2 and RQ on a Redis of its own
+                                                    (`plugwatch.settings` checks both)
 
 The credentials of a sentinel URL are those of the Redis servers behind the service (primary and replicas);
 sentinels that want their own are given them as `?sentinel_username=…&sentinel_password=…` (redis-py's and
@@ -27,22 +29,24 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from redis.connection import parse_url as parse_plain_url
 
 SENTINEL_SCHEME = "redis+sentinel"
-CLUSTER_SCHEME = "redis+cluster"  # refused, by name
+CLUSTER_SCHEME = "redis+cluster"
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_PORT = 26379
+REDIS_PORT = 6379
 _SENTINEL_QUERY = frozenset({"sentinel_username", "sentinel_password"})
 
 
 class Kind(enum.Enum):
     PLAIN = "plain"  # redis://, rediss://, unix://: one server
     SENTINEL = "sentinel"
+    CLUSTER = "cluster"  # redis+cluster://: the seed nodes of a Redis Cluster
 
 
 @dataclass(frozen=True)
 class RedisUrl:
     url: str  # as given
     kind: Kind
-    nodes: tuple[tuple[str, int], ...] = ()  # the sentinels
+    nodes: tuple[tuple[str, int], ...] = ()  # the sentinels, or a cluster's seed nodes
     service: str = ""  # the sentinels' name for the primary
     db: int = 0
     username: str | None = None
@@ -72,8 +76,20 @@ def parse(url: str) -> RedisUrl:
     if scheme == SENTINEL_SCHEME:
         return _sentinels(url)
     if scheme == CLUSTER_SCHEME:
-        raise ValueError("Redis Cluster is not supported by this version (one Redis, or Sentinel)")
+        return _cluster(url)
     raise ValueError("unknown scheme")
+
+
+def _cluster(url: str) -> RedisUrl:
+    parts = urlsplit(url)
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    username, password = _credentials(userinfo)
+    nodes = tuple(_node(text, REDIS_PORT) for text in hostlist.split(","))
+    if parts.query or parts.fragment:
+        raise ValueError("a cluster URL takes no query (?…) or fragment (#…)")
+    if parts.path not in ("", "/", "/0"):
+        raise ValueError("a cluster has database 0 only: nothing may follow the nodes but '/'")
+    return RedisUrl(url, Kind.CLUSTER, nodes, username=username, password=password)
 
 
 def _sentinels(url: str) -> RedisUrl:

@@ -250,8 +250,11 @@ def _choice(*allowed: str) -> Parser:
     return parse
 
 
-URL_FORMS = ("a redis://, rediss://, unix:// or redis+sentinel:// URL such as "
-             "redis://localhost:6379/0 or redis+sentinel://host1:26379,host2:26379/mymaster/0")
+URL_FORMS = ("a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL such as "
+             "redis://localhost:6379/0, redis+sentinel://host1:26379,host2:26379/mymaster/0 or "
+             "redis+cluster://node1:6379,node2:6379")
+QUEUE_URL_FORMS = ("a redis://, rediss://, unix:// or redis+sentinel:// URL such as "
+                   "redis://localhost:6379/0 or redis+sentinel://host1:26379,host2:26379/mymaster/0")
 
 
 def _redis_url(key: str, raw: str) -> str:
@@ -261,6 +264,19 @@ def _redis_url(key: str, raw: str) -> str:
     except ValueError as error:
         detail = "" if "scheme" in str(error) else f": {error}"
         raise SettingsError(f"{key} must be {URL_FORMS}, got {shown_redis_url(raw)!r}{detail}") from None
+    return raw
+
+
+def _queues_url(key: str, raw: str) -> str:
+    """RQ's Redis: any URL but a cluster's (released RQ cannot run on Redis Cluster, rq/rq#1942)."""
+    try:
+        kind = redis_urls.parse(raw).kind
+    except ValueError as error:
+        detail = "" if "scheme" in str(error) else f": {error}"
+        raise SettingsError(f"{key} must be {QUEUE_URL_FORMS}, got {shown_redis_url(raw)!r}{detail}") from None
+    if kind is redis_urls.Kind.CLUSTER:
+        raise SettingsError(f"{key} must be {QUEUE_URL_FORMS}, got {shown_redis_url(raw)!r}: RQ cannot run on "
+                            "Redis Cluster (give it a Redis or a Sentinel service of its own)")
     return raw
 
 
@@ -331,7 +347,7 @@ class Variable:
 
 VARIABLES: tuple[Variable, ...] = (
     Variable("REDIS_URL", "process", "redis_url", _redis_url),
-    Variable("RQ_REDIS_URL", "process", "rq_redis_url", _redis_url),
+    Variable("RQ_REDIS_URL", "process", "rq_redis_url", _queues_url),
     Variable("PLUGWATCH_PARTITIONS", "process", "partitions", _partitions),
     Variable("PLUGWATCH_REDIS_TIMEOUT_SECONDS", "process", "redis_timeout_seconds", _number),
     Variable("PLUGWATCH_LOG_FORMAT", "process", "log_format", _choice(*LOG_FORMATS)),
@@ -412,6 +428,7 @@ class Settings:
             raise SettingsError("DOWNSTREAM_WEBHOOK_SECRET is required when DOWNSTREAM_WEBHOOK_URLS is set "
                                 "(unsigned delivery)")
         _read_timeout_max(values["delivery"])
+        _cluster_needs(values["process"])
         _both_credentials(values["enode"])
         _dedupe_bucket(values["receiver"])
         return cls(**{name: section(**values[name]) for name, section in SECTIONS.items()})
@@ -430,6 +447,20 @@ def _read_timeout_max(delivery: dict[str, Any]) -> None:
     if ceiling < read_timeout:
         raise SettingsError(f"PLUGWATCH_DELIVERY_READ_TIMEOUT_MAX_SECONDS ({ceiling:g}) must be at least "
                             f"PLUGWATCH_DELIVERY_READ_TIMEOUT_SECONDS ({read_timeout:g})")
+
+
+def _cluster_needs(process: dict[str, Any]) -> None:
+    """A cluster REDIS_URL holds the data only: RQ needs a Redis of its own, and the data at least two
+    partitions (with one, no key carries a hash tag, so a Lua call's keys would span slots)."""
+    url = process.get("redis_url", ProcessSettings.redis_url)
+    if redis_urls.parse(url).kind is not redis_urls.Kind.CLUSTER:
+        return
+    if not process.get("rq_redis_url"):
+        raise SettingsError("RQ_REDIS_URL is required when REDIS_URL is a Redis Cluster (RQ cannot run on a "
+                            "cluster: give it a Redis or a Sentinel service of its own)")
+    if process.get("partitions", ProcessSettings.partitions) < 2:
+        raise SettingsError("PLUGWATCH_PARTITIONS must be at least 2 when REDIS_URL is a Redis Cluster "
+                            "(a few per primary, e.g. 16; see README, Partitions)")
 
 
 def _both_credentials(enode: dict[str, Any]) -> None:

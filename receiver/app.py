@@ -73,6 +73,7 @@ def create_app(
         yield
         await webhook.settled()
         if owned_async:
+            await webhook.aclose()
             await connection.aclose()
         if owned_sync:
             sync_connection.close()

@@ -33,7 +33,7 @@ import asyncio
 import hashlib
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -41,7 +41,7 @@ import redis
 import redis.asyncio
 import structlog
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import MovedError, NoScriptError, RedisClusterException, ResponseError
 
 log = structlog.get_logger(__name__)
 
@@ -49,13 +49,15 @@ Arg = str | bytes | int
 
 
 class _Call:
-    """One script call: its EVALSHA packed once (its length counts against `max_batch_bytes`), its future."""
+    """One script call: its EVALSHA packed once (its length counts against `max_batch_bytes`), its future, and
+    the key written before a WAIT for it (`ack_mark`)."""
 
-    __slots__ = ("command", "future")
+    __slots__ = ("ack_mark", "command", "future")
 
-    def __init__(self, command: bytes, future: asyncio.Future[Any]) -> None:
+    def __init__(self, command: bytes, future: asyncio.Future[Any], ack_mark: str) -> None:
         self.command = command
         self.future = future
+        self.ack_mark = ack_mark
 
 
 ACK_MARK_TTL_MS = 60_000
@@ -92,12 +94,14 @@ class ScriptBatcher:
         self._replicas = replicas
         self._ack_mark = ack_mark
 
-    async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        """The script's reply; raises what Redis raised (cancel the await to give up waiting)."""
+    async def __call__(self, keys: Sequence[str], args: Sequence[Arg], ack_mark: str | None = None) -> Any:
+        """The script's reply; raises what Redis raised (cancel the await to give up waiting). `ack_mark`:
+        the key written before a WAIT for this call (default: the batcher's); on a cluster it must live on the
+        node the call's keys live on (the partition's)."""
         loop = asyncio.get_running_loop()
         command = ("EVALSHA", self._sha, len(keys), *keys, *args)
         call = _Call(hiredis.pack_command(command),  # type: ignore[arg-type]  # (its stub: a 1-tuple)
-                     loop.create_future())
+                     loop.create_future(), self._ack_mark if ack_mark is None else ack_mark)
         self._pending.append(call)
         if self._deadline is not None:
             while self._expiries and self._expiries[0][1].done():  # answered: only the unanswered are kept
@@ -131,7 +135,7 @@ class ScriptBatcher:
                     replies = await self._run(batch, answer_early=not self._replicas)
                     # Here every write of the batch is acknowledged by the Redis it was sent to.
                     if self._replicas:
-                        acknowledged = await self._replicated(budget.when())
+                        acknowledged = await self._replicated(batch[0].ack_mark, budget.when())
                         if acknowledged < self._replicas:
                             replies = [reply if isinstance(reply, BaseException) else
                                        NotReplicated(reply, acknowledged, self._replicas) for reply in replies]
@@ -165,11 +169,11 @@ class ScriptBatcher:
                 replies[i] = reply
         return replies
 
-    async def _replicated(self, until: float | None) -> int:
-        """How many replicas hold everything written before now (SET the ack mark, WAIT until about `until`)."""
+    async def _replicated(self, ack_mark: str, until: float | None) -> int:
+        """How many replicas hold everything written before now (SET `ack_mark`, WAIT until about `until`)."""
         left = (until - asyncio.get_running_loop().time()) if until is not None else self._timeout
         wait_ms = max(1, int(left * 1000) - 20)  # WAIT 0 would wait for ever; 20 ms left to read its answer
-        commands = [hiredis.pack_command(cast(Any, ("SET", self._ack_mark, b"1", "PX", ACK_MARK_TTL_MS))),
+        commands = [hiredis.pack_command(cast(Any, ("SET", ack_mark, b"1", "PX", ACK_MARK_TTL_MS))),
                     hiredis.pack_command(cast(Any, ("WAIT", self._replicas, wait_ms)))]
         link = await self._own_link()
         replies = await link.retry.call_with_retry(lambda: _exchange(link, commands), lambda _: link.disconnect())
@@ -177,6 +181,12 @@ class ScriptBatcher:
             if isinstance(reply, BaseException):
                 raise reply
         return int(replies[1])
+
+    async def aclose(self) -> None:
+        """Disconnect the batches' link (a batcher on a client of its own; else the client's aclose() does)."""
+        if self._link is not None:
+            await self._link.disconnect()
+            self._link = None
 
     async def _own_link(self) -> AbstractConnection:
         """The batches' connection, kept, never released (the client's aclose() disconnects it with the pool).
@@ -201,6 +211,81 @@ class ScriptBatcher:
         link = await self._own_link()
         return await link.retry.call_with_retry(lambda: _exchange(link, commands, answering),
                                                 lambda _: link.disconnect())
+
+
+class ClusterScriptBatcher:
+    """The same calls on a Redis Cluster: a `ScriptBatcher` per primary, each on a plain client of its own to
+    that node (so a batch is one write there, and its WAIT counts that node's replicas), a call going to the
+    primary serving its first key's slot (a call's keys are one partition's: one slot).
+
+    The slot map is the cluster client's (`cluster`, CLUSTER SHARDS/SLOTS from any node). A MOVED reply (a
+    failover or a resharding moved the slot; the call did not run) reads the map again and sends the call once
+    more, to its new primary; a node that cannot be reached marks the map stale (read again before the next
+    call, at most every REFRESH_SECONDS) and fails its calls, which the receiver answers 503 (Enode retries;
+    the script is safe to run twice). During a failover, calls to the lost primary's slots fail until a replica
+    is promoted; the other primaries' calls go on. ASK (a slot half-migrated) is failed the same way."""
+
+    REFRESH_SECONDS = 0.25
+
+    def __init__(self, cluster: Any, script: str, node_client: Callable[[str, int], redis.asyncio.Redis],
+                 **options: Any) -> None:
+        """`cluster`: a `redis.asyncio.RedisCluster`; `node_client(host, port)`: a plain client to one node;
+        `options`: each node's `ScriptBatcher`'s."""
+        self._cluster = cluster
+        self._script = script
+        self._node_client = node_client
+        self._options = options
+        self._nodes: dict[str, tuple[redis.asyncio.Redis, ScriptBatcher]] = {}
+        self._stale = True
+        self._refreshed_at = -math.inf
+        self._refreshing: asyncio.Lock | None = None
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[Arg], ack_mark: str | None = None) -> Any:
+        for attempt in (1, 2):
+            batcher = await self._batcher_for(keys[0])
+            try:
+                return await batcher(keys, args, ack_mark)
+            except MovedError:
+                if attempt == 2:
+                    raise
+                self._stale, self._refreshed_at = True, -math.inf  # the map is wrong: read it now
+            except (redis.ConnectionError, OSError):
+                self._stale = True
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def aclose(self) -> None:
+        for client, batcher in self._nodes.values():
+            await batcher.aclose()
+            await client.aclose()
+        self._nodes.clear()
+
+    async def _batcher_for(self, key: str) -> ScriptBatcher:
+        if self._stale:
+            await self._refresh()
+        node = self._cluster.nodes_manager.get_node_from_slot(self._cluster.keyslot(key))
+        if node.name not in self._nodes:
+            client = self._node_client(node.host, node.port)
+            self._nodes[node.name] = (client, ScriptBatcher(client, self._script, **self._options))
+        return self._nodes[node.name][1]
+
+    async def _refresh(self) -> None:
+        """Read the slot map again (one caller reads, the others wait for it), at most every REFRESH_SECONDS."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.Lock()
+        async with self._refreshing:
+            loop = asyncio.get_running_loop()
+            if not self._stale or loop.time() - self._refreshed_at < self.REFRESH_SECONDS:
+                return
+            self._refreshed_at = loop.time()
+            try:
+                if not self._cluster.nodes_manager.slots_cache:
+                    await self._cluster.initialize()
+                else:
+                    await self._cluster.nodes_manager.initialize()
+            except RedisClusterException as error:  # no node answered with a whole map: Redis is down for us
+                raise redis.ConnectionError(f"no Redis Cluster slot map: {error}") from error
+            self._stale = False
 
 
 async def _exchange(link: AbstractConnection, commands: list[bytes],

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import redis
 import redis.asyncio
@@ -27,11 +27,11 @@ import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from plugwatch import dedupe_marks, ingest_arming, keys, partitions
+from plugwatch import dedupe_marks, ingest_arming, keys, partitions, redis_clients
 from plugwatch import ingest_protocol as ingest
 from plugwatch.enode_signature import SignatureFailure, authentic_digest, check_header
 from plugwatch.settings import Settings
-from receiver.batching import NotReplicated, ScriptBatcher
+from receiver.batching import ClusterScriptBatcher, NotReplicated, ScriptBatcher
 from receiver.connections import CUT_SCOPE_KEY
 from receiver.handled_log import HandledLog
 from receiver.metrics import Outcome, ReceiverMetrics
@@ -121,9 +121,12 @@ class WebhookEndpoint:
         # Half the budget per pipeline; each call also gives up at the whole budget (behind a long queue of
         # pipelines), and a call that gave up before its pipeline was sent is never sent.
         self._redis_timeout = settings.process.redis_timeout_seconds
-        self._script = ScriptBatcher(connection, ingest.INGEST_LUA, timeout=self._redis_timeout / 2,
-                                     deadline=self._redis_timeout, replicas=settings.receiver.ack_replicas,
-                                     ack_mark=keys.ACK_MARK)
+        options: dict[str, Any] = {"timeout": self._redis_timeout / 2, "deadline": self._redis_timeout,
+                   "replicas": settings.receiver.ack_replicas, "ack_mark": keys.ACK_MARK}
+        self._script: ScriptBatcher | ClusterScriptBatcher = (
+            ClusterScriptBatcher(connection, ingest.INGEST_LUA, redis_clients.receiver_node(settings), **options)
+            if redis_clients.is_cluster(settings.process.redis_url) else
+            ScriptBatcher(connection, ingest.INGEST_LUA, **options))
         self._sync_connection = sync_connection  # the data Redis: releases the armed key if the enqueue fails
         self._queues = queues  # RQ's Redis (the same client unless RQ_REDIS_URL names another): the drain job
         self._metrics = metrics
@@ -206,7 +209,7 @@ class WebhookEndpoint:
                                                dedupe_ttl_seconds=self._dedupe_ttl,
                                                dedupe_bucket_seconds=self._dedupe_bucket, shard_cap=self._shard_cap,
                                                legacy_digest=legacy_digest, into=into)
-        reply: bytes = await self._script(script_keys, args)
+        reply: bytes = await self._script(script_keys, args, into.ack_mark)
         return reply
 
     async def _read_shard_cap(self) -> None:
@@ -224,6 +227,10 @@ class WebhookEndpoint:
         self._shard_cap = dedupe_marks.cap_from_config(config)
         if self._shard_cap < dedupe_marks.DEFAULT_CAP:
             log.warning("dedupe.listpack_limit_low", config=config, marks_per_shard=self._shard_cap)
+
+    async def aclose(self) -> None:
+        """Close the batches' own connections (before the client's aclose())."""
+        await self._script.aclose()
 
     async def settled(self) -> None:
         """Wait for drain enqueues still running after their responses, log what is counted (shutdown, tests)."""

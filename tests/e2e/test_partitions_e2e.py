@@ -106,12 +106,6 @@ def one_node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis
         server.stop()
 
 
-@pytest.fixture
-def rq_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("rq-redis")).start()
-    yield server
-    server.stop()
-
 
 def test_on_a_cluster_node_no_call_of_the_data_path_spans_hash_slots(
     one_node_cluster: RedisServer, rq_server: RedisServer, sink: tuple[Sink, str], tmp_path: Path,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,12 +35,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 PLUGWATCH = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "plugwatch")
 
-
-@pytest.fixture
-def rq_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("rq-redis")).start()
-    yield server
-    server.stop()
 
 
 def _names(client: redis.Redis) -> set[str]:

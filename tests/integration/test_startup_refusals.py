@@ -113,10 +113,11 @@ def _refusal(program: str, env: dict[str, str], tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("program", SENTINEL_PROGRAMS)
-def test_a_cluster_redis_url_is_refused_in_one_line(program: str, tmp_path: Path) -> None:
-    lines = _refusal(program, {"REDIS_URL": "redis+cluster://127.0.0.1:1,127.0.0.1:2"}, tmp_path)
-    assert lines == [f"{program}: REDIS_URL must be {URL_FORMS}, got 'redis+cluster://127.0.0.1:1,127.0.0.1:2': "
-                     "Redis Cluster is not supported by this version (one Redis, or Sentinel)"]
+def test_a_cluster_redis_url_without_rq_redis_url_is_refused_in_one_line(program: str, tmp_path: Path) -> None:
+    lines = _refusal(program, {"REDIS_URL": "redis+cluster://127.0.0.1:1,127.0.0.1:2", "PLUGWATCH_PARTITIONS": "4"},
+                     tmp_path)
+    assert lines == [f"{program}: RQ_REDIS_URL is required when REDIS_URL is a Redis Cluster (RQ cannot run on a "
+                     "cluster: give it a Redis or a Sentinel service of its own)"]
 
 
 @pytest.mark.parametrize("variable", ["REDIS_URL", "RQ_REDIS_URL"])

@@ -20,6 +20,7 @@ from plugwatch.redis_health import (
     Severity,
     _facts,
     judge,
+    merged,
     read_health,
 )
 
@@ -172,3 +173,20 @@ def test_the_watch_reads_at_most_once_per_interval_and_logs_a_change() -> None:
         watch.pump()
     now[0] += 1
     assert watch.pump() is None, "a failed read waits its interval too"
+
+
+def test_a_cluster_is_judged_by_its_worst_primary() -> None:
+    full = replace(HEALTHY, memory={"used_memory": 900, "maxmemory": 1000, "maxmemory_policy": "allkeys-lru"},
+                   stats={"evicted_keys": 3}, write_error=OOM)
+    unpersisted = replace(HEALTHY, persistence={"aof_enabled": 0}, save="")
+    facts = merged([HEALTHY, full, unpersisted])
+    assert facts.memory["used_memory"] == 900  # the fullest node's memory
+    assert facts.memory["maxmemory_policy"] == "allkeys-lru"
+    assert facts.stats == {"evicted_keys": 3}
+    assert facts.write_error == OOM
+    assert severities(facts) == {"writable": Severity.FAIL, "eviction_policy": Severity.FAIL,
+                                 "evicted_keys": Severity.FAIL, "persistence": Severity.WARN}
+    assert merged([HEALTHY, HEALTHY]) == replace(HEALTHY, stats={"evicted_keys": 0})
+    assert merged([HEALTHY]) is HEALTHY
+    refused = replace(HEALTHY, stats={})
+    assert merged([refused, refused]).stats == {}  # INFO stats refused everywhere: unknown, not 0

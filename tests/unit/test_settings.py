@@ -159,8 +159,8 @@ def test_enode_api_is_configured_with_both_credentials_and_one_alone_is_refused(
     ("redis://:hunter2@h:abc/0", "got 'redis://:…@h:abc/0': Port could not be cast"),
 ])
 def test_a_redis_url_redis_cannot_parse_is_refused_without_its_password(raw: str, problem: str) -> None:
-    with pytest.raises(SettingsError, match=r"^REDIS_URL must be a redis://, rediss://, unix:// or "
-                                            r"redis\+sentinel:// URL") as refused:
+    with pytest.raises(SettingsError, match=r"^REDIS_URL must be a redis://, rediss://, unix://, "
+                                            r"redis\+sentinel:// or redis\+cluster:// URL") as refused:
         Settings.from_env(env(REDIS_URL=raw))
     assert re.search(problem, str(refused.value)), refused.value
     assert "hunter2" not in str(refused.value)
@@ -215,7 +215,9 @@ def test_a_sentinel_url_names_its_sentinels_service_database_and_credentials() -
     ("redis+sentinel://h1:26379,,h2/svc", "a node's host:port is missing"),
     ("redis+sentinel://:hunter2@h1:abc/svc", "'h1:abc' is no host:port"),
     ("redis+sentinel://h1/svc?socket_timeout=1", "unknown query option 'socket_timeout'"),
-    ("redis+cluster://n1:7000,n2:7001", "Redis Cluster is not supported by this version"),
+    ("redis+cluster://n1:7000/1", "a cluster has database 0 only"),
+    ("redis+cluster://n1:7000?socket_timeout=1", "a cluster URL takes no query"),
+    ("redis+cluster://n1:7000,,n2", "a node's host:port is missing"),
     ("redis+sentinels://h1/svc", "got 'redis\\+sentinels://h1/svc'$"),
 ])
 def test_an_unusable_sentinel_or_a_cluster_url_is_refused_naming_the_variable_and_the_problem(raw: str,
@@ -238,5 +240,25 @@ def test_rq_redis_url_defaults_to_redis_url_and_may_name_another_redis() -> None
 
 
 def test_a_cluster_is_no_redis_for_rq() -> None:
-    with pytest.raises(SettingsError, match=r"^RQ_REDIS_URL must be .*Redis Cluster is not supported"):
+    with pytest.raises(SettingsError, match=r"^RQ_REDIS_URL must be .*: RQ cannot run on Redis Cluster"):
         Settings.from_env({"RQ_REDIS_URL": "redis+cluster://a:7000"}, require_enode_secret=False)
+
+
+def test_a_cluster_url_names_its_seed_nodes_and_credentials() -> None:
+    target = redis_urls.parse("redis+cluster://app:s3cret@n1:7000,[::1]:7001,n3")
+    assert target.kind is redis_urls.Kind.CLUSTER
+    assert target.nodes == (("n1", 7000), ("::1", 7001), ("n3", 6379))
+    assert (target.username, target.password, target.db) == ("app", "s3cret", 0)
+    assert "s3cret" not in target.shown
+    assert redis_urls.parse("redis+cluster://n1:7000/").nodes == (("n1", 7000),)
+
+
+def test_a_cluster_redis_url_needs_rq_redis_url_and_partitions() -> None:
+    cluster = "redis+cluster://n1:7000,n2:7001"
+    with pytest.raises(SettingsError, match=r"^RQ_REDIS_URL is required when REDIS_URL is a Redis Cluster"):
+        Settings.from_env({"REDIS_URL": cluster, "PLUGWATCH_PARTITIONS": "8"}, require_enode_secret=False)
+    with pytest.raises(SettingsError, match=r"^PLUGWATCH_PARTITIONS must be at least 2 when REDIS_URL is a Redis "):
+        Settings.from_env({"REDIS_URL": cluster, "RQ_REDIS_URL": "redis://rq:6379/0"}, require_enode_secret=False)
+    process = Settings.from_env({"REDIS_URL": cluster, "RQ_REDIS_URL": "redis://rq:6379/0",
+                                 "PLUGWATCH_PARTITIONS": "8"}, require_enode_secret=False).process
+    assert (process.queues_url, process.queues_apart, process.partitions) == ("redis://rq:6379/0", True, 8)

@@ -54,7 +54,7 @@ import structlog
 import uvloop
 from prometheus_client import Counter, Histogram
 
-from plugwatch import dead_letters, url_state
+from plugwatch import dead_letters, redis_clients, url_state
 from plugwatch.outboxes import Outbox
 from plugwatch.settings import DeliverySettings
 from worker.delivery import outbox, slowness
@@ -299,7 +299,7 @@ def _wait_for_more(tools: Tools, box: Outbox) -> bool:
     """The outbox is empty: keep the lease a little (`idle_wait`) for the next events, so a steady flow is
     delivered as it is committed rather than through a kick, an RQ job and a new drainer each time.  The
     wait stays well inside the lease and the connection's socket timeout."""
-    socket_timeout = tools.connection.connection_pool.connection_kwargs.get("socket_timeout")
+    socket_timeout = redis_clients.socket_timeout(tools.connection)
     wait_ms = min(int(1000 * tools.config.idle_wait), lease_ms(tools.config) // 4,
                   int(500 * socket_timeout) if socket_timeout else lease_ms(tools.config))
     return wait_ms > 0 and outbox.wait_for_new(tools.connection, box, tools.config.batch_size, wait_ms)

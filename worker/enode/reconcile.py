@@ -71,8 +71,10 @@ def reconcile(client: EnodeClient, apply_batch: ApplyBatch, now: datetime, *, us
 def record(connection: redis.Redis, report: ReconcileReport, user_id: str | None, *,
            epochs: Sequence[tuple[Layout, str]] = ()) -> None:
     """Remember the run; a full one also clears a standing reconcile suggestion and marks reconciled each
-    partition's epoch in `epochs` (those the run ran entirely in: (partition, epoch id))."""
-    pipe = connection.pipeline(transaction=True)
+    partition's epoch in `epochs` (those the run ran entirely in: (partition, epoch id)). One round trip, no
+    MULTI: the two keys are in different slots of a cluster, and a suggestion left by a crash in between is
+    only cleared by the next run."""
+    pipe = connection.pipeline(transaction=False)
     pipe.hset(keys.RECONCILE_LAST, mapping={
         "at": time.time(), "scope": user_id or "all", "chargers": report.chargers,
         "vehicles": report.vehicles, "emitted": sum(report.emitted.values())})

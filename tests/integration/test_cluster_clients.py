@@ -1,0 +1,134 @@
+"""plugwatch's clients on a real Redis Cluster (3 primaries, one replica each; `redis-cli --cluster create`):
+the receiver's per-primary script batcher (routing, MOVED, WAIT on the node written to), the data client, the
+health read per primary, and the start-up refusal of a cluster whose nodes do not answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from plugwatch import redis_clients
+from plugwatch.partitions import layouts
+from plugwatch.redis_health import aread_health, read_health
+from receiver.batching import ClusterScriptBatcher, NotReplicated
+from tests.support.cluster import RedisClusterServers
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cluster")]
+
+# Counts its calls in its partition's slot and returns the node's run id, so a test sees where it ran.
+WHERE = "redis.call('INCR', KEYS[1]); return redis.call('INFO', 'server'):match('run_id:(%w+)')"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    servers = RedisClusterServers(tmp_path_factory.mktemp("cluster"), primaries=3, replicas=1).start()
+    yield servers
+    servers.stop()
+
+
+def _node_client(host: str, port: int) -> redis.asyncio.Redis:
+    return redis.asyncio.Redis(host=host, port=port, socket_timeout=2)
+
+
+def _run_id(cluster: RedisClusterServers, key: str) -> bytes:
+    client = cluster.primary_of(key).client()
+    try:
+        run_id: bytes = client.info("server")["run_id"].encode()
+        return run_id
+    finally:
+        client.close()
+
+
+def test_each_call_runs_on_the_primary_of_its_partition_and_a_moved_slot_is_followed(
+    cluster: RedisClusterServers,
+) -> None:
+    partitions = layouts(12)
+
+    async def scenario() -> tuple[list[bytes], bytes]:
+        client = redis_clients.connect_async(cluster.url, socket_timeout=2)
+        batcher = ClusterScriptBatcher(client, WHERE, _node_client, timeout=2)
+        try:
+            ran = list(await asyncio.gather(*(batcher([into.ack_mark], []) for into in partitions)))
+            # A stale map: partition 0's slot said to be served by another primary, which answers MOVED.
+            slot = client.keyslot(partitions[0].ack_mark)
+            others = [node for node in client.get_primaries() if node is not client.get_node_from_key(
+                partitions[0].ack_mark)]
+            client.nodes_manager.slots_cache[slot] = [others[0]]
+            moved = await batcher([partitions[0].ack_mark], [])
+            return ran, moved
+        finally:
+            await batcher.aclose()
+            await client.aclose()
+
+    ran, moved = asyncio.run(scenario())
+    assert ran == [_run_id(cluster, into.ack_mark) for into in partitions]
+    assert len(set(ran)) == 3  # the 12 partitions live on all three primaries
+    assert moved == _run_id(cluster, partitions[0].ack_mark)
+    data = cluster.client()
+    try:
+        assert data.get(partitions[0].ack_mark) == b"2"  # it ran once more after MOVED: there, not elsewhere
+    finally:
+        data.close()
+
+
+def test_acknowledged_means_the_written_primarys_replica_holds_it(cluster: RedisClusterServers) -> None:
+    """WAIT goes to the node the batch wrote to, with an ack mark in a slot of that node: 1 replica confirms."""
+    partitions = layouts(12)
+
+    async def scenario(replicas: int) -> list[object]:
+        client = redis_clients.connect_async(cluster.url, socket_timeout=2)
+        batcher = ClusterScriptBatcher(client, WHERE, _node_client, timeout=1, replicas=replicas)
+        try:
+            return list(await asyncio.gather(*(batcher([into.ingest_stream], [], into.ack_mark)
+                                                for into in partitions), return_exceptions=True))
+        finally:
+            await batcher.aclose()
+            await client.aclose()
+
+    confirmed = asyncio.run(scenario(1))
+    assert all(isinstance(reply, bytes) for reply in confirmed), confirmed
+    unconfirmed = asyncio.run(scenario(2))  # each primary has one replica: never two
+    # (a WAIT that ran to the end of the budget may be cut by it, on a busy machine: a TimeoutError, which the
+    # receiver answers 503 as it does NotReplicated)
+    assert all(isinstance(reply, NotReplicated | TimeoutError) for reply in unconfirmed), unconfirmed
+
+
+def test_the_data_client_and_the_health_read_work_node_by_node(cluster: RedisClusterServers) -> None:
+    data = redis_clients.connect(cluster.url, socket_timeout=2)
+    try:
+        for into in layouts(6):
+            pipe = data.pipeline(transaction=True)  # one partition's keys: one slot, a MULTI on its node
+            pipe.set(into.epoch, b"x")
+            pipe.xadd(into.events_stream, {"e": b"1"})
+            pipe.execute()
+        epochs = [into.epoch for into in layouts(6)]
+        assert len({cluster.primary_of(key).port for key in epochs}) == 3
+        # SCAN goes over every primary
+        assert sorted(data.scan_iter(match="plugwatch:*:epoch")) == sorted(key.encode() for key in epochs)
+        health = read_health(data)
+        assert health.ready
+        assert {finding.check for finding in health.findings} >= {"writable", "eviction_policy"}
+        assert redis_clients.socket_timeout(data) == 2
+        assert len(list(redis_clients.primaries(data))) == 3
+    finally:
+        data.close()
+
+    async def async_health() -> bool:
+        client = redis_clients.connect_async(cluster.url, socket_timeout=2)
+        try:
+            return (await aread_health(client)).ready
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(async_health())
+
+
+def test_a_cluster_no_node_of_which_answers_is_redis_down(tmp_path: Path) -> None:
+    data = redis_clients.connect("redis+cluster://127.0.0.1:1,127.0.0.1:2", socket_timeout=0.5, retries=0)
+    with pytest.raises(redis.ConnectionError, match="no node of the Redis Cluster answers"):
+        data.ping()
+    data.close()
