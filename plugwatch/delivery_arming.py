@@ -113,7 +113,8 @@ def _release_queued(connection: redis.Redis, outboxes: list[Outbox]) -> None:
     with contextlib.suppress(redis.RedisError):
         pipe = connection.pipeline(transaction=False)
         for box in outboxes:
-            pipe.eval(_RELEASE_QUEUED, 1, box.lease, QUEUED)
+            # (execute_command: a cluster pipeline's eval() takes no script; EVAL is routed by its key)
+            pipe.execute_command("EVAL", _RELEASE_QUEUED, 1, box.lease, QUEUED)  # type: ignore[no-untyped-call]
         pipe.execute()
 
 

@@ -56,6 +56,8 @@ blackhole, so the worker uses `PLUGWATCH_WORKER_TTL_SECONDS` (default 60: block 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any, cast
@@ -70,7 +72,7 @@ import redis.cluster
 import redis.sentinel
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException
+from redis.exceptions import CrossSlotTransactionError, RedisClusterException
 from redis.retry import Retry
 
 from plugwatch import redis_urls
@@ -140,10 +142,15 @@ def connect(url: str, *, socket_timeout: float, connect_timeout: float | None = 
 
 
 class _LazyCluster:
-    """A `redis.cluster.RedisCluster` built on its first use: redis-py's reads the slot map in its constructor
-    (raising RedisClusterException, no RedisError, when no node answers); here that is a redis.ConnectionError
-    of the first command, and the next command tries again, so a process rides through a cluster that is down
-    at its start as through one Redis down."""
+    """A `redis.cluster.RedisCluster` built on its first use, whose errors are all RedisErrors.
+
+    redis-py's reads the slot map in its constructor, and again after a connection error, and raises
+    RedisClusterException (no RedisError) when no node answers or a slot has no primary for now. Every caller
+    here treats a RedisError as "Redis is down, try later", so each of the client's methods (and a pipeline's
+    `execute`) turns those into redis.ConnectionError; the first command builds the client, and a failed build
+    is tried again by the next one, so a process rides through a cluster that is down at its start as through
+    one Redis down. CrossSlotTransactionError stays what it is: a bug (a transaction spanning slots), not an
+    outage."""
 
     def __init__(self, build: Callable[[], redis.cluster.RedisCluster], timeout: float) -> None:
         self._build = build
@@ -152,16 +159,54 @@ class _LazyCluster:
 
     def __getattr__(self, name: str) -> Any:
         if self._client is None:
-            try:
+            with _as_connection_error():
                 self._client = self._build()
-            except RedisClusterException as error:
-                raise RedisConnectionError(f"no node of the Redis Cluster answers: {error}") from error
-        return getattr(self._client, name)
+        value = getattr(self._client, name)
+        return _converting(value) if callable(value) else value
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
 
+
+@contextlib.contextmanager
+def _as_connection_error() -> Iterator[None]:
+    try:
+        yield
+    except CrossSlotTransactionError:
+        raise
+    except RedisClusterException as error:
+        raise RedisConnectionError(f"Redis Cluster unavailable: {error}") from error
+
+
+def _converting(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with _as_connection_error():
+            result = function(*args, **kwargs)
+        return _ClusterPipe(result) if isinstance(result, redis.cluster.ClusterPipeline) else result
+
+    return call
+
+
+class _ClusterPipe:
+    """A cluster pipeline whose `execute` raises RedisErrors only (`_LazyCluster`)."""
+
+    def __init__(self, pipe: redis.cluster.ClusterPipeline) -> None:
+        self._pipe = pipe
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipe, name)
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        with _as_connection_error():
+            return self._pipe.execute(raise_on_error=raise_on_error)
+
+    def __enter__(self) -> _ClusterPipe:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._pipe.reset()  # type: ignore[no-untyped-call]
 
 def is_cluster(url: str) -> bool:
     return redis_urls.parse(url).kind is Kind.CLUSTER

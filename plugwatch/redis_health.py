@@ -1,6 +1,7 @@
 """Can plugwatch trust this Redis with its state? Redis's own facts about itself, judged check by check.
 
     read_health(connection) -> RedisHealth           one pipelined round trip (status); read_facts: unjudged
+                                                     (a cluster: each primary asked, judged by the worst)
     await aread_health(connection) -> RedisHealth    the same on redis.asyncio (the receiver's /readyz)
     judge(facts) -> RedisHealth                      the pure part: every check of CHECKS over RedisFacts
     HealthLog().record(health)                       logs each finding once per change (error/warning/info)
@@ -197,17 +198,24 @@ def _refusal(error: redis.ResponseError) -> str:
 
 
 def read_facts(connection: redis.Redis) -> RedisFacts:
-    """One round trip (on a cluster, a few per primary, `merged`); raises redis.ConnectionError/TimeoutError
-    when Redis cannot be reached."""
+    """One round trip (a cluster: `merged` over its primaries); raises redis.ConnectionError/TimeoutError when
+    Redis cannot be reached."""
+    return merged(read_node_facts(connection))
+
+
+def read_node_facts(connection: redis.Redis) -> list[RedisFacts]:
+    """The facts of one Redis, or of each primary of a cluster that answers (a few round trips each); raises
+    redis.ConnectionError/TimeoutError when none does. A primary that cannot be reached is left out, not
+    failed: its partitions' deliveries are 503 anyway, and the others' must stay ready (/readyz)."""
     if _is_cluster(connection):
-        return merged([_node_facts(connection, node, key) for node, key in _probe_keys(connection).items()])
+        return _reachable([_node_facts(connection, node, key) for node, key in _probe_keys(connection).items()])
     pipe = connection.pipeline(transaction=False)
     _queue(pipe)
-    return _facts(pipe.execute(raise_on_error=False))
+    return [_facts(pipe.execute(raise_on_error=False))]
 
 
 def read_health(connection: redis.Redis) -> RedisHealth:
-    return judge(read_facts(connection))
+    return judge_all(read_node_facts(connection))
 
 
 async def aread_health(connection: redis.asyncio.Redis) -> RedisHealth:
@@ -217,56 +225,109 @@ async def aread_health(connection: redis.asyncio.Redis) -> RedisHealth:
         except redis.exceptions.RedisClusterException as error:
             raise redis.ConnectionError(f"no node of the Redis Cluster answers: {error}") from error
         nodes = _probe_keys(connection).items()
-        return judge(merged([await _anode_facts(connection, node, key) for node, key in nodes]))
+        return judge_all(_reachable([await _anode_facts(connection, node, key) for node, key in nodes]))
     pipe = connection.pipeline(transaction=False)
     _queue(pipe)
     return judge(_facts(await pipe.execute(raise_on_error=False)))
 
 
-# --- a Redis Cluster: each primary is asked, and the worst of them is what counts -------------------------
+_WORST_FIRST = {Severity.FAIL: 0, Severity.WARN: 1, Severity.UNKNOWN: 2, Severity.OK: 3}
+
+
+def judge_all(nodes: Sequence[RedisFacts], checks: Sequence[Check] = CHECKS) -> RedisHealth:
+    """`judge` for one Redis; for a cluster's primaries, each check's worst finding among them."""
+    if len(nodes) == 1:
+        return judge(nodes[0], checks)
+    judged = [judge(facts, checks).findings for facts in nodes]
+    return RedisHealth(tuple(min(findings, key=lambda finding: _WORST_FIRST[finding.severity])
+                             for findings in zip(*judged, strict=True)))
+
+
+def merged(nodes: Sequence[RedisFacts]) -> RedisFacts:
+    """One set of facts for the gauges of a cluster: used_memory, maxmemory (0, no limit, if any node has
+    none) and evicted_keys summed over its primaries, the rest the first primary's (`judge_all` judges)."""
+    if len(nodes) == 1:
+        return nodes[0]
+
+    def total(values: list[int | None]) -> int | None:
+        return None if any(value is None for value in values) else sum(value for value in values if value)
+
+    memory = dict(nodes[0].memory)
+    for name in ("used_memory", "maxmemory"):
+        summed = total([_number(facts.memory, name) for facts in nodes])
+        if summed is not None:
+            memory[name] = 0 if name == "maxmemory" and not all(_number(f.memory, name) for f in nodes) else summed
+    evicted = total([_number(facts.stats, "evicted_keys") for facts in nodes])
+    stats = {"evicted_keys": evicted} if evicted is not None else {}
+    return RedisFacts(memory, nodes[0].persistence, stats, nodes[0].save, nodes[0].write_error)
+
+
+# --- a Redis Cluster: each primary is asked --------------------------------------------------------------
 
 def _is_cluster(connection: Any) -> bool:
     return callable(getattr(connection, "get_primaries", None))
 
 
 def _probe_keys(cluster: Any) -> dict[Any, str]:
-    """A write-probe key per primary, in a slot that primary serves (`keys.REDIS_HEALTH_PROBE:{n}`)."""
+    """A write-probe key per primary, in a slot that primary serves (`keys.REDIS_HEALTH_PROBE:{n}`); a
+    primary missing from the slot map for now (a failover) gets none."""
     wanted = {node.name: node for node in cluster.get_primaries()}
     found: dict[Any, str] = {}
     for n in range(16 * 16384):
         key = f"{keys.REDIS_HEALTH_PROBE}:{{{n}}}"
-        name = cluster.get_node_from_key(key).name
+        try:
+            name = cluster.get_node_from_key(key).name
+        except (KeyError, IndexError, redis.exceptions.RedisClusterException):
+            continue  # a slot without a primary for now
         if name in wanted and wanted[name] not in found:
             found[wanted[name]] = key
             if len(found) == len(wanted):
                 break
+        if n > 64 * len(wanted) and found:
+            break  # the others serve no slot (yet)
     return found
 
 
-def _node_commands(key: str) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
-    """`_queue`'s commands, one by one (a cluster pipeline refuses keyless ones): (args, routed to the node?)."""
-    return [(("INFO", "memory"), {}), (("INFO", "persistence"), {}), (("INFO", "stats"), {}),
-            (("CONFIG GET", "save"), {}), (("SET", key, b"1", "XX", "PX", PROBE_TTL_MS), {"keyed": True})]
+def _node_commands(key: str) -> list[tuple[tuple[Any, ...], bool]]:
+    """`_queue`'s commands one by one (a cluster pipeline refuses keyless ones): (args, routed by its key)."""
+    return [(("INFO", "memory"), False), (("INFO", "persistence"), False), (("INFO", "stats"), False),
+            (("CONFIG GET", "save"), False), (("SET", key, b"1", "XX", "PX", PROBE_TTL_MS), True)]
 
 
-def _node_facts(cluster: Any, node: Any, key: str) -> RedisFacts:
+_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError, TimeoutError)
+
+
+def _node_facts(cluster: Any, node: Any, key: str) -> RedisFacts | None:
     replies: list[Any] = []
-    for args, how in _node_commands(key):
-        try:
-            replies.append(cluster.execute_command(*args, **({} if how else {"target_nodes": node})))
-        except redis.ResponseError as error:
-            replies.append(error)
+    try:
+        for args, keyed in _node_commands(key):
+            try:
+                replies.append(cluster.execute_command(*args, **({} if keyed else {"target_nodes": node})))
+            except redis.ResponseError as error:
+                replies.append(error)
+    except _UNREACHABLE:
+        return None
     return _facts(_parsed(replies))
 
 
-async def _anode_facts(cluster: Any, node: Any, key: str) -> RedisFacts:
+async def _anode_facts(cluster: Any, node: Any, key: str) -> RedisFacts | None:
     replies: list[Any] = []
-    for args, how in _node_commands(key):
-        try:
-            replies.append(await cluster.execute_command(*args, **({} if how else {"target_nodes": node})))
-        except redis.ResponseError as error:
-            replies.append(error)
+    try:
+        for args, keyed in _node_commands(key):
+            try:
+                replies.append(await cluster.execute_command(*args, **({} if keyed else {"target_nodes": node})))
+            except redis.ResponseError as error:
+                replies.append(error)
+    except (*_UNREACHABLE, redis.exceptions.RedisClusterException):
+        return None
     return _facts(_parsed(replies))
+
+
+def _reachable(nodes: list[RedisFacts | None]) -> list[RedisFacts]:
+    answered = [facts for facts in nodes if facts is not None]
+    if not answered:
+        raise redis.ConnectionError("no primary of the Redis Cluster answers")
+    return answered
 
 
 def _parsed(replies: list[Any]) -> list[Any]:
@@ -275,28 +336,6 @@ def _parsed(replies: list[Any]) -> list[Any]:
     if isinstance(save, list):
         replies[3] = dict(zip(save[::2], save[1::2], strict=False))
     return replies
-
-
-def merged(nodes: Sequence[RedisFacts]) -> RedisFacts:
-    """One set of facts for a cluster, judged as the worst of its primaries: a write refused by any, the
-    fullest memory (used_memory against maxmemory), any eviction policy but noeviction, every eviction, the
-    weakest persistence."""
-    if len(nodes) == 1:
-        return nodes[0]
-
-    def fullness(facts: RedisFacts) -> float:
-        used, limit = _number(facts.memory, "used_memory") or 0, _number(facts.memory, "maxmemory") or 0
-        return used / limit if limit else 0.0
-
-    memory = dict(max(nodes, key=fullness).memory)
-    policies = {facts.memory.get("maxmemory_policy") for facts in nodes} - {None, "noeviction"}
-    if policies:
-        memory["maxmemory_policy"] = sorted(map(str, policies))[0]
-    evicted = [count for facts in nodes if (count := _number(facts.stats, "evicted_keys")) is not None]
-    stats = {"evicted_keys": sum(evicted)} if evicted else {}
-    weakest = min(nodes, key=lambda facts: (bool(facts.persistence.get("aof_enabled")), bool(facts.save)))
-    return RedisFacts(memory, weakest.persistence, stats, weakest.save,
-                      next((facts.write_error for facts in nodes if facts.write_error), None))
 
 
 # --- logging and metrics ---------------------------------------------------------------------------------
@@ -359,11 +398,11 @@ class RedisHealthCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
-            facts = read_facts(self._connection)
+            nodes = read_node_facts(self._connection)
         except (redis.RedisError, OSError) as error:
             log.warning("metrics.redis_health_unavailable", error=repr(error))
             return
-        health = judge(facts)
+        health, facts = judge_all(nodes), merged(nodes)
         self._log.record(health)
         checks = GaugeMetricFamily("plugwatch_redis_health", "1 when the Redis health check passes, 0 when it "
                                    "warns or fails (absent while Redis will not say)", labels=["check"])

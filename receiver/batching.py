@@ -135,7 +135,7 @@ class ScriptBatcher:
                     replies = await self._run(batch, answer_early=not self._replicas)
                     # Here every write of the batch is acknowledged by the Redis it was sent to.
                     if self._replicas:
-                        acknowledged = await self._replicated(batch[0].ack_mark, budget.when())
+                        acknowledged = await self._replicated(_ack_mark_of(batch, replies), budget.when())
                         if acknowledged < self._replicas:
                             replies = [reply if isinstance(reply, BaseException) else
                                        NotReplicated(reply, acknowledged, self._replicas) for reply in replies]
@@ -249,8 +249,8 @@ class ClusterScriptBatcher:
                 if attempt == 2:
                     raise
                 self._stale, self._refreshed_at = True, -math.inf  # the map is wrong: read it now
-            except (redis.ConnectionError, OSError):
-                self._stale = True
+            except (redis.ConnectionError, redis.TimeoutError, OSError, TimeoutError):
+                self._stale = True  # (a node killed or cut off: its slots may have a new primary by now)
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -263,7 +263,11 @@ class ClusterScriptBatcher:
     async def _batcher_for(self, key: str) -> ScriptBatcher:
         if self._stale:
             await self._refresh()
-        node = self._cluster.nodes_manager.get_node_from_slot(self._cluster.keyslot(key))
+        try:
+            node = self._cluster.nodes_manager.get_node_from_slot(self._cluster.keyslot(key))
+        except (KeyError, IndexError, RedisClusterException) as error:  # the map has no primary for the slot
+            self._stale = True
+            raise redis.ConnectionError(f"no primary known for the slot of {key!r} (a failover?)") from error
         if node.name not in self._nodes:
             client = self._node_client(node.host, node.port)
             self._nodes[node.name] = (client, ScriptBatcher(client, self._script, **self._options))
@@ -307,6 +311,13 @@ async def _exchange(link: AbstractConnection, commands: list[bytes],
             _answer(answering[len(replies)], reply)
         replies.append(reply)
     return replies
+
+
+def _ack_mark_of(batch: list[_Call], replies: list[Any]) -> str:
+    """The ack mark of a call that ran (on a cluster, a call answered MOVED is on another node now, and so may
+    its ack mark be: a key of a call that ran is one this node serves)."""
+    return next((call.ack_mark for call, reply in zip(batch, replies, strict=True)
+                 if not isinstance(reply, BaseException)), batch[0].ack_mark)
 
 
 def _answer(future: asyncio.Future[Any], reply: Any) -> None:

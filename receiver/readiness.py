@@ -19,7 +19,8 @@ from plugwatch.redis_health import PROCESS_LOG, HealthLog, RedisHealth, Severity
 
 log = structlog.get_logger(__name__)
 
-_UNAVAILABLE = (redis_errors.RedisError, OSError, TimeoutError)
+# (RedisClusterException: a cluster's slot map could not be read, which is no RedisError in redis-py)
+_UNAVAILABLE = (redis_errors.RedisError, redis_errors.RedisClusterException, OSError, TimeoutError)
 
 
 class Readiness:

@@ -221,7 +221,7 @@ class WebhookEndpoint:
                 config = await self._connection.config_get("hash-max-*-entries")
         except redis.ResponseError:
             config = {}
-        except (redis.RedisError, OSError, TimeoutError):
+        except (redis.RedisError, redis.exceptions.RedisClusterException, OSError, TimeoutError):
             self._reading_cap = None
             return
         self._shard_cap = dedupe_marks.cap_from_config(config)

@@ -40,7 +40,7 @@ from tests.support.sinks import Sink
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 PLUGWATCH = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "plugwatch")
-PARTITIONS = 12  # four per primary
+PARTITIONS = 12  # 3, 3 and 6 on the three primaries' equal slot ranges
 
 
 @pytest.fixture

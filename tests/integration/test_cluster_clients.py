@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from plugwatch import redis_clients
+from plugwatch import delivery_arming, redis_clients
+from plugwatch.outboxes import Outbox
 from plugwatch.partitions import layouts
 from plugwatch.redis_health import aread_health, read_health
 from receiver.batching import ClusterScriptBatcher, NotReplicated
@@ -127,8 +128,70 @@ def test_the_data_client_and_the_health_read_work_node_by_node(cluster: RedisClu
     assert asyncio.run(async_health())
 
 
+def test_while_a_primary_is_down_the_others_partitions_are_stored_and_the_receiver_stays_ready(
+    tmp_path: Path,
+) -> None:
+    """Killed, not yet failed over: the calls of its partitions fail (503), the others' are stored, the health
+    read leaves the lost primary out (so /readyz stays 200); once its replica is promoted, its partitions'
+    calls go through again, on the promoted node."""
+    cluster = RedisClusterServers(tmp_path / "cluster", primaries=3, replicas=1).start()
+    partitions = layouts(12)
+    try:
+        victim = cluster.primary_of(partitions[0].ack_mark)
+        lost = {into.partition for into in partitions if cluster.primary_of(into.ack_mark) is victim}
+
+        async def scenario() -> tuple[list[object], bool, list[object]]:
+            client = redis_clients.connect_async(cluster.url, socket_timeout=1)
+            batcher = ClusterScriptBatcher(client, WHERE, _node_client, timeout=1)
+            try:
+                await batcher([partitions[0].ack_mark], [])  # the map is read, a link to each primary opened
+                cluster.kill(victim)
+                during = list(await asyncio.gather(*(batcher([into.ack_mark], []) for into in partitions),
+                                                   return_exceptions=True))
+                ready = (await aread_health(client)).ready
+                await asyncio.to_thread(cluster.wait_for_promotion, 60)
+                after: list[object] = []
+                for into in partitions:  # a call that meets the old map fails once; the next one is re-routed
+                    for _attempt in range(40):
+                        try:
+                            after.append(await batcher([into.ack_mark], []))
+                            break
+                        except (redis.ConnectionError, TimeoutError):
+                            await asyncio.sleep(0.25)
+                return during, ready, after
+            finally:
+                await batcher.aclose()
+                await client.aclose()
+
+        during, ready, after = asyncio.run(scenario())
+        assert {n for n, reply in enumerate(during) if not isinstance(reply, bytes)} == lost
+        assert all(isinstance(during[n], redis.ConnectionError | TimeoutError) for n in lost)
+        assert ready
+        assert len(after) == len(partitions)
+        data = redis_clients.connect(cluster.url, socket_timeout=2)
+        try:
+            assert read_health(data).ready
+            assert data.get(partitions[0].ack_mark) == b"2"  # once before the kill, once on the promoted node
+        finally:
+            data.close()
+    finally:
+        cluster.stop()
+
+
+def test_a_queued_outbox_lease_is_released_on_a_cluster(cluster: RedisClusterServers) -> None:
+    data = redis_clients.connect(cluster.url, socket_timeout=2)
+    boxes = [Outbox("https://a.example/hook", into) for into in layouts(6)]
+    try:
+        for box in boxes:
+            data.set(box.lease, delivery_arming.QUEUED)
+        delivery_arming._release_queued(data, boxes)
+        assert [data.exists(box.lease) for box in boxes] == [0] * len(boxes)
+    finally:
+        data.close()
+
+
 def test_a_cluster_no_node_of_which_answers_is_redis_down(tmp_path: Path) -> None:
     data = redis_clients.connect("redis+cluster://127.0.0.1:1,127.0.0.1:2", socket_timeout=0.5, retries=0)
-    with pytest.raises(redis.ConnectionError, match="no node of the Redis Cluster answers"):
+    with pytest.raises(redis.ConnectionError, match="Redis Cluster unavailable"):
         data.ping()
     data.close()

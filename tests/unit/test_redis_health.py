@@ -20,6 +20,7 @@ from plugwatch.redis_health import (
     Severity,
     _facts,
     judge,
+    judge_all,
     merged,
     read_health,
 )
@@ -175,18 +176,23 @@ def test_the_watch_reads_at_most_once_per_interval_and_logs_a_change() -> None:
     assert watch.pump() is None, "a failed read waits its interval too"
 
 
-def test_a_cluster_is_judged_by_its_worst_primary() -> None:
+def test_a_cluster_is_judged_by_its_worst_primary_and_its_gauges_sum_the_primaries() -> None:
     full = replace(HEALTHY, memory={"used_memory": 900, "maxmemory": 1000, "maxmemory_policy": "allkeys-lru"},
                    stats={"evicted_keys": 3}, write_error=OOM)
-    unpersisted = replace(HEALTHY, persistence={"aof_enabled": 0}, save="")
-    facts = merged([HEALTHY, full, unpersisted])
-    assert facts.memory["used_memory"] == 900  # the fullest node's memory
-    assert facts.memory["maxmemory_policy"] == "allkeys-lru"
-    assert facts.stats == {"evicted_keys": 3}
-    assert facts.write_error == OOM
-    assert severities(facts) == {"writable": Severity.FAIL, "eviction_policy": Severity.FAIL,
-                                 "evicted_keys": Severity.FAIL, "persistence": Severity.WARN}
-    assert merged([HEALTHY, HEALTHY]) == replace(HEALTHY, stats={"evicted_keys": 0})
+    aof_failing = replace(HEALTHY, persistence={"aof_enabled": 1, "aof_last_write_status": "err"})
+    stats_refused = replace(HEALTHY, stats={})
+    health = judge_all([HEALTHY, full, aof_failing])
+    assert severities_of(health) == {"writable": Severity.FAIL, "eviction_policy": Severity.FAIL,
+                                     "evicted_keys": Severity.FAIL, "persistence": Severity.WARN}
+    assert not health.ready
+    assert "OOM" in health.problems[0]
+    # one primary would not say: the cluster's evictions are unknown (never a failure), not "none"
+    assert severities_of(judge_all([HEALTHY, stats_refused]))["evicted_keys"] is Severity.UNKNOWN
+    assert judge_all([HEALTHY]) == judge(HEALTHY)
+
+    limited = replace(HEALTHY, memory={"used_memory": 100, "maxmemory": 1000, "maxmemory_policy": "noeviction"})
+    both = merged([limited, replace(limited, stats={"evicted_keys": 2})])
+    assert (both.memory["used_memory"], both.memory["maxmemory"], both.stats) == (200, 2000, {"evicted_keys": 2})
+    assert merged([limited, HEALTHY]).memory["maxmemory"] == 0  # one primary without a limit: no limit
+    assert merged([HEALTHY, stats_refused]).stats == {}  # one primary would not say: unknown, not a partial sum
     assert merged([HEALTHY]) is HEALTHY
-    refused = replace(HEALTHY, stats={})
-    assert merged([refused, refused]).stats == {}  # INFO stats refused everywhere: unknown, not 0
