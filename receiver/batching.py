@@ -241,18 +241,18 @@ class ClusterScriptBatcher:
         self._refreshing: asyncio.Lock | None = None
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Arg], ack_mark: str | None = None) -> Any:
-        for attempt in (1, 2):
-            batcher = await self._batcher_for(keys[0])
-            try:
-                return await batcher(keys, args, ack_mark)
-            except MovedError:
-                if attempt == 2:
-                    raise
-                self._stale, self._refreshed_at = True, -math.inf  # the map is wrong: read it now
-            except (redis.ConnectionError, redis.TimeoutError, OSError, TimeoutError):
-                self._stale = True  # (a node killed or cut off: its slots may have a new primary by now)
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return await self._send(keys, args, ack_mark)
+        except MovedError:  # the call did not run: read the map now, and send it once more
+            self._stale, self._refreshed_at = True, -math.inf
+        return await self._send(keys, args, ack_mark)
+
+    async def _send(self, keys: Sequence[str], args: Sequence[Arg], ack_mark: str | None) -> Any:
+        try:
+            return await (await self._batcher_for(keys[0]))(keys, args, ack_mark)
+        except (redis.ConnectionError, redis.TimeoutError, OSError, TimeoutError):
+            self._stale = True  # (a node killed or cut off: its slots may have a new primary by now)
+            raise
 
     async def aclose(self) -> None:
         for client, batcher in self._nodes.values():

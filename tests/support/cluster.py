@@ -20,6 +20,7 @@ from pathlib import Path
 import redis
 from redis.cluster import ClusterNode, RedisCluster, key_slot
 
+from simulator.redis_binary import find_redis_server
 from tests.support.servers import RedisServer, free_cluster_port, wait_until
 
 NODE_TIMEOUT_MS = 1500  # how long a silent primary takes to be failed over (Redis's default: 15 s)
@@ -54,7 +55,7 @@ class RedisClusterServers:
                     "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--appendonly", "no",
                     # the README's advice: a failed primary's slots refuse, the others go on
                     "--cluster-require-full-coverage", "no")).start())
-            binary = self.servers[0].process.args[0] if self.servers[0].process else "redis-server"  # type: ignore[index]
+            binary = find_redis_server() or "redis-server"  # the binary RedisServer started
             created = subprocess.run(
                 [find_redis_cli(str(binary)), "--cluster", "create",
                  *(f"127.0.0.1:{server.port}" for server in self.servers),
