@@ -2,6 +2,7 @@
 tracked vehicle, and how the cost per event grows from 1,000 to 100,000 tracked vehicles.
 
     .venv/bin/python -m bench.e2e [--rate 500] [--seconds 60] [--vehicles 100000] [--json out.json]
+                                  [--workers N] [--set KEY=VALUE] [--cluster PARTITIONS] [--latency-only]
 
 Starts its own redis-server (never another Redis), the receiver and one `python -m worker` as real processes
 (as the Procfile does) and an HTTP sink in this process, then:
@@ -36,12 +37,14 @@ import psutil
 import redis
 
 from plugwatch import keys
+from plugwatch.partitions import layouts
 from simulator.clock import parse_iso
 from simulator.deliveries import Plan, plan_deliveries
 from simulator.sender import SendOptions, send_all
 from simulator.stories import build_scenario
 from simulator.truth import Expected, Replay
 from tests.e2e.harness import System, comparable_in
+from tests.support.cluster import RedisClusterServers
 from tests.support.servers import RedisServer, wait_until
 from tests.support.sinks import Sink, SinkServer
 
@@ -85,7 +88,9 @@ class RssSampler:
 
 
 def latency_run(workdir: Path, rate: float, seconds: float, workers: int = 1,
-                env: dict[str, str] | None = None) -> dict[str, Any]:
+                env: dict[str, str] | None = None, cluster_partitions: int = 0) -> dict[str, Any]:
+    """`cluster_partitions` > 0: on a Redis Cluster of 3 primaries (no replicas) with that many partitions,
+    RQ on a redis-server of its own; else on one redis-server, unpartitioned."""
     scenario = build_scenario(max(50, int(rate * seconds / 36)), seed=21)
     events = list(scenario.events[: int(rate * seconds)])
     deliveries = plan_deliveries(events, Plan(seed=21))
@@ -94,11 +99,17 @@ def latency_run(workdir: Path, rate: float, seconds: float, workers: int = 1,
         for event in orjson.loads(delivery.body):
             for expected in replay.feed(event):
                 cause[expected] = delivery.id
-    server = RedisServer(workdir / "redis-latency").start()
+    partitions = max(1, cluster_partitions)
+    env = dict(env or {})
+    if cluster_partitions:
+        server: Any = RedisClusterServers(workdir / "cluster-latency", primaries=3, replicas=0).start()
+        queues = RedisServer(workdir / "redis-queues").start()
+        env.update(PLUGWATCH_PARTITIONS=str(partitions), RQ_REDIS_URL=queues.url)
+    else:
+        server = queues = RedisServer(workdir / "redis-latency").start()
     sink = Sink()
     with SinkServer(sink) as sink_server:
-        system = System(server.url, sink_server.url + "/hook", workdir / "logs-latency", workers=workers,
-                        **(env or {}))
+        system = System(server.url, sink_server.url + "/hook", workdir / "logs-latency", workers=workers, **env)
         try:
             pids = {"receiver": system.receiver.pid, **{f"worker-{i}" if i else "worker": w.pid
                                                         for i, w in enumerate(system.workers)}}
@@ -107,16 +118,17 @@ def latency_run(workdir: Path, rate: float, seconds: float, workers: int = 1,
                 report = asyncio.run(send_all(system.url, SECRET, deliveries, SendOptions(concurrency=1, rate=rate)))
                 sent_seconds = time.time() - started
                 client = server.client()
-                key = comparable_in(client)  # sequences are counted from the epoch's base, as the truth does
+                key = comparable_in(client, partitions)  # sequences counted from the epoch's base, as the truth does
                 wait_until(lambda: cause.keys() <= {key(r.event) for r in sink.accepted()}, timeout=seconds + 300,
                            interval=0.5, message="the sink did not receive every expected event")
                 drained_seconds = time.time() - started
-            committed = _stream_latencies(client, key, cause, report.accepted_at)
+            committed = _stream_latencies(client, key, cause, report.accepted_at, partitions)
         finally:
             system.stop()
             server.stop()
+            queues.stop()
     received = [r.at - report.accepted_at[cause[key(r.event)]] for r in sink.accepted() if key(r.event) in cause]
-    return {"workers": workers, "env": env or {}, "rate_target": rate, "events_sent": report.events,
+    return {"workers": workers, "env": env, "cluster_partitions": cluster_partitions, "rate_target": rate, "events_sent": report.events,
             "deliveries": report.accepted,
             "send_seconds": sent_seconds, "achieved_rate": report.events / sent_seconds,
             "emitted": len(cause), "all_received_after_s": drained_seconds,
@@ -125,9 +137,9 @@ def latency_run(workdir: Path, rate: float, seconds: float, workers: int = 1,
 
 
 def _stream_latencies(client: redis.Redis, key: Callable[[dict[str, Any]], Expected], cause: dict[Expected, str],
-                      accepted: dict[str, float]) -> list[float]:
+                      accepted: dict[str, float], partitions: int = 1) -> list[float]:
     out = []
-    for entry_id, fields in client.xrange(keys.EVENTS_STREAM):
+    for entry_id, fields in (entry for into in layouts(partitions) for entry in client.xrange(into.events_stream)):
         expected = key(orjson.loads(fields[b"event"]))
         if expected in cause:
             out.append(int(entry_id.split(b"-")[0]) / 1000 - accepted[cause[expected]])
@@ -220,6 +232,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes in the latency run")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the receiver and workers in the latency run")
+    parser.add_argument("--cluster", type=int, default=0, metavar="PARTITIONS",
+                        help="the latency run on a 3-primary Redis Cluster with this many partitions")
     parser.add_argument("--latency-only", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
@@ -227,7 +241,7 @@ def main() -> None:
         workdir = Path(tmp)
         print(f"(1) latency at {args.rate:.0f} events/s for {args.seconds:.0f} s", flush=True)
         env = dict(item.split("=", 1) for item in args.set)
-        latency = latency_run(workdir, args.rate, args.seconds, args.workers, env)
+        latency = latency_run(workdir, args.rate, args.seconds, args.workers, env, args.cluster)
         print(json.dumps(latency, indent=2), flush=True)
         memory: dict[str, Any] = {}
         if not args.latency_only:

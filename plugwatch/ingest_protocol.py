@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import hiredis
 import msgspec
 import orjson
 
@@ -405,3 +406,51 @@ def result_of(reply: bytes | str) -> IngestResult:
     if found is None:
         raise ValueError(f"not a reply of INGEST_LUA: {reply!r}")
     return found
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+class PackedCalls:
+    """INGEST_LUA's EVALSHA for one partition (`into`), packed in Redis' protocol (RESP) as hiredis packs
+    `("EVALSHA", sha, 6, *script_call(...))`, byte for byte, at a fraction of its cost: what is the same in
+    every call (the command, the sha, the partition's keys, the window, the TTLs) is packed once here, and a
+    delivery of events only (the common case) adds its id, body, receipt time and mark. Any other delivery
+    (a heartbeat, something quarantined, a previous version's mark to look for) is packed by hiredis from
+    `script_call`. The receiver's hot path (issue 17): 1.8 us where script_call and hiredis take ~12."""
+
+    def __init__(self, sha: str, into: Layout, *, dedupe_ttl_seconds: int,
+                 dedupe_bucket_seconds: int = DEFAULT_BUCKET_SECONDS) -> None:
+        self._sha = sha
+        self._into = into
+        self._ttl = dedupe_ttl_seconds
+        self._bucket = dedupe_bucket_seconds
+        script_keys = [into.ingest_stream, into.quarantine_stream, into.heartbeat, into.ingest_armed,
+                       into.dedupe_marks]
+        self._head = b"*%d\r\n" % (3 + 6 + 17) + b"".join(
+            _bulk(part.encode()) for part in ("EVALSHA", sha, "6"))
+        self._dedupe_prefix = into.dedupe_prefix.encode()
+        self._keys = b"".join(_bulk(key.encode()) for key in script_keys)
+        self._window = _bulk(b"%d" % dedupe_ttl_seconds) + _bulk(b"1") + _bulk(b"") * 4 + _bulk(b"%d" % ARMED_TTL_MS)
+        self._tail: dict[int, bytes] = {}  # per shard cap: the bucket width, the cap, the target
+
+    def pack(self, delivery_id: str, body: bytes, batch: Batch, *, signature: bytes, now: float,
+             shard_cap: int = dedupe_marks.DEFAULT_CAP, legacy_digest: bool = False) -> bytes:
+        if legacy_digest or not batch.enqueue or batch.heartbeat is not None or batch.quarantine is not None or (
+                batch.quarantined_events):
+            script_keys, args = script_call(delivery_id, body, batch, signature=signature, now=now,
+                                            dedupe_ttl_seconds=self._ttl, dedupe_bucket_seconds=self._bucket,
+                                            shard_cap=shard_cap, legacy_digest=legacy_digest, into=self._into)
+            return hiredis.pack_command(  # type: ignore[no-any-return]
+                ("EVALSHA", self._sha, len(script_keys), *script_keys, *args))  # type: ignore[arg-type]
+        tail = self._tail.get(shard_cap)
+        if tail is None:
+            tail = self._tail[shard_cap] = b"".join(_bulk(b"%d" % value) for value in (
+                min(self._bucket, self._ttl), shard_cap, dedupe_marks.target_for(shard_cap)))
+        identity = delivery_id.encode()
+        mark = dedupe_marks.mark_of(delivery_id, signature)
+        return b"".join((
+            self._head, b"$%d\r\n%b%b\r\n" % (len(self._dedupe_prefix) + len(identity), self._dedupe_prefix, identity),
+            self._keys, _bulk(identity), b"$%d\r\n" % len(body), body, b"\r\n%b" % _bulk(b"%d" % int(now * 1000)),
+            self._window, _bulk(b"%.3f" % now), _bulk(b""), _bulk(b"%d" % mark.hash), _bulk(mark.field), tail))

@@ -1,7 +1,8 @@
 """Group commit for one Lua script: concurrent calls share one pipelined round trip to Redis.
 
 redis-py's asyncio pipeline spends ~18 us of CPU packing one 3 KB EVALSHA and more on its retry and
-observability wrappers; here each call is packed by hiredis (~3 us) as it comes and a batch goes out as one
+observability wrappers; here each call is packed as it comes (by hiredis, or by the caller: `send`, as the
+receiver does with `ingest_protocol.PackedCalls`) and a batch goes out as one
 write on a connection of the batcher's own, its replies read one after the other. Requests that arrive while a
 batch is in flight wait for the next one, so the batch size follows the load (1 when idle) and no timer
 delays a lone request. Each call still gets its own reply or exception, and only once Redis has answered
@@ -98,10 +99,20 @@ class ScriptBatcher:
         """The script's reply; raises what Redis raised (cancel the await to give up waiting). `ack_mark`:
         the key written before a WAIT for this call (default: the batcher's); on a cluster it must live on the
         node the call's keys live on (the partition's)."""
-        loop = asyncio.get_running_loop()
         command = ("EVALSHA", self._sha, len(keys), *keys, *args)
-        call = _Call(hiredis.pack_command(command),  # type: ignore[arg-type]  # (its stub: a 1-tuple)
-                     loop.create_future(), self._ack_mark if ack_mark is None else ack_mark)
+        return await self.send(hiredis.pack_command(command),  # type: ignore[arg-type]  # (its stub: a 1-tuple)
+                               keys[0] if keys else "", ack_mark)
+
+    @property
+    def sha(self) -> str:
+        """The script's SHA-1, by which a packed command names it (EVALSHA)."""
+        return self._sha
+
+    async def send(self, command: bytes, route_key: str, ack_mark: str | None = None) -> Any:
+        """`__call__` for a call already packed (an EVALSHA of this script, in RESP: e.g.
+        `plugwatch.ingest_protocol.PackedCalls`); `route_key`: one of its keys (used on a cluster only)."""
+        loop = asyncio.get_running_loop()
+        call = _Call(command, loop.create_future(), self._ack_mark if ack_mark is None else ack_mark)
         self._pending.append(call)
         if self._deadline is not None:
             while self._expiries and self._expiries[0][1].done():  # answered: only the unanswered are kept
@@ -233,6 +244,7 @@ class ClusterScriptBatcher:
         `options`: each node's `ScriptBatcher`'s."""
         self._cluster = cluster
         self._script = script
+        self._sha = hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
         self._node_client = node_client
         self._options = options
         self._nodes: dict[str, tuple[redis.asyncio.Redis, ScriptBatcher]] = {}
@@ -241,15 +253,24 @@ class ClusterScriptBatcher:
         self._refreshing: asyncio.Lock | None = None
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Arg], ack_mark: str | None = None) -> Any:
+        command = ("EVALSHA", self._sha, len(keys), *keys, *args)
+        return await self.send(hiredis.pack_command(command), keys[0], ack_mark)  # type: ignore[arg-type]
+
+    @property
+    def sha(self) -> str:
+        return self._sha
+
+    async def send(self, command: bytes, route_key: str, ack_mark: str | None = None) -> Any:
+        """`ScriptBatcher.send` to the primary of `route_key`'s slot (every key of a call is in that slot)."""
         try:
-            return await self._send(keys, args, ack_mark)
+            return await self._send(command, route_key, ack_mark)
         except MovedError:  # the call did not run: read the map now, and send it once more
             self._stale, self._refreshed_at = True, -math.inf
-        return await self._send(keys, args, ack_mark)
+        return await self._send(command, route_key, ack_mark)
 
-    async def _send(self, keys: Sequence[str], args: Sequence[Arg], ack_mark: str | None) -> Any:
+    async def _send(self, command: bytes, route_key: str, ack_mark: str | None) -> Any:
         try:
-            return await (await self._batcher_for(keys[0]))(keys, args, ack_mark)
+            return await (await self._batcher_for(route_key)).send(command, route_key, ack_mark)
         except (redis.ConnectionError, redis.TimeoutError, OSError, TimeoutError):
             self._stale = True  # (a node killed or cut off: its slots may have a new primary by now)
             raise

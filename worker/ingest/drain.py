@@ -45,7 +45,7 @@ from worker.ingest.ports import IngestContext
 from worker.ingest.store import Ack
 
 log = structlog.get_logger(__name__)
-OTHERS_CHECK_MS = 200  # with several partitions, how often an idle drain looks for other partitions' jobs
+OTHERS_CHECK_MS = 50  # with several partitions, how often an idle drain looks for other partitions' jobs (one LLEN)
 
 
 @dataclass
