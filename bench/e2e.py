@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 import psutil
 import redis
+from rq import Worker
 
 from plugwatch import keys
 from plugwatch.partitions import layouts
@@ -99,8 +100,8 @@ def latency_run(workdir: Path, rate: float, seconds: float, workers: int = 1,
         for event in orjson.loads(delivery.body):
             for expected in replay.feed(event):
                 cause[expected] = delivery.id
-    partitions = max(1, cluster_partitions)
     env = dict(env or {})
+    partitions = cluster_partitions or int(env.get("PLUGWATCH_PARTITIONS", "1"))
     if cluster_partitions:
         server: Any = RedisClusterServers(workdir / "cluster-latency", primaries=3, replicas=0).start()
         queues = RedisServer(workdir / "redis-queues").start()
@@ -111,6 +112,9 @@ def latency_run(workdir: Path, rate: float, seconds: float, workers: int = 1,
     with SinkServer(sink) as sink_server:
         system = System(server.url, sink_server.url + "/hook", workdir / "logs-latency", workers=workers, **env)
         try:
+            with queues.client() as rq_client:  # steady state: every worker is up before traffic starts
+                wait_until(lambda: Worker.count(connection=rq_client) >= workers, timeout=60, interval=0.1,
+                           message="the workers did not register with RQ")
             pids = {"receiver": system.receiver.pid, **{f"worker-{i}" if i else "worker": w.pid
                                                         for i, w in enumerate(system.workers)}}
             with RssSampler(pids) as rss:
@@ -128,7 +132,8 @@ def latency_run(workdir: Path, rate: float, seconds: float, workers: int = 1,
             server.stop()
             queues.stop()
     received = [r.at - report.accepted_at[cause[key(r.event)]] for r in sink.accepted() if key(r.event) in cause]
-    return {"workers": workers, "env": env, "cluster_partitions": cluster_partitions, "rate_target": rate, "events_sent": report.events,
+    return {"workers": workers, "env": env, "cluster_partitions": cluster_partitions,
+            "rate_target": rate, "events_sent": report.events,
             "deliveries": report.accepted,
             "send_seconds": sent_seconds, "achieved_rate": report.events / sent_seconds,
             "emitted": len(cause), "all_received_after_s": drained_seconds,

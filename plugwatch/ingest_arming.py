@@ -81,9 +81,17 @@ def arming_lost(queues: redis.Redis, ttl_ms: int, running_ttl_ms: int) -> bool:
     return Queue(keys.INGEST_QUEUE, connection=queues).count == 0
 
 
+MAKE_WAY_MS = 50  # with several partitions, how often an idle drain (ingest or delivery) looks for waiting jobs
+_DRAIN_QUEUES = tuple(Queue.redis_queue_namespace_prefix + name for name in (keys.INGEST_QUEUE, keys.DELIVERY_QUEUE))
+
+
 def drains_waiting(queues: redis.Redis) -> bool:
-    """Drain jobs wait in the ingest queue for a worker (one LLEN)."""
-    return Queue(keys.INGEST_QUEUE, connection=queues).count > 0
+    """Drain jobs (ingest or delivery) wait in their queues for a worker (two LLENs, one round trip): with
+    several partitions an idle drain then ends its wait and makes way for them."""
+    pipe = queues.pipeline(transaction=False)
+    for key in _DRAIN_QUEUES:
+        pipe.llen(key)
+    return any(pipe.execute())
 
 
 def requeue(pipe: redis.client.Pipeline, delivery_id: str, body: bytes, *, now: float, replay_of: str,

@@ -44,3 +44,16 @@ def test_a_failed_enqueue_releases_the_armed_key_for_the_pump(redis_url: str) ->
         ingest_arming.enqueue_after_arming(client, client)
     assert not client.exists(keys.INGEST_ARMED)
     client.close()
+
+
+def test_drains_waiting_counts_ingest_and_delivery_jobs_only(real_redis: redis.Redis) -> None:
+    """What makes an idle drain with several partitions end its wait: a job in either drain queue."""
+    assert not ingest_arming.drains_waiting(real_redis)
+    Queue(keys.DEAD_LETTER_QUEUE, connection=real_redis).enqueue("builtins.print")
+    assert not ingest_arming.drains_waiting(real_redis)
+    Queue(keys.DELIVERY_QUEUE, connection=real_redis).enqueue(keys.DRAIN_OUTBOX_JOB, "http://x/hook")
+    assert ingest_arming.drains_waiting(real_redis)
+    Queue(keys.DELIVERY_QUEUE, connection=real_redis).empty()
+    assert not ingest_arming.drains_waiting(real_redis)
+    ingest_arming.enqueue_drain(real_redis)
+    assert ingest_arming.drains_waiting(real_redis)

@@ -45,7 +45,7 @@ from worker.ingest.ports import IngestContext
 from worker.ingest.store import Ack
 
 log = structlog.get_logger(__name__)
-OTHERS_CHECK_MS = 50  # with several partitions, how often an idle drain looks for other partitions' jobs (one LLEN)
+OTHERS_CHECK_MS = ingest_arming.MAKE_WAY_MS  # with several partitions, how often an idle drain looks for jobs
 
 
 @dataclass
@@ -102,8 +102,9 @@ def _await_entries(context: IngestContext, into: Layout, deadline: float) -> lis
     The armed key was refreshed by the read just before and outlives the wait, which is also kept well
     under the connection's socket timeout (if it has one), so a quiet stream is no Redis error.
     With several partitions the wait is cut into slices of `OTHERS_CHECK_MS`, and ends as soon as another drain
-    job waits in the ingest queue: a worker idling on a quiet partition must not hold up a busy one (with
-    fewer worker processes than partitions, it would add up to the idle wait to that partition's latency).
+    job waits in the ingest or delivery queue: a worker idling on a quiet partition must not hold up a busy one
+    (with fewer worker processes than partitions, it would add up to the idle wait to that partition's
+    latency; a delivery job waiting is quick: it starts a drainer thread, `worker.delivery.threads`).
     """
     connection, options = context.connection, context.options
     socket_timeout = redis_clients.socket_timeout(connection)
