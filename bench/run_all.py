@@ -9,8 +9,9 @@ Runs, one after the other (each starts and stops its own redis-server and proces
   bench/delivery.py  one worker process's delivery events/s to one URL (concurrency 16) beside a bare
                      aiohttp client at the same concurrency; the time to drain a 100,000-event backlog
   bench/e2e.py       end-to-end latency at 500 events/s for 60 s, RSS, Redis memory per vehicle, growth;
-                     then the latency run again with two workers, with a 0.5 s ingest drain budget, and
-                     on a 3-primary Redis Cluster (12 partitions, 3 workers, RQ on a redis-server of its own)
+                     then the latency run again with two workers, with a 0.5 s ingest drain budget, with 6
+                     partitions on one Redis, and on a 3-primary Redis Cluster (6 partitions and 6 workers; 12
+                     partitions and 3 workers; RQ on a redis-server of its own)
   bench/state_memory.py  Redis memory of a vehicle with its charger by remembered actions (0, 12, 20, 40)
   bench/dedupe_memory.py  Redis memory per dedupe mark (1M marks) beside the previous key-per-delivery layout
   bench/partition_memory.py  Redis memory of a partition at rest (PLUGWATCH_PARTITIONS 16 and 256 beside 1)
@@ -175,6 +176,8 @@ def _best(receiver: str) -> str:
 VARIANTS = {
     "e2e, 2 worker processes": ["--workers", "2"],
     "e2e, PLUGWATCH_INGEST_BUDGET_SECONDS=0.5": ["--set", "PLUGWATCH_INGEST_BUDGET_SECONDS=0.5"],
+    "e2e, one Redis, 6 partitions, 6 worker processes": ["--set", "PLUGWATCH_PARTITIONS=6", "--workers", "6"],
+    "e2e, Redis Cluster (3 primaries), 6 partitions, 6 worker processes": ["--cluster", "6", "--workers", "6"],
     "e2e, Redis Cluster (3 primaries), 12 partitions, 3 worker processes": ["--cluster", "12", "--workers", "3"],
 }
 
