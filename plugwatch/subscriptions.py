@@ -67,6 +67,22 @@ return 1
 """
 
 
+# With partitions on a Redis Cluster, `_forget_partitioned` forgets slot by slot. Per partition (KEYS: its routes,
+# the URL's outbox and lease there; ARGV: url), and then the record (KEYS: subscriptions; ARGV: url, the record as
+# read at the start or "" for none), each only if still true.
+_FORGET_OUTBOX_LUA = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('XLEN', KEYS[2]) > 0
+   or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+redis.call('DEL', KEYS[2])
+return 1
+"""
+_FORGET_RECORD_LUA = """
+if (redis.call('HGET', KEYS[1], ARGV[1]) or '') ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
+"""
+
+
 class SubscriptionError(ValueError):
     """An unusable subscription change (unknown URL, unknown event type); the message says which."""
 
@@ -234,27 +250,33 @@ def forget_if_drained(connection: redis.Redis, url: str) -> bool:
 
 
 def _forget_partitioned(connection: redis.Redis, url: str, boxes: Sequence[Layout]) -> bool:
-    """`forget_if_drained` over outboxes in several hash slots (which no Lua call spans on a Redis Cluster):
-    check, then forget. Safe without atomicity: a URL with no route in any partition gets no new events (a
-    commit reads its partition's routes in the Lua that appends to the outbox), so its outboxes only shrink;
-    a drain armed meanwhile finds its outbox gone and ends."""
-    if connection.hexists(boxes[0].routes, url):
-        return False
+    """`forget_if_drained` over outboxes in several hash slots, which no Lua call spans on a Redis Cluster.
+
+    Each step is atomic within its own slot, and each re-checks what it relies on, so a `subscribe` of the same
+    URL at any moment loses nothing: a partition's outbox is deleted only while it is empty, unleased and has no
+    route there (a commit appends to an outbox in the same Lua that reads that partition's routes), and the
+    record only if it is still the one read at the start. A re-subscription in between makes that last step
+    fail (the new record and its keys stay); the outboxes deleted before it were empty and are made again by
+    the next commit and drain. The URL's name in `DOWNSTREAM_URLS` and its delivery state go first: the name is
+    kept by the record while there is one (`known_urls`), and a re-subscribed URL starts with a fresh state."""
+    record = connection.hget(SUBSCRIPTIONS, url)
     pipe = connection.pipeline(transaction=False)
     for into in boxes:
+        pipe.hexists(into.routes, url)
         pipe.xlen(into.outbox(url))
         pipe.exists(into.lease(url))
-    if any(pipe.execute()):
+    if any(pipe.execute()):  # a cheap look first: most calls end here, and nothing was changed
         return False
+    for into in boxes:
+        if not connection.eval(_FORGET_OUTBOX_LUA, 3, into.routes, into.outbox(url), into.lease(url), url):
+            return False
     pipe = connection.pipeline(transaction=False)
-    pipe.hdel(SUBSCRIPTIONS, url)
     pipe.hdel(keys.DOWNSTREAM_URLS, keys.url_key(url))
     pipe.delete(keys.downstream_state_key(url))
-    for into in boxes:
-        pipe.delete(into.outbox(url))
-    pipe.incr(VERSION)
     pipe.execute()
-    return True
+    forgotten = bool(connection.eval(_FORGET_RECORD_LUA, 1, SUBSCRIPTIONS, url, record or b""))
+    connection.incr(VERSION)
+    return forgotten
 
 
 def known_urls(connection: redis.Redis) -> list[str]:

@@ -190,6 +190,29 @@ def test_a_queued_outbox_lease_is_released_on_a_cluster(cluster: RedisClusterSer
         data.close()
 
 
+def test_a_removed_subscription_is_forgotten_slot_by_slot_on_a_cluster(cluster: RedisClusterServers) -> None:
+    from plugwatch import partitions, subscriptions
+
+    data = redis_clients.connect(cluster.url, socket_timeout=2)
+    url = "https://forgotten.example/hook"
+    try:
+        data.delete(partitions.PARTITIONS_KEY)
+        partitions.check_count(data, 12)
+        subscriptions.add(data, url, types=(), key=b"k" * 32, now=1.0)
+        waiting = layouts(12)[7].outbox(url)
+        entry = data.xadd(waiting, {"event": b"{}"})
+        subscriptions.remove(data, url, now=2.0)
+        assert not subscriptions.forget_if_drained(data, url)  # an event still waits in partition 7
+        data.xdel(waiting, entry)
+        assert subscriptions.forget_if_drained(data, url)
+        assert subscriptions.load(data, url) is None
+        assert url not in subscriptions.known_urls(data)
+        assert not any(data.exists(into.outbox(url)) for into in layouts(12))
+    finally:
+        data.delete(partitions.PARTITIONS_KEY)
+        data.close()
+
+
 def test_a_cluster_no_node_of_which_answers_is_redis_down(tmp_path: Path) -> None:
     data = redis_clients.connect("redis+cluster://127.0.0.1:1,127.0.0.1:2", socket_timeout=0.5, retries=0)
     with pytest.raises(redis.ConnectionError, match="Redis Cluster unavailable"):

@@ -5,6 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+import redis
+import structlog
+
 from plugwatch.outboxes import Outbox, only
 from tests.support.servers import wait_until
 from worker.delivery.threads import DrainerThreads
@@ -17,11 +21,12 @@ class Recorder:
         self.calls: list[Outbox] = []
         self.release = threading.Event()
         self.fail_first = False
+        self.failure: Exception = RuntimeError("boom")
 
     def drain(self, box: Outbox, stop: threading.Event) -> None:
         self.calls.append(box)
         if self.fail_first and len(self.calls) == 1:
-            raise RuntimeError("boom")
+            raise self.failure
         self.release.wait(5)
 
 
@@ -105,3 +110,24 @@ def test_a_stuck_drainers_lease_is_overdue_once_its_ttl_passed_unrenewed() -> No
     assert lease.overdue()
     lease.release()
     assert not lease.overdue()
+
+
+@pytest.mark.parametrize(("failure", "event", "traceback"), [
+    (redis.ConnectionError("Connection refused"), "delivery.drain_redis_unavailable", False),
+    (redis.TimeoutError("Timeout reading from socket"), "delivery.drain_redis_unavailable", False),
+    (RuntimeError("boom"), "delivery.drain_crashed", True),
+])
+def test_redis_going_away_under_a_drain_is_one_warning_line_and_a_bug_keeps_its_traceback(
+    failure: Exception, event: str, traceback: bool
+) -> None:
+    recorder = Recorder()
+    recorder.fail_first, recorder.failure = True, failure
+    recorder.release.set()
+    with structlog.testing.capture_logs() as logged:
+        threads = DrainerThreads(recorder.drain)
+        threads.request(A)
+        wait_until(lambda: threads.active() == [], timeout=5)
+    [entry] = [entry for entry in logged if entry["event"].startswith("delivery.drain")]
+    assert entry["event"] == event
+    assert entry["log_level"] == ("error" if traceback else "warning")
+    assert entry.get("exc_info", False) is traceback

@@ -246,6 +246,37 @@ def test_a_removed_url_is_forgotten_only_once_every_partitions_outbox_is_drained
     assert subscriptions.load(fake_redis, URL) is None
 
 
+@pytest.mark.parametrize("step", [0, 2, 4])
+def test_a_url_subscribed_again_while_it_is_being_forgotten_keeps_its_record_and_its_events(
+    fake_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch, step: int
+) -> None:
+    """The forgetting goes slot by slot; a `subscribe` between any two of its steps must lose nothing."""
+    from plugwatch import subscriptions
+
+    check_count(fake_redis, 4)
+    subscriptions.add(fake_redis, URL, types=(), key=b"k" * 32, now=1.0)
+    subscriptions.remove(fake_redis, URL, now=2.0)
+    evals = 0
+    real_eval = fake_redis.eval
+
+    def eval_then_subscribe(script: str, *args: object) -> object:
+        nonlocal evals
+        if evals == step:  # an operator subscribes the URL again, and a commit appends an event for it
+            subscriptions.add(fake_redis, URL, types=(), key=b"n" * 32, now=3.0)
+            fake_redis.xadd(layout(2, 4).outbox(URL), {"event": b"{}"})
+        evals += 1
+        return real_eval(script, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fake_redis, "eval", eval_then_subscribe)
+    assert not subscriptions.forget_if_drained(fake_redis, URL)
+    again = subscriptions.load(fake_redis, URL)
+    assert again is not None
+    assert again.active
+    assert again.signing_keys[0].key == b"n" * 32
+    assert fake_redis.xlen(layout(2, 4).outbox(URL)) == 1
+    assert subscriptions.active_urls(fake_redis) == [URL]
+
+
 def test_a_replayed_dead_letter_goes_back_to_its_users_partition_and_only_that_outbox_is_armed(
     fake_redis: redis.Redis,
 ) -> None:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import redis
 import structlog
 
 from plugwatch.outboxes import Outbox
@@ -63,6 +64,9 @@ class DrainerThreads:
                     self._requested.discard(box)
                 try:
                     self._drain(box, self.stop)
+                except (redis.ConnectionError, redis.TimeoutError) as error:  # an outage or a failover: expected
+                    log.warning("delivery.drain_redis_unavailable", error=repr(error),
+                                hint="the lease expires; the pump re-arms the URL once Redis answers")
                 except Exception:
                     log.exception("delivery.drain_crashed")  # the lease expires; the pump re-arms the URL
 
