@@ -245,6 +245,47 @@ def test_events_failing_past_the_max_age_are_dead_lettered(redis_url: str, sinks
         install(None)
 
 
+def test_with_partitions_an_event_the_url_always_refuses_is_dead_lettered_while_its_other_partitions_succeed(
+    redis_url: str, sinks: list
+) -> None:
+    """A URL's outboxes share its breaker, but each keeps its own head's attempts and age: partition 2's
+    successes must not restart the retry window of partition 3's event (it would be retried for ever, and
+    partition 3's outbox would wait behind it)."""
+    from plugwatch.outboxes import Outbox
+    from plugwatch.partitions import check_count, layout
+
+    (sink, server), _ = sinks
+    url = server.url + "/hook"
+    connection = redis.Redis.from_url(redis_url)
+    check_count(connection, 4)
+    running = start(redis_url, (url,), PLUGWATCH_PARTITIONS="4", PLUGWATCH_DELIVERY_MAX_AGE_SECONDS="1.5")
+    good, bad = Outbox(url, layout(2, 4)), Outbox(url, layout(3, 4))
+    poison = make_event(1, vehicle="veh-3")
+    sink.refuse("evt_veh-3_1", Reply(500))
+    try:
+        connection.xadd(bad.stream, {"event": poison})
+        running.context.threads.request(bad)
+        given_up_at = None
+        for number in range(1, 33):  # a success in partition 2 every 0.25 s, for 8 s
+            connection.xadd(good.stream, {"event": make_event(number, vehicle="veh-2")})
+            running.context.threads.request(good)
+            time.sleep(0.25)
+            if given_up_at is None and deadletters.list_all(connection):
+                given_up_at = number
+        assert given_up_at is not None, "the refused event was never dead-lettered while the others succeeded"
+        assert given_up_at < 28, f"dead-lettered only after {given_up_at * 0.25:.1f} s, as the successes ended"
+        [letter] = deadletters.list_all(connection)
+        assert letter.event_id == "evt_veh-3_1"
+        assert letter.reason.startswith("gave up after")
+        sink.wait_for(32, timeout=10, accepted=True)
+        assert [r.webhook_id for r in sink.accepted()] == [f"evt_veh-2_{n}" for n in range(1, 33)]
+        assert state.read_state(connection, url, 3).head == ""
+    finally:
+        running.context.close()
+        install(None)
+        connection.close()
+
+
 def test_a_slow_sink_does_not_delay_a_healthy_one(harness: Harness, sinks: list) -> None:
     (slow, _), (healthy, _) = sinks
     slow.set_default(Reply(200, delay=10))

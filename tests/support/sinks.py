@@ -77,6 +77,7 @@ class Sink:
         self._received: list[Received] = []
         self._off_schema: list[str] = []  # why received webhooks did not match the event catalog
         self._first_replies: dict[str, Reply] = {}  # webhook-id -> the answer to its first arrival
+        self._refused: dict[str, Reply] = {}  # webhook-id -> the answer to its every arrival
         self._open: dict[str, int] = {}  # vehicleId -> its requests being answered right now
         self._in_flight = 0
         self.max_in_flight = 0  # the most requests open at once
@@ -98,6 +99,11 @@ class Sink:
         """Answer the first request carrying this `webhook-id` with `reply` (whenever it comes)."""
         with self._lock:
             self._first_replies[webhook_id] = reply
+
+    def refuse(self, webhook_id: str, reply: Reply) -> None:
+        """Answer every request carrying this `webhook-id` with `reply` (a consumer that rejects one event)."""
+        with self._lock:
+            self._refused[webhook_id] = reply
 
     @property
     def requests(self) -> list[Received]:
@@ -132,7 +138,8 @@ class Sink:
         with self._lock:
             if problems:
                 self._off_schema.append(f"{headers['webhook-id']}: {problems}")
-            reply = (self._first_replies.pop(headers.get("webhook-id", ""), None)
+            reply = (self._refused.get(headers.get("webhook-id", ""))
+                     or self._first_replies.pop(headers.get("webhook-id", ""), None)
                      or (self._scripted.popleft() if self._scripted else self._default))
             self._received.append(Received(request.method, request.url.path, headers, body, time.time(),
                                            reply.status))

@@ -297,18 +297,34 @@ def test_a_replayed_dead_letter_goes_back_to_its_users_partition_and_only_that_o
     assert job.args == (URL, home.partition)
 
 
-def test_a_urls_outboxes_share_its_breaker_and_only_the_heads_own_outbox_probes_with_it() -> None:
-    from plugwatch.outboxes import Outbox
-    from worker.delivery.drainer import _entry_of, _head_id
+def test_a_urls_outboxes_share_its_breaker_but_each_keeps_its_own_heads_attempts_and_age(
+    fake_redis: redis.Redis,
+) -> None:
+    from plugwatch import url_state
 
-    two, three = Outbox(URL, layout(2, 4)), Outbox(URL, layout(3, 4))
-    head = _head_id(two, "1700000000000-0")
-    assert head == "2/1700000000000-0"
-    assert _entry_of(two, head) == "1700000000000-0"
-    assert _entry_of(three, head) == ""  # another partition's head: this outbox sends one at a time, no head
-    single = Outbox(URL, layout(0, 1))
-    assert _head_id(single, "5-0") == "5-0"
-    assert _entry_of(single, "5-0") == "5-0"
+    url_state.record_failure(fake_redis, URL, head="5-0", attempts=3, error="HTTP 500", paused_until=50.0,
+                             first_failed_at=10.0, partition=3)
+    url_state.record_failure(fake_redis, URL, head="7-0", attempts=1, error="HTTP 502", paused_until=60.0,
+                             first_failed_at=20.0, partition=2)
+    three, two, one = (url_state.read_state(fake_redis, URL, p) for p in (3, 2, 1))
+    assert (three.head, three.attempts, three.first_failed_at, three.last_error) == ("5-0", 3, 10.0, "HTTP 500")
+    assert (two.head, two.attempts, two.others_attempts) == ("7-0", 1, 3)
+    assert (one.head, one.attempts, one.others_attempts) == ("", 0, 3)  # no head, but the URL is failing
+    assert one.failing(0.0)
+    assert three.paused_until == two.paused_until == 60.0  # one breaker per URL
+    whole = url_state.read_state(fake_redis, URL)  # what status and metrics show: the longest-failing head
+    assert (whole.head, whole.attempts, whole.last_error) == ("5-0", 3, "HTTP 500")
+
+    url_state.record_success(fake_redis, URL, partition=2)  # partition 2's head got through: the breaker closes
+    three, two = url_state.read_state(fake_redis, URL, 3), url_state.read_state(fake_redis, URL, 2)
+    assert not three.paused(0.0)
+    assert (three.head, three.attempts, three.first_failed_at) == ("5-0", 3, 10.0)  # its age goes on
+    assert (two.head, two.attempts, two.others_attempts) == ("", 0, 3)
+
+    url_state.disable(fake_redis, URL, reason="410", now=1.0)
+    assert url_state.enable(fake_redis, URL)
+    cleared = fake_redis.hgetall(keys.downstream_state_key(URL))
+    assert cleared == {b"url": URL.encode()}  # every partition's head, the pause and `disabled*` are gone
 
 
 def test_a_full_reconcile_marks_every_partitions_epoch_reconciled(fake_redis: redis.Redis) -> None:

@@ -137,7 +137,7 @@ def drain(tools: Tools, box: Outbox, stop: threading.Event) -> None:
 
 
 def _has_work(tools: Tools, box: Outbox) -> bool:
-    current = url_state.read_state(tools.connection, box.url)
+    current = url_state.read_state(tools.connection, box.url, _partition(box))
     return int(tools.connection.xlen(box.stream)) > 0 and not current.paused(tools.clock())
 
 
@@ -150,7 +150,7 @@ def _drain_leased(tools: Tools, box: Outbox, lease: Lease, stop: threading.Event
             if not lease.refresh(force=True):
                 log.warning("delivery.lease_lost")
                 return Ending.LOST
-            current = url_state.read_state(tools.connection, box.url)
+            current = url_state.read_state(tools.connection, box.url, _partition(box))
             if not _fit_lease(tools, lease, current):
                 log.warning("delivery.lease_lost")
                 return Ending.LOST
@@ -197,11 +197,12 @@ async def _deliver_window(
     until it is empty (EMPTY) or a result changed the URL's state (REREAD), with nothing left in flight.
 
     While the head event of a retry is due (`current.head`: the breaker is half-open) only one event goes
-    at a time, the head first, as before concurrency: its answer closes the breaker or keeps it open."""
+    at a time, the head first, as before concurrency: its answer closes the breaker or keeps it open. So it
+    does while another partition's outbox of the URL retries its head (the URL is failing)."""
     config = tools.config
-    probing = bool(current.head)
+    probing = bool(current.head) or current.others_attempts > 0
     limit = 1 if probing else config.concurrency
-    head = _entry_of(box, current.head)  # the retried head event, if it is this outbox's
+    head = current.head  # the retried head event of this outbox, if any
     timeout = slowness.timeout_for(current.read_timeout, config.read_timeout)
     window, round_ = Window(), _Round()
     finished: list[str] = []  # delivered, not finished in the outbox yet (one round trip for many)
@@ -271,18 +272,9 @@ async def _attempt(tools: Tools, session: aiohttp.ClientSession, box: Outbox, se
                                  body=entry.body or b"", now=now, read_timeout=read_timeout)
 
 
-def _head_id(box: Outbox, entry_id: str) -> str:
-    """The URL state's `head` for an entry of `box`: its entry id, and its partition when there are several
-    (a URL's outboxes share its breaker)."""
-    return entry_id if box.into.count == 1 else f"{box.partition}/{entry_id}"
-
-
-def _entry_of(box: Outbox, head: str) -> str:
-    """The entry id of the URL state's `head` if it is an entry of `box`, else ""."""
-    if box.into.count == 1 or not head:
-        return head
-    partition, _, entry_id = head.partition("/")
-    return entry_id if partition == str(box.partition) else ""
+def _partition(box: Outbox) -> int | None:
+    """Whose head fields in the URL's state are `box`'s (`url_state`): its partition's, when there are several."""
+    return box.partition if box.into.count > 1 else None
 
 
 def _crashed(error: Exception) -> AttemptResult:
@@ -319,7 +311,7 @@ def _handle(
     if result.outcome is Outcome.DEAD_LETTER:
         _dead_letter(tools, box, entry, event, f"{result.detail}: rejected by the URL, not retried")
         if current.head:
-            url_state.forget_head(tools.connection, box.url)
+            url_state.forget_head(tools.connection, box.url, _partition(box))
             round_.step = Step.REREAD
     elif round_.breaker_set:
         pass  # the URL is already paused or disabled: this event stays pending, sent again after the pause
@@ -338,7 +330,7 @@ def _delivered(tools: Tools, box: Outbox, current: url_state.UrlState, event: Ev
     log.debug("delivery.delivered", event_id=event.id)
     noted = _note_answer(tools, box, current, elapsed)
     if current.head or current.paused_until:
-        url_state.record_success(tools.connection, box.url)  # the breaker closes
+        url_state.record_success(tools.connection, box.url, _partition(box))  # the breaker closes
         return Step.REREAD
     return Step.REREAD if noted else Step.NEXT
 
@@ -360,25 +352,24 @@ def _retry_later(
     tools: Tools, box: Outbox, current: url_state.UrlState, entry: outbox.OutboxEntry, event: EventInfo,
     result: AttemptResult, now: float, timeout: float,
 ) -> Step:
-    # The URL's outage goes on: its head's next attempt or, with partitions, any of its outboxes' failure while
-    # the breaker is open (their drainers share the URL's breaker, its attempts and its age).
-    retrying = current.head == _head_id(box, entry.entry_id) or (bool(current.head) and box.into.count > 1)
+    # This outbox's head failed again (its attempts and age go on), or a new head failed. With partitions the
+    # URL's breaker is shared, so the pause grows with the most attempts of any of its outboxes' heads.
+    retrying = current.head == entry.entry_id
     attempts = (current.attempts if retrying else 0) + 1
     first_failed_at = current.first_failed_at if retrying and current.first_failed_at else now
     if now - first_failed_at >= tools.config.max_age_seconds:
         reason = f"gave up after {attempts} attempts over {now - first_failed_at:.0f} s: {result.detail}"
         _dead_letter(tools, box, entry, event, reason)
         _dead_letter_expired(tools, box, now, result.detail)
-        url_state.forget_head(tools.connection, box.url)
+        url_state.forget_head(tools.connection, box.url, _partition(box))
         return Step.REREAD
     config = tools.config
-    delay = retry_delay(attempts, result.retry_after, base=config.backoff_base, cap=config.backoff_max,
-                        retry_after_max=config.retry_after_max, jitter=tools.jitter())
+    delay = retry_delay(max(attempts, current.others_attempts), result.retry_after, base=config.backoff_base,
+                        cap=config.backoff_max, retry_after_max=config.retry_after_max, jitter=tools.jitter())
     raised = slowness.raised(timeout, config.read_timeout_max) if result.timed_out else None
-    url_state.record_failure(tools.connection, box.url, head=_head_id(box, entry.entry_id), attempts=attempts,
-                             error=result.detail,
-                         paused_until=now + delay, first_failed_at=first_failed_at, read_timeout=raised,
-                         slow_at=now if raised else None)
+    url_state.record_failure(tools.connection, box.url, head=entry.entry_id, attempts=attempts, error=result.detail,
+                             paused_until=now + delay, first_failed_at=first_failed_at, read_timeout=raised,
+                             slow_at=now if raised else None, partition=_partition(box))
     if raised is not None and raised > timeout:
         log.warning("delivery.read_timeout_raised", event_id=event.id, read_timeout=raised, previous=timeout,
                     hint="the URL answers slower than its read timeout; the next attempt waits longer")
