@@ -31,6 +31,7 @@ once that first attempt is on the replicas; if a failover lost it, the retry is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import math
 from collections import deque
@@ -42,7 +43,7 @@ import redis
 import redis.asyncio
 import structlog
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import MovedError, NoScriptError, RedisClusterException, ResponseError
+from redis.exceptions import AskError, MovedError, NoScriptError, RedisClusterException, ResponseError
 
 log = structlog.get_logger(__name__)
 
@@ -50,15 +51,20 @@ Arg = str | bytes | int
 
 
 class _Call:
-    """One script call: its EVALSHA packed once (its length counts against `max_batch_bytes`), its future, and
-    the key written before a WAIT for it (`ack_mark`)."""
+    """One script call: its EVALSHA packed once (its length counts against `max_batch_bytes`), its future, the
+    key written before a WAIT for it (`ack_mark`), and whether it goes after ASKING (a Redis Cluster slot being
+    imported by this node: `ClusterScriptBatcher`)."""
 
-    __slots__ = ("ack_mark", "command", "future")
+    __slots__ = ("ack_mark", "asking", "command", "future")
 
-    def __init__(self, command: bytes, future: asyncio.Future[Any], ack_mark: str) -> None:
+    def __init__(self, command: bytes, future: asyncio.Future[Any], ack_mark: str, asking: bool = False) -> None:
         self.command = command
         self.future = future
         self.ack_mark = ack_mark
+        self.asking = asking
+
+
+ASKING = hiredis.pack_command(("ASKING",))
 
 
 ACK_MARK_TTL_MS = 60_000
@@ -108,11 +114,12 @@ class ScriptBatcher:
         """The script's SHA-1, by which a packed command names it (EVALSHA)."""
         return self._sha
 
-    async def send(self, command: bytes, route_key: str, ack_mark: str | None = None) -> Any:
+    async def send(self, command: bytes, route_key: str, ack_mark: str | None = None, *, asking: bool = False) -> Any:
         """`__call__` for a call already packed (an EVALSHA of this script, in RESP: e.g.
-        `plugwatch.ingest_protocol.PackedCalls`); `route_key`: one of its keys (used on a cluster only)."""
+        `plugwatch.ingest_protocol.PackedCalls`); `route_key`: one of its keys (used on a cluster only);
+        `asking`: send ASKING just before it (and before its ack mark's SET), as a Redis Cluster's ASK asks."""
         loop = asyncio.get_running_loop()
-        call = _Call(command, loop.create_future(), self._ack_mark if ack_mark is None else ack_mark)
+        call = _Call(command, loop.create_future(), self._ack_mark if ack_mark is None else ack_mark, asking)
         self._pending.append(call)
         if self._deadline is not None:
             while self._expiries and self._expiries[0][1].done():  # answered: only the unanswered are kept
@@ -146,7 +153,7 @@ class ScriptBatcher:
                     replies = await self._run(batch, answer_early=not self._replicas)
                     # Here every write of the batch is acknowledged by the Redis it was sent to.
                     if self._replicas:
-                        acknowledged = await self._replicated(_ack_mark_of(batch, replies), budget.when())
+                        acknowledged = await self._replicated(*_ack_mark_of(batch, replies), budget.when())
                         if acknowledged < self._replicas:
                             replies = [reply if isinstance(reply, BaseException) else
                                        NotReplicated(reply, acknowledged, self._replicas) for reply in replies]
@@ -180,14 +187,16 @@ class ScriptBatcher:
                 replies[i] = reply
         return replies
 
-    async def _replicated(self, ack_mark: str, until: float | None) -> int:
+    async def _replicated(self, ack_mark: str, asking: bool, until: float | None) -> int:
         """How many replicas hold everything written before now (SET `ack_mark`, WAIT until about `until`)."""
         left = (until - asyncio.get_running_loop().time()) if until is not None else self._timeout
         wait_ms = max(1, int(left * 1000) - 20)  # WAIT 0 would wait for ever; 20 ms left to read its answer
-        commands = [hiredis.pack_command(cast(Any, ("SET", ack_mark, b"1", "PX", ACK_MARK_TTL_MS))),
-                    hiredis.pack_command(cast(Any, ("WAIT", self._replicas, wait_ms)))]
+        mark = hiredis.pack_command(cast(Any, ("SET", ack_mark, b"1", "PX", ACK_MARK_TTL_MS)))
+        commands = [ASKING + mark if asking else mark, hiredis.pack_command(cast(Any, ("WAIT", self._replicas,
+                                                                                        wait_ms)))]
         link = await self._own_link()
-        replies = await link.retry.call_with_retry(lambda: _exchange(link, commands), lambda _: link.disconnect())
+        replies = await link.retry.call_with_retry(lambda: _exchange(link, commands, asked=[asking, False]),
+                                                   lambda _: link.disconnect())
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
@@ -217,10 +226,11 @@ class ScriptBatcher:
         the client's retry policy (a refused or reset connection: reconnect and send the batch again; a call
         answered early is sent again too, and its second reply, a duplicate, goes to no one).
         `answer_early`: each reply but NOSCRIPT (to be run again) answers its caller as soon as it is read."""
-        commands = [call.command for call in batch]
+        commands = [ASKING + call.command if call.asking else call.command for call in batch]
+        asked = [call.asking for call in batch] if any(call.asking for call in batch) else None
         answering = [call.future for call in batch] if answer_early else None
         link = await self._own_link()
-        return await link.retry.call_with_retry(lambda: _exchange(link, commands, answering),
+        return await link.retry.call_with_retry(lambda: _exchange(link, commands, answering, asked),
                                                 lambda _: link.disconnect())
 
 
@@ -234,7 +244,9 @@ class ClusterScriptBatcher:
     more, to its new primary; a node that cannot be reached marks the map stale (read again before the next
     call, at most every REFRESH_SECONDS) and fails its calls, which the receiver answers 503 (Enode retries;
     the script is safe to run twice). During a failover, calls to the lost primary's slots fail until a replica
-    is promoted; the other primaries' calls go on. ASK (a slot half-migrated) is failed the same way."""
+    is promoted; the other primaries' calls go on. ASK (a resharding is moving the slot, and the call's keys are
+    not on the old primary) sends the call once more to the node named, after ASKING; TRYAGAIN (its keys are
+    split between the two nodes for the moment) is an error, answered 503 as well."""
 
     REFRESH_SECONDS = 0.25
 
@@ -266,6 +278,11 @@ class ClusterScriptBatcher:
             return await self._send(command, route_key, ack_mark)
         except MovedError:  # the call did not run: read the map now, and send it once more
             self._stale, self._refreshed_at = True, -math.inf
+        except AskError as ask:  # the call did not run: its slot is being moved to the node named, ask it there
+            try:
+                return await self._batcher_of(ask.host, ask.port).send(command, route_key, ack_mark, asking=True)
+            except MovedError:  # the move ended meanwhile: the map says where the slot is now
+                self._stale, self._refreshed_at = True, -math.inf
         return await self._send(command, route_key, ack_mark)
 
     async def _send(self, command: bytes, route_key: str, ack_mark: str | None) -> Any:
@@ -289,10 +306,14 @@ class ClusterScriptBatcher:
         except (KeyError, IndexError, RedisClusterException) as error:  # the map has no primary for the slot
             self._stale = True
             raise redis.ConnectionError(f"no primary known for the slot of {key!r} (a failover?)") from error
-        if node.name not in self._nodes:
-            client = self._node_client(node.host, node.port)
-            self._nodes[node.name] = (client, ScriptBatcher(client, self._script, **self._options))
-        return self._nodes[node.name][1]
+        return self._batcher_of(node.host, node.port)
+
+    def _batcher_of(self, host: str, port: int) -> ScriptBatcher:
+        name = f"{host}:{port}"  # (as redis-py names a cluster node)
+        if name not in self._nodes:
+            client = self._node_client(host, port)
+            self._nodes[name] = (client, ScriptBatcher(client, self._script, **self._options))
+        return self._nodes[name][1]
 
     async def _refresh(self) -> None:
         """Read the slot map again (one caller reads, the others wait for it), at most every REFRESH_SECONDS."""
@@ -314,16 +335,20 @@ class ClusterScriptBatcher:
 
 
 async def _exchange(link: AbstractConnection, commands: list[bytes],
-                    answering: list[asyncio.Future[Any]] | None = None) -> list[Any]:
+                    answering: list[asyncio.Future[Any]] | None = None, asked: list[bool] | None = None) -> list[Any]:
     """Send `commands` in one write, read their replies; with `answering` (a future per command), each
-    reply but NOSCRIPT is also given to its future as soon as it is read."""
+    reply but NOSCRIPT is also given to its future as soon as it is read. `asked`: which commands begin with
+    ASKING, whose reply (OK) is read and dropped before theirs."""
     if not link.is_connected:
         # connect() first: send_packed_command alone reconnects to the address the link had, where a
         # Sentinel-managed link must ask the sentinels for the primary again (after a failover).
         await link.connect()  # type: ignore[no-untyped-call]
     await link.send_packed_command(commands)
     replies: list[Any] = []
-    for _ in commands:
+    for index in range(len(commands)):
+        if asked is not None and asked[index]:
+            with contextlib.suppress(ResponseError):  # (an error here shows in the command's own reply)
+                await link.read_response(timeout=math.inf)  # ASKING's OK
         try:  # no timeout per reply (math.inf): the batch's timeout bounds them all, and disconnects on expiry
             reply = await link.read_response(timeout=math.inf)
         except ResponseError as error:  # this command's error reply; the connection is in step
@@ -334,11 +359,13 @@ async def _exchange(link: AbstractConnection, commands: list[bytes],
     return replies
 
 
-def _ack_mark_of(batch: list[_Call], replies: list[Any]) -> str:
+def _ack_mark_of(batch: list[_Call], replies: list[Any]) -> tuple[str, bool]:
     """The ack mark of a call that ran (on a cluster, a call answered MOVED is on another node now, and so may
-    its ack mark be: a key of a call that ran is one this node serves)."""
-    return next((call.ack_mark for call, reply in zip(batch, replies, strict=True)
-                 if not isinstance(reply, BaseException)), batch[0].ack_mark)
+    its ack mark be: a key of a call that ran is one this node serves), and whether it needs ASKING too (the
+    call did: its slot is being imported here)."""
+    ran = next((call for call, reply in zip(batch, replies, strict=True) if not isinstance(reply, BaseException)),
+               batch[0])
+    return ran.ack_mark, ran.asking
 
 
 def _answer(future: asyncio.Future[Any], reply: Any) -> None:

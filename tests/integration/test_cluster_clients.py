@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.cluster import key_slot
 
 from plugwatch import delivery_arming, redis_clients
 from plugwatch.outboxes import Outbox
@@ -74,6 +75,51 @@ def test_each_call_runs_on_the_primary_of_its_partition_and_a_moved_slot_is_foll
         assert data.get(partitions[0].ack_mark) == b"2"  # it ran once more after MOVED: there, not elsewhere
     finally:
         data.close()
+
+
+@pytest.mark.parametrize("replicas", [0, 1])
+def test_a_call_into_a_slot_being_resharded_follows_ask_to_the_importing_node(
+    cluster: RedisClusterServers, replicas: int
+) -> None:
+    """A resharding moves a slot: the old primary MIGRATING it, the new one IMPORTING it. A call whose keys are
+    not on the old primary is answered ASK; the batcher sends it to the new one after ASKING (and, waiting for
+    a replica, its ack mark's SET too), where it runs once."""
+    key = f"plugwatch:{{resharded-{replicas}}}:calls"
+    slot = key_slot(key.encode())
+    source = cluster.primary_of(key)
+    target = next(server for server in cluster.live
+                  if server is not source and RedisClusterServers._role(server) == b"master")
+    old, new = source.client(), target.client()
+    old_id, new_id = (client.execute_command("CLUSTER", "MYID").decode() for client in (old, new))
+    new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", old_id)
+    old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", new_id)
+
+    async def scenario() -> bytes:
+        client = redis_clients.connect_async(cluster.url, socket_timeout=2)
+        batcher = ClusterScriptBatcher(client, WHERE, _node_client, timeout=2, replicas=replicas)
+        try:
+            reply: bytes = await batcher([key], [], key + ":ack")
+            return reply
+        finally:
+            await batcher.aclose()
+            await client.aclose()
+
+    try:
+        ran_on = asyncio.run(scenario())
+        assert ran_on == new.info("server")["run_id"].encode()  # on the importing node, not the old one
+        asking = new.pipeline(transaction=False)
+        asking.execute_command("ASKING")
+        asking.get(key)
+        assert asking.execute()[1] == b"1"  # once
+        assert old.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+    finally:
+        for client in (new, old):  # the resharding ends where it began: the slot's keys gone, the slot stable
+            cleanup = client.pipeline(transaction=False)
+            cleanup.execute_command("ASKING")
+            cleanup.delete(key, key + ":ack")
+            cleanup.execute(raise_on_error=False)
+            client.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+            client.close()
 
 
 def test_acknowledged_means_the_written_primarys_replica_holds_it(cluster: RedisClusterServers) -> None:
