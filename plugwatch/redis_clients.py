@@ -137,7 +137,7 @@ def connect(url: str, *, socket_timeout: float, connect_timeout: float | None = 
             startup_nodes=[redis.cluster.ClusterNode(host, port)  # type: ignore[no-untyped-call]
                            for host, port in target.nodes],
             username=target.username, password=target.password, require_full_coverage=False,
-            retry=Retry(_backoff(socket_timeout), retries), **options), socket_timeout))
+            retry=Retry(_backoff(socket_timeout), retries), **options, **target.client_tls), socket_timeout))
     return redis.Redis.from_url(url, retry=retry, **options)
 
 
@@ -244,7 +244,7 @@ def connect_async(url: str, *, socket_timeout: float, retries: int = RETRIES) ->
         return cast(redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster(
             startup_nodes=[redis.asyncio.cluster.ClusterNode(host, port) for host, port in target.nodes],
             username=target.username, password=target.password, require_full_coverage=False,
-            retry=redis.asyncio.retry.Retry(_backoff(socket_timeout), retries), **options))
+            retry=redis.asyncio.retry.Retry(_backoff(socket_timeout), retries), **options, **target.client_tls))
     return redis.asyncio.Redis.from_url(url, retry=retry, **options)
 
 
@@ -256,7 +256,7 @@ def receiver_node(settings: Settings) -> Callable[[str, int], redis.asyncio.Redi
     def node(host: str, port: int) -> redis.asyncio.Redis:
         retry = redis.asyncio.retry.Retry(_backoff(timeout), RETRIES, supported_errors=(RedisConnectionError,))
         return redis.asyncio.Redis(host=host, port=port, username=target.username, password=target.password,
-                                   retry=retry, **_options("redis://", timeout, timeout))
+                                   retry=retry, **_options("redis://", timeout, timeout), **target.client_tls)
 
     return node
 

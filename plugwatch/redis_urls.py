@@ -12,6 +12,10 @@
                                                     answering gives the whole map); for plugwatch's data only,
                                                     with PLUGWATCH_PARTITIONS >= 2 and RQ on a Redis of its own
                                                     (`plugwatch.settings` checks both)
+    rediss+cluster://…[?ssl_ca_certs=…&ssl_cert_reqs=…&ssl_certfile=…&ssl_keyfile=…&ssl_check_hostname=…]
+                                                    the same over TLS to every node; the query is redis-py's
+                                                    TLS options (a CA bundle, `none`/`optional`/`required`, a
+                                                    client certificate and key, `false` to skip the host name)
 
 The credentials of a sentinel URL are those of the Redis servers behind the service (primary and replicas);
 sentinels that want their own are given them as `?sentinel_username=…&sentinel_password=…` (redis-py's and
@@ -24,22 +28,26 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.connection import parse_url as parse_plain_url
 
 SENTINEL_SCHEME = "redis+sentinel"
 CLUSTER_SCHEME = "redis+cluster"
+CLUSTER_TLS_SCHEME = "rediss+cluster"
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_PORT = 26379
 REDIS_PORT = 6379
 _SENTINEL_QUERY = frozenset({"sentinel_username", "sentinel_password"})
+_TLS_QUERY = ("ssl_ca_certs", "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+_CERT_REQS = ("none", "optional", "required")
 
 
 class Kind(enum.Enum):
     PLAIN = "plain"  # redis://, rediss://, unix://: one server
     SENTINEL = "sentinel"
-    CLUSTER = "cluster"  # redis+cluster://: the seed nodes of a Redis Cluster
+    CLUSTER = "cluster"  # redis+cluster:// (rediss+cluster:// over TLS): the seed nodes of a Redis Cluster
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,12 @@ class RedisUrl:
     password: str | None = field(default=None, repr=False)
     sentinel_username: str | None = None
     sentinel_password: str | None = field(default=None, repr=False)
+    tls: dict[str, str | bool] | None = None  # a cluster over TLS: redis-py's ssl_* options (None: no TLS)
+
+    @property
+    def client_tls(self) -> dict[str, Any]:
+        """Keyword arguments of a redis-py client to a node: `ssl=True` and the URL's options, or none."""
+        return {} if self.tls is None else {"ssl": True, **self.tls}
 
     @property
     def shown(self) -> str:
@@ -75,21 +89,39 @@ def parse(url: str) -> RedisUrl:
         return RedisUrl(url, Kind.PLAIN)
     if scheme == SENTINEL_SCHEME:
         return _sentinels(url)
-    if scheme == CLUSTER_SCHEME:
-        return _cluster(url)
+    if scheme in (CLUSTER_SCHEME, CLUSTER_TLS_SCHEME):
+        return _cluster(url, tls=scheme == CLUSTER_TLS_SCHEME)
     raise ValueError("unknown scheme")
 
 
-def _cluster(url: str) -> RedisUrl:
+def _cluster(url: str, *, tls: bool) -> RedisUrl:
     parts = urlsplit(url)
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     username, password = _credentials(userinfo)
     nodes = tuple(_node(text, REDIS_PORT) for text in hostlist.split(","))
-    if parts.query or parts.fragment:
-        raise ValueError("a cluster URL takes no query (?…) or fragment (#…)")
+    if parts.fragment or (parts.query and not tls):
+        raise ValueError("a cluster URL takes no query (?…) but rediss+cluster://'s TLS options, and no fragment (#…)")
     if parts.path not in ("", "/", "/0"):
         raise ValueError("a cluster has database 0 only: nothing may follow the nodes but '/'")
-    return RedisUrl(url, Kind.CLUSTER, nodes, username=username, password=password)
+    return RedisUrl(url, Kind.CLUSTER, nodes, username=username, password=password,
+                    tls=_tls_options(parts.query) if tls else None)
+
+
+def _tls_options(query: str) -> dict[str, str | bool]:
+    options: dict[str, str | bool] = {}
+    for name, values in parse_qs(query, keep_blank_values=True).items():
+        value = values[-1]
+        if name not in _TLS_QUERY:
+            raise ValueError(f"unknown query option {name!r} (TLS options only: {', '.join(_TLS_QUERY)})")
+        if name == "ssl_cert_reqs" and value not in _CERT_REQS:
+            raise ValueError(f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, got {value!r}")
+        if name == "ssl_check_hostname":
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"ssl_check_hostname must be true or false, got {value!r}")
+            options[name] = value.lower() == "true"
+        else:
+            options[name] = value
+    return options
 
 
 def _sentinels(url: str) -> RedisUrl:

@@ -250,7 +250,7 @@ def _choice(*allowed: str) -> Parser:
     return parse
 
 
-URL_FORMS = ("a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL such as "
+URL_FORMS = ("a redis://, rediss://, unix://, redis+sentinel://, redis+cluster:// or rediss+cluster:// URL such as "
              "redis://localhost:6379/0, redis+sentinel://host1:26379,host2:26379/mymaster/0 or "
              "redis+cluster://node1:6379,node2:6379")
 QUEUE_URL_FORMS = ("a redis://, rediss://, unix:// or redis+sentinel:// URL such as "

@@ -22,6 +22,7 @@ from redis.cluster import ClusterNode, RedisCluster, key_slot
 
 from simulator.redis_binary import find_redis_server
 from tests.support.servers import RedisServer, free_cluster_port, wait_until
+from tests.support.tls import TlsFiles
 
 NODE_TIMEOUT_MS = 1500  # how long a silent primary takes to be failed over (Redis's default: 15 s)
 
@@ -40,24 +41,32 @@ class RedisClusterServers:
     workdir: Path
     primaries: int = 3
     replicas: int = 1  # per primary
+    tls: bool = False  # TLS only, clients and cluster bus (rediss+cluster://, trusting a CA made for the run)
     servers: list[RedisServer] = field(default_factory=list)
+    tls_files: TlsFiles | None = None
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{server.port}" for server in self.servers)
+        nodes = ",".join(f"127.0.0.1:{server.port}" for server in self.servers)
+        if self.tls_files is not None:
+            return f"rediss+cluster://{nodes}{self.tls_files.query}"
+        return f"redis+cluster://{nodes}"
 
     def start(self) -> RedisClusterServers:
         try:
+            if self.tls:
+                self.tls_files = TlsFiles.make(self.workdir / "tls")
             for n in range(self.primaries * (1 + self.replicas)):
                 workdir = self.workdir / f"node-{n}"
-                self.servers.append(RedisServer(workdir, port=free_cluster_port(), extra=(
+                self.servers.append(RedisServer(workdir, port=free_cluster_port(), tls=self.tls_files, extra=(
                     "--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf"),
                     "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--appendonly", "no",
                     # the README's advice: a failed primary's slots refuse, the others go on
                     "--cluster-require-full-coverage", "no")).start())
             binary = find_redis_server() or "redis-server"  # the binary RedisServer started
             created = subprocess.run(
-                [find_redis_cli(str(binary)), "--cluster", "create",
+                [find_redis_cli(str(binary)), *(self.tls_files.cli_args() if self.tls_files else ()),
+                 "--cluster", "create",
                  *(f"127.0.0.1:{server.port}" for server in self.servers),
                  "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                 capture_output=True, text=True, timeout=60, check=False)
@@ -114,8 +123,9 @@ class RedisClusterServers:
         return [server for server in self.servers if server.process is not None]
 
     def client(self) -> RedisCluster:
+        tls = {} if self.tls_files is None else {"ssl": True, "ssl_ca_certs": str(self.tls_files.ca)}
         return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", server.port) for server in self.live],
-                            require_full_coverage=False)
+                            require_full_coverage=False, **tls)
 
     def primary_of(self, key: str) -> RedisServer:
         """The live node that serves `key`'s slot now, as it says itself."""

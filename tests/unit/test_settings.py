@@ -159,8 +159,8 @@ def test_enode_api_is_configured_with_both_credentials_and_one_alone_is_refused(
     ("redis://:hunter2@h:abc/0", "got 'redis://:…@h:abc/0': Port could not be cast"),
 ])
 def test_a_redis_url_redis_cannot_parse_is_refused_without_its_password(raw: str, problem: str) -> None:
-    with pytest.raises(SettingsError, match=r"^REDIS_URL must be a redis://, rediss://, unix://, "
-                                            r"redis\+sentinel:// or redis\+cluster:// URL") as refused:
+    with pytest.raises(SettingsError, match=r"^REDIS_URL must be a redis://, rediss://, unix://, redis\+sentinel://, "
+                                            r"redis\+cluster:// or rediss\+cluster:// URL") as refused:
         Settings.from_env(env(REDIS_URL=raw))
     assert re.search(problem, str(refused.value)), refused.value
     assert "hunter2" not in str(refused.value)
@@ -218,6 +218,10 @@ def test_a_sentinel_url_names_its_sentinels_service_database_and_credentials() -
     ("redis+cluster://n1:7000/1", "a cluster has database 0 only"),
     ("redis+cluster://n1:7000?socket_timeout=1", "a cluster URL takes no query"),
     ("redis+cluster://n1:7000,,n2", "a node's host:port is missing"),
+    ("rediss+cluster://n1:7000?socket_timeout=1", "unknown query option 'socket_timeout' \\(TLS options only"),
+    ("rediss+cluster://n1:7000?ssl_cert_reqs=maybe", "ssl_cert_reqs must be one of none, optional, required"),
+    ("rediss+cluster://n1:7000?ssl_check_hostname=no", "ssl_check_hostname must be true or false"),
+    ("rediss+cluster://n1:7000/2", "a cluster has database 0 only"),
     ("redis+sentinels://h1/svc", "got 'redis\\+sentinels://h1/svc'$"),
 ])
 def test_an_unusable_sentinel_or_a_cluster_url_is_refused_naming_the_variable_and_the_problem(raw: str,
@@ -251,6 +255,20 @@ def test_a_cluster_url_names_its_seed_nodes_and_credentials() -> None:
     assert (target.username, target.password, target.db) == ("app", "s3cret", 0)
     assert "s3cret" not in target.shown
     assert redis_urls.parse("redis+cluster://n1:7000/").nodes == (("n1", 7000),)
+
+
+def test_a_tls_cluster_url_gives_every_node_client_tls_and_its_options() -> None:
+    plain = redis_urls.parse("redis+cluster://n1:7000")
+    assert (plain.tls, plain.client_tls) == (None, {})
+    target = redis_urls.parse("rediss+cluster://app:pw@n1:7000,n2?ssl_ca_certs=%2Fetc%2Fca.pem&ssl_cert_reqs=required"
+                              "&ssl_check_hostname=false")
+    assert target.kind is redis_urls.Kind.CLUSTER
+    assert target.nodes == (("n1", 7000), ("n2", 6379))
+    assert target.client_tls == {"ssl": True, "ssl_ca_certs": "/etc/ca.pem", "ssl_cert_reqs": "required",
+                                 "ssl_check_hostname": False}
+    assert redis_urls.parse("rediss+cluster://n1").client_tls == {"ssl": True}
+    with pytest.raises(SettingsError, match=r"^RQ_REDIS_URL must be .*: RQ cannot run on Redis Cluster"):
+        Settings.from_env({"RQ_REDIS_URL": "rediss+cluster://a:7000"}, require_enode_secret=False)
 
 
 def test_a_cluster_redis_url_needs_rq_redis_url_and_partitions() -> None:
