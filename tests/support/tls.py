@@ -1,4 +1,4 @@
-"""Throwaway TLS files for a private Redis: a CA and a server certificate for 127.0.0.1, made by `openssl`.
+"""Throwaway TLS files for a private Redis: a CA and a server certificate for 127.0.0.1 (made with `cryptography`).
 
     files = TlsFiles.make(workdir)   files.ca, files.cert, files.key (PEM)
     files.server_args(port)          redis-server's options: TLS only, on `port` (and TLS on the cluster bus)
@@ -9,11 +9,16 @@ The server certificate names 127.0.0.1 (subjectAltName), so clients verify it, h
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+import datetime
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 @dataclass(frozen=True)
@@ -24,25 +29,31 @@ class TlsFiles:
 
     @classmethod
     def make(cls, workdir: Path) -> TlsFiles:
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            raise RuntimeError("no openssl: run ./scripts/test, which installs it")
         workdir.mkdir(parents=True, exist_ok=True)
-        ca, ca_key = workdir / "ca.crt", workdir / "ca.key"
-        cert, key, request = workdir / "server.crt", workdir / "server.key", workdir / "server.csr"
-        extensions = workdir / "server.ext"
-        extensions.write_text("subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n")
-        steps = [
-            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=plugwatch test CA",
-             "-keyout", str(ca_key), "-out", str(ca)],
-            [openssl, "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key),
-             "-out", str(request)],
-            [openssl, "x509", "-req", "-in", str(request), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
-             "-days", "2", "-extfile", str(extensions), "-out", str(cert)],
-        ]
-        for step in steps:
-            subprocess.run(step, check=True, capture_output=True, timeout=60)
-        return cls(ca, cert, key)
+        now = datetime.datetime.now(datetime.UTC)
+        ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "plugwatch test CA")])
+        ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+              .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+              .not_valid_after(now + datetime.timedelta(days=2))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+              .sign(ca_key, hashes.SHA256()))
+        server = (x509.CertificateBuilder()
+                  .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+                  .issuer_name(ca_name).public_key(server_key.public_key())
+                  .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                  .not_valid_after(now + datetime.timedelta(days=2))
+                  .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                 critical=False)
+                  .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                  .sign(ca_key, hashes.SHA256()))
+        files = cls(workdir / "ca.crt", workdir / "server.crt", workdir / "server.key")
+        files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        files.cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+        files.key.write_bytes(server_key.private_bytes(serialization.Encoding.PEM,
+                                                       serialization.PrivateFormat.TraditionalOpenSSL,
+                                                       serialization.NoEncryption()))
+        return files
 
     def server_args(self, port: int) -> tuple[str, ...]:
         return ("--port", "0", "--tls-port", str(port), "--tls-cert-file", str(self.cert),
