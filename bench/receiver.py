@@ -1,6 +1,7 @@
 """Receiver throughput and latency against a bare endpoint, measured in the same run.
 
     .venv/bin/python bench/receiver.py [--requests 20000] [--concurrency 32] [--rounds 2] [--profile DIR [--native]]
+                                       [--cluster PARTITIONS]
 
 Starts a private redis-server and two servers on the same uvicorn configuration (`receiver.__main__.serve`:
 the receiver's httptools protocol with its slow-client limits, uvloop, no access log, one process each): a
@@ -12,6 +13,9 @@ itself: the client's ceiling (requests/s it could send on a whole core) shows wh
 was the limit. Goal (issue 17): receiver >= 50% of the bare throughput, p99 < 10 ms at 32 clients.
 `--profile DIR` also samples both servers with py-spy during the last round and prints their top 20s.
 No worker runs, so every delivery stays in the ingest stream (as under a burst).
+`--cluster N` puts the receiver's data on a private 3-primary Redis Cluster (no replicas; `redis-cli --cluster
+create`) with N partitions, RQ on a redis-server of its own: each delivery's two users' events are then split
+by partition, one script call per part on its primary; "redis" CPU is then the three primaries'.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ def main() -> None:
 
     import psutil
 
-    from tests.support.servers import Process, RedisServer, base_env
+    from tests.support.servers import Process, RedisServer
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--requests", type=int, default=20_000)
@@ -66,6 +70,8 @@ def main() -> None:
                         help="sample both servers with py-spy during the last round; raw stacks go here")
     parser.add_argument("--native", action="store_true",
                         help="with --profile: C frames too (syscalls, hiredis, uvloop), the event loop's thread only")
+    parser.add_argument("--cluster", type=int, default=None, metavar="PARTITIONS",
+                        help="the receiver's data on a 3-primary Redis Cluster, with this many partitions")
     parser.add_argument("--serve-bare", type=int, default=None, metavar="PORT", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve_bare is not None:
@@ -74,13 +80,12 @@ def main() -> None:
     secret = "bench-secret-0123456789abcdef"
     workdir = Path(tempfile.mkdtemp(prefix="plugwatch-bench-"))
     redis_server = RedisServer(workdir / "redis").start()
-    assert redis_server.process is not None
-    redis_process = psutil.Process(redis_server.process.pid)
+    cluster, env, data_servers = _data(options.cluster, workdir, redis_server, secret)
+    redis_processes = [psutil.Process(server.process.pid) for server in data_servers if server.process is not None]
     processes: list[Process] = []
     try:
         targets: dict[str, int] = {}
         servers: dict[str, Process] = {}
-        env = base_env(REDIS_URL=redis_server.url, ENODE_WEBHOOK_SECRET=secret)
         for name in ("bare", "receiver"):
             targets[name], servers[name] = _start(name, env, workdir)
             processes.append(servers[name])
@@ -92,13 +97,13 @@ def main() -> None:
                 sampler = (_py_spy(servers[name].pid, options.profile / f"{name}.txt", native=options.native)
                            if profiling else None)
                 result = _measured(port, requests, options.concurrency,
-                                   psutil.Process(servers[name].pid), redis_process)
+                                   psutil.Process(servers[name].pid), redis_processes)
                 results[name].append(result)
                 print(f"round {round_no + 1} {name:9s} {result}", flush=True)
                 if sampler is not None:
                     sampler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
                     sampler.wait(timeout=30)
-        _report(results, redis_server)
+        _report(results, cluster.client() if cluster is not None else redis_server.client(), options.cluster or 1)
         if options.profile is not None:
             for name in targets:
                 print(_top(options.profile / f"{name}.txt", name))
@@ -106,6 +111,24 @@ def main() -> None:
         for proc in processes:
             proc.stop()
         redis_server.stop()
+        if cluster is not None:
+            cluster.stop()
+
+
+def _data(partitions: int | None, workdir: Path, redis_server: Any,
+          secret: str) -> tuple[Any, dict[str, str], list[Any]]:
+    """Where the receiver's data goes: `redis_server`, or (`partitions`) a new 3-primary cluster, RQ on
+    `redis_server`; returns the cluster (or None), the processes' environment and the data's servers."""
+    from tests.support.cluster import RedisClusterServers
+    from tests.support.servers import base_env
+
+    if partitions is None:
+        return None, base_env(REDIS_URL=redis_server.url, ENODE_WEBHOOK_SECRET=secret), [redis_server]
+    cluster = RedisClusterServers(workdir / "cluster", primaries=3, replicas=0).start()
+    env = base_env(REDIS_URL=cluster.url, RQ_REDIS_URL=redis_server.url, ENODE_WEBHOOK_SECRET=secret,
+                   PLUGWATCH_PARTITIONS=str(partitions))
+    print(f"data on a 3-primary Redis Cluster, {partitions} partitions; RQ on port {redis_server.port}")
+    return cluster, env, cluster.servers
 
 
 def _start(name: str, env: dict[str, str], workdir: Path) -> tuple[int, Any]:
@@ -126,15 +149,20 @@ def _start(name: str, env: dict[str, str], workdir: Path) -> tuple[int, Any]:
     return port, proc
 
 
-def _measured(port: int, requests: list[bytes], concurrency: int, server: Any, redis_process: Any) -> Result:
-    """One load run, with the CPU time the server, redis-server and this client spent on it."""
+def _measured(port: int, requests: list[bytes], concurrency: int, server: Any, redis_processes: list[Any]) -> Result:
+    """One load run, with the CPU time the server, the data's redis-servers and this client spent on it."""
     import psutil
     import uvloop
 
     client = psutil.Process()
-    before = [sum(p.cpu_times()[:2]) for p in (server, redis_process, client)]
+
+    def cpu() -> list[float]:
+        return [sum(server.cpu_times()[:2]), sum(sum(p.cpu_times()[:2]) for p in redis_processes),
+                sum(client.cpu_times()[:2])]
+
+    before = cpu()
     result = uvloop.run(_load(port, requests, concurrency))
-    after = [sum(p.cpu_times()[:2]) for p in (server, redis_process, client)]
+    after = cpu()
     server_s, redis_s, client_s = (b - a for a, b in zip(before, after, strict=True))
     result.cpu_us = server_s / len(requests) * 1e6
     result.redis_us = redis_s / len(requests) * 1e6
@@ -210,7 +238,7 @@ class Result:
                 f"{1e6 / max(self.client_us, 1e-9):6.0f} req/s)  statuses {self.statuses}")
 
 
-def _report(results: dict[str, list[Result]], redis_server: object) -> None:
+def _report(results: dict[str, list[Result]], client: Any, partitions: int) -> None:
     best = {name: max(runs, key=lambda r: r.rps) for name, runs in results.items()}
     bare, receiver = best["bare"], best["receiver"]
     print(f"\nbest of rounds\n  bare      {bare}\n  receiver  {receiver}")
@@ -220,8 +248,10 @@ def _report(results: dict[str, list[Result]], redis_server: object) -> None:
           f"(+ redis-server {receiver.redis_us:.0f} us); "
           f"client ceiling: {1e6 / max(bare.client_us, 1e-9):.0f} req/s, "
           f"{bare.client_busy:.0%} of a core busy against bare")
-    client = redis_server.client()  # type: ignore[attr-defined]
-    print(f"  ingest stream entries: {client.xlen('plugwatch:ingest')}")
+    from plugwatch.partitions import layouts
+
+    entries = sum(int(client.xlen(into.ingest_stream)) for into in layouts(partitions))
+    print(f"  ingest stream entries: {entries}" + (f" (in {partitions} partitions' streams)" if partitions > 1 else ""))
     client.close()
 
 

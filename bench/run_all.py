@@ -4,8 +4,10 @@
 
 Runs, one after the other (each starts and stops its own redis-server and processes):
   bench/receiver.py  receiver deliveries/s, latency and CPU per request beside a bare 200 endpoint on the
-                     same uvicorn configuration (and the load generator's own ceiling)
-  bench/worker.py    worker events/s beside a plain Redis consumer loop and trivial RQ jobs
+                     same uvicorn configuration (and the load generator's own ceiling); then again with the
+                     data on a 3-primary Redis Cluster, 12 partitions (`--cluster 12`)
+  bench/worker.py    worker events/s beside a plain Redis consumer loop and trivial RQ jobs; then one
+                     partition's drain on a 3-primary Redis Cluster beside the pure core (`--cluster 12`)
   bench/delivery.py  one worker process's delivery events/s to one URL (concurrency 16) beside a bare
                      aiohttp client at the same concurrency; the time to drain a 100,000-event backlog
   bench/e2e.py       end-to-end latency at 500 events/s for 60 s, RSS, Redis memory per vehicle, growth;
@@ -84,6 +86,9 @@ PATTERNS = {
     "drain1": r"1-event deliveries \(in process\)" + _RATE,
     "core100": r"pure core only[^\n]*per CPU second" + _RATE,
     "drain_share": r"100-event drain / pure core, per CPU second\s+([\d.]+)",
+    "cluster_drain": r"cluster drain, 100-event deliveries \(in process\)" + _RATE,
+    "cluster_drain_cpu": r"cluster drain, 100-event deliveries \(in process, per CPU second\)" + _RATE,
+    "cluster_share": r"cluster drain / pure core, per CPU second\s+([\d.]+)",
     "loop100": r"\(b\)[^\n]*\n\s+100-event deliveries" + _RATE,
     "loop1": r"(?s)\(b\).*?\n\s+1-event deliveries" + _RATE,
     "delivery_bare": r"\(a\) bare \w+ client[^\n]*?(\d+) events/s",
@@ -169,6 +174,27 @@ def goal_rows(receiver: str, worker: str, e2e: dict[str, Any],
     return rows
 
 
+def cluster_receiver_row(output: str) -> tuple[str, str, str, str]:
+    """bench/receiver.py --cluster's figures, beside the bare endpoint of that same run."""
+    best = _best(output)
+    r = {k: _find(PATTERNS[k], best if k.endswith("rps") else output) for k in
+         ("receiver_rps", "bare_rps", "ratio", "receiver_p99", "cpu")}
+    return ("receiver deliveries/s, data on a 3-primary Redis Cluster (12 partitions: each delivery's two users' "
+            "events split by partition)",
+            f"{r['receiver_rps']} req/s = {r['ratio']} of bare; p99 {r['receiver_p99']}",
+            f"bare endpoint {r['bare_rps']} req/s (same run); {r['cpu']} (redis: the three primaries)",
+            "≥ 50% of bare, p99 < 10 ms (32 clients)")
+
+
+def cluster_worker_row(output: str) -> tuple[str, str, str, str]:
+    """bench.worker --cluster's figures, beside the pure core of that same run."""
+    w = {k: _find(PATTERNS[k], output) for k in ("cluster_drain", "cluster_drain_cpu", "core100", "cluster_share")}
+    share = f"{float(w['cluster_share']):.0%}" if w["cluster_share"] != "n/a" else "n/a"
+    return ("worker events/s, 100-event deliveries, one partition on a 3-primary Redis Cluster (one process)",
+            f"{w['cluster_drain']} wall clock, {w['cluster_drain_cpu']} per CPU second = {share} of the pure core",
+            f"pure core {w['core100']} per CPU second (same run)", "≥ 30,000 and ≥ 85% of the pure core")
+
+
 def _best(receiver: str) -> str:
     return receiver.split("best of rounds", 1)[-1]
 
@@ -204,10 +230,11 @@ def write(machine_info: dict[str, str], outputs: dict[str, tuple[str, float]], e
     lines += [f"| {k} | {v} |" for k, v in machine_info.items()]
     lines += ["", "## Figures against the goals", "", "| figure | measured | ceiling / baseline (same run) | goal |",
               "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in
-              goal_rows(outputs["receiver"][0], outputs["worker"][0], e2e, outputs["state_memory"][0],
-                        outputs["dedupe_memory"][0])
-              + delivery_rows(outputs["delivery"][0])]
+    rows = [*goal_rows(outputs["receiver"][0], outputs["worker"][0], e2e, outputs["state_memory"][0],
+                       outputs["dedupe_memory"][0]),
+            cluster_receiver_row(outputs["receiver, Redis Cluster"][0]),
+            cluster_worker_row(outputs["worker, Redis Cluster"][0]), *delivery_rows(outputs["delivery"][0])]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     growth = e2e.get("memory", {}).get("growth", {})
     if growth:
         lines += ["", "## Cost growth from 1,000 to 100,000 tracked vehicles", "",
@@ -235,8 +262,12 @@ def main() -> None:
     e2e_json = Path(tempfile.mkstemp(suffix=".json")[1])
     plan = {
         "receiver": ["bench/receiver.py", *(["--requests", "2000", "--rounds", "1"] if quick else [])],
+        "receiver, Redis Cluster": ["bench/receiver.py", "--cluster", "12",
+                                    *(["--requests", "2000", "--rounds", "1"] if quick else [])],
         "worker": ["-m", "bench.worker",
                    *(["--events", "3000", "--single", "500", "--rq-jobs", "50"] if quick else [])],
+        "worker, Redis Cluster": ["-m", "bench.worker", "--cluster", "12",
+                                  *(["--events", "3000", "--rounds", "1"] if quick else [])],
         "delivery": ["-m", "bench.delivery",
                      *(["--events", "1000", "--backlog", "2000", "--slow-events", "400"] if quick else [])],
         "state_memory": ["-m", "bench.state_memory", *(["--users", "200"] if quick else [])],

@@ -1,6 +1,7 @@
 """Worker throughput: events/s of one worker process, beside a plain Redis consumer loop and trivial RQ jobs.
 
     .venv/bin/python -m bench.worker [--events 40000] [--single 3000] [--rq-jobs 300] [--rounds 5]
+    .venv/bin/python -m bench.worker --cluster PARTITIONS [--events 40000] [--rounds 5]
 
 Starts its own redis-server on a free port (never touches another Redis) and measures, in one run:
 
@@ -22,6 +23,11 @@ round, and the drain's share of the pure core's events per CPU second is the med
 them. Goals (issues 7 and 17): >= 30,000 events/s on 100-event deliveries and >= 85% of the pure core's
 events per CPU second (the shell costs <= 15% of the core's time), >= 1,000 events/s on 1-event deliveries,
 per process.
+
+`--cluster N` measures (a) only, on a private 3-primary Redis Cluster (no replicas) with N partitions and RQ on
+a redis-server of its own: the deliveries are put in partition 0's ingest stream, as if all their users hashed
+there, and drained by `worker.ingest.drain` for that partition through the cluster client, beside the pure
+core in the same rounds.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ import redis
 from prometheus_client import CollectorRegistry
 from rq import Queue, SimpleWorker
 
-from plugwatch import keys
+from plugwatch import keys, redis_clients
+from plugwatch.partitions import layout
 from plugwatch.settings import Settings
 from tests.support.eventlog import Delivery, batch, feed, generate
 from tests.support.servers import RedisServer, base_env
@@ -51,23 +58,27 @@ from worker.core import Ignored, UserState, apply, decode_event
 from worker.ingest import drain as ingest
 
 
-def fresh(connection: redis.Redis, deliveries: list[Delivery]) -> int:
+def fresh(connection: redis.Redis, deliveries: list[Delivery], stream: str = keys.INGEST_STREAM) -> int:
     connection.flushall()
-    feed(connection, deliveries)
+    feed(connection, deliveries, stream=stream)
     return sum(delivery.body.count(b'"event":') for delivery in deliveries)
 
 
 def in_process_drain(connection: redis.Redis, url: str, deliveries: list[Delivery],
-                     clock: Callable[[], float] = time.perf_counter) -> tuple[int, float]:
-    """Drain with this process's code; `clock=time.process_time` counts only this process's CPU time."""
-    events = fresh(connection, deliveries)
+                     clock: Callable[[], float] = time.perf_counter, env: dict[str, str] | None = None,
+                     ) -> tuple[int, float]:
+    """Drain with this process's code; `clock=time.process_time` counts only this process's CPU time. `env`:
+    more settings (a cluster's `RQ_REDIS_URL` and `PLUGWATCH_PARTITIONS`: partition 0 is drained)."""
+    env = env or {}
+    into = layout(0, int(env.get("PLUGWATCH_PARTITIONS", "1")))
+    events = fresh(connection, deliveries, into.ingest_stream)
     # No idle wait: these runs time a backlog with no live sender, so waiting for the next delivery is idle time.
     settings = Settings.from_env({"REDIS_URL": url, "PLUGWATCH_INGEST_MAX_DRAINERS": "1",
-                                  "PLUGWATCH_INGEST_IDLE_WAIT_SECONDS": "0"}, require_enode_secret=False)
+                                  "PLUGWATCH_INGEST_IDLE_WAIT_SECONDS": "0", **env}, require_enode_secret=False)
     context = bootstrap(settings, registry=CollectorRegistry(), connection=connection, consumer="bench")
     started = clock()
-    while connection.xlen(keys.INGEST_STREAM):
-        ingest.drain(context)
+    while connection.xlen(into.ingest_stream):
+        ingest.drain(context, 0, into.partition)
     elapsed = clock() - started
     context.close()
     return events, elapsed
@@ -147,13 +158,22 @@ def show(label: str, measured: tuple[int, float], unit: str = "events") -> float
     return rate
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=40_000, help="events in 100-event deliveries")
     parser.add_argument("--single", type=int, default=3_000, help="1-event deliveries")
     parser.add_argument("--rq-jobs", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the drain beside the pure core")
-    args = parser.parse_args()
+    parser.add_argument("--cluster", type=int, default=None, metavar="PARTITIONS",
+                        help="(a) only, on a 3-primary Redis Cluster with this many partitions")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
+    if args.cluster is not None:
+        on_a_cluster(args)
+        return
 
     rng = random.Random(1)
     log = generate(1, users=max(50, args.events // 100), events_per_user=100)[: args.events]
@@ -206,6 +226,37 @@ def main() -> None:
           f"({hundred:,.0f}), per CPU second {'met' if hundred_cpu >= 30_000 else 'NOT met'} ({hundred_cpu:,.0f}); "
           f"100-event >= 85% of the pure core per CPU second: {'met' if share >= 0.85 else 'NOT met'} "
           f"({share:.1%}); 1-event >= 1,000 events/s: {'met' if single >= 1_000 else 'NOT met'} ({single:,.0f})")
+
+
+def on_a_cluster(args: argparse.Namespace) -> None:
+    """`--cluster N`: the in-process drain of one partition on a Redis Cluster, beside the pure core."""
+    from tests.support.cluster import RedisClusterServers
+
+    log = generate(1, users=max(50, args.events // 100), events_per_user=100)[: args.events]
+    hundreds = batch(log, size=100, rng=random.Random(1))
+    with tempfile.TemporaryDirectory() as workdir:
+        cluster = RedisClusterServers(Path(workdir) / "cluster", primaries=3, replicas=0).start()
+        queues = RedisServer(Path(workdir) / "rq").start()
+        connection = redis_clients.connect(cluster.url, socket_timeout=30)
+        env = {"RQ_REDIS_URL": queues.url, "PLUGWATCH_PARTITIONS": str(args.cluster)}
+        try:
+            print(f"3-primary Redis Cluster, {args.cluster} partitions (partition 0 drained), RQ on port "
+                  f"{queues.port}; {len(log)} events, {len(hundreds)} deliveries of 100")
+            walls, cpus, cores = [], [], []
+            for _ in range(args.rounds):
+                walls.append(in_process_drain(connection, cluster.url, hundreds, env=env))
+                cpus.append(in_process_drain(connection, cluster.url, hundreds, time.process_time, env=env))
+                cores.append(core_only(hundreds, time.process_time))
+            wall = show("cluster drain, 100-event deliveries (in process)", fastest(walls))
+            show("cluster drain, 100-event deliveries (in process, per CPU second)", fastest(cpus))
+            show("pure core only (orjson + decode + apply), 100-event, per CPU second", fastest(cores))
+            shares = [(d[0] / d[1]) / (c[0] / c[1]) for d, c in zip(cpus, cores, strict=True)]
+            print(f"  cluster drain / pure core, per CPU second {statistics.median(shares):6.3f} (median of "
+                  f"{args.rounds} rounds); wall clock {wall:,.0f} events/s")
+        finally:
+            connection.close()
+            queues.stop()
+            cluster.stop()
 
 
 def fastest(measured: list[tuple[int, float]]) -> tuple[int, float]:

@@ -238,14 +238,15 @@ def with_duplicates(deliveries: Sequence[Delivery], *, rng: random.Random, ratio
     return [*deliveries, *copies]
 
 
-def feed(connection: redis.Redis, deliveries: Iterable[Delivery], *, received_ms: int | None = None) -> int:
-    """XADD the deliveries to the ingest stream with the receiver's fields (d, b, t: now unless given);
-    return how many."""
+def feed(connection: redis.Redis, deliveries: Iterable[Delivery], *, received_ms: int | None = None,
+         stream: str = keys.INGEST_STREAM) -> int:
+    """XADD the deliveries to the ingest stream (`stream`: a partition's) with the receiver's fields (d, b, t:
+    now unless given); return how many."""
     received_ms = int(time.time() * 1000) if received_ms is None else received_ms
     pipe = connection.pipeline(transaction=False)
     count = 0
     for delivery in deliveries:
-        pipe.xadd(keys.INGEST_STREAM, {"d": delivery.id, "b": delivery.body, "t": received_ms})
+        pipe.xadd(stream, {"d": delivery.id, "b": delivery.body, "t": received_ms})
         count += 1
         if count % 500 == 0:
             pipe.execute()
