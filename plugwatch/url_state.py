@@ -172,16 +172,15 @@ def disable(connection: redis.Redis, url: str, *, reason: str, now: float) -> No
     })
 
 
-# KEYS: the URL's state. Re-enable: drop `disabled*`, the pause and every partition's head; reply whether it was
-# disabled.
+# KEYS: the URL's state; ARGV: the head fields' names (`_HEAD_FIELDS`). Re-enable: drop `disabled*`, the pause and
+# every partition's head (`head`, `head:<n>`, ...); reply whether it was disabled.
 _ENABLE_LUA = """
+local heads = {}
+for _, name in ipairs(ARGV) do heads[name] = true end
 local was = redis.call('HGET', KEYS[1], 'disabled')
 local drop = {'disabled', 'disabled_at', 'disabled_reason', 'paused_until'}
 for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
-  local base = name:match('^([%a_]+)') or ''
-  if base == 'head' or base == 'attempts' or base == 'first_failed_at' or base == 'last_error' then
-    drop[#drop + 1] = name
-  end
+  if heads[name:match('^[^:]*')] then drop[#drop + 1] = name end
 end
 redis.call('HDEL', KEYS[1], unpack(drop))
 return was == '1' and 1 or 0
@@ -190,4 +189,4 @@ return was == '1' and 1 or 0
 
 def enable(connection: redis.Redis, url: str) -> bool:
     """Re-enable a URL and close its breaker (every partition's head); returns whether it was disabled."""
-    return bool(connection.eval(_ENABLE_LUA, 1, keys.downstream_state_key(url)))
+    return bool(connection.eval(_ENABLE_LUA, 1, keys.downstream_state_key(url), *_HEAD_FIELDS))
