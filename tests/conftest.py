@@ -41,15 +41,21 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    """The session's private Redis, emptied before the test."""
+def emptied(redis_server: RedisServer) -> str:
+    """The session's private Redis (started again if a previous test stopped it), emptied: no data a previous
+    test left, e.g. another partition count recorded, reaches the processes about to start; its URL."""
     if redis_server.process is None or redis_server.process.poll() is not None:
-        redis_server.start()  # a previous test stopped it
+        redis_server.start()
     client = redis_server.client()
     client.flushall()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's private Redis, emptied before the test."""
+    return emptied(redis_server)
 
 
 @pytest.fixture

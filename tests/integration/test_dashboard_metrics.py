@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import TEST_DOWNSTREAM_SECRET, TEST_SECRET
+from tests.conftest import TEST_DOWNSTREAM_SECRET, TEST_SECRET, emptied
 from tests.support import manifests as m
 from tests.support.platform import platform_env, start_process_type, wait_for_http
 from tests.support.servers import RedisServer, free_port, start_receiver
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 def exported(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -> set[str]:
     """Metric names declared on the /metrics pages of a real receiver and a real worker (one downstream URL)."""
     logs = tmp_path_factory.mktemp("scrape")
-    redis_url = redis_server.url
+    redis_url = emptied(redis_server)  # (module-scoped: `redis_url` would not empty it first)
     with SinkServer(Sink()) as sink:
         receiver, receiver_url = start_receiver(
             platform_env(REDIS_URL=redis_url, ENODE_WEBHOOK_SECRET=TEST_SECRET), logs / "receiver.log")

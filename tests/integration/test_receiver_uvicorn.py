@@ -17,7 +17,7 @@ import redis
 from rq import Queue
 
 from plugwatch import keys
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, emptied
 from tests.support.receiver_app import signed, vehicle_batch
 from tests.support.servers import Process, RedisServer, base_env, free_port, iter_lines, start_receiver, wait_until
 
@@ -30,7 +30,7 @@ def shared_receiver(redis_server: RedisServer, tmp_path_factory: pytest.TempPath
         tuple[str, Path]]:
     """One receiver for the tests that do not stop Redis (each test still gets a flushed Redis)."""
     log_path = tmp_path_factory.mktemp("receiver") / "receiver.log"
-    proc, url = start_receiver(base_env(REDIS_URL=redis_server.url, ENODE_WEBHOOK_SECRET=TEST_SECRET), log_path)
+    proc, url = start_receiver(base_env(REDIS_URL=emptied(redis_server), ENODE_WEBHOOK_SECRET=TEST_SECRET), log_path)
     yield url, log_path
     proc.stop()
 
