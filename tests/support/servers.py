@@ -92,13 +92,18 @@ class RedisServer:
             "--save", "", "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always", "--maxmemory-policy", "noeviction", "--protected-mode", "no", *self.extra,
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = self.client(socket_connect_timeout=0.2)
+        log = self.workdir / "redis-server.log"  # its start-up lines, kept to say why it did not start
+        with log.open("ab") as output:
+            self.process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT)
+        # (a TLS handshake on a loaded machine can take longer than a plain connect)
+        timeouts = {"socket_connect_timeout": 0.2} if self.tls is None else {"socket_connect_timeout": 2,
+                                                                              "socket_timeout": 2}
+        client = self.client(**timeouts)
         try:
             wait_until(lambda: _pings(client), timeout=10, message="redis-server did not start")
-        except AssertionError:
+        except AssertionError as error:
             self.stop()  # not left running (or unreaped) for a later test to trip over
-            raise
+            raise AssertionError(f"{error}; its log ends:\n{log.read_text(errors='replace')[-1500:]}") from None
         finally:
             client.close()
         return self
