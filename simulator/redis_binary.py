@@ -17,7 +17,7 @@ from pathlib import Path
 
 def find_redis_server() -> str | None:
     venv_bin = Path(sys.prefix) / "bin"
-    system_path = os.pathsep.join(entry for entry in os.environ.get("PATH", "").split(os.pathsep)
+    system_path = os.pathsep.join(entry for entry in os.get_exec_path()  # (what shutil.which searches)
                                   if entry and Path(entry).resolve() != venv_bin.resolve())
     on_path = shutil.which("redis-server", path=system_path) or shutil.which("redis-server")
     if on_path:
